@@ -1,0 +1,203 @@
+//! The one error type every engine returns.
+
+use std::fmt;
+
+use crate::types::{ChunkLocation, CodecId, SeriesId};
+
+/// Convenience alias used across the workspace.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in Gorilla TSDB, with enough context to say what and where.
+///
+/// Engines keep private error enums for their own details and convert them into one of these
+/// variants. The enum is `#[non_exhaustive]`: match the variants you care about and keep a
+/// catch-all arm.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The series is not known to the engine that was asked.
+    #[error("series {series} is not registered")]
+    SeriesNotFound {
+        /// The series that was asked for.
+        series: SeriesId,
+    },
+
+    /// No chunk is stored at this location (never written, deleted, or beyond the end).
+    #[error("{engine}: no chunk at {location}")]
+    ChunkNotFound {
+        /// The engine that was asked.
+        engine: &'static str,
+        /// The location that was asked for.
+        location: ChunkLocation,
+    },
+
+    /// Bytes failed validation: a checksum, a header, a length, or an impossible encoding.
+    ///
+    /// `source` names the file, block or key the bytes came from; `offset` is the byte offset
+    /// inside it where the problem was found.
+    #[error("corrupt data in {source_name} at offset {offset}: {reason}")]
+    Corrupt {
+        /// What held the bytes, e.g. a segment file path or `"gorilla block"`.
+        source_name: String,
+        /// Byte offset of the problem inside `source_name`.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// A block was handed to a codec that did not write it.
+    #[error("{engine} cannot decode blocks written by codec {codec}")]
+    UnsupportedCodec {
+        /// The codec that was asked to decode.
+        engine: &'static str,
+        /// The codec id found in the block.
+        codec: CodecId,
+    },
+
+    /// A batch that must hold one series held points of another.
+    #[error("points of series {found} at index {index} in a batch of series {expected}")]
+    MixedSeries {
+        /// The series of the first point.
+        expected: SeriesId,
+        /// The series of the offending point.
+        found: SeriesId,
+        /// Index of the offending point in the batch.
+        index: usize,
+    },
+
+    /// A point is older than the series accepts (outside the out-of-order window).
+    #[error(
+        "point at {timestamp} for series {series} is older than the out-of-order window allows (oldest accepted: {oldest_accepted})"
+    )]
+    OutOfOrder {
+        /// The series written to.
+        series: SeriesId,
+        /// The rejected point's timestamp.
+        timestamp: i64,
+        /// The oldest timestamp the series accepted at that moment.
+        oldest_accepted: i64,
+    },
+
+    /// Two different label sets hash to the same series id.
+    #[error("series id {series} collides: already registered as {existing}, now asked for {new}")]
+    SeriesIdCollision {
+        /// The colliding id.
+        series: SeriesId,
+        /// The labels registered first, as text.
+        existing: String,
+        /// The labels that collided, as text.
+        new: String,
+    },
+
+    /// Label names or values that break the rules (see [`crate::Labels`]).
+    #[error("invalid labels: {reason}")]
+    InvalidLabels {
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// A regular-expression matcher that does not compile.
+    #[error("invalid matcher for label {label:?}: {reason}")]
+    InvalidMatcher {
+        /// The label the matcher applies to.
+        label: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// An argument that breaks a documented precondition (inverted range, zero step, empty
+    /// block where one is required, ...).
+    #[error("invalid input: {reason}")]
+    InvalidInput {
+        /// What was wrong.
+        reason: String,
+    },
+
+    /// A configured limit was hit; nothing was done.
+    #[error("limit exceeded: {what} would be {requested}, the limit is {limit}")]
+    LimitExceeded {
+        /// What was counted.
+        what: &'static str,
+        /// How many the request needed (or a lower bound).
+        requested: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+
+    /// The engine does not support this operation.
+    #[error("{engine} does not implement {operation}")]
+    NotImplemented {
+        /// The operation asked for.
+        operation: &'static str,
+        /// The engine asked.
+        engine: &'static str,
+    },
+
+    /// An outside service (e.g. Redis) could not be reached or did not answer in time. The
+    /// operation did not take effect, or took effect in full; retrying it is safe.
+    #[error("{engine} is unavailable: {reason}")]
+    Unavailable {
+        /// The engine whose backend failed.
+        engine: &'static str,
+        /// What happened.
+        reason: String,
+    },
+
+    /// The engine was closed and takes no more requests.
+    #[error("{engine} is closed")]
+    Closed {
+        /// The engine.
+        engine: &'static str,
+    },
+
+    /// An I/O error, with the path or object it concerned.
+    #[error("I/O error on {context}: {source}")]
+    Io {
+        /// The path or object, e.g. a file name.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Any other failure of an engine's backend, with its source kept for inspection.
+    #[error("{engine}: {source}")]
+    Engine {
+        /// The engine.
+        engine: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// Builds [`Error::Corrupt`].
+    pub fn corrupt(source_name: impl fmt::Display, offset: u64, reason: impl fmt::Display) -> Self {
+        Error::Corrupt {
+            source_name: source_name.to_string(),
+            offset,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Builds [`Error::InvalidInput`].
+    pub fn invalid_input(reason: impl fmt::Display) -> Self {
+        Error::InvalidInput {
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Builds [`Error::Io`] from an I/O error and the path or object it concerned.
+    pub fn io(context: impl fmt::Display, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.to_string(),
+            source,
+        }
+    }
+
+    /// True when the operation may succeed if retried unchanged (the backend was unavailable).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+}

@@ -1,0 +1,29 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod compressor;
+mod error;
+mod index;
+mod labels;
+mod matcher;
+mod storage;
+mod types;
+
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit;
+
+pub use async_trait::async_trait;
+pub use bytes::Bytes;
+
+pub use compressor::{Compressor, DynCompressor};
+pub use error::{Error, Result};
+pub use index::{DynTimeIndex, TimeIndex};
+pub use labels::{Label, Labels, METRIC_NAME_LABEL};
+pub use matcher::{LabelMatcher, MatchOp};
+pub use storage::{DynStorageEngine, StorageEngine};
+pub use types::{
+    ChunkLocation, ChunkReference, CodecId, CompressedBlock, DataPoint, SeriesId, TimeRange,
+};

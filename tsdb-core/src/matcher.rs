@@ -1,0 +1,186 @@
+//! Label matchers: `=`, `!=`, `=~`, `!~` with Prometheus semantics.
+
+use std::fmt;
+
+use regex::Regex;
+
+use crate::error::{Error, Result};
+
+/// How a [`LabelMatcher`] compares a label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatchOp {
+    /// `=`: the value equals the text.
+    Equal,
+    /// `!=`: the value differs from the text.
+    NotEqual,
+    /// `=~`: the whole value matches the regular expression.
+    RegexMatch,
+    /// `!~`: the whole value does not match the regular expression.
+    RegexNoMatch,
+}
+
+impl fmt::Display for MatchOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::RegexMatch => "=~",
+            MatchOp::RegexNoMatch => "!~",
+        })
+    }
+}
+
+/// Selects series by one label, as in PromQL's `{name="value"}`.
+///
+/// A missing label counts as the empty value, so `{env=""}` selects series without `env` and
+/// `{env!=""}` those that have it. Regular expressions are anchored at both ends (`=~"a|b"`
+/// matches `a` or `b`, not `abc`) and use the syntax of the `regex` crate, which matches RE2's
+/// for the expressions people write in PromQL.
+///
+/// ```
+/// use tsdb_core::{LabelMatcher, MatchOp};
+/// let m = LabelMatcher::new("env", MatchOp::RegexMatch, "prod|staging")?;
+/// assert!(m.matches(Some("prod")));
+/// assert!(!m.matches(Some("production")));
+/// assert!(!m.matches(None));
+/// # Ok::<(), tsdb_core::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct LabelMatcher {
+    name: String,
+    op: MatchOp,
+    value: String,
+    regex: Option<Regex>,
+}
+
+impl LabelMatcher {
+    /// A matcher of label `name`; [`Error::InvalidMatcher`] when a regex does not compile.
+    pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        let value = value.into();
+        let regex = match op {
+            MatchOp::Equal | MatchOp::NotEqual => None,
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(
+                Regex::new(&format!("^(?:{value})$")).map_err(|e| Error::InvalidMatcher {
+                    label: name.clone(),
+                    reason: e.to_string(),
+                })?,
+            ),
+        };
+        Ok(LabelMatcher {
+            name,
+            op,
+            value,
+            regex,
+        })
+    }
+
+    /// `name="value"`.
+    pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
+        LabelMatcher {
+            name: name.into(),
+            op: MatchOp::Equal,
+            value: value.into(),
+            regex: None,
+        }
+    }
+
+    /// `name!="value"`.
+    pub fn not_equal(name: impl Into<String>, value: impl Into<String>) -> Self {
+        LabelMatcher {
+            name: name.into(),
+            op: MatchOp::NotEqual,
+            value: value.into(),
+            regex: None,
+        }
+    }
+
+    /// `__name__="metric"`: selects series of one metric.
+    pub fn metric(metric: impl Into<String>) -> Self {
+        Self::equal(crate::labels::METRIC_NAME_LABEL, metric)
+    }
+
+    /// The label name this matcher looks at.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The comparison.
+    pub fn op(&self) -> MatchOp {
+        self.op
+    }
+
+    /// The text or regular expression compared against, as given.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// Whether a series whose label has `value` (`None` when it lacks the label) is selected.
+    pub fn matches(&self, value: Option<&str>) -> bool {
+        let value = value.unwrap_or("");
+        match (&self.op, &self.regex) {
+            (MatchOp::Equal, _) => value == self.value,
+            (MatchOp::NotEqual, _) => value != self.value,
+            (MatchOp::RegexMatch, Some(re)) => re.is_match(value),
+            (MatchOp::RegexNoMatch, Some(re)) => !re.is_match(value),
+            // `new` always compiles a regex for the regex operators.
+            (MatchOp::RegexMatch | MatchOp::RegexNoMatch, None) => false,
+        }
+    }
+
+    /// Whether a series *without* this label is selected (the matcher accepts `""`).
+    pub fn matches_empty(&self) -> bool {
+        self.matches(None)
+    }
+}
+
+impl PartialEq for LabelMatcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.op == other.op && self.value == other.value
+    }
+}
+
+impl Eq for LabelMatcher {}
+
+impl fmt::Display for LabelMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}{:?}", self.name, self.op, self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_follow_prometheus_semantics() {
+        let eq = LabelMatcher::equal("env", "prod");
+        assert!(eq.matches(Some("prod")) && !eq.matches(Some("dev")) && !eq.matches(None));
+        let ne = LabelMatcher::not_equal("env", "prod");
+        assert!(!ne.matches(Some("prod")) && ne.matches(Some("dev")) && ne.matches(None));
+        let re = LabelMatcher::new("env", MatchOp::RegexMatch, "pr.*").expect("compiles");
+        assert!(re.matches(Some("prod")) && !re.matches(Some("xprod")) && !re.matches(None));
+        let nre = LabelMatcher::new("env", MatchOp::RegexNoMatch, "pr.*").expect("compiles");
+        assert!(!nre.matches(Some("prod")) && nre.matches(Some("dev")) && nre.matches(None));
+    }
+
+    #[test]
+    fn empty_value_matches_missing_label() {
+        assert!(LabelMatcher::equal("env", "").matches(None));
+        assert!(!LabelMatcher::not_equal("env", "").matches(None));
+        let opt = LabelMatcher::new("env", MatchOp::RegexMatch, "prod|").expect("compiles");
+        assert!(opt.matches(None) && opt.matches(Some("prod")));
+    }
+
+    #[test]
+    fn alternation_is_anchored_as_a_whole() {
+        let m = LabelMatcher::new("x", MatchOp::RegexMatch, "a|b").expect("compiles");
+        assert!(!m.matches(Some("ab")) && !m.matches(Some("xa")) && m.matches(Some("b")));
+    }
+
+    #[test]
+    fn bad_regex_is_a_typed_error() {
+        let err = LabelMatcher::new("env", MatchOp::RegexMatch, "(").expect_err("must fail");
+        assert!(matches!(err, Error::InvalidMatcher { ref label, .. } if label == "env"));
+    }
+}

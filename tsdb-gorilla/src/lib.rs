@@ -1,0 +1,1 @@
+//! Placeholder: the codec lands with issue 2.
