@@ -13,3 +13,5 @@
 
 pub mod compressor;
 pub mod data;
+pub mod index;
+pub mod storage;

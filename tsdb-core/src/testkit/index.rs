@@ -1,0 +1,1 @@
+//! Conformance tests for `TimeIndex` implementations (arrive with issue 4).

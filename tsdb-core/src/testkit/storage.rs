@@ -1,0 +1,1 @@
+//! Conformance tests for `StorageEngine` implementations (arrive with issue 3).
