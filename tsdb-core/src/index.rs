@@ -13,24 +13,41 @@ use crate::types::{ChunkLocation, ChunkReference, SeriesId, TimeRange};
 /// The catalog of series and of the chunks that hold their points.
 ///
 /// # Contract
+/// Series:
 /// - `register_series` is idempotent for the same id and labels. An id already registered with
 ///   other labels gives [`crate::Error::SeriesIdCollision`] and changes nothing. Ids are usually
 ///   [`Labels::series_id`], but the index does not require it.
 /// - `series_labels` of an unknown id is `Ok(None)`.
+/// - `drop_series` removes the labels, the postings and every chunk reference of the series; a
+///   later `register_series` of the same id starts with no chunks. Label names and values used
+///   by no remaining series disappear from `label_names` and `label_values`.
+///
+/// Lookups:
 /// - `find_series` returns the ids of series matched by **all** matchers (Prometheus semantics,
-///   see [`LabelMatcher`]), ascending, without duplicates. No matchers select every series.
-/// - `label_names` and `label_values` are sorted ascending without duplicates; `__name__` is a
-///   label name like the others. An unknown label has no values (`Ok(vec![])`).
-/// - `add_chunk` needs a registered series ([`crate::Error::SeriesNotFound`] otherwise). Adding
-///   a reference whose series and location are already present is a no-op, so retries are
-///   harmless. Chunks of one series may overlap in time.
+///   see [`LabelMatcher`]: anchored regexes, a missing label reads as the empty value, so a
+///   matcher that accepts `""` also selects the series without that label, including when no
+///   series has the label at all), ascending, without duplicates. No matchers select every
+///   series. Several matchers on the same label all apply.
+/// - `label_names` and `label_values` are sorted ascending (byte order) without duplicates;
+///   `__name__` is a label name like the others. An unknown label has no values (`Ok(vec![])`).
+///
+/// Chunks (identified within their series by their [`ChunkLocation`]):
+/// - `add_chunk` needs a registered series ([`crate::Error::SeriesNotFound`] otherwise) and
+///   `start_time <= end_time` ([`crate::Error::InvalidInput`] otherwise). Adding a reference
+///   whose series and location are already present is a no-op, even if its other fields differ
+///   (the first one stays), so retries are harmless. Chunks of one series may overlap in time.
 /// - `query_chunks` returns the series' chunks whose `[start_time, end_time]` overlaps `range`
-///   (both inclusive), ordered by `start_time`, then `end_time`, then location. Unknown series
-///   give `Ok(vec![])`.
-/// - `remove_chunks` and `drop_series` ignore what is not there (idempotent). `drop_series`
-///   removes the labels and every chunk reference of the series.
+///   (both inclusive), ordered by `start_time`, then `end_time`, then location (segment, offset,
+///   length), each once. Unknown series give `Ok(vec![])`; an inverted range
+///   (`start > end`) gives [`crate::Error::InvalidInput`]. Every `i64` is a valid time.
+/// - `remove_chunks` forgets the chunks at the given locations and ignores locations, or a
+///   series, that are not there. `drop_series` of an unknown id is `Ok(())`.
+///
+/// Concurrency and failures:
 /// - Every method may be called concurrently; a call's effects are visible to every call that
-///   starts after it returned.
+///   starts after it returned, including through another instance sharing the same backend.
+/// - A failed call returns an error and leaves the index either unchanged or fully changed for
+///   that call, so any call can be retried; [`crate::Error::Unavailable`] marks backend outages.
 ///
 /// The conformance kit (`tsdb_core::testkit::index`, feature `testkit`) checks all this.
 #[async_trait]

@@ -1,1 +1,9 @@
-//! Placeholder: arrives with its issue.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod catalog;
+mod chunks;
+mod index;
+
+pub use index::MemoryTimeIndex;

@@ -1,0 +1,254 @@
+//! Series labels, label postings and Prometheus-style matcher resolution.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tsdb_core::{Error, LabelMatcher, Labels, MatchOp, Result, SeriesId};
+
+/// Ascending series ids of one `name="value"` pair.
+type Postings = BTreeSet<SeriesId>;
+
+/// Every series' labels and the postings that find them.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    labels: HashMap<SeriesId, Labels>,
+    all: Postings,
+    /// label name -> value -> series having that pair.
+    postings: BTreeMap<String, BTreeMap<String, Postings>>,
+}
+
+/// What one matcher selects: the union of some postings, or every series except it.
+struct Selection<'a> {
+    lists: Vec<&'a Postings>,
+    exclude: bool,
+}
+
+impl Selection<'_> {
+    fn len(&self) -> usize {
+        self.lists.iter().map(|l| l.len()).sum()
+    }
+}
+
+/// A set probed by membership: one postings set, or a merged union of several.
+enum Probe<'a> {
+    One(&'a Postings),
+    Many(Vec<SeriesId>),
+}
+
+impl Probe<'_> {
+    fn from_lists<'a>(lists: &[&'a Postings]) -> Probe<'a> {
+        match lists {
+            [one] => Probe::One(one),
+            many => Probe::Many(union(many)),
+        }
+    }
+
+    fn contains(&self, id: &SeriesId) -> bool {
+        match self {
+            Probe::One(set) => set.contains(id),
+            Probe::Many(ids) => ids.binary_search(id).is_ok(),
+        }
+    }
+}
+
+/// The ascending union of several postings sets.
+fn union(lists: &[&Postings]) -> Vec<SeriesId> {
+    let mut out: Vec<SeriesId> = Vec::with_capacity(lists.iter().map(|l| l.len()).sum());
+    for l in lists {
+        out.extend(l.iter().copied());
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+impl Catalog {
+    /// Registers `series`; a collision with other labels changes nothing.
+    pub(crate) fn register(&mut self, series: SeriesId, labels: &Labels) -> Result<bool> {
+        if let Some(existing) = self.labels.get(&series) {
+            if existing == labels {
+                return Ok(false);
+            }
+            return Err(Error::SeriesIdCollision {
+                series,
+                existing: existing.to_string(),
+                new: labels.to_string(),
+            });
+        }
+        for l in labels.iter() {
+            self.postings
+                .entry(l.name.clone())
+                .or_default()
+                .entry(l.value.clone())
+                .or_default()
+                .insert(series);
+        }
+        self.all.insert(series);
+        self.labels.insert(series, labels.clone());
+        Ok(true)
+    }
+
+    /// Forgets `series`; false when it was not registered.
+    pub(crate) fn drop_series(&mut self, series: SeriesId) -> bool {
+        let Some(labels) = self.labels.remove(&series) else {
+            return false;
+        };
+        self.all.remove(&series);
+        for l in labels.iter() {
+            let Some(values) = self.postings.get_mut(&l.name) else {
+                continue;
+            };
+            if let Some(ids) = values.get_mut(&l.value) {
+                ids.remove(&series);
+                if ids.is_empty() {
+                    values.remove(&l.value);
+                }
+            }
+            if values.is_empty() {
+                self.postings.remove(&l.name);
+            }
+        }
+        true
+    }
+
+    pub(crate) fn labels(&self, series: SeriesId) -> Option<&Labels> {
+        self.labels.get(&series)
+    }
+
+    pub(crate) fn label_names(&self) -> Vec<String> {
+        self.postings.keys().cloned().collect()
+    }
+
+    pub(crate) fn label_values(&self, name: &str) -> Vec<String> {
+        self.postings
+            .get(name)
+            .map(|values| values.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// What one matcher selects, resolved over the label's value dictionary.
+    fn select(&self, m: &LabelMatcher) -> Selection<'_> {
+        let values = self.postings.get(m.name());
+        // `=` and `!=` with a non-empty value are single lookups.
+        match m.op() {
+            MatchOp::Equal if !m.value().is_empty() => {
+                return Selection {
+                    lists: values.and_then(|v| v.get(m.value())).into_iter().collect(),
+                    exclude: false,
+                };
+            }
+            MatchOp::NotEqual if !m.value().is_empty() => {
+                return Selection {
+                    lists: values.and_then(|v| v.get(m.value())).into_iter().collect(),
+                    exclude: true,
+                };
+            }
+            _ => {}
+        }
+        // Prometheus: a matcher accepting "" selects everything except the series whose value
+        // it rejects; otherwise it selects the series whose value it accepts.
+        let exclude = m.matches_empty();
+        let lists = values
+            .into_iter()
+            .flat_map(|v| candidate_values(m, v))
+            .filter(|(value, _)| m.matches(Some(value)) != exclude)
+            .map(|(_, ids)| ids)
+            .collect();
+        Selection { lists, exclude }
+    }
+
+    /// Series matched by every matcher, ascending.
+    pub(crate) fn find(&self, matchers: &[LabelMatcher]) -> Vec<SeriesId> {
+        let selections: Vec<Selection<'_>> = matchers.iter().map(|m| self.select(m)).collect();
+        // Drive from the smallest positive selection (or from every series when none is).
+        let driver = selections
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.exclude)
+            .min_by_key(|(_, s)| s.len())
+            .map(|(i, _)| i);
+        if driver.is_some_and(|i| selections[i].lists.is_empty()) {
+            return Vec::new();
+        }
+        let probes: Vec<(Probe<'_>, bool)> = selections
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| Some(*i) != driver && !(s.exclude && s.lists.is_empty()))
+            .map(|(_, s)| (Probe::from_lists(&s.lists), s.exclude))
+            .collect();
+        let keep = |id: &SeriesId| probes.iter().all(|(p, exclude)| p.contains(id) != *exclude);
+        match driver.map(|i| selections[i].lists.as_slice()) {
+            Some([one]) => one.iter().copied().filter(keep).collect(),
+            Some(many) => {
+                let mut ids = union(many);
+                ids.retain(keep);
+                ids
+            }
+            None => self.all.iter().copied().filter(keep).collect(),
+        }
+    }
+}
+
+/// The `(value, postings)` pairs of one label that can possibly match `m`: all of them, or
+/// only those under the regex's literal prefix when it has one.
+fn candidate_values<'a>(
+    m: &LabelMatcher,
+    values: &'a BTreeMap<String, Postings>,
+) -> Box<dyn Iterator<Item = (&'a String, &'a Postings)> + 'a> {
+    let prefix = match m.op() {
+        MatchOp::RegexMatch | MatchOp::RegexNoMatch => literal_prefix(m.value()),
+        MatchOp::Equal | MatchOp::NotEqual => String::new(),
+    };
+    // Values outside the prefix do not match; for a matcher that accepts "" they must still be
+    // listed (they are the ones to exclude), so the shortcut applies only to selections of
+    // matching values.
+    if prefix.is_empty() || m.matches_empty() != (m.op() == MatchOp::RegexNoMatch) {
+        return Box::new(values.iter());
+    }
+    Box::new(
+        values
+            .range(prefix.clone()..)
+            .take_while(move |(v, _)| v.starts_with(&prefix)),
+    )
+}
+
+/// A literal that every match of the anchored regex `pattern` starts with ("" if unknown).
+///
+/// Conservative: patterns with alternation or flags give "", and a literal character followed
+/// by a quantifier is not part of the prefix.
+fn literal_prefix(pattern: &str) -> String {
+    if pattern.contains('|') || pattern.starts_with("(?") {
+        return String::new();
+    }
+    let mut prefix = String::new();
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        if "\\.+*?()[]{}^$".contains(c) {
+            break;
+        }
+        if matches!(chars.peek(), Some('*' | '?' | '{')) {
+            break;
+        }
+        prefix.push(c);
+    }
+    prefix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_prefix_is_conservative() {
+        assert_eq!(literal_prefix("host-1.*"), "host-1");
+        assert_eq!(literal_prefix("abc"), "abc");
+        assert_eq!(literal_prefix("ab?"), "a");
+        assert_eq!(literal_prefix("ab*c"), "a");
+        assert_eq!(literal_prefix("ab{2}"), "a");
+        assert_eq!(literal_prefix("ab+"), "ab");
+        assert_eq!(literal_prefix("a|b"), "");
+        assert_eq!(literal_prefix("(?i)abc"), "");
+        assert_eq!(literal_prefix(".*x"), "");
+        assert_eq!(literal_prefix(r"a\.b"), "a");
+        assert_eq!(literal_prefix("é[x]"), "é");
+    }
+}
