@@ -1,1 +1,43 @@
-//! Placeholder: the codec lands with issue 2.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod bits;
+mod compressor;
+mod decoder;
+mod encoder;
+mod format;
+
+pub use compressor::GorillaCompressor;
+pub use decoder::{Decoder, decode, decode_to_vecs};
+pub use encoder::Encoder;
+
+/// The format version this crate writes and reads (the first byte of every block).
+pub const FORMAT_VERSION: u8 = format::FORMAT_VERSION;
+
+/// Encodes `(timestamp, value)` pairs into one block.
+pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
+    let mut enc = Encoder::with_capacity(points.len());
+    for &(t, v) in points {
+        enc.append(t, v);
+    }
+    enc.finish()
+}
+
+/// Encodes a timestamp column and a value column of equal length into one block.
+///
+/// Fails with [`tsdb_core::Error::InvalidInput`] when the lengths differ.
+pub fn encode_columns(timestamps: &[i64], values: &[f64]) -> tsdb_core::Result<Vec<u8>> {
+    if timestamps.len() != values.len() {
+        return Err(tsdb_core::Error::invalid_input(format_args!(
+            "{} timestamps but {} values",
+            timestamps.len(),
+            values.len()
+        )));
+    }
+    let mut enc = Encoder::with_capacity(timestamps.len());
+    for (&t, &v) in timestamps.iter().zip(values) {
+        enc.append(t, v);
+    }
+    Ok(enc.finish())
+}

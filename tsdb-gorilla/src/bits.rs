@@ -1,0 +1,222 @@
+//! Bit-level I/O: a big-endian bit writer that buffers 64 bits at a time, and a reader that
+//! loads whole 64-bit words.
+
+/// Appends bits most-significant first. Whole words go to `buf`; up to 63 pending bits wait in
+/// `acc`, left-aligned.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BitWriter {
+    buf: Vec<u8>,
+    acc: u64,
+    filled: u32,
+}
+
+impl BitWriter {
+    /// A writer that continues after `bits` bits of `bytes` (padding bits of the last byte are
+    /// ignored and overwritten).
+    pub(crate) fn resume(bytes: &[u8], bits: u64) -> Self {
+        let whole_words = (bits / 64) as usize;
+        let mut buf = Vec::with_capacity(bytes.len() + 16);
+        buf.extend_from_slice(&bytes[..whole_words * 8]);
+        let filled = (bits % 64) as u32;
+        let mut word = [0u8; 8];
+        let rest = &bytes[whole_words * 8..];
+        let n = rest.len().min(8);
+        word[..n].copy_from_slice(&rest[..n]);
+        let acc = if filled == 0 {
+            0
+        } else {
+            u64::from_be_bytes(word) & (u64::MAX << (64 - filled))
+        };
+        BitWriter { buf, acc, filled }
+    }
+
+    /// Writes the low `n` bits of `value` (`1 <= n <= 64`; higher bits must be zero).
+    #[inline(always)]
+    pub(crate) fn write(&mut self, value: u64, n: u32) {
+        debug_assert!((1..=64).contains(&n));
+        debug_assert!(n == 64 || value >> n == 0);
+        let free = 64 - self.filled;
+        if n < free {
+            self.acc |= value << (free - n);
+            self.filled += n;
+        } else {
+            let spill = n - free;
+            // `free >= 1`, so `spill <= 63` and `value >> spill` keeps the top `free` bits.
+            self.acc |= value >> spill;
+            self.buf.extend_from_slice(&self.acc.to_be_bytes());
+            self.acc = if spill == 0 { 0 } else { value << (64 - spill) };
+            self.filled = spill;
+        }
+    }
+
+    /// Number of bits written so far.
+    #[cfg(test)]
+    pub(crate) fn bit_len(&self) -> u64 {
+        self.buf.len() as u64 * 8 + u64::from(self.filled)
+    }
+
+    /// Number of bytes the bits written so far occupy (the last one zero-padded).
+    #[inline]
+    pub(crate) fn byte_len(&self) -> usize {
+        self.buf.len() + self.filled.div_ceil(8) as usize
+    }
+
+    /// Appends the written bits, zero-padded to a whole byte, to `out`.
+    pub(crate) fn copy_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.buf);
+        let tail = self.filled.div_ceil(8) as usize;
+        out.extend_from_slice(&self.acc.to_be_bytes()[..tail]);
+    }
+
+    /// Bytes reserved by the buffer.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Releases spare capacity.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.buf.shrink_to_fit();
+    }
+
+    /// Reserves room for at least `bytes` more bytes.
+    pub(crate) fn reserve(&mut self, bytes: usize) {
+        self.buf.reserve(bytes);
+    }
+}
+
+/// Reads bits most-significant first from a byte slice. Reading past the end yields zero bits;
+/// callers compare [`BitReader::pos`] with [`BitReader::end`] to detect it.
+#[derive(Clone, Debug)]
+pub(crate) struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub(crate) fn new(data: &'a [u8], pos: usize) -> Self {
+        BitReader { data, pos }
+    }
+
+    /// The current bit position.
+    #[inline(always)]
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The number of bits in the data.
+    #[inline(always)]
+    pub(crate) fn end(&self) -> usize {
+        self.data.len() * 8
+    }
+
+    /// The underlying bytes.
+    pub(crate) fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    #[inline(always)]
+    fn load(&self, byte: usize) -> u64 {
+        match self.data.get(byte..).and_then(|s| s.first_chunk::<8>()) {
+            Some(w) => u64::from_be_bytes(*w),
+            None => self.load_slow(byte),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn load_slow(&self, byte: usize) -> u64 {
+        let mut w = [0u8; 8];
+        if let Some(rest) = self.data.get(byte..) {
+            w[..rest.len()].copy_from_slice(rest);
+        }
+        u64::from_be_bytes(w)
+    }
+
+    /// The next 57 or more bits, left-aligned, without consuming them (bits past the valid
+    /// ones are zero or later data; callers use at most 57).
+    #[inline(always)]
+    pub(crate) fn peek(&self) -> u64 {
+        self.load(self.pos >> 3) << (self.pos & 7)
+    }
+
+    /// Skips `n` bits.
+    #[inline(always)]
+    pub(crate) fn consume(&mut self, n: u32) {
+        self.pos += n as usize;
+    }
+
+    /// Reads `n` bits (`1 <= n <= 57`).
+    #[inline(always)]
+    pub(crate) fn read(&mut self, n: u32) -> u64 {
+        debug_assert!((1..=57).contains(&n));
+        let v = self.peek() >> (64 - n);
+        self.pos += n as usize;
+        v
+    }
+
+    /// Reads `n` bits (`1 <= n <= 64`).
+    #[inline(always)]
+    pub(crate) fn read_long(&mut self, n: u32) -> u64 {
+        if n <= 57 {
+            self.read(n)
+        } else {
+            let hi = self.read(32);
+            (hi << (n - 32)) | self.read(n - 32)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_and_reader_agree_on_every_width() {
+        let mut w = BitWriter::default();
+        let mut expect = Vec::new();
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for i in 0..1000u32 {
+            let n = i % 64 + 1;
+            x = x.rotate_left(13).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let v = if n == 64 { x } else { x & ((1 << n) - 1) };
+            w.write(v, n);
+            expect.push((v, n));
+        }
+        let mut bytes = Vec::new();
+        w.copy_to(&mut bytes);
+        assert_eq!(bytes.len() as u64, w.bit_len().div_ceil(8));
+        let mut r = BitReader::new(&bytes, 0);
+        for (v, n) in expect {
+            assert_eq!(r.read_long(n), v, "width {n}");
+        }
+        assert_eq!(r.pos() as u64, w.bit_len());
+    }
+
+    #[test]
+    fn resume_continues_the_same_bit_stream() {
+        let mut one = BitWriter::default();
+        for i in 0..200u64 {
+            one.write(i & 0x1f, 5);
+        }
+        let mut bytes = Vec::new();
+        one.copy_to(&mut bytes);
+        let mut two = BitWriter::resume(&bytes, one.bit_len());
+        for i in 0..200u64 {
+            one.write(i & 0x7, 3);
+            two.write(i & 0x7, 3);
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        one.copy_to(&mut a);
+        two.copy_to(&mut b);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn reading_past_the_end_gives_zeros() {
+        let data = [0xffu8; 3];
+        let mut r = BitReader::new(&data, 20);
+        assert_eq!(r.read(8), 0b1111_0000);
+        assert_eq!(r.read(57), 0);
+        assert!(r.pos() > r.end());
+    }
+}

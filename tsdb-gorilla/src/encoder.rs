@@ -1,0 +1,278 @@
+//! The streaming encoder.
+
+use tsdb_core::Result;
+
+use crate::bits::BitWriter;
+use crate::decoder::Decoder;
+use crate::format::{DOD_WIDTHS, FORMAT_VERSION, varint_len, write_varint};
+
+/// The leading/trailing-zero window of the last value XOR that opened one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Window {
+    /// Leading zero bits (0..=63).
+    pub(crate) leading: u32,
+    /// Meaningful bits (1..=64); 0 means no window has been opened yet.
+    pub(crate) meaningful: u32,
+}
+
+impl Window {
+    #[inline(always)]
+    pub(crate) fn trailing(self) -> u32 {
+        64 - self.leading - self.meaningful
+    }
+}
+
+/// The state both sides keep between points: what the next point is encoded against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct State {
+    pub(crate) prev_ts: i64,
+    pub(crate) prev_delta: i64,
+    pub(crate) prev_value: u64,
+    pub(crate) window: Window,
+}
+
+/// Appends points of one series, one at a time, to a Gorilla bit stream.
+///
+/// An encoder is small (about 80 bytes plus its buffer) and allocates nothing per point
+/// besides amortised growth of its buffer, so a database can keep one per live series.
+/// [`Encoder::snapshot`] gives a complete, decodable block of the points so far without
+/// ending the stream; [`Encoder::finish`] gives the block and consumes the encoder;
+/// [`Encoder::resume`] continues a finished block.
+///
+/// Any timestamps (any order, duplicates, `i64::MIN..=i64::MAX`) and any `f64` bit patterns
+/// are accepted and decode bit for bit.
+///
+/// ```
+/// use tsdb_gorilla::{Decoder, Encoder};
+///
+/// let mut enc = Encoder::new();
+/// enc.append(1_700_000_000_000, 1.0);
+/// enc.append(1_700_000_010_000, 1.0);
+/// let block = enc.finish();
+/// let points: Vec<(i64, f64)> = Decoder::new(&block)?.collect::<Result<_, _>>()?;
+/// assert_eq!(points, [(1_700_000_000_000, 1.0), (1_700_000_010_000, 1.0)]);
+/// # Ok::<(), tsdb_core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Encoder {
+    bits: BitWriter,
+    count: u64,
+    state: State,
+    min_ts: i64,
+    max_ts: i64,
+}
+
+impl Encoder {
+    /// An empty encoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty encoder with room for about `points` points of typical data.
+    pub fn with_capacity(points: usize) -> Self {
+        let mut e = Self::default();
+        e.bits.reserve(16 + points.saturating_mul(2));
+        e
+    }
+
+    /// Continues a block produced by [`Encoder::finish`] or [`Encoder::snapshot`]: the
+    /// returned encoder holds the same points, and appending to it gives the same bytes as
+    /// appending to the original encoder would have.
+    ///
+    /// Decodes the whole block (it must be valid: [`tsdb_core::Error::Corrupt`] otherwise).
+    pub fn resume(block: &[u8]) -> Result<Self> {
+        let mut dec = Decoder::new(block)?;
+        let mut min_ts = i64::MAX;
+        let mut max_ts = i64::MIN;
+        for p in dec.by_ref() {
+            let (t, _) = p?;
+            min_ts = min_ts.min(t);
+            max_ts = max_ts.max(t);
+        }
+        let count = dec.point_count();
+        let (body_start, body_bits, state) = dec.stream_end();
+        let bits = BitWriter::resume(&block[body_start..], body_bits);
+        if count == 0 {
+            min_ts = 0;
+            max_ts = 0;
+        }
+        Ok(Encoder {
+            bits,
+            count,
+            state,
+            min_ts,
+            max_ts,
+        })
+    }
+
+    /// Number of points appended so far.
+    #[inline]
+    pub fn point_count(&self) -> u64 {
+        self.count
+    }
+
+    /// True when no point was appended.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Size in bytes of the block [`Encoder::finish`] would return now.
+    #[inline]
+    pub fn bytes_len(&self) -> usize {
+        1 + varint_len(self.count) + self.bits.byte_len()
+    }
+
+    /// Heap bytes reserved by the encoder's buffer.
+    pub fn capacity(&self) -> usize {
+        self.bits.capacity()
+    }
+
+    /// Releases spare buffer capacity (for encoders that will stay idle).
+    pub fn shrink_to_fit(&mut self) {
+        self.bits.shrink_to_fit();
+    }
+
+    /// The smallest and largest timestamp appended, or `None` when empty.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        (self.count > 0).then_some((self.min_ts, self.max_ts))
+    }
+
+    /// The last point appended, or `None` when empty.
+    pub fn last(&self) -> Option<(i64, f64)> {
+        (self.count > 0).then(|| (self.state.prev_ts, f64::from_bits(self.state.prev_value)))
+    }
+
+    /// Appends one point.
+    #[inline]
+    pub fn append(&mut self, timestamp: i64, value: f64) {
+        let bits = value.to_bits();
+        if self.count == 0 {
+            self.bits.write(timestamp as u64, 64);
+            self.bits.write(bits, 64);
+            self.state.prev_ts = timestamp;
+            self.state.prev_delta = 0;
+            self.state.prev_value = bits;
+            self.min_ts = timestamp;
+            self.max_ts = timestamp;
+            self.count = 1;
+            return;
+        }
+        self.min_ts = self.min_ts.min(timestamp);
+        self.max_ts = self.max_ts.max(timestamp);
+        self.count += 1;
+
+        let delta = timestamp.wrapping_sub(self.state.prev_ts);
+        let dod = delta.wrapping_sub(self.state.prev_delta);
+        self.state.prev_ts = timestamp;
+        self.state.prev_delta = delta;
+        let xor = bits ^ self.state.prev_value;
+        self.state.prev_value = bits;
+
+        if dod == 0 {
+            if xor == 0 {
+                self.bits.write(0b00, 2);
+                return;
+            }
+            self.bits.write(0, 1);
+        } else {
+            self.write_dod(dod);
+        }
+        if xor == 0 {
+            self.bits.write(0, 1);
+        } else {
+            self.write_xor(xor);
+        }
+    }
+
+    /// Appends every point of `points`.
+    pub fn extend(&mut self, points: impl IntoIterator<Item = (i64, f64)>) {
+        for (t, v) in points {
+            self.append(t, v);
+        }
+    }
+
+    #[inline(always)]
+    fn write_dod(&mut self, dod: i64) {
+        #[inline(always)]
+        fn fits(dod: i64, w: u32) -> bool {
+            let half = 1i64 << (w - 1);
+            (-half..half).contains(&dod)
+        }
+        #[inline(always)]
+        fn low(dod: i64, w: u32) -> u64 {
+            (dod as u64) & ((1u64 << w) - 1)
+        }
+        // Bucket k has k+1 one bits, a zero, and a DOD_WIDTHS[k]-bit two's-complement payload.
+        let [w1, w2, w3, w4] = DOD_WIDTHS;
+        if fits(dod, w1) {
+            self.bits.write((0b10 << w1) | low(dod, w1), 2 + w1);
+        } else if fits(dod, w2) {
+            self.bits.write((0b110 << w2) | low(dod, w2), 3 + w2);
+        } else if fits(dod, w3) {
+            self.bits.write((0b1110 << w3) | low(dod, w3), 4 + w3);
+        } else if fits(dod, w4) {
+            self.bits.write((0b11110 << w4) | low(dod, w4), 5 + w4);
+        } else {
+            // Escape: five ones and the full 64-bit delta of delta.
+            self.bits.write(0b11111, 5);
+            self.bits.write(dod as u64, 64);
+        }
+    }
+
+    #[inline(always)]
+    fn write_xor(&mut self, xor: u64) {
+        let lz = xor.leading_zeros();
+        let tz = xor.trailing_zeros();
+        let w = self.state.window;
+        if w.meaningful != 0 && lz >= w.leading && tz >= w.trailing() {
+            // Reuse costs `w.meaningful` payload bits, a new window `12 + (64 - lz - tz)`:
+            // take the new window when the old one has gone stale.
+            if w.meaningful <= 12 + (64 - lz - tz) {
+                let payload = xor >> w.trailing();
+                if w.meaningful <= 62 {
+                    self.bits
+                        .write((0b10 << w.meaningful) | payload, 2 + w.meaningful);
+                } else {
+                    self.bits.write(0b10, 2);
+                    self.bits.write(payload, w.meaningful);
+                }
+                return;
+            }
+        }
+        let meaningful = 64 - lz - tz;
+        self.state.window = Window {
+            leading: lz,
+            meaningful,
+        };
+        let header = (0b11 << 12) | (u64::from(lz) << 6) | u64::from(meaningful - 1);
+        let payload = xor >> tz;
+        if meaningful <= 50 {
+            self.bits
+                .write((header << meaningful) | payload, 14 + meaningful);
+        } else {
+            self.bits.write(header, 14);
+            self.bits.write(payload, meaningful);
+        }
+    }
+
+    /// Appends the complete block (header and bit stream) of the points so far to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.bytes_len());
+        out.push(FORMAT_VERSION);
+        write_varint(out, self.count);
+        self.bits.copy_to(out);
+    }
+
+    /// A complete, decodable block of the points so far; the encoder stays usable.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes_len());
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Ends the stream and returns the block.
+    pub fn finish(self) -> Vec<u8> {
+        self.snapshot()
+    }
+}
