@@ -1,1 +1,50 @@
-//! Placeholder.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod builder;
+mod config;
+mod db;
+mod ingest;
+mod read;
+mod records;
+
+pub use builder::TimeSeriesDBBuilder;
+pub use config::{DatabaseConfig, WalDurability};
+pub use db::{DbStats, Selector, TimeSeriesDB};
+pub use read::SeriesPoints;
+
+pub use tsdb_core::{
+    ChunkLocation, ChunkReference, CodecId, CompressedBlock, Compressor, DataPoint, DynCompressor,
+    DynStorageEngine, DynTimeIndex, Error, Label, LabelMatcher, Labels, MatchOp, Result, SeriesId,
+    StorageEngine, TimeIndex, TimeRange,
+};
+
+/// The contract crate, for engine authors: traits, types and (feature `testkit`) the
+/// conformance kit.
+pub use tsdb_core as core;
+
+/// Codecs for chunks.
+pub mod compression {
+    #[cfg(feature = "gorilla")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "gorilla")))]
+    pub use tsdb_gorilla::GorillaCompressor;
+}
+
+/// Storage engines for chunks.
+pub mod storage {
+    #[cfg(feature = "storage-disk")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "storage-disk")))]
+    pub use tsdb_storage_disk::*;
+}
+
+/// Indexes of series and chunks.
+pub mod index {
+    #[cfg(feature = "index-memory")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "index-memory")))]
+    pub use tsdb_index_memory::*;
+    #[cfg(feature = "index-redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "index-redis")))]
+    pub use tsdb_index_redis::*;
+}

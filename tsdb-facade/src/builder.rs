@@ -1,0 +1,147 @@
+//! [`TimeSeriesDBBuilder`]: puts engines and configuration together into a database.
+
+use std::sync::Arc;
+
+use tsdb_core::{Compressor, Error, Result, StorageEngine, TimeIndex};
+
+use crate::config::DatabaseConfig;
+use crate::db::{Engines, TimeSeriesDB};
+
+/// Builds a [`TimeSeriesDB`]. Every engine is optional: what is not set comes from the
+/// engines the crate's features provide (see the crate documentation).
+///
+/// ```no_run
+/// use gorilla_tsdb::{DatabaseConfig, TimeSeriesDBBuilder};
+/// # async fn run() -> Result<(), gorilla_tsdb::Error> {
+/// let db = TimeSeriesDBBuilder::new()
+///     .with_config(DatabaseConfig { data_dir: "/tmp/metrics".into(), ..Default::default() })
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Default)]
+pub struct TimeSeriesDBBuilder {
+    config: DatabaseConfig,
+    compressor: Option<Arc<dyn Compressor>>,
+    storage: Option<Arc<dyn StorageEngine>>,
+    index: Option<Arc<dyn TimeIndex>>,
+}
+
+impl TimeSeriesDBBuilder {
+    /// A builder with [`DatabaseConfig::default`] and no engine chosen.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses this configuration.
+    pub fn with_config(mut self, config: DatabaseConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses this codec for new chunks (a concrete codec, or an `Arc<dyn Compressor>`).
+    /// Chunks written by the built-in Gorilla codec stay readable whatever is chosen here.
+    pub fn with_compressor<C: Compressor>(mut self, compressor: C) -> Self {
+        self.compressor = Some(Arc::new(compressor));
+        self
+    }
+
+    /// Uses this storage engine (a concrete engine, or an `Arc<dyn StorageEngine>`).
+    pub fn with_storage<S: StorageEngine>(mut self, storage: S) -> Self {
+        self.storage = Some(Arc::new(storage));
+        self
+    }
+
+    /// Uses this index (a concrete index, or an `Arc<dyn TimeIndex>`).
+    pub fn with_index<I: TimeIndex>(mut self, index: I) -> Self {
+        self.index = Some(Arc::new(index));
+        self
+    }
+
+    /// Opens (or creates) the database: engines that were not set are created from the
+    /// configuration, then the catalog and WAL are replayed and background tasks started.
+    /// Must be called inside a Tokio runtime.
+    pub async fn build(self) -> Result<TimeSeriesDB> {
+        let config = self.config;
+        tokio::fs::create_dir_all(&config.data_dir)
+            .await
+            .map_err(|e| Error::io(config.data_dir.display(), e))?;
+        let compressor = match self.compressor {
+            Some(c) => c,
+            None => default_compressor()?,
+        };
+        let storage = match self.storage {
+            Some(s) => s,
+            None => default_storage(&config).await?,
+        };
+        let index = match self.index {
+            Some(i) => i,
+            None => default_index(&config).await?,
+        };
+        TimeSeriesDB::open(
+            config,
+            Engines {
+                compressor,
+                storage,
+                index,
+            },
+        )
+        .await
+    }
+}
+
+fn missing(what: &str) -> Error {
+    Error::invalid_input(what)
+}
+
+#[allow(clippy::unnecessary_wraps)]
+fn default_compressor() -> Result<Arc<dyn Compressor>> {
+    #[cfg(feature = "gorilla")]
+    return Ok(Arc::new(tsdb_gorilla::GorillaCompressor::new()));
+    #[cfg(not(feature = "gorilla"))]
+    return Err(missing(
+        "no compressor: call with_compressor or enable the `gorilla` feature",
+    ));
+}
+
+async fn default_storage(config: &DatabaseConfig) -> Result<Arc<dyn StorageEngine>> {
+    #[cfg(feature = "storage-disk")]
+    {
+        use crate::storage::{Durability, LocalDiskConfig, LocalDiskEngine};
+        // The WAL protects acknowledged points; storage is synced before the WAL is
+        // truncated, so chunk writes need not wait for their own fsync.
+        let storage_config = LocalDiskConfig::default()
+            .durability(Durability::Interval(std::time::Duration::from_secs(1)));
+        let engine =
+            LocalDiskEngine::open_with(config.data_dir.join("chunks"), storage_config).await?;
+        Ok(Arc::new(engine))
+    }
+    #[cfg(not(feature = "storage-disk"))]
+    {
+        let _ = config;
+        Err(missing(
+            "no storage engine: call with_storage or enable the `storage-disk` feature",
+        ))
+    }
+}
+
+async fn default_index(config: &DatabaseConfig) -> Result<Arc<dyn TimeIndex>> {
+    if let Some(url) = &config.redis_url {
+        #[cfg(feature = "index-redis")]
+        {
+            let index =
+                crate::index::RedisTimeIndex::connect(url, &config.redis_key_prefix).await?;
+            return Ok(Arc::new(index));
+        }
+        #[cfg(not(feature = "index-redis"))]
+        return Err(missing(&format!(
+            "redis_url is set ({url}) but gorilla_tsdb was built without the `index-redis` feature"
+        )));
+    }
+    #[cfg(feature = "index-memory")]
+    return Ok(Arc::new(crate::index::MemoryTimeIndex::new()));
+    #[cfg(not(feature = "index-memory"))]
+    return Err(missing(
+        "no index: call with_index, set redis_url (feature `index-redis`) or enable the `index-memory` feature",
+    ));
+}

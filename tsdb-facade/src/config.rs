@@ -1,0 +1,75 @@
+//! [`DatabaseConfig`]: every knob of the database, with documented defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use tsdb_wal::WalDurability;
+
+/// Configuration of a [`crate::TimeSeriesDB`]. Build one with struct-update syntax:
+///
+/// ```
+/// use gorilla_tsdb::DatabaseConfig;
+/// use std::path::PathBuf;
+/// let config = DatabaseConfig {
+///     data_dir: PathBuf::from("/var/lib/tsdb"),
+///     ..Default::default()
+/// };
+/// assert_eq!(config.chunk_max_points, 1024);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatabaseConfig {
+    /// Where chunks, the WAL and the series catalog live. Default: `./tsdb-data`.
+    pub data_dir: PathBuf,
+    /// When set (e.g. `redis://localhost:6379`), the series and chunk index lives in Redis and
+    /// is shared by every process using the same URL and [`Self::redis_key_prefix`]; needs the
+    /// `index-redis` feature. Default: `None` (in-memory index, rebuilt from disk on open).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key. Default: `gorilla-tsdb`.
+    pub redis_key_prefix: String,
+    /// A series' head buffer is sealed into a chunk when it holds this many points.
+    /// Default: 1024.
+    pub chunk_max_points: u32,
+    /// A head buffer is sealed into a chunk when its first point was buffered this long ago,
+    /// even if not full; this bounds how much WAL is kept. Default: 1 hour.
+    pub flush_interval: Duration,
+    /// Durability of acknowledged writes. Default: [`WalDurability::Always`].
+    pub wal_durability: WalDurability,
+    /// Size at which a WAL segment file is closed and a new one started. Default: 64 MiB.
+    pub wal_segment_size: u64,
+    /// Chunks whose newest point is older than this (by data time, against the newest point of
+    /// the database) are deleted. Default: `None` (keep everything).
+    pub retention: Option<Duration>,
+    /// How far behind the newest point of its series a point may be and still be accepted.
+    /// Older points are rejected with [`crate::Error::OutOfOrder`]. Default: 10 minutes.
+    pub out_of_order_window: Duration,
+    /// Number of independently locked head-buffer shards. Default: 64.
+    pub ingest_shards: usize,
+    /// Sealed chunks waiting to be written to storage; when the queue is full, writers wait
+    /// (backpressure). Default: 4096.
+    pub flush_queue_capacity: usize,
+    /// Points that head buffers may hold in all; above it, the largest heads are sealed early
+    /// and writers wait for room. Default: 50,000,000.
+    pub max_buffered_points: u64,
+    /// Concurrent tasks writing sealed chunks to storage and the index. Default: 2.
+    pub flush_workers: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            data_dir: PathBuf::from("./tsdb-data"),
+            redis_url: None,
+            redis_key_prefix: "gorilla-tsdb".to_owned(),
+            chunk_max_points: 1024,
+            flush_interval: Duration::from_secs(3600),
+            wal_durability: WalDurability::Always,
+            wal_segment_size: 64 << 20,
+            retention: None,
+            out_of_order_window: Duration::from_secs(600),
+            ingest_shards: 64,
+            flush_queue_capacity: 4096,
+            max_buffered_points: 50_000_000,
+            flush_workers: 2,
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The ingestion side: sharded per-series head buffers and the queue of sealed heads.
+//!
+//! Series are spread over shards by id; each shard has its own lock, so writers of different
+//! series rarely contend. A shard holds its series' state (newest timestamp, head buffer) and a
+//! FIFO of heads sealed but not yet written as chunks. Each shard's FIFO is drained by exactly
+//! one flush worker, in order, so a series' chunks reach storage in the order they were sealed:
+//! a newer chunk always has a greater [`tsdb_core::ChunkLocation`], which is how reads decide
+//! which of two overlapping chunks holds the latest write.
+
+mod head;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tsdb_core::{Error, Result, SeriesId};
+
+pub(crate) use head::{Head, Sealed};
+
+/// What a shard knows of one series.
+#[derive(Debug, Default)]
+struct SeriesState {
+    /// Newest timestamp accepted so far (for the out-of-order window).
+    max_ts: Option<i64>,
+    head: Option<Head>,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    series: HashMap<SeriesId, SeriesState>,
+    sealed: VecDeque<Arc<Sealed>>,
+}
+
+/// Points of one series buffered in memory, as a query sees them.
+#[derive(Debug, Default)]
+pub(crate) struct MemorySnapshot {
+    /// Sealed heads still on their way to storage, oldest first.
+    pub(crate) sealed: Vec<Arc<Sealed>>,
+    /// The live head's points, newest data of all.
+    pub(crate) head: Option<(Vec<i64>, Vec<f64>)>,
+}
+
+/// All head buffers of the database.
+#[derive(Debug)]
+pub(crate) struct Heads {
+    shards: Box<[Mutex<Shard>]>,
+    chunk_max_points: usize,
+    /// Sealed heads waiting to be written, over all shards.
+    pub(crate) sealed_waiting: AtomicUsize,
+    /// Points held by live heads, over all shards.
+    pub(crate) buffered_points: AtomicU64,
+}
+
+impl Heads {
+    pub(crate) fn new(shards: usize, chunk_max_points: u32) -> Self {
+        Heads {
+            shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+            chunk_max_points: chunk_max_points.max(1) as usize,
+            sealed_waiting: AtomicUsize::new(0),
+            buffered_points: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub(crate) fn shard_of(&self, series: SeriesId) -> usize {
+        let h = series.0 ^ (series.0 >> 29);
+        (h % self.shards.len() as u64) as usize
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes the series known to the heads; true when it was not known before.
+    pub(crate) fn register(&self, series: SeriesId) -> bool {
+        let mut shard = self.lock(self.shard_of(series));
+        if shard.series.contains_key(&series) {
+            return false;
+        }
+        shard.series.insert(series, SeriesState::default());
+        true
+    }
+
+    pub(crate) fn is_registered(&self, series: SeriesId) -> bool {
+        self.lock(self.shard_of(series))
+            .series
+            .contains_key(&series)
+    }
+
+    /// Every series known to the heads.
+    pub(crate) fn series_count(&self) -> usize {
+        (0..self.shards.len())
+            .map(|s| self.lock(s).series.len())
+            .sum()
+    }
+
+    /// Checks one shard's groups against registration and the out-of-order window
+    /// (`window_ms`); nothing is changed.
+    pub(crate) fn validate(
+        &self,
+        shard: usize,
+        groups: &[(SeriesId, &[(i64, f64)])],
+        window_ms: i64,
+    ) -> Result<()> {
+        let shard = self.lock(shard);
+        for &(series, points) in groups {
+            let state = shard
+                .series
+                .get(&series)
+                .ok_or(Error::SeriesNotFound { series })?;
+            let mut newest = state.max_ts.unwrap_or(i64::MIN);
+            for &(t, _) in points {
+                let oldest_accepted = newest.saturating_sub(window_ms);
+                if t < oldest_accepted {
+                    return Err(Error::OutOfOrder {
+                        series,
+                        timestamp: t,
+                        oldest_accepted,
+                    });
+                }
+                newest = newest.max(t);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds points written at WAL position `lsn` to one shard's heads, sealing heads that
+    /// fill up. Unknown series are created (WAL replay may meet them). Returns how many heads
+    /// were sealed.
+    pub(crate) fn apply(
+        &self,
+        shard_index: usize,
+        lsn: u64,
+        groups: &[(SeriesId, &[(i64, f64)])],
+    ) -> usize {
+        let mut shard = self.lock(shard_index);
+        let shard = &mut *shard;
+        let mut sealed = 0;
+        let mut added = 0u64;
+        for &(series, points) in groups {
+            let state = shard.series.entry(series).or_default();
+            for &(t, v) in points {
+                state.max_ts = Some(state.max_ts.map_or(t, |m| m.max(t)));
+                let head = state.head.get_or_insert_with(|| Head::new(lsn));
+                head.push(lsn, t, v);
+                added += 1;
+                if head.len() >= self.chunk_max_points
+                    && let Some(full) = state.head.take()
+                {
+                    self.buffered_points
+                        .fetch_sub(full.len() as u64, Ordering::Relaxed);
+                    shard
+                        .sealed
+                        .push_back(Arc::new(Sealed { series, head: full }));
+                    sealed += 1;
+                }
+            }
+        }
+        self.buffered_points.fetch_add(added, Ordering::Relaxed);
+        self.sealed_waiting.fetch_add(sealed, Ordering::Relaxed);
+        sealed
+    }
+
+    /// Seals every head matching `pick`; returns how many were sealed.
+    fn seal_where(&self, mut pick: impl FnMut(&Head) -> bool) -> usize {
+        let mut total = 0;
+        for s in 0..self.shards.len() {
+            let mut shard = self.lock(s);
+            let shard = &mut *shard;
+            for (&series, state) in shard.series.iter_mut() {
+                if state.head.as_ref().is_some_and(&mut pick)
+                    && let Some(head) = state.head.take()
+                {
+                    self.buffered_points
+                        .fetch_sub(head.len() as u64, Ordering::Relaxed);
+                    shard.sealed.push_back(Arc::new(Sealed { series, head }));
+                    total += 1;
+                }
+            }
+        }
+        self.sealed_waiting.fetch_add(total, Ordering::Relaxed);
+        total
+    }
+
+    /// Seals heads whose first point is older than `max_age`.
+    pub(crate) fn seal_older_than(&self, max_age: Duration) -> usize {
+        self.seal_where(|h| h.opened.elapsed() >= max_age)
+    }
+
+    /// Seals every non-empty head (shutdown).
+    pub(crate) fn seal_all(&self) -> usize {
+        self.seal_where(|_| true)
+    }
+
+    /// Seals the heads holding at least `min_points` points (memory pressure).
+    pub(crate) fn seal_larger_than(&self, min_points: usize) -> usize {
+        self.seal_where(|h| h.len() >= min_points)
+    }
+
+    /// The oldest sealed head of a shard, left in place (and visible to queries) until
+    /// [`Heads::finish_sealed`].
+    pub(crate) fn next_sealed(&self, shard: usize) -> Option<Arc<Sealed>> {
+        self.lock(shard).sealed.front().cloned()
+    }
+
+    /// Removes the shard's oldest sealed head once its chunk is in storage and the index.
+    pub(crate) fn finish_sealed(&self, shard: usize, done: &Arc<Sealed>) {
+        let mut shard = self.lock(shard);
+        if shard.sealed.front().is_some_and(|s| Arc::ptr_eq(s, done)) {
+            shard.sealed.pop_front();
+            self.sealed_waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The smallest WAL position still needed by a head or a sealed head, if any.
+    pub(crate) fn min_lsn(&self) -> Option<u64> {
+        (0..self.shards.len())
+            .filter_map(|s| {
+                let shard = self.lock(s);
+                let heads = shard.series.values().filter_map(|st| st.head.as_ref());
+                let sealed = shard.sealed.iter().map(|s| &s.head);
+                heads.chain(sealed).map(|h| h.first_lsn).min()
+            })
+            .min()
+    }
+
+    /// Approximate heap bytes held by live heads.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        (0..self.shards.len())
+            .map(|s| {
+                let shard = self.lock(s);
+                shard
+                    .series
+                    .values()
+                    .filter_map(|st| st.head.as_ref())
+                    .map(Head::heap_bytes)
+                    .sum::<usize>()
+                    + shard.series.capacity() * std::mem::size_of::<(SeriesId, SeriesState)>()
+            })
+            .sum()
+    }
+
+    /// What a query must see of one series from memory.
+    pub(crate) fn snapshot(&self, series: SeriesId) -> Result<MemorySnapshot> {
+        let shard = self.lock(self.shard_of(series));
+        let sealed = shard
+            .sealed
+            .iter()
+            .filter(|s| s.series == series)
+            .cloned()
+            .collect();
+        let head = match shard.series.get(&series).and_then(|st| st.head.as_ref()) {
+            Some(h) => Some(h.points()?),
+            None => None,
+        };
+        Ok(MemorySnapshot { sealed, head })
+    }
+}

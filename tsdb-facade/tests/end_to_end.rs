@@ -1,0 +1,226 @@
+//! The database end to end on the default engines (disk storage, memory index).
+
+use std::time::Duration;
+
+use gorilla_tsdb::{
+    DataPoint, DatabaseConfig, Error, LabelMatcher, Labels, MatchOp, SeriesId, TimeRange,
+    TimeSeriesDB, TimeSeriesDBBuilder, WalDurability,
+};
+
+fn config(dir: &std::path::Path) -> DatabaseConfig {
+    DatabaseConfig {
+        data_dir: dir.to_path_buf(),
+        chunk_max_points: 100,
+        wal_durability: WalDurability::Never,
+        ..Default::default()
+    }
+}
+
+async fn open(config: DatabaseConfig) -> TimeSeriesDB {
+    TimeSeriesDBBuilder::new()
+        .with_config(config)
+        .build()
+        .await
+        .expect("database opens")
+}
+
+fn cpu(host: &str) -> Labels {
+    Labels::new("cpu", [("host", host), ("region", "eu")]).expect("valid labels")
+}
+
+#[tokio::test]
+async fn points_are_readable_before_and_after_flush_and_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open(config(dir.path())).await;
+    let a = cpu("a");
+    let points: Vec<(i64, f64)> = (0..1000).map(|i| (i * 1000, i as f64 * 0.5)).collect();
+    db.insert_series(&a, &points).await.expect("insert");
+    let all = TimeRange::ALL;
+    let got = db.query(&a, all).await.expect("query");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].iter().collect::<Vec<_>>(), points);
+
+    db.flush().await.expect("flush");
+    assert_eq!(db.stats().buffered_points, 0);
+    assert!(db.stats().chunks_written >= 10);
+    let got = db
+        .query(&a, TimeRange::new(100_000, 199_000).expect("range"))
+        .await
+        .expect("query");
+    assert_eq!(
+        got[0].timestamps,
+        (100..200).map(|i| i * 1000).collect::<Vec<_>>()
+    );
+    db.close().await.expect("close");
+
+    let db = open(config(dir.path())).await;
+    let got = db.query(&a, all).await.expect("query after reopen");
+    assert_eq!(got[0].iter().collect::<Vec<_>>(), points);
+    let found = db
+        .find_series(&[LabelMatcher::new("host", MatchOp::RegexMatch, "a|b").expect("regex")])
+        .await
+        .expect("find");
+    assert_eq!(found, vec![(a.series_id(), a.clone())]);
+    db.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn unflushed_points_come_back_from_the_wal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = cpu("wal");
+    {
+        let db = open(config(dir.path())).await;
+        db.insert_series(&a, &[(1, 1.0), (2, 2.0), (3, f64::NAN)])
+            .await
+            .expect("insert");
+        // Dropped without close: only the WAL has the points.
+    }
+    let db = open(config(dir.path())).await;
+    assert_eq!(db.stats().points_replayed, 3);
+    let got = db.query(&a, TimeRange::ALL).await.expect("query");
+    assert_eq!(got[0].timestamps, vec![1, 2, 3]);
+    assert!(got[0].values[2].is_nan());
+    db.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn out_of_order_window_duplicates_and_special_values() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open(DatabaseConfig {
+        out_of_order_window: Duration::from_secs(60),
+        ..config(dir.path())
+    })
+    .await;
+    let s = cpu("ooo");
+    let id = db.register_series(&s).await.expect("register");
+    db.insert_series(&s, &[(100_000, 1.0), (200_000, 2.0)])
+        .await
+        .expect("insert");
+    // Within the window: accepted and stored in order.
+    db.insert(&s, 150_000, 1.5)
+        .await
+        .expect("late point within the window");
+    // Older than the window: rejected, naming series and timestamp; nothing of the batch kept.
+    let err = db
+        .insert_batch(&[
+            DataPoint::new(id, 250_000, 9.0),
+            DataPoint::new(id, 139_999, 9.0),
+        ])
+        .await
+        .expect_err("too old");
+    match err {
+        Error::OutOfOrder {
+            series,
+            timestamp,
+            oldest_accepted,
+        } => {
+            assert_eq!((series, timestamp, oldest_accepted), (id, 139_999, 190_000));
+        }
+        other => panic!("expected OutOfOrder, got {other:?}"),
+    }
+    // A duplicate timestamp keeps the last value written.
+    db.insert(&s, 200_000, 20.0).await.expect("duplicate");
+    db.insert(&s, 210_000, f64::INFINITY).await.expect("inf");
+    db.insert(&s, 220_000, f64::NEG_INFINITY)
+        .await
+        .expect("-inf");
+    let expect = |got: &gorilla_tsdb::SeriesPoints| {
+        assert_eq!(
+            got.timestamps,
+            vec![100_000, 150_000, 200_000, 210_000, 220_000]
+        );
+        assert_eq!(&got.values[..3], &[1.0, 1.5, 20.0]);
+        assert_eq!(got.values[3], f64::INFINITY);
+        assert_eq!(got.values[4], f64::NEG_INFINITY);
+    };
+    expect(&db.query(id, TimeRange::ALL).await.expect("query")[0]);
+    db.flush().await.expect("flush");
+    expect(&db.query(id, TimeRange::ALL).await.expect("query")[0]);
+    // A duplicate of a point already in a chunk still wins over it.
+    db.insert(&s, 200_000, -2.0)
+        .await
+        .expect("duplicate of a stored point");
+    let got = db.query(id, TimeRange::ALL).await.expect("query");
+    assert_eq!(got[0].timestamps.len(), 5);
+    assert_eq!(got[0].values[2], -2.0);
+    db.flush().await.expect("flush");
+    let got = db.query(id, TimeRange::ALL).await.expect("query");
+    assert_eq!(
+        got[0].values[2], -2.0,
+        "the newer chunk wins over the older one"
+    );
+    db.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn unknown_series_and_closed_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open(config(dir.path())).await;
+    let err = db
+        .insert_batch(&[DataPoint::new(SeriesId(42), 1, 1.0)])
+        .await
+        .expect_err("unknown series");
+    assert!(matches!(err, Error::SeriesNotFound { series } if series == SeriesId(42)));
+    assert!(
+        db.query(SeriesId(42), TimeRange::ALL)
+            .await
+            .expect("query")
+            .is_empty()
+    );
+    db.close().await.expect("close");
+    assert!(matches!(
+        db.insert(&cpu("x"), 1, 1.0).await,
+        Err(Error::Closed { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_and_readers_see_every_point() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = std::sync::Arc::new(open(config(dir.path())).await);
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let labels: Vec<Labels> = (0..20).map(|s| cpu(&format!("w{w}s{s}"))).collect();
+            for step in 0..50i64 {
+                let batch: Vec<DataPoint> = labels
+                    .iter()
+                    .map(|l| DataPoint::new(l.series_id(), step * 10, (w * 1000 + step) as f64))
+                    .collect();
+                for l in &labels {
+                    db.register_series(l).await.expect("register");
+                }
+                db.insert_batch(&batch).await.expect("insert");
+            }
+        }));
+    }
+    let reader = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                let all = db
+                    .query(vec![LabelMatcher::metric("cpu")], TimeRange::ALL)
+                    .await
+                    .expect("query");
+                for s in all {
+                    // Each series is written in time order, so what a reader sees is a prefix.
+                    let n = s.len() as i64;
+                    assert_eq!(s.timestamps, (0..n).map(|i| i * 10).collect::<Vec<_>>());
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    reader.await.expect("reader");
+    let all = db
+        .query(vec![LabelMatcher::metric("cpu")], TimeRange::ALL)
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 160);
+    assert!(all.iter().all(|s| s.len() == 50));
+    db.close().await.expect("close");
+}
