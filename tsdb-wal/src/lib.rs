@@ -1,1 +1,12 @@
-//! Placeholder.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod format;
+mod group_commit;
+mod replay;
+mod scan;
+mod wal;
+
+pub use replay::Replay;
+pub use wal::{Lsn, Wal, WalConfig, WalDurability, WalRecovery, WalStats};
