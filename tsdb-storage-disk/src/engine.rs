@@ -1,0 +1,868 @@
+//! [`LocalDiskEngine`]: opening, writing, reading, deleting and group commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use memmap2::{Mmap, MmapOptions};
+use tokio::sync::watch;
+use tsdb_core::{ChunkLocation, ChunkReference, CompressedBlock, Error, Result, StorageEngine};
+
+use crate::config::{Durability, LocalDiskConfig};
+use crate::format::{
+    DELETION_ENTRY_LEN, Deletion, MAX_PAYLOAD, RecordMeta, decode_deletion, encode_deletion,
+    encode_record, parse_record, record_len,
+};
+use crate::segment::{
+    Entry, Lookup, Scan, SegmentState, Storage, parse_segment_file_name, scan, segment_file_name,
+};
+
+const ENGINE: &str = "local-disk";
+/// Name of the deletion log inside the store directory.
+pub(crate) const DELETION_LOG: &str = "deletions.log";
+const DELETION_LOG_TMP: &str = "deletions.log.tmp";
+
+/// A crash-safe [`StorageEngine`] keeping chunks in append-only segment files of a local
+/// directory. See the crate documentation for the format, durability and concurrency.
+#[derive(Clone)]
+pub struct LocalDiskEngine {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for LocalDiskEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalDiskEngine")
+            .field("dir", &self.inner.dir)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    dir: PathBuf,
+    config: LocalDiskConfig,
+    /// Every segment and its records. Held only for short, non-blocking updates and lookups.
+    state: RwLock<State>,
+    /// The append side. Held while a record is encoded and written (no fsync, except when a
+    /// full segment is sealed).
+    writer: Mutex<Writer>,
+    /// Group commit: how far the appended bytes are known durable, and who is fsyncing.
+    sync: watch::Sender<SyncState>,
+    /// The deletion log; held across its fsync, so deletions run one at a time.
+    deletions: tokio::sync::Mutex<DeletionLog>,
+}
+
+struct State {
+    segments: BTreeMap<u64, SegmentState>,
+    active: u64,
+}
+
+struct Writer {
+    active: u64,
+    file: Arc<File>,
+    /// Where the next record goes in the active segment.
+    pos: u64,
+    /// Bytes appended since open, across segments: the group-commit sequence number.
+    written: u64,
+    buf: Vec<u8>,
+    closed: bool,
+    /// Set when a write or fsync failed in a way that leaves durability unknown.
+    poisoned: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Every byte up to this sequence number is durable.
+    synced: u64,
+    /// A task is running an fsync.
+    leader: bool,
+    /// An fsync failed: nothing written since can be promised durable.
+    failed: Option<String>,
+}
+
+struct DeletionLog {
+    file: Option<File>,
+    len: u64,
+}
+
+/// Hands out a memory map as the owner of [`Bytes`]: the map lives as long as any view of it.
+struct MapOwner(Arc<Mmap>);
+
+impl AsRef<[u8]> for MapOwner {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn io_err(context: impl fmt::Display, source: io::Error) -> Error {
+    Error::io(context, source)
+}
+
+fn not_found(location: &ChunkLocation) -> Error {
+    Error::ChunkNotFound {
+        engine: ENGINE,
+        location: *location,
+    }
+}
+
+fn poisoned_err(reason: &str) -> Error {
+    Error::io(
+        "local-disk store",
+        io::Error::other(format!(
+            "an earlier write or fsync failed, so no write can be promised durable: {reason}"
+        )),
+    )
+}
+
+/// Runs blocking file work off the async worker threads when a tokio runtime is around.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(f)
+            .await
+            .map_err(|e| io::Error::other(format!("blocking task failed: {e}"))),
+        Err(_) => Ok(f()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(format_args!("fsync of directory {}", dir.display()), e))
+}
+
+/// Maps the first `len` bytes of `file`, `None` when `len` is zero.
+fn map_file(file: &File, len: u64, path: &str) -> Result<Option<Arc<Mmap>>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    let len = usize::try_from(len).map_err(|_| {
+        io_err(
+            path,
+            io::Error::other("segment larger than the address space"),
+        )
+    })?;
+    // SAFETY: the map is read-only and never covers more than `len` bytes, which the file
+    // holds: this engine maps a segment only once it is sealed (synced, never appended to
+    // again) or, at open, at the length the file has then, and it never truncates or writes
+    // a file that is mapped (only the active, unmapped segment is ever truncated). Removing
+    // a segment unlinks its name; the inode and the map stay valid until the last view is
+    // dropped. Another process truncating the file behind our back is outside the contract
+    // (documented in the README).
+    #[allow(unsafe_code)]
+    let map = unsafe { MmapOptions::new().len(len).map(file) }
+        .map_err(|e| io_err(format_args!("mmap of {path}"), e))?;
+    Ok(Some(Arc::new(map)))
+}
+
+impl LocalDiskEngine {
+    /// Opens the store in `dir` (creating the directory and an empty store if needed) with
+    /// the default configuration: [`Durability::Always`], 64 MiB segments.
+    pub async fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, LocalDiskConfig::default()).await
+    }
+
+    /// Opens the store in `dir` with `config`.
+    ///
+    /// Recovery happens here: a torn tail of the last segment is cut off (logged at `warn`),
+    /// damaged records elsewhere are logged at `error` and reported by reads, deletions are
+    /// replayed, and segment files without live chunks are removed. With
+    /// [`Durability::Interval`] this must run inside a tokio runtime, which hosts the
+    /// background fsync task.
+    pub async fn open_with(dir: impl AsRef<Path>, config: LocalDiskConfig) -> Result<Self> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        if matches!(config.get_durability(), Durability::Interval(_))
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            return Err(Error::invalid_input(
+                "Durability::Interval needs a tokio runtime for its background fsync",
+            ));
+        }
+        let opened = {
+            let dir = dir.clone();
+            blocking(move || recover(&dir))
+                .await
+                .map_err(|e| io_err("open of the local-disk store", e))??
+        };
+        let inner = Arc::new(Inner {
+            dir,
+            config,
+            state: RwLock::new(State {
+                segments: opened.segments,
+                active: opened.active,
+            }),
+            writer: Mutex::new(Writer {
+                active: opened.active,
+                file: opened.active_file,
+                pos: opened.active_len,
+                written: 0,
+                buf: Vec::new(),
+                closed: false,
+                poisoned: None,
+            }),
+            sync: watch::Sender::new(SyncState::default()),
+            deletions: tokio::sync::Mutex::new(DeletionLog {
+                file: None,
+                len: opened.deletion_log_len,
+            }),
+        });
+        if let Durability::Interval(period) = config.get_durability() {
+            tokio::spawn(background_sync(Arc::downgrade(&inner), period));
+        }
+        Ok(LocalDiskEngine { inner })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> LocalDiskConfig {
+        self.inner.config
+    }
+}
+
+async fn background_sync(engine: Weak<Inner>, period: std::time::Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        let (target, closed) = {
+            let w = inner.lock_writer();
+            (w.written, w.closed)
+        };
+        if let Err(e) = inner.sync_to(target).await {
+            tracing::error!(dir = %inner.dir.display(), error = %e, "background fsync failed");
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// What recovery hands to the engine.
+struct Opened {
+    segments: BTreeMap<u64, SegmentState>,
+    active: u64,
+    active_file: Arc<File>,
+    active_len: u64,
+    deletion_log_len: u64,
+}
+
+fn recover(dir: &Path) -> Result<Opened> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| io_err(format_args!("creating {}", dir.display()), e))?;
+    let mut ids = BTreeSet::new();
+    let listing =
+        std::fs::read_dir(dir).map_err(|e| io_err(format_args!("listing {}", dir.display()), e))?;
+    for item in listing {
+        let item = item.map_err(|e| io_err(format_args!("listing {}", dir.display()), e))?;
+        let name = item.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(id) = parse_segment_file_name(name) {
+            ids.insert(id);
+        } else if name.ends_with(".seg") {
+            tracing::warn!(file = name, dir = %dir.display(), "ignoring a file named like a segment with a malformed number");
+        }
+    }
+    let path_of = |id: u64| -> Arc<str> {
+        Arc::from(dir.join(segment_file_name(id)).to_string_lossy().as_ref())
+    };
+
+    let mut segments = BTreeMap::new();
+    let last = ids.last().copied();
+    let mut active_file = None;
+    let mut active_len = 0;
+    for &id in &ids {
+        let path = path_of(id);
+        if Some(id) == last {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&*path)
+                .map_err(|e| io_err(&path, e))?;
+            let bytes = std::fs::read(&*path).map_err(|e| io_err(&path, e))?;
+            let mut found = scan(&bytes, id);
+            let file_len = bytes.len() as u64;
+            if found.valid_end < file_len {
+                tracing::warn!(
+                    segment = %path,
+                    offset = found.valid_end,
+                    dropped_bytes = file_len - found.valid_end,
+                    reason = found.tail_reason.as_deref().unwrap_or("invalid bytes"),
+                    "truncating the torn tail of the last segment: the bytes after the last valid record hold no complete record"
+                );
+                file.set_len(found.valid_end)
+                    .map_err(|e| io_err(format_args!("truncating the torn tail of {path}"), e))?;
+                found.damage.retain(|d| d.offset < found.valid_end);
+            }
+            log_damage(&path, &found);
+            active_len = found.valid_end;
+            let file = Arc::new(file);
+            active_file = Some(file.clone());
+            segments.insert(id, SegmentState::new(path, found, Storage::Active(file)));
+        } else {
+            let file = File::open(&*path).map_err(|e| io_err(&path, e))?;
+            let len = file.metadata().map_err(|e| io_err(&path, e))?.len();
+            let map = map_file(&file, len, &path)?;
+            let found = map.as_deref().map_or_else(Scan::default, |m| scan(m, id));
+            log_damage(&path, &found);
+            segments.insert(id, SegmentState::new(path, found, Storage::Mapped(map)));
+        }
+    }
+
+    // Replay the deletion log. Entries that match nothing (their segment is gone, or their
+    // record was a torn tail and its offset will be reused) are dropped by rewriting the log.
+    let log_path = dir.join(DELETION_LOG);
+    let mut rewrite = false;
+    let mut kept: Vec<Deletion> = Vec::new();
+    match std::fs::read(&log_path) {
+        Ok(bytes) => {
+            if bytes.len() % DELETION_ENTRY_LEN != 0 {
+                tracing::warn!(
+                    file = %log_path.display(),
+                    offset = bytes.len() - bytes.len() % DELETION_ENTRY_LEN,
+                    dropped_bytes = bytes.len() % DELETION_ENTRY_LEN,
+                    "dropping the torn tail of the deletion log"
+                );
+                rewrite = true;
+            }
+            for (i, raw) in bytes.chunks_exact(DELETION_ENTRY_LEN).enumerate() {
+                let Some(d) = decode_deletion(raw) else {
+                    tracing::error!(
+                        file = %log_path.display(),
+                        offset = i * DELETION_ENTRY_LEN,
+                        "deletion log entry fails its checksum; the chunk it deleted (if any) is live again"
+                    );
+                    rewrite = true;
+                    continue;
+                };
+                let loc = ChunkLocation {
+                    segment: d.segment,
+                    offset: d.offset,
+                    length: d.length,
+                };
+                if segments
+                    .get_mut(&d.segment)
+                    .is_some_and(|seg| seg.delete(&loc))
+                {
+                    kept.push(d);
+                } else {
+                    rewrite = true;
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(log_path.display(), e)),
+    }
+
+    // Remove sealed segments with nothing left worth keeping.
+    let dead: Vec<u64> = segments
+        .iter()
+        .filter(|(id, seg)| Some(**id) != last && seg.is_dead())
+        .map(|(id, _)| *id)
+        .collect();
+    for id in &dead {
+        if let Some(seg) = segments.remove(id) {
+            drop(seg);
+            let path = path_of(*id);
+            std::fs::remove_file(&*path).map_err(|e| io_err(format_args!("removing {path}"), e))?;
+            tracing::info!(segment = %path, "removed a segment with no live chunks");
+        }
+    }
+    if !dead.is_empty() {
+        sync_dir(dir)?;
+        kept.retain(|d| segments.contains_key(&d.segment));
+        rewrite = true;
+    }
+
+    let mut deletion_log_len = (kept.len() * DELETION_ENTRY_LEN) as u64;
+    if rewrite {
+        let tmp = dir.join(DELETION_LOG_TMP);
+        let mut out = Vec::with_capacity(kept.len() * DELETION_ENTRY_LEN);
+        for d in &kept {
+            encode_deletion(&mut out, *d);
+        }
+        let write = || -> io::Result<()> {
+            let f = File::create(&tmp)?;
+            f.write_all_at(&out, 0)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &log_path)
+        };
+        write().map_err(|e| io_err(format_args!("rewriting {}", log_path.display()), e))?;
+        sync_dir(dir)?;
+        deletion_log_len = out.len() as u64;
+    }
+
+    let (active, active_file) = match (last, active_file) {
+        (Some(id), Some(file)) => (id, file),
+        _ => {
+            let id = 0;
+            let path = path_of(id);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&*path)
+                .map_err(|e| io_err(format_args!("creating {path}"), e))?;
+            sync_dir(dir)?;
+            let file = Arc::new(file);
+            segments.insert(
+                id,
+                SegmentState::new(path, Scan::default(), Storage::Active(file.clone())),
+            );
+            (id, file)
+        }
+    };
+    Ok(Opened {
+        segments,
+        active,
+        active_file,
+        active_len,
+        deletion_log_len,
+    })
+}
+
+fn log_damage(path: &str, found: &Scan) {
+    for d in &found.damage {
+        tracing::error!(
+            segment = %path,
+            offset = d.offset,
+            length = d.len,
+            reason = %d.reason,
+            "damaged bytes in a segment: left out of listings, reads there report Error::Corrupt"
+        );
+    }
+}
+
+impl Inner {
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        // A panic while holding the lock cannot leave the writer half-updated in a way that
+        // matters: positions are advanced only after a write succeeded.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, block: &CompressedBlock) -> Result<(u64, ChunkLocation)> {
+        if block.point_count == 0 {
+            return Err(Error::invalid_input(
+                "cannot store an empty block (point_count is 0)",
+            ));
+        }
+        if block.data.len() > MAX_PAYLOAD {
+            return Err(Error::LimitExceeded {
+                what: "chunk payload bytes",
+                requested: block.data.len() as u64,
+                limit: MAX_PAYLOAD as u64,
+            });
+        }
+        let len = record_len(block.data.len());
+        let mut w = self.lock_writer();
+        if w.closed {
+            return Err(Error::Closed { engine: ENGINE });
+        }
+        if let Some(reason) = &w.poisoned {
+            return Err(poisoned_err(reason));
+        }
+        if w.pos > 0 && w.pos + len > self.config.get_segment_size() {
+            self.rotate(&mut w)?;
+        }
+        let w = &mut *w;
+        w.buf.clear();
+        encode_record(&mut w.buf, w.active, w.pos, block);
+        if let Err(e) = w.file.write_all_at(&w.buf, w.pos) {
+            // Cut whatever part of the record reached the file, so the next record starts
+            // where the index expects it. If even that fails, stop taking writes.
+            if let Err(e2) = w.file.set_len(w.pos) {
+                w.poisoned = Some(format!("write failed ({e}) and could not be undone ({e2})"));
+            }
+            let path = segment_file_name(w.active);
+            return Err(io_err(format_args!("appending to segment {path}"), e));
+        }
+        let location = ChunkLocation {
+            segment: w.active,
+            offset: w.pos,
+            length: len,
+        };
+        {
+            let mut st = self.write_state();
+            if let Some(seg) = st.segments.get_mut(&w.active) {
+                seg.entries.push(Entry {
+                    offset: w.pos,
+                    len,
+                    meta: RecordMeta::of(block),
+                    live: true,
+                });
+                seg.live += 1;
+            }
+        }
+        w.pos += len;
+        w.written += len;
+        if w.buf.capacity() > 4 << 20 {
+            w.buf = Vec::new();
+        }
+        Ok((w.written, location))
+    }
+
+    /// Seals the active segment (fsync, then map) and starts the next one.
+    fn rotate(&self, w: &mut Writer) -> Result<()> {
+        let next = w.active.checked_add(1).ok_or(Error::LimitExceeded {
+            what: "segment number",
+            requested: u64::MAX,
+            limit: u64::MAX - 1,
+        })?;
+        let old_path = self.dir.join(segment_file_name(w.active));
+        let old_name = old_path.to_string_lossy().into_owned();
+        if let Err(e) = w.file.sync_data() {
+            let err = io_err(format_args!("fsync of {old_name}"), e);
+            w.poisoned = Some(err.to_string());
+            return Err(err);
+        }
+        // Everything appended so far is durable now.
+        let written = w.written;
+        self.sync.send_modify(|s| s.synced = s.synced.max(written));
+        let map = map_file(&w.file, w.pos, &old_name)?;
+        let path = self.dir.join(segment_file_name(next));
+        let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| io_err(format_args!("creating {name}"), e))?;
+        sync_dir(&self.dir)?;
+        let file = Arc::new(file);
+        {
+            let mut st = self.write_state();
+            if let Some(old) = st.segments.get_mut(&w.active) {
+                old.storage = Storage::Mapped(map);
+            }
+            st.segments.insert(
+                next,
+                SegmentState::new(name, Scan::default(), Storage::Active(file.clone())),
+            );
+            st.active = next;
+        }
+        w.active = next;
+        w.file = file;
+        w.pos = 0;
+        Ok(())
+    }
+
+    /// Returns once every byte up to sequence number `target` is durable, running the fsync
+    /// itself or waiting for the one in flight (group commit).
+    async fn sync_to(&self, target: u64) -> Result<()> {
+        let mut rx = self.sync.subscribe();
+        loop {
+            rx.borrow_and_update();
+            let mut lead = false;
+            let mut outcome = None;
+            self.sync.send_if_modified(|s| {
+                if let Some(reason) = &s.failed {
+                    outcome = Some(Err(poisoned_err(reason)));
+                } else if s.synced >= target {
+                    outcome = Some(Ok(()));
+                } else if !s.leader {
+                    s.leader = true;
+                    lead = true;
+                }
+                false
+            });
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+            if lead {
+                let mut guard = LeaderGuard {
+                    sync: &self.sync,
+                    done: false,
+                };
+                let (file, upto, active) = {
+                    let w = self.lock_writer();
+                    (w.file.clone(), w.written, w.active)
+                };
+                // Segments before the active one were fsynced when sealed, so syncing the
+                // active file makes everything up to `upto` durable.
+                let res = blocking(move || file.sync_data()).await.and_then(|r| r);
+                guard.done = true;
+                self.sync.send_modify(|s| {
+                    s.leader = false;
+                    match &res {
+                        Ok(()) => s.synced = s.synced.max(upto),
+                        Err(e) => {
+                            s.failed = Some(format!(
+                                "fsync of segment {} failed: {e}",
+                                segment_file_name(active)
+                            ))
+                        }
+                    }
+                });
+                if let Err(e) = res {
+                    let mut w = self.lock_writer();
+                    w.poisoned
+                        .get_or_insert_with(|| format!("fsync failed: {e}"));
+                }
+            } else if rx.changed().await.is_err() {
+                return Err(Error::Closed { engine: ENGINE });
+            }
+        }
+    }
+
+    fn read(&self, loc: &ChunkLocation) -> Result<CompressedBlock> {
+        let (storage, entry, path) = {
+            let st = self.read_state();
+            let Some(seg) = st.segments.get(&loc.segment) else {
+                return Err(not_found(loc));
+            };
+            match seg.lookup(loc) {
+                Lookup::Live(e) => (seg.storage.clone(), *e, seg.path.clone()),
+                Lookup::Damaged(d) => {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        loc.offset,
+                        format_args!(
+                            "damaged region of {} bytes at offset {}: {}",
+                            d.len, d.offset, d.reason
+                        ),
+                    ));
+                }
+                Lookup::Missing => return Err(not_found(loc)),
+            }
+        };
+        let start = usize::try_from(entry.offset).map_err(|_| not_found(loc))?;
+        let len = usize::try_from(entry.len).map_err(|_| not_found(loc))?;
+        let end = start + len;
+        let (owner, rel) = match storage {
+            Storage::Mapped(Some(map)) => {
+                if map.len() < end {
+                    return Err(Error::corrupt(
+                        &path,
+                        loc.offset,
+                        "record runs past the end of the mapped segment",
+                    ));
+                }
+                (Bytes::from_owner(MapOwner(map)), start)
+            }
+            Storage::Mapped(None) => {
+                return Err(Error::corrupt(&path, loc.offset, "segment is empty"));
+            }
+            Storage::Active(file) => {
+                let mut buf = vec![0u8; len];
+                file.read_exact_at(&mut buf, entry.offset)
+                    .map_err(|e| io_err(format_args!("reading {path} at offset {start}"), e))?;
+                (Bytes::from(buf), 0)
+            }
+        };
+        let record = &owner[rel..rel + len];
+        let rec = parse_record(record, loc.segment, loc.offset)
+            .map_err(|why| Error::corrupt(&path, loc.offset, why))?;
+        if rec.len != entry.len || rec.meta != entry.meta {
+            return Err(Error::corrupt(
+                &path,
+                loc.offset,
+                "record differs from what was indexed when the segment was opened or written",
+            ));
+        }
+        let payload = rec.payload_range();
+        Ok(CompressedBlock {
+            codec: rec.meta.codec,
+            series_id: rec.meta.series_id,
+            start_time: rec.meta.start_time,
+            end_time: rec.meta.end_time,
+            point_count: rec.meta.point_count,
+            data: owner.slice(rel + payload.start..rel + payload.end),
+        })
+    }
+
+    fn list(&self) -> Vec<ChunkReference> {
+        let st = self.read_state();
+        let mut out = Vec::with_capacity(st.segments.values().map(|s| s.live).sum());
+        for (&id, seg) in &st.segments {
+            for e in seg.entries.iter().filter(|e| e.live) {
+                out.push(ChunkReference {
+                    series_id: e.meta.series_id,
+                    location: ChunkLocation {
+                        segment: id,
+                        offset: e.offset,
+                        length: e.len,
+                    },
+                    start_time: e.meta.start_time,
+                    end_time: e.meta.end_time,
+                    point_count: e.meta.point_count,
+                    codec: e.meta.codec,
+                });
+            }
+        }
+        out
+    }
+
+    async fn delete(&self, locations: &[ChunkLocation]) -> Result<()> {
+        let mut log = self.deletions.lock().await;
+        let todo: Vec<Deletion> = {
+            let st = self.read_state();
+            let set: BTreeSet<Deletion> = locations
+                .iter()
+                .filter(|l| st.segments.get(&l.segment).is_some_and(|s| s.deletable(l)))
+                .map(|l| Deletion {
+                    segment: l.segment,
+                    offset: l.offset,
+                    length: l.length,
+                })
+                .collect();
+            set.into_iter().collect()
+        };
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::with_capacity(todo.len() * DELETION_ENTRY_LEN);
+        for d in &todo {
+            encode_deletion(&mut out, *d);
+        }
+        let log_path = self.dir.join(DELETION_LOG);
+        let file = match log.file.take() {
+            Some(f) => f,
+            None => {
+                let existed = log_path.exists();
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&log_path)
+                    .map_err(|e| io_err(log_path.display(), e))?;
+                if !existed {
+                    sync_dir(&self.dir)?;
+                }
+                f
+            }
+        };
+        let at = log.len;
+        let (file, res) = blocking(move || {
+            let res = file
+                .write_all_at(&out, at)
+                .and_then(|()| file.sync_data())
+                .inspect_err(|_| {
+                    // Leave no half entry behind; a failed truncation shows up as a torn
+                    // entry that the next open drops.
+                    let _ = file.set_len(at);
+                });
+            (file, res)
+        })
+        .await
+        .map_err(|e| io_err(log_path.display(), e))?;
+        log.file = Some(file);
+        res.map_err(|e| io_err(format_args!("appending to {}", log_path.display()), e))?;
+        log.len = at + (todo.len() * DELETION_ENTRY_LEN) as u64;
+
+        let mut removed = Vec::new();
+        {
+            let mut st = self.write_state();
+            for d in &todo {
+                let loc = ChunkLocation {
+                    segment: d.segment,
+                    offset: d.offset,
+                    length: d.length,
+                };
+                if let Some(seg) = st.segments.get_mut(&d.segment) {
+                    seg.delete(&loc);
+                }
+            }
+            let active = st.active;
+            let dead: Vec<u64> = todo
+                .iter()
+                .map(|d| d.segment)
+                .filter(|id| *id != active && st.segments.get(id).is_some_and(|s| s.is_dead()))
+                .collect();
+            for id in dead {
+                if let Some(seg) = st.segments.remove(&id) {
+                    removed.push(seg.path.clone());
+                }
+            }
+        }
+        // Readers holding a view of a removed segment keep its map, and so its inode, alive:
+        // unlinking only removes the name. The file is never truncated.
+        for path in removed {
+            match std::fs::remove_file(&*path) {
+                Ok(()) => tracing::debug!(segment = %path, "removed a segment with no live chunks"),
+                Err(e) => {
+                    tracing::warn!(segment = %path, error = %e, "could not remove a segment with no live chunks; the next open retries")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Releases the fsync leadership if the leading task is dropped mid-fsync, so that another
+/// waiter takes over instead of everyone waiting forever.
+struct LeaderGuard<'a> {
+    sync: &'a watch::Sender<SyncState>,
+    done: bool,
+}
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.sync.send_modify(|s| s.leader = false);
+        }
+    }
+}
+
+#[async_trait]
+impl StorageEngine for LocalDiskEngine {
+    fn name(&self) -> &'static str {
+        ENGINE
+    }
+
+    async fn write_chunk(&self, block: &CompressedBlock) -> Result<ChunkLocation> {
+        let (seq, location) = self.inner.write(block)?;
+        if self.inner.config.get_durability() == Durability::Always {
+            self.inner.sync_to(seq).await?;
+        }
+        Ok(location)
+    }
+
+    async fn read_chunk(&self, location: &ChunkLocation) -> Result<CompressedBlock> {
+        self.inner.read(location)
+    }
+
+    async fn list_chunks(&self) -> Result<Vec<ChunkReference>> {
+        Ok(self.inner.list())
+    }
+
+    async fn delete_chunks(&self, locations: &[ChunkLocation]) -> Result<()> {
+        self.inner.delete(locations).await
+    }
+
+    async fn sync(&self) -> Result<()> {
+        let target = self.inner.lock_writer().written;
+        self.inner.sync_to(target).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let target = {
+            let mut w = self.inner.lock_writer();
+            w.closed = true;
+            w.written
+        };
+        self.inner.sync_to(target).await
+    }
+}

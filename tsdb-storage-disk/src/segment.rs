@@ -1,0 +1,279 @@
+//! What the engine knows about one segment file: its records, its damaged regions and how to
+//! reach its bytes.
+
+use std::fs::File;
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use tsdb_core::ChunkLocation;
+
+use crate::format::{Invalid, RECORD_MAGIC, RecordMeta, parse_record};
+
+/// File name of segment `id`: twenty decimal digits and `.seg`, so names sort like ids.
+pub(crate) fn segment_file_name(id: u64) -> String {
+    format!("{id:020}.seg")
+}
+
+/// The segment id of a file name made by [`segment_file_name`], `None` for any other name.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// One verified record of a segment.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry {
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+    pub(crate) meta: RecordMeta,
+    pub(crate) live: bool,
+}
+
+/// Bytes of a segment that hold no valid record; reads there report [`tsdb_core::Error::Corrupt`].
+#[derive(Clone, Debug)]
+pub(crate) struct Damage {
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+    pub(crate) reason: String,
+    /// A caller deleted the location that starts here: reads say "not found" and the region
+    /// no longer keeps the segment file alive.
+    pub(crate) deleted: bool,
+}
+
+/// What a scan of a segment's bytes found.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) damage: Vec<Damage>,
+    /// End of the last valid record: the bytes after it hold no valid record.
+    pub(crate) valid_end: u64,
+    /// Why the bytes right after `valid_end` are not a record, when there are any.
+    pub(crate) tail_reason: Option<String>,
+}
+
+/// Finds every valid record in `bytes`, the contents of segment `segment`.
+///
+/// A record is valid when its header and record checksums pass and it names this segment and
+/// its own offset. Invalid bytes become damaged regions: after a record whose header is sound
+/// but whose checksum fails, scanning goes on right after it; after a damaged header, at the
+/// next offset that starts a valid record.
+pub(crate) fn scan(bytes: &[u8], segment: u64) -> Scan {
+    let mut scan = Scan::default();
+    let len = bytes.len() as u64;
+    let mut pos = 0u64;
+    while pos < len {
+        let here = &bytes[pos as usize..];
+        match parse_record(here, segment, pos) {
+            Ok(rec) => {
+                scan.entries.push(Entry {
+                    offset: pos,
+                    len: rec.len,
+                    meta: rec.meta,
+                    live: true,
+                });
+                pos += rec.len;
+                scan.valid_end = pos;
+                scan.tail_reason = None;
+            }
+            Err(invalid) => {
+                if scan.tail_reason.is_none() {
+                    scan.tail_reason = Some(invalid.to_string());
+                }
+                let end = match invalid {
+                    Invalid::BadChecksum { len: rec_len, .. } => pos + rec_len,
+                    Invalid::Incomplete { .. } | Invalid::BadHeader(_) => {
+                        resync(bytes, pos + 1, segment).unwrap_or(len)
+                    }
+                };
+                scan.damage.push(Damage {
+                    offset: pos,
+                    len: end - pos,
+                    reason: invalid.to_string(),
+                    deleted: false,
+                });
+                pos = end;
+            }
+        }
+    }
+    scan
+}
+
+/// The first offset at or after `from` where a valid record starts.
+fn resync(bytes: &[u8], from: u64, segment: u64) -> Option<u64> {
+    let mut at = from as usize;
+    while at + RECORD_MAGIC.len() <= bytes.len() {
+        let found = bytes[at..]
+            .windows(RECORD_MAGIC.len())
+            .position(|w| w == RECORD_MAGIC)?;
+        at += found;
+        if parse_record(&bytes[at..], segment, at as u64).is_ok() {
+            return Some(at as u64);
+        }
+        at += 1;
+    }
+    None
+}
+
+/// How a segment's bytes are reached.
+#[derive(Clone, Debug)]
+pub(crate) enum Storage {
+    /// The segment being appended to: read with positioned reads (a copy), never mapped.
+    Active(Arc<File>),
+    /// A sealed segment, mapped up to its synced length (`None` when empty).
+    Mapped(Option<Arc<Mmap>>),
+}
+
+/// What a location points at.
+pub(crate) enum Lookup<'a> {
+    Live(&'a Entry),
+    Damaged(&'a Damage),
+    Missing,
+}
+
+/// The engine's view of one segment.
+#[derive(Debug)]
+pub(crate) struct SegmentState {
+    pub(crate) path: Arc<str>,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) damage: Vec<Damage>,
+    pub(crate) storage: Storage,
+    pub(crate) live: usize,
+}
+
+impl SegmentState {
+    pub(crate) fn new(path: Arc<str>, scan: Scan, storage: Storage) -> Self {
+        let live = scan.entries.iter().filter(|e| e.live).count();
+        SegmentState {
+            path,
+            entries: scan.entries,
+            damage: scan.damage,
+            storage,
+            live,
+        }
+    }
+
+    pub(crate) fn lookup(&self, loc: &ChunkLocation) -> Lookup<'_> {
+        if let Ok(i) = self.entries.binary_search_by_key(&loc.offset, |e| e.offset) {
+            let e = &self.entries[i];
+            return if e.live && e.len == loc.length {
+                Lookup::Live(e)
+            } else {
+                Lookup::Missing
+            };
+        }
+        self.damage
+            .iter()
+            .find(|d| !d.deleted && d.offset <= loc.offset && loc.offset - d.offset < d.len)
+            .map_or(Lookup::Missing, Lookup::Damaged)
+    }
+
+    /// Marks the chunk at `loc` deleted; true when something changed.
+    pub(crate) fn delete(&mut self, loc: &ChunkLocation) -> bool {
+        if let Ok(i) = self.entries.binary_search_by_key(&loc.offset, |e| e.offset) {
+            let e = &mut self.entries[i];
+            if e.live && e.len == loc.length {
+                e.live = false;
+                self.live -= 1;
+                return true;
+            }
+            return false;
+        }
+        if let Some(d) = self
+            .damage
+            .iter_mut()
+            .find(|d| !d.deleted && d.offset == loc.offset)
+        {
+            d.deleted = true;
+            return true;
+        }
+        false
+    }
+
+    /// Whether `loc` names something [`Self::delete`] would delete.
+    pub(crate) fn deletable(&self, loc: &ChunkLocation) -> bool {
+        match self.entries.binary_search_by_key(&loc.offset, |e| e.offset) {
+            Ok(i) => self.entries[i].live && self.entries[i].len == loc.length,
+            Err(_) => self
+                .damage
+                .iter()
+                .any(|d| !d.deleted && d.offset == loc.offset),
+        }
+    }
+
+    /// True when nothing in the segment is worth keeping: no live chunk, and no damaged
+    /// region that a caller may still ask about.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.live == 0 && self.damage.iter().all(|d| d.deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::encode_record;
+    use bytes::Bytes;
+    use tsdb_core::{CodecId, CompressedBlock, SeriesId};
+
+    fn records(segment: u64, payloads: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in payloads {
+            let offset = out.len() as u64;
+            let block = CompressedBlock {
+                codec: CodecId(1),
+                series_id: SeriesId(5),
+                start_time: 1,
+                end_time: 2,
+                point_count: 1,
+                data: Bytes::copy_from_slice(p),
+            };
+            encode_record(&mut out, segment, offset, &block);
+        }
+        out
+    }
+
+    #[test]
+    fn names_round_trip_and_reject_others() {
+        assert_eq!(parse_segment_file_name(&segment_file_name(42)), Some(42));
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
+        for bad in [
+            "42.seg",
+            "0000000000000000004x.seg",
+            "00000000000000000042.log",
+            "99999999999999999999.seg",
+        ] {
+            assert_eq!(parse_segment_file_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn scan_finds_records_and_skips_a_damaged_header() {
+        let mut bytes = records(3, &[b"aaaa", b"bbbbbbbb", b"cc"]);
+        assert_eq!(scan(&bytes, 3).entries.len(), 3);
+        // Damage the second record's header: the third is still found.
+        let second = 68;
+        bytes[second + 9] ^= 0x10;
+        let s = scan(&bytes, 3);
+        assert_eq!(
+            s.entries.iter().map(|e| e.offset).collect::<Vec<_>>(),
+            vec![0, 140]
+        );
+        assert_eq!(s.damage.len(), 1);
+        assert_eq!((s.damage[0].offset, s.damage[0].len), (68, 72));
+        assert_eq!(s.valid_end, bytes.len() as u64);
+    }
+
+    #[test]
+    fn scan_reports_torn_tail() {
+        let bytes = records(0, &[b"aaaa", b"bbbbbbbb"]);
+        let s = scan(&bytes[..bytes.len() - 3], 0);
+        assert_eq!(s.entries.len(), 1);
+        assert_eq!(s.valid_end, 68);
+        assert!(s.tail_reason.is_some_and(|r| r.contains("incomplete")));
+    }
+}

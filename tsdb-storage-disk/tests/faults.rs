@@ -1,0 +1,538 @@
+//! Fault tests: torn tails at every byte offset, every single-bit flip, and a few damaged
+//! store files. Whatever the damage, a read either returns the exact bytes written or an
+//! error; chunks the damage did not touch are all still there.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tsdb_core::{ChunkLocation, CodecId, CompressedBlock, Error, SeriesId, StorageEngine};
+use tsdb_storage_disk::{Durability, LocalDiskConfig, LocalDiskEngine};
+
+/// Everything this test binary logs, so tests can check what recovery reported.
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        buf
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn logged_lines_mentioning(needle: &str) -> Vec<String> {
+    let buf = log_buffer().lock().unwrap_or_else(PoisonError::into_inner);
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn block(i: u64, len: usize) -> CompressedBlock {
+    CompressedBlock {
+        codec: CodecId(1 + (i % 3) as u16),
+        series_id: SeriesId(0xABCD_0000 + i),
+        start_time: i as i64 * 1000,
+        end_time: i as i64 * 1000 + 999,
+        point_count: 10 + i as u32,
+        data: Bytes::from(
+            (0..len)
+                .map(|j| (j as u64 * 31 + i * 7) as u8)
+                .collect::<Vec<u8>>(),
+        ),
+    }
+}
+
+fn small_segments() -> LocalDiskConfig {
+    LocalDiskConfig::default().segment_size(LocalDiskConfig::MIN_SEGMENT_SIZE)
+}
+
+/// No fsync on the write path, so that thousands of reopen rounds stay fast; these tests
+/// never crash the machine, so the page cache is as good as the disk.
+fn no_fsync() -> LocalDiskConfig {
+    small_segments().durability(Durability::Interval(Duration::from_secs(3600)))
+}
+
+type Snapshot = BTreeMap<String, Vec<u8>>;
+
+fn snapshot(dir: &Path) -> Snapshot {
+    std::fs::read_dir(dir)
+        .expect("list dir")
+        .map(|e| {
+            let e = e.expect("dir entry");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read file"),
+            )
+        })
+        .collect()
+}
+
+fn restore(dir: &Path, snap: &Snapshot) {
+    for e in std::fs::read_dir(dir).expect("list dir") {
+        std::fs::remove_file(e.expect("dir entry").path()).expect("remove file");
+    }
+    for (name, bytes) in snap {
+        std::fs::write(dir.join(name), bytes).expect("write file");
+    }
+}
+
+fn seg_name(id: u64) -> String {
+    format!("{id:020}.seg")
+}
+
+/// Builds a store whose segment 0 is sealed and small (three records), segment 1 sealed with
+/// one large record, and segment 2 active with three records.
+async fn build_store(dir: &Path) -> Vec<(ChunkLocation, CompressedBlock)> {
+    let e = LocalDiskEngine::open_with(dir, small_segments())
+        .await
+        .expect("open");
+    let mut out = Vec::new();
+    for (i, len) in [
+        (0, 20),
+        (1, 45),
+        (2, 7),
+        (3, 4000),
+        (4, 30),
+        (5, 1),
+        (6, 64),
+    ] {
+        let b = block(i, len);
+        let loc = e.write_chunk(&b).await.expect("write");
+        out.push((loc, b));
+    }
+    e.close().await.expect("close");
+    let segs: Vec<u64> = out.iter().map(|(l, _)| l.segment).collect();
+    assert_eq!(segs, [0, 0, 0, 1, 2, 2, 2], "test store layout");
+    out
+}
+
+/// Damage never turns into wrong bytes: every chunk reads back exactly, or (only the chunks
+/// in `may_fail`) fails with `Corrupt` or `ChunkNotFound`. Returns the failed chunks' errors.
+async fn check_store(
+    e: &LocalDiskEngine,
+    chunks: &[(ChunkLocation, CompressedBlock)],
+    may_fail: &dyn Fn(&ChunkLocation) -> bool,
+    what: &str,
+) -> Vec<(ChunkLocation, Error)> {
+    let mut failed = Vec::new();
+    for (loc, want) in chunks {
+        match e.read_chunk(loc).await {
+            Ok(got) => assert!(got == *want, "{what}: {loc} returned wrong bytes as good"),
+            Err(err) => {
+                assert!(
+                    may_fail(loc),
+                    "{what}: undamaged chunk {loc} failed to read: {err}"
+                );
+                assert!(
+                    matches!(err, Error::Corrupt { .. } | Error::ChunkNotFound { .. }),
+                    "{what}: {loc} failed with an unexpected error {err:?}"
+                );
+                failed.push((*loc, err));
+            }
+        }
+    }
+    let listed = e.list_chunks().await.expect("list");
+    for r in &listed {
+        let (_, want) = chunks
+            .iter()
+            .find(|(l, _)| *l == r.location)
+            .unwrap_or_else(|| panic!("{what}: listing invents a chunk at {}", r.location));
+        assert_eq!(
+            *r,
+            tsdb_core::ChunkReference::new(want, r.location),
+            "{what}: listing has wrong metadata"
+        );
+    }
+    for (loc, _) in chunks {
+        let is_listed = listed.iter().any(|r| r.location == *loc);
+        let is_failed = failed.iter().any(|(l, _)| l == loc);
+        assert_eq!(
+            is_listed, !is_failed,
+            "{what}: {loc} must be listed exactly when it reads back"
+        );
+    }
+    failed
+}
+
+#[tokio::test]
+async fn torn_tail_at_every_offset_is_cut_and_logged() {
+    log_buffer();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    let pristine = snapshot(dir.path());
+    let last = seg_name(2);
+    let last_path = dir.path().join(&last);
+    let full_len = pristine[&last].len() as u64;
+    let first_cut = chunks[4].0.offset;
+    let mut truncations_logged = 0;
+    for cut in first_cut..=full_len {
+        restore(dir.path(), &pristine);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&last_path)
+            .expect("open segment");
+        f.set_len(cut).expect("truncate");
+        drop(f);
+        let what = format!("last segment cut at {cut} of {full_len}");
+        let intact = |l: &ChunkLocation| l.segment < 2 || l.offset + l.length <= cut;
+        let e = LocalDiskEngine::open_with(dir.path(), no_fsync())
+            .await
+            .unwrap_or_else(|err| panic!("{what}: open failed: {err}"));
+        let failed = check_store(&e, &chunks, &|l| !intact(l), &what).await;
+        for (loc, err) in &failed {
+            assert!(
+                matches!(err, Error::ChunkNotFound { .. }),
+                "{what}: a torn record is cut away, so {loc} must be not found, got {err}"
+            );
+        }
+        assert_eq!(
+            failed.len(),
+            chunks.iter().filter(|(l, _)| !intact(l)).count(),
+            "{what}: every chunk past the cut must be gone"
+        );
+        let valid_end = chunks
+            .iter()
+            .filter(|(l, _)| l.segment == 2 && intact(l))
+            .map(|(l, _)| l.offset + l.length)
+            .max()
+            .unwrap_or(0);
+        let file_len = std::fs::metadata(&last_path).expect("stat").len();
+        assert_eq!(
+            file_len, valid_end,
+            "{what}: the file must be truncated to the end of the last complete record"
+        );
+        if cut > valid_end {
+            truncations_logged += 1;
+        }
+        // The store takes new writes where the torn record was, and they survive a reopen.
+        let extra = block(99, 50);
+        let loc = e.write_chunk(&extra).await.expect("write after recovery");
+        assert_eq!(
+            (loc.segment, loc.offset),
+            (2, valid_end),
+            "{what}: append position"
+        );
+        drop(e);
+        let e = LocalDiskEngine::open_with(dir.path(), no_fsync())
+            .await
+            .expect("reopen");
+        let got = e.read_chunk(&loc).await.expect("read after reopen");
+        assert!(got == extra, "{what}: the write after recovery changed");
+        let mut all: Vec<_> = chunks.iter().filter(|(l, _)| intact(l)).cloned().collect();
+        all.push((loc, extra));
+        assert!(
+            check_store(&e, &all, &|_| false, &what).await.is_empty(),
+            "{what}: nothing may fail after the second reopen"
+        );
+    }
+    let lines = logged_lines_mentioning("truncating the torn tail");
+    let ours: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains(&*last_path.to_string_lossy()))
+        .collect();
+    assert!(
+        ours.len() >= truncations_logged && truncations_logged > 0,
+        "each truncation must be logged: {truncations_logged} truncations, {} log lines",
+        ours.len()
+    );
+    assert!(
+        ours.iter()
+            .all(|l| l.contains("dropped_bytes=") && l.contains("offset=")),
+        "the log line must say what was dropped: {:?}",
+        ours.first()
+    );
+}
+
+/// Flips `bit` of file `name` in a restored copy of the store, reopens and checks.
+async fn flip_and_check(
+    dir: &Path,
+    pristine: &Snapshot,
+    chunks: &[(ChunkLocation, CompressedBlock)],
+    name: &str,
+    segment: u64,
+    bit: usize,
+) {
+    restore(dir, pristine);
+    let mut bytes = pristine[name].clone();
+    bytes[bit / 8] ^= 1 << (bit % 8);
+    std::fs::write(dir.join(name), &bytes).expect("write flipped");
+    let byte = (bit / 8) as u64;
+    let hit =
+        |l: &ChunkLocation| l.segment == segment && l.offset <= byte && byte < l.offset + l.length;
+    let what = format!("bit {bit} of {name} flipped");
+    let e = LocalDiskEngine::open_with(dir, no_fsync())
+        .await
+        .unwrap_or_else(|err| panic!("{what}: open failed: {err}"));
+    let failed = check_store(&e, chunks, &hit, &what).await;
+    let owner = chunks
+        .iter()
+        .find(|(l, _)| hit(l))
+        .map(|(l, _)| *l)
+        .unwrap_or_else(|| panic!("{what}: every byte of a segment belongs to a record"));
+    assert_eq!(
+        failed.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        vec![owner],
+        "{what}: the flip must be detected in the chunk it hit, and only there"
+    );
+    let is_last_record = chunks.last().is_some_and(|(l, _)| *l == owner);
+    match &failed[0].1 {
+        Error::Corrupt {
+            source_name,
+            offset,
+            ..
+        } => {
+            assert!(
+                source_name.ends_with(name) && *offset == owner.offset,
+                "{what}: Corrupt must name the segment file and offset, got {source_name} at {offset}"
+            );
+        }
+        Error::ChunkNotFound { .. } => assert!(
+            is_last_record,
+            "{what}: only the last record of the last segment may be dropped as a torn tail"
+        ),
+        other => panic!("{what}: unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_bit_flip_in_a_segment_is_detected() {
+    log_buffer();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    let pristine = snapshot(dir.path());
+    // Every bit of the small sealed segment and of the active one.
+    for segment in [0u64, 2] {
+        let name = seg_name(segment);
+        for bit in 0..pristine[&name].len() * 8 {
+            flip_and_check(dir.path(), &pristine, &chunks, &name, segment, bit).await;
+        }
+    }
+    // The large record of segment 1: every header and trailer bit, and a sample of the rest.
+    let name = seg_name(1);
+    let len = pristine[&name].len() * 8;
+    let bits = (0..60 * 8)
+        .chain((60 * 8..len - 32).step_by(97))
+        .chain(len - 32..len);
+    for bit in bits {
+        flip_and_check(dir.path(), &pristine, &chunks, &name, 1, bit).await;
+    }
+}
+
+#[tokio::test]
+async fn damage_is_reported_with_file_and_offset_and_does_not_stop_the_store() {
+    log_buffer();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    // Zero out the middle record of segment 0 (header and payload).
+    let path = dir.path().join(seg_name(0));
+    let mut bytes = std::fs::read(&path).expect("read");
+    let victim = chunks[1].0;
+    for b in &mut bytes[victim.offset as usize..(victim.offset + victim.length) as usize] {
+        *b = 0;
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let e = LocalDiskEngine::open(dir.path()).await.expect("open");
+    match e.read_chunk(&victim).await {
+        Err(Error::Corrupt {
+            source_name,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(source_name, path.to_string_lossy());
+            assert_eq!(offset, victim.offset);
+            assert!(!reason.is_empty());
+        }
+        other => panic!("a zeroed record must read as Corrupt, got {other:?}"),
+    }
+    let failed = check_store(&e, &chunks, &|l| *l == victim, "zeroed record").await;
+    assert_eq!(failed.len(), 1);
+    assert!(
+        !logged_lines_mentioning("damaged bytes in a segment")
+            .iter()
+            .filter(|l| l.contains(&*path.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .is_empty(),
+        "damage found at open must be logged"
+    );
+    // The store still takes writes, and deleting the damaged location is accepted and lasts.
+    let extra = block(77, 10);
+    let loc = e.write_chunk(&extra).await.expect("write");
+    e.delete_chunks(&[victim]).await.expect("delete damaged");
+    assert!(matches!(
+        e.read_chunk(&victim).await,
+        Err(Error::ChunkNotFound { .. })
+    ));
+    e.close().await.expect("close");
+    drop(e);
+    let e = LocalDiskEngine::open(dir.path()).await.expect("reopen");
+    assert!(matches!(
+        e.read_chunk(&victim).await,
+        Err(Error::ChunkNotFound { .. })
+    ));
+    assert!(e.read_chunk(&loc).await.expect("read") == extra);
+}
+
+#[tokio::test]
+async fn a_segment_whose_chunks_are_all_deleted_is_removed_and_stays_deleted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    let e = LocalDiskEngine::open(dir.path()).await.expect("open");
+    let seg0: Vec<_> = chunks
+        .iter()
+        .filter(|(l, _)| l.segment == 0)
+        .map(|(l, _)| *l)
+        .collect();
+    // A reader holds a view of a chunk of segment 0 across the removal of its file.
+    let held = e.read_chunk(&seg0[0]).await.expect("read");
+    e.delete_chunks(&seg0).await.expect("delete");
+    assert!(
+        !dir.path().join(seg_name(0)).exists(),
+        "a sealed segment without live chunks must be removed"
+    );
+    assert!(
+        held == chunks[0].1,
+        "a view taken before the removal stays valid"
+    );
+    // The active segment is never removed, even when all its chunks are deleted.
+    let seg2: Vec<_> = chunks
+        .iter()
+        .filter(|(l, _)| l.segment == 2)
+        .map(|(l, _)| *l)
+        .collect();
+    e.delete_chunks(&seg2).await.expect("delete");
+    assert!(dir.path().join(seg_name(2)).exists());
+    drop(e);
+    let e = LocalDiskEngine::open(dir.path()).await.expect("reopen");
+    for loc in seg0.iter().chain(&seg2) {
+        assert!(
+            matches!(e.read_chunk(loc).await, Err(Error::ChunkNotFound { .. })),
+            "{loc} must stay deleted"
+        );
+    }
+    let listed: Vec<_> = e
+        .list_chunks()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.location)
+        .collect();
+    assert_eq!(listed, vec![chunks[3].0]);
+    drop(e);
+    // New segments get new numbers: a stale deletion can never hit a new chunk.
+    let e = LocalDiskEngine::open_with(dir.path(), small_segments())
+        .await
+        .expect("reopen");
+    let b = block(55, 5000);
+    let loc = e.write_chunk(&b).await.expect("write");
+    assert!(loc.segment > 2, "segment numbers are never reused: {loc}");
+    drop(e);
+    let e = LocalDiskEngine::open(dir.path()).await.expect("reopen");
+    assert!(e.read_chunk(&loc).await.expect("read") == b);
+}
+
+#[tokio::test]
+async fn a_damaged_deletion_log_is_repaired_without_losing_chunks() {
+    log_buffer();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    let e = LocalDiskEngine::open(dir.path()).await.expect("open");
+    e.delete_chunks(&[chunks[4].0, chunks[5].0])
+        .await
+        .expect("delete");
+    drop(e);
+    // A torn last entry (a crash while appending) loses only that deletion.
+    let log = dir.path().join("deletions.log");
+    let bytes = std::fs::read(&log).expect("read log");
+    assert_eq!(bytes.len(), 64, "two 32-byte entries");
+    std::fs::write(&log, &bytes[..50]).expect("tear log");
+    let e = LocalDiskEngine::open(dir.path()).await.expect("open");
+    assert!(matches!(
+        e.read_chunk(&chunks[4].0).await,
+        Err(Error::ChunkNotFound { .. })
+    ));
+    assert!(e.read_chunk(&chunks[5].0).await.expect("read") == chunks[5].1);
+    assert_eq!(
+        std::fs::metadata(&log).expect("stat").len(),
+        32,
+        "torn entry dropped"
+    );
+    drop(e);
+    // Garbage in the log never deletes or breaks anything else.
+    std::fs::write(&log, [0xA5u8; 100]).expect("garbage log");
+    let e = LocalDiskEngine::open(dir.path()).await.expect("open");
+    let failed = check_store(&e, &chunks, &|_| false, "garbage deletion log").await;
+    assert!(failed.is_empty());
+}
+
+#[tokio::test]
+async fn write_path_rejects_bad_input_and_rotates_segments() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let e = LocalDiskEngine::open_with(dir.path(), small_segments())
+        .await
+        .expect("open");
+    let mut empty = block(1, 10);
+    empty.point_count = 0;
+    assert!(matches!(
+        e.write_chunk(&empty).await,
+        Err(Error::InvalidInput { .. })
+    ));
+    let mut locs = Vec::new();
+    for i in 0..40 {
+        locs.push(e.write_chunk(&block(i, 500)).await.expect("write"));
+    }
+    let segments: std::collections::BTreeSet<_> = locs.iter().map(|l| l.segment).collect();
+    assert!(
+        segments.len() >= 5,
+        "4 KiB segments must rotate: {segments:?}"
+    );
+    for id in &segments {
+        let len = std::fs::metadata(dir.path().join(seg_name(*id)))
+            .expect("stat")
+            .len();
+        assert!(
+            len <= LocalDiskConfig::MIN_SEGMENT_SIZE,
+            "segment {id} is {len} bytes"
+        );
+    }
+    assert!(matches!(
+        LocalDiskEngine::open_with(
+            dir.path().join("x"),
+            LocalDiskConfig::default().segment_size(10)
+        )
+        .await,
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        LocalDiskEngine::open_with(
+            dir.path().join("y"),
+            LocalDiskConfig::default().durability(Durability::Interval(Duration::ZERO))
+        )
+        .await,
+        Err(Error::InvalidInput { .. })
+    ));
+}
