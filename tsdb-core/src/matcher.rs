@@ -132,6 +132,34 @@ impl LabelMatcher {
     pub fn matches_empty(&self) -> bool {
         self.matches(None)
     }
+
+    /// For `=~` and `!~`: a literal that every value the regular expression matches starts
+    /// with, so an index can scan only that part of a sorted value dictionary. `""` when there
+    /// is none or it is not known (alternations, flags, escapes), and for `=` and `!=`.
+    ///
+    /// ```
+    /// use tsdb_core::{LabelMatcher, MatchOp};
+    /// let m = LabelMatcher::new("instance", MatchOp::RegexMatch, "host-1.*")?;
+    /// assert_eq!(m.regex_literal_prefix(), "host-1");
+    /// assert_eq!(LabelMatcher::new("x", MatchOp::RegexMatch, "ab?")?.regex_literal_prefix(), "a");
+    /// # Ok::<(), tsdb_core::Error>(())
+    /// ```
+    pub fn regex_literal_prefix(&self) -> &str {
+        if self.regex.is_none() || self.value.contains('|') || self.value.starts_with("(?") {
+            return "";
+        }
+        let mut end = 0;
+        let mut chars = self.value.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            // A metacharacter ends the literal, and so does a character that a quantifier
+            // makes optional or repeats.
+            if "\\.+*?()[]{}^$".contains(c) || matches!(chars.peek(), Some((_, '*' | '?' | '{'))) {
+                break;
+            }
+            end = i + c.len_utf8();
+        }
+        &self.value[..end]
+    }
 }
 
 impl PartialEq for LabelMatcher {
@@ -176,6 +204,47 @@ mod tests {
     fn alternation_is_anchored_as_a_whole() {
         let m = LabelMatcher::new("x", MatchOp::RegexMatch, "a|b").expect("compiles");
         assert!(!m.matches(Some("ab")) && !m.matches(Some("xa")) && m.matches(Some("b")));
+    }
+
+    #[test]
+    fn regex_literal_prefix_is_conservative() {
+        let p = |op, v: &str| {
+            LabelMatcher::new("x", op, v)
+                .expect("compiles")
+                .regex_literal_prefix()
+                .to_owned()
+        };
+        use MatchOp::*;
+        for (v, want) in [
+            ("host-1.*", "host-1"),
+            ("abc", "abc"),
+            ("ab?", "a"),
+            ("ab*c", "a"),
+            ("ab{2}", "a"),
+            ("ab+", "ab"),
+            ("a|b", ""),
+            ("(?i)abc", ""),
+            (".*x", ""),
+            (r"a\.b", "a"),
+            ("é[x]", "é"),
+            ("", ""),
+        ] {
+            assert_eq!(p(RegexMatch, v), want, "{v}");
+            assert_eq!(p(RegexNoMatch, v), want, "{v}");
+            let m = LabelMatcher::new("x", RegexMatch, v).expect("compiles");
+            for probe in [
+                "host-1", "host-10", "abc", "a", "abbc", "ab", "b", "a.b", "éx", "",
+            ] {
+                if m.matches(Some(probe)) {
+                    assert!(
+                        probe.starts_with(want),
+                        "{probe:?} matches {v:?} without prefix {want:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(p(Equal, "abc"), "");
+        assert_eq!(p(NotEqual, "abc"), "");
     }
 
     #[test]

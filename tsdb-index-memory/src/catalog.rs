@@ -194,14 +194,10 @@ fn candidate_values<'a>(
     m: &LabelMatcher,
     values: &'a BTreeMap<String, Postings>,
 ) -> Box<dyn Iterator<Item = (&'a String, &'a Postings)> + 'a> {
-    let prefix = match m.op() {
-        MatchOp::RegexMatch | MatchOp::RegexNoMatch => literal_prefix(m.value()),
-        MatchOp::Equal | MatchOp::NotEqual => String::new(),
-    };
-    // Values outside the prefix do not match; for a matcher that accepts "" they must still be
-    // listed (they are the ones to exclude), so the shortcut applies only to selections of
-    // matching values.
-    if prefix.is_empty() || m.matches_empty() != (m.op() == MatchOp::RegexNoMatch) {
+    let prefix = m.regex_literal_prefix().to_owned();
+    // A regex with a literal prefix cannot match "", so the values selected (`=~`) or
+    // excluded (`!~`) are those it matches, all under the prefix.
+    if prefix.is_empty() {
         return Box::new(values.iter());
     }
     Box::new(
@@ -209,46 +205,4 @@ fn candidate_values<'a>(
             .range(prefix.clone()..)
             .take_while(move |(v, _)| v.starts_with(&prefix)),
     )
-}
-
-/// A literal that every match of the anchored regex `pattern` starts with ("" if unknown).
-///
-/// Conservative: patterns with alternation or flags give "", and a literal character followed
-/// by a quantifier is not part of the prefix.
-fn literal_prefix(pattern: &str) -> String {
-    if pattern.contains('|') || pattern.starts_with("(?") {
-        return String::new();
-    }
-    let mut prefix = String::new();
-    let mut chars = pattern.chars().peekable();
-    while let Some(c) = chars.next() {
-        if "\\.+*?()[]{}^$".contains(c) {
-            break;
-        }
-        if matches!(chars.peek(), Some('*' | '?' | '{')) {
-            break;
-        }
-        prefix.push(c);
-    }
-    prefix
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literal_prefix_is_conservative() {
-        assert_eq!(literal_prefix("host-1.*"), "host-1");
-        assert_eq!(literal_prefix("abc"), "abc");
-        assert_eq!(literal_prefix("ab?"), "a");
-        assert_eq!(literal_prefix("ab*c"), "a");
-        assert_eq!(literal_prefix("ab{2}"), "a");
-        assert_eq!(literal_prefix("ab+"), "ab");
-        assert_eq!(literal_prefix("a|b"), "");
-        assert_eq!(literal_prefix("(?i)abc"), "");
-        assert_eq!(literal_prefix(".*x"), "");
-        assert_eq!(literal_prefix(r"a\.b"), "a");
-        assert_eq!(literal_prefix("é[x]"), "é");
-    }
 }
