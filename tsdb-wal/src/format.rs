@@ -31,6 +31,10 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const SEGMENT_HEADER_LEN: usize = 24;
 /// Size of a record's header (length, checksum, LSN) in bytes.
 pub const RECORD_HEADER_LEN: usize = 16;
+/// LSNs are in `1..MAX_LSN`; a segment header with a first LSN outside is invalid, and an
+/// append that would reach it fails. (2^63: unreachable in practice, it keeps arithmetic on
+/// LSNs read from disk far from overflow.)
+pub const MAX_LSN: u64 = 1 << 63;
 
 /// Why a segment header was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,8 @@ pub enum HeaderError {
     BadChecksum,
     /// A format version this crate does not read.
     UnsupportedVersion(u16),
+    /// The first LSN is 0 or not below [`MAX_LSN`].
+    LsnOutOfRange(u64),
 }
 
 impl std::fmt::Display for HeaderError {
@@ -59,6 +65,9 @@ impl std::fmt::Display for HeaderError {
                     f,
                     "segment format version {v} is not supported (this build reads {FORMAT_VERSION})"
                 )
+            }
+            HeaderError::LsnOutOfRange(l) => {
+                write!(f, "segment first LSN {l} is outside 1..{MAX_LSN}")
             }
         }
     }
@@ -91,7 +100,11 @@ pub fn decode_segment_header(bytes: &[u8]) -> Result<Lsn, HeaderError> {
     if version != FORMAT_VERSION {
         return Err(HeaderError::UnsupportedVersion(version));
     }
-    Ok(Lsn(read_u64(h, 12)))
+    let first = read_u64(h, 12);
+    if first == 0 || first >= MAX_LSN {
+        return Err(HeaderError::LsnOutOfRange(first));
+    }
+    Ok(Lsn(first))
 }
 
 /// The checksum stored in a record: CRC-32 of `lsn ‖ len ‖ payload`.
@@ -249,12 +262,22 @@ mod tests {
         }
 
         #[test]
-        fn header_round_trips(lsn in any::<u64>(), bit in 0usize..SEGMENT_HEADER_LEN * 8) {
+        fn header_round_trips(lsn in 1..MAX_LSN, bit in 0usize..SEGMENT_HEADER_LEN * 8) {
             let mut h = encode_segment_header(Lsn(lsn));
             prop_assert_eq!(decode_segment_header(&h), Ok(Lsn(lsn)));
             prop_assert_eq!(decode_segment_header(&h[..SEGMENT_HEADER_LEN - 1]), Err(HeaderError::TooShort));
             h[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(decode_segment_header(&h).is_err(), "flipped header bit {} accepted", bit);
+        }
+    }
+
+    #[test]
+    fn header_lsn_range() {
+        for bad in [0, MAX_LSN, u64::MAX] {
+            assert_eq!(
+                decode_segment_header(&encode_segment_header(Lsn(bad))),
+                Err(HeaderError::LsnOutOfRange(bad))
+            );
         }
     }
 

@@ -529,6 +529,14 @@ impl Inner {
                     self.flush_buf(st, &mut buf, lsn)?;
                     self.roll(st).await?;
                 }
+                if lsn.get() >= format::MAX_LSN - 1 {
+                    self.flush_buf(st, &mut buf, lsn)?;
+                    return Err(Error::LimitExceeded {
+                        what: "WAL LSN",
+                        requested: lsn.get(),
+                        limit: format::MAX_LSN - 1,
+                    });
+                }
                 if !format::encode_record(lsn, p, &mut buf) {
                     return Err(Error::invalid_input(
                         "WAL payload longer than u32::MAX bytes",
