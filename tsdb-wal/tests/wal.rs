@@ -533,3 +533,18 @@ async fn bad_config_is_rejected() {
     .expect_err("zero interval");
     assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn replay_survives_truncation_of_its_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(300, WalDurability::Never);
+    let (wal, _) = Wal::open(dir.path(), cfg.clone()).await.expect("open");
+    let expected = append_all(&wal, 0..60).await;
+    wal.close().await.expect("close");
+    let (wal, replay) = Wal::open(dir.path(), cfg).await.expect("reopen");
+    let deleted = wal.truncate_before(Lsn(1_000)).await.expect("truncate");
+    assert!(deleted > 3);
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    // The replay opened its segments before they were deleted and still reads them all.
+    assert_eq!(collect(replay), expected);
+}
