@@ -51,6 +51,70 @@ pub struct LabelMatcher {
     op: MatchOp,
     value: String,
     regex: Option<Regex>,
+    fast: Shape,
+}
+
+/// Regex shapes that plain string operations decide faster than the regex engine (indexes
+/// run a matcher over every value of a label). `.` does not match `\n`, so the shapes with
+/// `.*` defer to the regex for values that contain one.
+#[derive(Clone, Debug)]
+enum Shape {
+    /// No shortcut: ask the regex.
+    Regex,
+    /// `lit|lit|...` (a single literal included): the value is one of them.
+    Literals(Vec<String>),
+    /// `lit.*`
+    Prefix(String),
+    /// `.*lit`
+    Suffix(String),
+    /// `.*lit.*` (and `.*`, with an empty `lit`)
+    Contains(String),
+}
+
+impl Shape {
+    fn of(pattern: &str) -> Shape {
+        let literal = |p: &str| !p.contains(|c| "\\.+*?()[]{}^$|".contains(c));
+        if pattern.contains('|') {
+            let parts: Vec<&str> = pattern.split('|').collect();
+            if parts.iter().all(|p| literal(p)) {
+                return Shape::Literals(parts.into_iter().map(str::to_owned).collect());
+            }
+            return Shape::Regex;
+        }
+        if pattern == ".*" {
+            return Shape::Contains(String::new());
+        }
+        let (head, rest) = match pattern.strip_prefix(".*") {
+            Some(rest) => (true, rest),
+            None => (false, pattern),
+        };
+        let (tail, middle) = match rest.strip_suffix(".*") {
+            Some(middle) => (true, middle),
+            None => (false, rest),
+        };
+        if !literal(middle) {
+            return Shape::Regex;
+        }
+        let middle = middle.to_owned();
+        match (head, tail) {
+            (false, false) => Shape::Literals(vec![middle]),
+            (false, true) => Shape::Prefix(middle),
+            (true, false) => Shape::Suffix(middle),
+            (true, true) => Shape::Contains(middle),
+        }
+    }
+
+    /// Whether the anchored regex of this shape matches `value`; `None` to ask the regex.
+    fn matches(&self, value: &str) -> Option<bool> {
+        match self {
+            Shape::Regex => None,
+            Shape::Literals(all) => Some(all.iter().any(|l| l == value)),
+            _ if value.contains('\n') => None,
+            Shape::Prefix(l) => Some(value.starts_with(l.as_str())),
+            Shape::Suffix(l) => Some(value.ends_with(l.as_str())),
+            Shape::Contains(l) => Some(value.contains(l.as_str())),
+        }
+    }
 }
 
 impl LabelMatcher {
@@ -58,6 +122,10 @@ impl LabelMatcher {
     pub fn new(name: impl Into<String>, op: MatchOp, value: impl Into<String>) -> Result<Self> {
         let name = name.into();
         let value = value.into();
+        let fast = match op {
+            MatchOp::Equal | MatchOp::NotEqual => Shape::Regex,
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Shape::of(&value),
+        };
         let regex = match op {
             MatchOp::Equal | MatchOp::NotEqual => None,
             MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(
@@ -72,6 +140,7 @@ impl LabelMatcher {
             op,
             value,
             regex,
+            fast,
         })
     }
 
@@ -82,6 +151,7 @@ impl LabelMatcher {
             op: MatchOp::Equal,
             value: value.into(),
             regex: None,
+            fast: Shape::Regex,
         }
     }
 
@@ -92,6 +162,7 @@ impl LabelMatcher {
             op: MatchOp::NotEqual,
             value: value.into(),
             regex: None,
+            fast: Shape::Regex,
         }
     }
 
@@ -121,8 +192,14 @@ impl LabelMatcher {
         match (&self.op, &self.regex) {
             (MatchOp::Equal, _) => value == self.value,
             (MatchOp::NotEqual, _) => value != self.value,
-            (MatchOp::RegexMatch, Some(re)) => re.is_match(value),
-            (MatchOp::RegexNoMatch, Some(re)) => !re.is_match(value),
+            (MatchOp::RegexMatch, Some(re)) => self
+                .fast
+                .matches(value)
+                .unwrap_or_else(|| re.is_match(value)),
+            (MatchOp::RegexNoMatch, Some(re)) => !self
+                .fast
+                .matches(value)
+                .unwrap_or_else(|| re.is_match(value)),
             // `new` always compiles a regex for the regex operators.
             (MatchOp::RegexMatch | MatchOp::RegexNoMatch, None) => false,
         }
@@ -245,6 +322,37 @@ mod tests {
         }
         assert_eq!(p(Equal, "abc"), "");
         assert_eq!(p(NotEqual, "abc"), "");
+    }
+
+    proptest::proptest! {
+        /// The string shortcuts answer exactly as the regex would, newlines included.
+        #[test]
+        fn shortcuts_agree_with_the_regex(
+            pattern in proptest::string::string_regex("(\\.\\*)?[ab\\n-]{0,3}(\\.\\*)?(\\|[ab]{0,2}){0,2}").expect("strategy"),
+            value in "[ab\\n-]{0,6}",
+        ) {
+            let m = LabelMatcher::new("x", MatchOp::RegexMatch, &pattern).expect("compiles");
+            let re = Regex::new(&format!("^(?:{pattern})$")).expect("compiles");
+            proptest::prop_assert_eq!(m.matches(Some(&value)), re.is_match(&value), "{:?} on {:?} ({:?})", pattern, value, m.fast);
+            let n = LabelMatcher::new("x", MatchOp::RegexNoMatch, &pattern).expect("compiles");
+            proptest::prop_assert_eq!(n.matches(Some(&value)), !re.is_match(&value));
+        }
+    }
+
+    #[test]
+    fn shapes_are_recognized() {
+        let shape = |p: &str| format!("{:?}", Shape::of(p));
+        assert_eq!(shape("a|b|"), r#"Literals(["a", "b", ""])"#);
+        assert_eq!(shape("abc"), r#"Literals(["abc"])"#);
+        assert_eq!(shape("host-1.*"), r#"Prefix("host-1")"#);
+        assert_eq!(shape(".*-99"), r#"Suffix("-99")"#);
+        assert_eq!(shape(".*-99.*"), r#"Contains("-99")"#);
+        assert_eq!(shape(".*"), r#"Contains("")"#);
+        for regex in [
+            "a.b", ".+", "a|b.*", "(?i)a", "a\\.b", "[ab]", ".*?", "a.*?",
+        ] {
+            assert_eq!(shape(regex), "Regex", "{regex}");
+        }
     }
 
     #[test]

@@ -10,7 +10,8 @@ type Postings = BTreeSet<SeriesId>;
 /// Every series' labels and the postings that find them.
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
-    labels: HashMap<SeriesId, Labels>,
+    /// Each series' [`Labels::canonical_bytes`]: about half the memory of a `Labels`.
+    labels: HashMap<SeriesId, Box<[u8]>>,
     all: Postings,
     /// label name -> value -> series having that pair.
     postings: BTreeMap<String, BTreeMap<String, Postings>>,
@@ -28,26 +29,36 @@ impl Selection<'_> {
     }
 }
 
-/// A set probed by membership: one postings set, or a merged union of several.
+/// A set probed by membership: a few postings sets probed one by one, or their merged union.
 enum Probe<'a> {
-    One(&'a Postings),
-    Many(Vec<SeriesId>),
+    Sets(&'a [&'a Postings]),
+    Sorted(Vec<SeriesId>),
 }
 
-impl Probe<'_> {
-    fn from_lists<'a>(lists: &[&'a Postings]) -> Probe<'a> {
-        match lists {
-            [one] => Probe::One(one),
-            many => Probe::Many(union(many)),
+impl<'a> Probe<'a> {
+    /// Probes `lists` for `candidates` ids: merges them first only when that is cheaper than
+    /// looking each candidate up in every list.
+    fn new(lists: &'a [&'a Postings], candidates: usize) -> Probe<'a> {
+        let total: usize = lists.iter().map(|l| l.len()).sum();
+        if lists.len() <= 1 || lists.len().saturating_mul(candidates) <= total {
+            Probe::Sets(lists)
+        } else {
+            Probe::Sorted(union(lists))
         }
     }
 
     fn contains(&self, id: &SeriesId) -> bool {
         match self {
-            Probe::One(set) => set.contains(id),
-            Probe::Many(ids) => ids.binary_search(id).is_ok(),
+            Probe::Sets(sets) => sets.iter().any(|s| s.contains(id)),
+            Probe::Sorted(ids) => ids.binary_search(id).is_ok(),
         }
     }
+}
+
+/// Decodes stored labels (written by [`Catalog::register`], so an error means a bug).
+fn decode(series: SeriesId, bytes: &[u8]) -> Result<Labels> {
+    Labels::from_canonical_bytes(bytes)
+        .map_err(|e| Error::corrupt(format_args!("memory index labels of series {series}"), 0, e))
 }
 
 /// The ascending union of several postings sets.
@@ -64,13 +75,14 @@ fn union(lists: &[&Postings]) -> Vec<SeriesId> {
 impl Catalog {
     /// Registers `series`; a collision with other labels changes nothing.
     pub(crate) fn register(&mut self, series: SeriesId, labels: &Labels) -> Result<bool> {
+        let canonical = labels.canonical_bytes();
         if let Some(existing) = self.labels.get(&series) {
-            if existing == labels {
+            if **existing == *canonical {
                 return Ok(false);
             }
             return Err(Error::SeriesIdCollision {
                 series,
-                existing: existing.to_string(),
+                existing: decode(series, existing)?.to_string(),
                 new: labels.to_string(),
             });
         }
@@ -83,15 +95,16 @@ impl Catalog {
                 .insert(series);
         }
         self.all.insert(series);
-        self.labels.insert(series, labels.clone());
+        self.labels.insert(series, canonical.into_boxed_slice());
         Ok(true)
     }
 
     /// Forgets `series`; false when it was not registered.
-    pub(crate) fn drop_series(&mut self, series: SeriesId) -> bool {
-        let Some(labels) = self.labels.remove(&series) else {
-            return false;
+    pub(crate) fn drop_series(&mut self, series: SeriesId) -> Result<bool> {
+        let Some(canonical) = self.labels.remove(&series) else {
+            return Ok(false);
         };
+        let labels = decode(series, &canonical)?;
         self.all.remove(&series);
         for l in labels.iter() {
             let Some(values) = self.postings.get_mut(&l.name) else {
@@ -107,11 +120,14 @@ impl Catalog {
                 self.postings.remove(&l.name);
             }
         }
-        true
+        Ok(true)
     }
 
-    pub(crate) fn labels(&self, series: SeriesId) -> Option<&Labels> {
-        self.labels.get(&series)
+    pub(crate) fn labels(&self, series: SeriesId) -> Result<Option<Labels>> {
+        self.labels
+            .get(&series)
+            .map(|bytes| decode(series, bytes))
+            .transpose()
     }
 
     pub(crate) fn label_names(&self) -> Vec<String> {
@@ -169,11 +185,12 @@ impl Catalog {
         if driver.is_some_and(|i| selections[i].lists.is_empty()) {
             return Vec::new();
         }
+        let candidates = driver.map_or(self.all.len(), |i| selections[i].len());
         let probes: Vec<(Probe<'_>, bool)> = selections
             .iter()
             .enumerate()
             .filter(|(i, s)| Some(*i) != driver && !(s.exclude && s.lists.is_empty()))
-            .map(|(_, s)| (Probe::from_lists(&s.lists), s.exclude))
+            .map(|(_, s)| (Probe::new(&s.lists, candidates), s.exclude))
             .collect();
         let keep = |id: &SeriesId| probes.iter().all(|(p, exclude)| p.contains(id) != *exclude);
         match driver.map(|i| selections[i].lists.as_slice()) {

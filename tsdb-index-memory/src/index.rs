@@ -87,7 +87,7 @@ impl TimeIndex for MemoryTimeIndex {
     }
 
     async fn series_labels(&self, series: SeriesId) -> Result<Option<Labels>> {
-        Ok(self.read_catalog().labels(series).cloned())
+        self.read_catalog().labels(series)
     }
 
     async fn find_series(&self, matchers: &[LabelMatcher]) -> Result<Vec<SeriesId>> {
@@ -140,7 +140,7 @@ impl TimeIndex for MemoryTimeIndex {
 
     async fn drop_series(&self, series: SeriesId) -> Result<()> {
         let mut catalog = self.write_catalog();
-        if catalog.drop_series(series) {
+        if catalog.drop_series(series)? {
             write(self.shard(series)).remove(&series);
         }
         Ok(())
