@@ -52,6 +52,8 @@ pub struct DatabaseConfig {
     pub max_buffered_points: u64,
     /// Concurrent tasks writing sealed chunks to storage and the index. Default: 2.
     pub flush_workers: usize,
+    /// How often the WAL is truncated behind the chunks made durable. Default: 5 seconds.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -70,6 +72,7 @@ impl Default for DatabaseConfig {
             flush_queue_capacity: 4096,
             max_buffered_points: 50_000_000,
             flush_workers: 2,
+            checkpoint_interval: Duration::from_secs(5),
         }
     }
 }

@@ -512,7 +512,8 @@ impl Inner {
     /// retention.
     async fn maintenance(self: Arc<Self>) {
         let tick = (self.config.flush_interval / 8)
-            .clamp(Duration::from_millis(100), Duration::from_secs(10));
+            .min(self.config.checkpoint_interval)
+            .clamp(Duration::from_millis(10), Duration::from_secs(10));
         let mut last_checkpoint = tokio::time::Instant::now();
         let mut last_retention = tokio::time::Instant::now();
         loop {
@@ -536,7 +537,7 @@ impl Inner {
                     n.notify_one();
                 }
             }
-            if last_checkpoint.elapsed() >= Duration::from_secs(5) {
+            if last_checkpoint.elapsed() >= self.config.checkpoint_interval {
                 last_checkpoint = tokio::time::Instant::now();
                 if let Err(e) = self.checkpoint().await {
                     tracing::warn!("WAL checkpoint failed: {e}");
@@ -668,17 +669,8 @@ impl Inner {
         let mut chunks = self.engines.index.query_chunks(series, range).await?;
         chunks.sort_by_key(|c| c.location);
         let mut sources: Vec<Columns> = Vec::with_capacity(chunks.len() + memory.sealed.len() + 1);
-        for chunk in chunks {
-            let block = self.engines.storage.read_chunk(&chunk.location).await?;
-            let codec = self
-                .codecs
-                .get(&block.codec)
-                .ok_or(Error::UnsupportedCodec {
-                    engine: "database",
-                    codec: block.codec,
-                })?;
-            let points = codec.decompress(&block).await?;
-            sources.push(points.iter().map(|p| (p.timestamp, p.value)).unzip());
+        for chunk in &chunks {
+            sources.push(self.read_chunk(chunk).await?);
         }
         for sealed in &memory.sealed {
             sources.push(sealed.head.points()?);
@@ -736,24 +728,83 @@ impl Inner {
                 self.engines.index.remove_chunks(*series, &dangling).await?;
             }
         }
-        let mut replayed = 0u64;
+        // Replay: the last write of each timestamp wins. Points that storage already holds
+        // with the same value (written as chunks before the crash, while their WAL records
+        // were kept) are not buffered again.
         let records = wal.record_count();
+        let mut writes: HashMap<SeriesId, Vec<(i64, u64, f64)>> = HashMap::new();
         for record in wal {
             let (lsn, record) = record?;
             for (series, points) in records::decode_points(&record)? {
-                self.heads
-                    .apply(self.heads.shard_of(series), lsn.get(), &[(series, &points)]);
-                if let Some(newest) = points.iter().map(|p| p.0).max() {
-                    self.newest_timestamp.fetch_max(newest, Ordering::Relaxed);
+                let w = writes.entry(series).or_default();
+                w.extend(points.iter().map(|&(t, v)| (t, lsn.get(), v)));
+            }
+        }
+        let (mut replayed, mut already_stored) = (0u64, 0u64);
+        for (series, mut points) in writes {
+            // Stable sort by timestamp keeps WAL order among equal timestamps; keep the last.
+            points.sort_by_key(|p| p.0);
+            let mut finals: Vec<(i64, u64, f64)> = Vec::with_capacity(points.len());
+            for p in points {
+                match finals.last_mut() {
+                    Some(last) if last.0 == p.0 => *last = p,
+                    _ => finals.push(p),
                 }
-                replayed += points.len() as u64;
+            }
+            let (Some(first), Some(last)) = (finals.first(), finals.last()) else {
+                continue;
+            };
+            let range = TimeRange {
+                start: first.0,
+                end: last.0,
+            };
+            self.newest_timestamp.fetch_max(last.0, Ordering::Relaxed);
+            let (stored_ts, stored_vs) = self.read_stored(series, range).await?;
+            let shard = self.heads.shard_of(series);
+            for (t, lsn, v) in finals {
+                let stored = stored_ts
+                    .binary_search(&t)
+                    .ok()
+                    .is_some_and(|i| stored_vs[i].to_bits() == v.to_bits());
+                if stored {
+                    already_stored += 1;
+                } else {
+                    self.heads.apply(shard, lsn, &[(series, &[(t, v)])]);
+                    replayed += 1;
+                }
             }
         }
         self.points_replayed.store(replayed, Ordering::Relaxed);
-        if replayed > 0 {
-            tracing::info!("replayed {replayed} points from {records} WAL records");
+        if records > 0 {
+            tracing::info!(
+                "WAL replay: {records} records, {replayed} points buffered again, {already_stored} already in chunks"
+            );
         }
         Ok(())
+    }
+
+    /// The merged points of a series' stored chunks in `range` (no memory sources).
+    async fn read_stored(&self, series: SeriesId, range: TimeRange) -> Result<Columns> {
+        let mut chunks = self.engines.index.query_chunks(series, range).await?;
+        chunks.sort_by_key(|c| c.location);
+        let mut sources = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            sources.push(self.read_chunk(chunk).await?);
+        }
+        Ok(merge(sources, range))
+    }
+
+    async fn read_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
+        let block = self.engines.storage.read_chunk(&chunk.location).await?;
+        let codec = self
+            .codecs
+            .get(&block.codec)
+            .ok_or(Error::UnsupportedCodec {
+                engine: "database",
+                codec: block.codec,
+            })?;
+        let points = codec.decompress(&block).await?;
+        Ok(points.iter().map(|p| (p.timestamp, p.value)).unzip())
     }
 }
 
