@@ -595,6 +595,12 @@ impl Inner {
                     sync: &self.sync,
                     done: false,
                 };
+                // Let the writers that the previous fsync just acknowledged append their next
+                // record first, so that this fsync covers them too: without this, batches
+                // alternate between one writer and all the others.
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
                 let (file, upto, active) = {
                     let w = self.lock_writer();
                     (w.file.clone(), w.written, w.active)
