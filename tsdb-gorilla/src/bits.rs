@@ -84,85 +84,102 @@ impl BitWriter {
     }
 }
 
-/// Reads bits most-significant first from a byte slice. Reading past the end yields zero bits;
-/// callers compare [`BitReader::pos`] with [`BitReader::end`] to detect it.
+/// The 64 bits of `data` starting at byte `byte`, big-endian; zero bytes past the end.
+#[inline(always)]
+fn load(data: &[u8], byte: usize) -> u64 {
+    match data.get(byte..).and_then(|s| s.first_chunk::<8>()) {
+        Some(w) => u64::from_be_bytes(*w),
+        None => load_slow(data, byte),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn load_slow(data: &[u8], byte: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(rest) = data.get(byte..) {
+        w[..rest.len()].copy_from_slice(rest);
+    }
+    u64::from_be_bytes(w)
+}
+
+/// The bits of `data` from bit `pos` on, left-aligned: at least 57 of them are valid (bits
+/// past the end of `data` read as zero).
+#[inline(always)]
+pub(crate) fn peek_at(data: &[u8], pos: usize) -> u64 {
+    load(data, pos >> 3) << (pos & 7)
+}
+
+/// The 128 bits of `data` starting at byte `byte`, big-endian; zero bytes past the end.
+#[inline(always)]
+fn load128(data: &[u8], byte: usize) -> u128 {
+    match data.get(byte..).and_then(|s| s.first_chunk::<16>()) {
+        Some(w) => u128::from_be_bytes(*w),
+        None => load128_slow(data, byte),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn load128_slow(data: &[u8], byte: usize) -> u128 {
+    let mut w = [0u8; 16];
+    if let Some(rest) = data.get(byte..) {
+        w[..rest.len()].copy_from_slice(rest);
+    }
+    u128::from_be_bytes(w)
+}
+
+/// Like [`peek_at`] with 128 bits: at least 121 of them are valid.
+#[inline(always)]
+pub(crate) fn peek128_at(data: &[u8], pos: usize) -> u128 {
+    load128(data, pos >> 3) << (pos & 7)
+}
+
+/// Reads `n` bits (`1 <= n <= 64`) at `*pos` and advances it.
+#[inline(always)]
+pub(crate) fn read_at(data: &[u8], pos: &mut usize, n: u32) -> u64 {
+    if n <= 57 {
+        let v = peek_at(data, *pos) >> (64 - n);
+        *pos += n as usize;
+        v
+    } else {
+        let hi = peek_at(data, *pos) >> 32;
+        *pos += 32;
+        let lo = peek_at(data, *pos) >> (96 - n);
+        *pos += n as usize - 32;
+        (hi << (n - 32)) | lo
+    }
+}
+
+/// Reads bits most-significant first from a byte slice (the decoder uses the free functions
+/// above directly; this wrapper serves the tests).
+#[cfg(test)]
 #[derive(Clone, Debug)]
 pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     pos: usize,
 }
 
+#[cfg(test)]
 impl<'a> BitReader<'a> {
     pub(crate) fn new(data: &'a [u8], pos: usize) -> Self {
         BitReader { data, pos }
     }
 
-    /// The current bit position.
-    #[inline(always)]
     pub(crate) fn pos(&self) -> usize {
         self.pos
     }
 
-    /// The number of bits in the data.
-    #[inline(always)]
     pub(crate) fn end(&self) -> usize {
         self.data.len() * 8
     }
 
-    /// The underlying bytes.
-    pub(crate) fn data(&self) -> &'a [u8] {
-        self.data
-    }
-
-    #[inline(always)]
-    fn load(&self, byte: usize) -> u64 {
-        match self.data.get(byte..).and_then(|s| s.first_chunk::<8>()) {
-            Some(w) => u64::from_be_bytes(*w),
-            None => self.load_slow(byte),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn load_slow(&self, byte: usize) -> u64 {
-        let mut w = [0u8; 8];
-        if let Some(rest) = self.data.get(byte..) {
-            w[..rest.len()].copy_from_slice(rest);
-        }
-        u64::from_be_bytes(w)
-    }
-
-    /// The next 57 or more bits, left-aligned, without consuming them (bits past the valid
-    /// ones are zero or later data; callers use at most 57).
-    #[inline(always)]
-    pub(crate) fn peek(&self) -> u64 {
-        self.load(self.pos >> 3) << (self.pos & 7)
-    }
-
-    /// Skips `n` bits.
-    #[inline(always)]
-    pub(crate) fn consume(&mut self, n: u32) {
-        self.pos += n as usize;
-    }
-
-    /// Reads `n` bits (`1 <= n <= 57`).
-    #[inline(always)]
     pub(crate) fn read(&mut self, n: u32) -> u64 {
-        debug_assert!((1..=57).contains(&n));
-        let v = self.peek() >> (64 - n);
-        self.pos += n as usize;
-        v
+        read_at(self.data, &mut self.pos, n)
     }
 
-    /// Reads `n` bits (`1 <= n <= 64`).
-    #[inline(always)]
     pub(crate) fn read_long(&mut self, n: u32) -> u64 {
-        if n <= 57 {
-            self.read(n)
-        } else {
-            let hi = self.read(32);
-            (hi << (n - 32)) | self.read(n - 32)
-        }
+        read_at(self.data, &mut self.pos, n)
     }
 }
 

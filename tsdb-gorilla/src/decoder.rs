@@ -2,7 +2,7 @@
 
 use tsdb_core::{Error, Result};
 
-use crate::bits::BitReader;
+use crate::bits::{peek_at, peek128_at, read_at};
 use crate::encoder::{State, Window};
 use crate::format::{
     DOD_WIDTHS, FIRST_POINT_BITS, FORMAT_VERSION, MAX_HEADER_LEN, MIN_POINT_BITS, SOURCE,
@@ -20,12 +20,21 @@ use crate::format::{
 /// the claimed point count.
 #[derive(Clone, Debug)]
 pub struct Decoder<'a> {
-    reader: BitReader<'a>,
+    data: &'a [u8],
+    /// Bit position of the next point.
+    pos: usize,
     body_start: usize,
     count: u64,
     decoded: u64,
     state: State,
     done: bool,
+}
+
+/// Why a point could not be decoded (kept small so the hot loop stays in registers).
+#[derive(Clone, Copy, Debug)]
+enum Bad {
+    ReuseWithoutWindow,
+    WindowTooWide(u32, u32),
 }
 
 fn corrupt_at(bit: usize, reason: impl std::fmt::Display) -> Error {
@@ -34,6 +43,22 @@ fn corrupt_at(bit: usize, reason: impl std::fmt::Display) -> Error {
         (bit / 8) as u64,
         format_args!("bit {bit}: {reason}"),
     )
+}
+
+#[cold]
+fn bad_code(bit: usize, bad: Bad) -> Error {
+    match bad {
+        Bad::ReuseWithoutWindow => corrupt_at(bit, "window reuse before any window was opened"),
+        Bad::WindowTooWide(l, m) => corrupt_at(
+            bit,
+            format_args!("window of {l} leading and {m} meaningful bits exceeds 64"),
+        ),
+    }
+}
+
+#[cold]
+fn overrun(start: usize) -> Error {
+    corrupt_at(start, "input ends inside a point")
 }
 
 /// Reads the header: the version byte and the LEB128 point count.
@@ -74,6 +99,87 @@ fn read_header(data: &[u8]) -> Result<(u64, usize)> {
     ))
 }
 
+/// Decodes the first point (raw timestamp and value).
+#[inline]
+fn first_point(data: &[u8], pos: &mut usize, s: &mut State) -> (i64, u64) {
+    let t = read_at(data, pos, 64) as i64;
+    let v = read_at(data, pos, 64);
+    s.prev_ts = t;
+    s.prev_delta = 0;
+    s.prev_value = v;
+    (t, v)
+}
+
+/// Decodes one point after the first. Reading past the end of `data` yields zero bits; the
+/// caller compares `pos` with the end.
+///
+/// One 128-bit load serves the whole point (at most 37 timestamp bits and 78 value bits,
+/// 121 valid bits loaded) except after the 64-bit timestamp escape.
+#[inline(always)]
+fn next_point(data: &[u8], pos: &mut usize, s: &mut State) -> Result<(i64, u64), Bad> {
+    let mut w = peek128_at(data, *pos);
+    let p = (w >> 64) as u64;
+
+    // Timestamp: delta of delta.
+    let ones = (!p).leading_zeros();
+    let dod = match ones {
+        0 => {
+            *pos += 1;
+            w <<= 1;
+            0
+        }
+        1..=4 => {
+            let width = match ones {
+                1 => DOD_WIDTHS[0],
+                2 => DOD_WIDTHS[1],
+                3 => DOD_WIDTHS[2],
+                _ => DOD_WIDTHS[3],
+            };
+            let prefix = ones + 1;
+            *pos += (prefix + width) as usize;
+            w <<= prefix + width;
+            ((p << prefix) as i64) >> (64 - width)
+        }
+        _ => {
+            *pos += 5;
+            let dod = read_at(data, pos, 64) as i64;
+            w = peek128_at(data, *pos);
+            dod
+        }
+    };
+    s.prev_delta = s.prev_delta.wrapping_add(dod);
+    s.prev_ts = s.prev_ts.wrapping_add(s.prev_delta);
+
+    // Value: XOR with the previous one. `w` holds at least 84 valid bits here.
+    let p = (w >> 64) as u64;
+    if p >> 63 == 0 {
+        *pos += 1;
+    } else if p >> 62 == 0b10 {
+        let win = s.window;
+        if win.meaningful == 0 {
+            return Err(Bad::ReuseWithoutWindow);
+        }
+        *pos += (2 + win.meaningful) as usize;
+        let payload = ((w << 2) >> (128 - win.meaningful)) as u64;
+        s.prev_value ^= payload << win.trailing();
+    } else {
+        let leading = ((p >> 56) & 63) as u32;
+        let meaningful = ((p >> 50) & 63) as u32 + 1;
+        if leading + meaningful > 64 {
+            return Err(Bad::WindowTooWide(leading, meaningful));
+        }
+        *pos += (14 + meaningful) as usize;
+        let payload = ((w << 14) >> (128 - meaningful)) as u64;
+        let win = Window {
+            leading,
+            meaningful,
+        };
+        s.window = win;
+        s.prev_value ^= payload << win.trailing();
+    }
+    Ok((s.prev_ts, s.prev_value))
+}
+
 impl<'a> Decoder<'a> {
     /// Reads the header of `block`. Fails with [`Error::Corrupt`] when the header is invalid or
     /// claims more points than the block's size can hold.
@@ -96,7 +202,8 @@ impl<'a> Decoder<'a> {
             ));
         }
         Ok(Decoder {
-            reader: BitReader::new(block, body_start * 8),
+            data: block,
+            pos: body_start * 8,
             body_start,
             count,
             decoded: 0,
@@ -120,32 +227,37 @@ impl<'a> Decoder<'a> {
     pub(crate) fn stream_end(&self) -> (usize, u64, State) {
         (
             self.body_start,
-            (self.reader.pos() - self.body_start * 8) as u64,
+            (self.pos - self.body_start * 8) as u64,
             self.state,
         )
     }
 
+    fn end_bits(&self) -> usize {
+        self.data.len() * 8
+    }
+
     /// Checks what follows the last point: zero padding up to the end of its byte, nothing more.
     fn check_end(&self) -> Result<()> {
-        let pos = self.reader.pos();
-        let end = self.reader.end();
-        if pos > end {
-            return Err(corrupt_at(end, "input ends inside the last point"));
+        let pos = self.pos;
+        if pos > self.end_bits() {
+            return Err(corrupt_at(
+                self.end_bits(),
+                "input ends inside the last point",
+            ));
         }
         let used_bytes = pos.div_ceil(8);
-        let data = self.reader.data();
-        if used_bytes < data.len() {
+        if used_bytes < self.data.len() {
             return Err(Error::corrupt(
                 SOURCE,
                 used_bytes as u64,
                 format_args!(
                     "{} trailing bytes after the last point",
-                    data.len() - used_bytes
+                    self.data.len() - used_bytes
                 ),
             ));
         }
         if !pos.is_multiple_of(8) {
-            let last = data[pos / 8];
+            let last = self.data[pos / 8];
             if last & (0xff >> (pos % 8)) != 0 {
                 return Err(corrupt_at(pos, "non-zero padding after the last point"));
             }
@@ -153,100 +265,12 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
-    /// Decodes the next point without the end check.
-    #[inline(always)]
-    fn decode_point(&mut self) -> Result<(i64, u64)> {
-        let r = &mut self.reader;
-        let s = &mut self.state;
-        if self.decoded == 0 {
-            let start = r.pos();
-            let t = r.read_long(64) as i64;
-            let v = r.read_long(64);
-            if r.pos() > r.end() {
-                return Err(corrupt_at(start, "input ends inside the first point"));
-            }
-            s.prev_ts = t;
-            s.prev_delta = 0;
-            s.prev_value = v;
-            self.decoded = 1;
-            return Ok((t, v));
-        }
-        let start = r.pos();
-
-        // Timestamp: delta of delta.
-        let p = r.peek();
-        let ones = (!p).leading_zeros().min(5);
-        let dod = match ones {
-            0 => {
-                r.consume(1);
-                0
-            }
-            5 => {
-                r.consume(5);
-                r.read_long(64) as i64
-            }
-            _ => {
-                let w = DOD_WIDTHS[ones as usize - 1];
-                let prefix = ones + 1;
-                r.consume(prefix + w);
-                ((p << prefix) as i64) >> (64 - w)
-            }
-        };
-        let delta = s.prev_delta.wrapping_add(dod);
-        let t = s.prev_ts.wrapping_add(delta);
-        s.prev_delta = delta;
-        s.prev_ts = t;
-
-        // Value: XOR with the previous one.
-        let p = r.peek();
-        if p >> 63 == 0 {
-            r.consume(1);
-        } else if p >> 62 == 0b10 {
-            let w = s.window;
-            if w.meaningful == 0 {
-                return Err(corrupt_at(
-                    r.pos(),
-                    "window reuse before any window was opened",
-                ));
-            }
-            let payload = if w.meaningful <= 55 {
-                r.consume(2 + w.meaningful);
-                (p << 2) >> (64 - w.meaningful)
-            } else {
-                r.consume(2);
-                r.read_long(w.meaningful)
-            };
-            s.prev_value ^= payload << w.trailing();
-        } else {
-            let leading = ((p >> 56) & 63) as u32;
-            let meaningful = ((p >> 50) & 63) as u32 + 1;
-            if leading + meaningful > 64 {
-                return Err(corrupt_at(
-                    r.pos(),
-                    format_args!(
-                        "window of {leading} leading and {meaningful} meaningful bits exceeds 64"
-                    ),
-                ));
-            }
-            let payload = if meaningful <= 43 {
-                r.consume(14 + meaningful);
-                (p << 14) >> (64 - meaningful)
-            } else {
-                r.consume(14);
-                r.read_long(meaningful)
-            };
-            let w = Window {
-                leading,
-                meaningful,
-            };
-            s.window = w;
-            s.prev_value ^= payload << w.trailing();
-        }
-        if r.pos() > r.end() {
-            return Err(corrupt_at(start, "input ends inside a point"));
-        }
-        self.decoded += 1;
-        Ok((t, s.prev_value))
+    /// Marks the decoder finished after an error.
+    #[cold]
+    fn fail(&mut self, e: Error) -> Error {
+        self.done = true;
+        self.decoded = self.count;
+        e
     }
 
     /// Decodes the next point; `Ok(None)` after the last one (once the end check passed).
@@ -258,39 +282,81 @@ impl<'a> Decoder<'a> {
             }
             return Ok(None);
         }
-        match self.decode_point() {
-            Ok((t, v)) => Ok(Some((t, f64::from_bits(v)))),
-            Err(e) => {
-                self.done = true;
-                self.decoded = self.count;
-                Err(e)
+        let start = self.pos;
+        let point = if self.decoded == 0 {
+            Ok(first_point(self.data, &mut self.pos, &mut self.state))
+        } else {
+            next_point(self.data, &mut self.pos, &mut self.state)
+        };
+        match point {
+            Ok(_) if self.pos > self.end_bits() => Err(self.fail(overrun(start))),
+            Ok((t, v)) => {
+                self.decoded += 1;
+                Ok(Some((t, f64::from_bits(v))))
             }
+            Err(bad) => Err(self.fail(bad_code(start, bad))),
         }
     }
 
     /// Decodes up to `min(timestamps.len(), values.len())` points into the two columns and
     /// returns how many were written. When this decodes the last point, the end check runs too.
+    /// After an error the contents of the columns are unspecified.
     pub fn decode_into(&mut self, timestamps: &mut [i64], values: &mut [f64]) -> Result<usize> {
+        if self.done {
+            return Ok(0);
+        }
         let want = self
             .remaining()
             .min(timestamps.len() as u64)
             .min(values.len() as u64) as usize;
-        if self.done {
-            return Ok(0);
+        let (mut ts, mut vs) = (&mut timestamps[..want], &mut values[..want]);
+        if self.decoded == 0 && want > 0 {
+            let (t, v) = first_point(self.data, &mut self.pos, &mut self.state);
+            ts[0] = t;
+            vs[0] = f64::from_bits(v);
+            ts = &mut ts[1..];
+            vs = &mut vs[1..];
         }
-        for (t_out, v_out) in timestamps[..want].iter_mut().zip(&mut values[..want]) {
-            match self.decode_point() {
-                Ok((t, v)) => {
-                    *t_out = t;
-                    *v_out = f64::from_bits(v);
+        // The hot loop works on copies in registers. Reading past the end of the data is
+        // harmless (zero bits; the count is bounded by the data size), so the overrun check
+        // runs once, after the loop.
+        let data = self.data;
+        let mut pos = self.pos;
+        let mut state = self.state;
+        let n = ts.len().min(vs.len());
+        let mut i = 0;
+        while i < n {
+            let p = peek_at(data, pos);
+            if p >> 62 == 0 {
+                // A run of `00` codes (same delta, same value): up to 28 points from the 57
+                // valid bits of one load.
+                let run = ((p | 0x7f).leading_zeros() as usize / 2).min(n - i);
+                let v = f64::from_bits(state.prev_value);
+                for (t_out, v_out) in ts[i..i + run].iter_mut().zip(&mut vs[i..i + run]) {
+                    state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
+                    *t_out = state.prev_ts;
+                    *v_out = v;
                 }
-                Err(e) => {
-                    self.done = true;
-                    self.decoded = self.count;
-                    return Err(e);
-                }
+                pos += 2 * run;
+                i += run;
+                continue;
             }
+            let point_start = pos;
+            match next_point(data, &mut pos, &mut state) {
+                Ok((t, v)) => {
+                    ts[i] = t;
+                    vs[i] = f64::from_bits(v);
+                }
+                Err(bad) => return Err(self.fail(bad_code(point_start, bad))),
+            }
+            i += 1;
         }
+        self.pos = pos;
+        self.state = state;
+        if self.pos > self.end_bits() {
+            return Err(self.fail(overrun(self.end_bits())));
+        }
+        self.decoded += want as u64;
         if self.decoded == self.count {
             self.done = true;
             self.check_end()?;

@@ -242,3 +242,17 @@ fn resume_rejects_corrupt_blocks_and_accepts_empty_ones() {
     e.append(7, 7.0);
     assert_eq!(e.finish(), encode(&[(7, 7.0)]));
 }
+
+#[test]
+fn truncated_runs_of_repeats_are_corrupt_in_bulk_too() {
+    // A constant series is one long run of `00` codes, which the bulk decoder reads in
+    // batches: a cut anywhere must still be caught.
+    let pts: Vec<(i64, f64)> = (0..500).map(|i| (i * 1_000, 42.0)).collect();
+    let block = encode(&pts);
+    for len in 0..block.len() {
+        expect_corrupt(&block[..len], "truncated run");
+    }
+    let (ts, vs) = decode_to_vecs(&block).expect("whole block");
+    assert_eq!(ts, pts.iter().map(|p| p.0).collect::<Vec<_>>());
+    assert!(vs.iter().all(|v| *v == 42.0));
+}
