@@ -124,8 +124,8 @@ fn scan_segment(
     expected: Option<Lsn>,
     recovery: WalRecovery,
 ) -> Result<Option<ScannedSegment>> {
-    let (_, bytes) = read_all(path)?;
-    let file_len = bytes.len() as u64;
+    let (_, mut bytes) = read_all(path)?;
+    let mut file_len = bytes.len() as u64;
 
     // The header.
     match format::decode_segment_header(&bytes) {
@@ -145,6 +145,9 @@ fn scan_segment(
                 tracing::warn!(segment = %path.display(), offset = 0, bytes_dropped = file_len, %reason,
                     "WAL: rewriting the damaged header of the last segment (torn segment creation)");
                 reset_segment(path, name_lsn)?;
+                // Scan what is on disk now: a header and no records.
+                bytes = format::encode_segment_header(name_lsn).to_vec();
+                file_len = bytes.len() as u64;
             } else if recovery == WalRecovery::SkipDamaged {
                 tracing::warn!(segment = %path.display(), %reason, bytes_skipped = file_len,
                     "WAL: skipping a segment with a damaged header (recovery = SkipDamaged)");

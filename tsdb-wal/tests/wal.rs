@@ -548,3 +548,49 @@ async fn replay_survives_truncation_of_its_segments() {
     // The replay opened its segments before they were deleted and still reads them all.
     assert_eq!(collect(replay), expected);
 }
+
+#[tokio::test]
+async fn skip_damaged_resets_a_last_segment_with_a_damaged_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(200, WalDurability::Never);
+    let (wal, _) = Wal::open(dir.path(), cfg.clone()).await.expect("open");
+    let records = append_all(&wal, 0..30).await;
+    wal.close().await.expect("close");
+    let files = segment_files(dir.path());
+    let last = files.last().expect("segment").clone();
+    let first_of_last: u64 = last
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .expect("name");
+    assert!(first_of_last <= 30, "the last segment holds records");
+    let mut bytes = std::fs::read(&last).expect("read");
+    bytes[0] ^= 1; // magic
+    std::fs::write(&last, &bytes).expect("write");
+
+    let err = Wal::open(dir.path(), cfg.clone())
+        .await
+        .expect_err("strict");
+    assert_corrupt(&err, &last, 0);
+
+    let skip = WalConfig {
+        recovery: WalRecovery::SkipDamaged,
+        ..cfg.clone()
+    };
+    let (wal, replay) = Wal::open(dir.path(), skip).await.expect("skip open");
+    let kept = &records[..first_of_last as usize - 1];
+    assert_eq!(collect(replay), kept);
+    assert_eq!(
+        std::fs::metadata(&last).expect("meta").len(),
+        SEGMENT_HEADER_LEN as u64
+    );
+    assert_eq!(wal.size_on_disk(), disk_size(dir.path()));
+    let lsn = wal.append(b"after reset").await.expect("append");
+    assert_eq!(lsn, Lsn(first_of_last));
+    wal.close().await.expect("close");
+    // The repaired log opens strictly again.
+    let (_wal, replay) = Wal::open(dir.path(), cfg).await.expect("strict reopen");
+    let replayed = collect(replay);
+    assert_eq!(&replayed[..kept.len()], kept);
+    assert_eq!(replayed[kept.len()..], [(lsn, b"after reset".to_vec())]);
+}
