@@ -33,7 +33,7 @@ pub(crate) struct State {
 
 /// Appends points of one series, one at a time, to a Gorilla bit stream.
 ///
-/// An encoder is small (about 80 bytes plus its buffer) and allocates nothing per point
+/// An encoder is small (96 bytes plus its buffer) and allocates nothing per point
 /// besides amortised growth of its buffer, so a database can keep one per live series.
 /// [`Encoder::snapshot`] gives a complete, decodable block of the points so far without
 /// ending the stream; [`Encoder::finish`] gives the block and consumes the encoder;
@@ -274,5 +274,28 @@ impl Encoder {
     /// Ends the stream and returns the block.
     pub fn finish(self) -> Vec<u8> {
         self.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoder_stays_small() {
+        assert!(std::mem::size_of::<Encoder>() <= 96);
+    }
+
+    #[test]
+    fn accessors_track_what_was_appended() {
+        let mut e = Encoder::new();
+        assert_eq!((e.point_count(), e.time_range(), e.last()), (0, None, None));
+        assert_eq!(e.bytes_len(), 2);
+        e.append(5, 1.5);
+        e.append(-3, 2.5);
+        assert_eq!(e.point_count(), 2);
+        assert_eq!(e.time_range(), Some((-3, 5)));
+        assert_eq!(e.last(), Some((-3, 2.5)));
+        assert_eq!(e.bytes_len(), e.snapshot().len());
     }
 }

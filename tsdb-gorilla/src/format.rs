@@ -8,7 +8,7 @@ pub(crate) const SOURCE: &str = "gorilla block";
 
 /// Payload widths of the delta-of-delta buckets selected by 1, 2, 3 and 4 leading one bits
 /// (`10`, `110`, `1110`, `11110`). Zero is the single bit `0`; `11111` escapes to 64 bits.
-pub(crate) const DOD_WIDTHS: [u32; 4] = [4, 12, 20, 32];
+pub(crate) const DOD_WIDTHS: [u32; 4] = [3, 11, 20, 32];
 
 /// Longest header: the version byte and a 10-byte LEB128 count.
 pub(crate) const MAX_HEADER_LEN: usize = 11;

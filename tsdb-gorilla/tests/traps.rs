@@ -81,10 +81,10 @@ fn sixty_four_meaningful_bits_round_trip() {
     // By hand: a new window of 0 leading zeros and 64 meaningful bits (stored as 63).
     let mut b = Bits::default();
     b.put(0, 64).put(0, 64); // first point: t = 0, value 0.0
-    b.put(0b10, 2).put(5, 4); // dod 5
+    b.put(0b10, 2).put(3, 3); // dod 3
     b.put(0b11, 2).put(0, 6).put(63, 6).put(u64::MAX, 64);
     let got = decode(&b.block(2)).expect("valid block");
-    assert_eq!(bits(&got), [(0, 0), (5, u64::MAX)]);
+    assert_eq!(bits(&got), [(0, 0), (3, u64::MAX)]);
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn deltas_of_deltas_beyond_32_bits_use_the_64_bit_escape() {
     // Each bucket boundary of the delta-of-delta code, both signs.
     let mut pts = vec![(0i64, 0.0), (0, 0.0)];
     let mut t = 0i64;
-    for w in [4u32, 12, 20, 32] {
+    for w in [3u32, 11, 20, 32] {
         for dod in [
             (1i64 << (w - 1)) - 1,
             1 << (w - 1),
@@ -179,8 +179,8 @@ fn headers_are_checked() {
 fn padding_and_trailing_bytes_are_checked() {
     let block = encode(&[(1, 2.0), (2, 2.0), (3, 3.0)]);
     let body_bits = (block.len() - 2) * 8;
-    // First point; dod 1 (`10` + 4 bits) + same value; dod 0 + a new window of 1 bit.
-    let used = 128 + (6 + 1) + (1 + 14 + 1);
+    // First point; dod 1 (`10` + 3 bits) + same value; dod 0 + a new window of 1 bit.
+    let used = 128 + (5 + 1) + (1 + 14 + 1);
     assert_eq!(body_bits, (used as usize).div_ceil(8) * 8);
     assert_ne!(used % 8, 0, "the test needs padding bits");
     let mut bad = block.clone();
