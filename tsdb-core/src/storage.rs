@@ -24,6 +24,7 @@ use crate::types::{ChunkLocation, ChunkReference, CompressedBlock};
 /// - `delete_chunks` removes chunks; unknown or already deleted locations are ignored, so a
 ///   retried delete is harmless. Deleted chunks stay deleted after a reopen.
 /// - `sync` makes every write acknowledged so far durable, whatever the policy.
+/// - `close` makes everything durable; writes after it fail with [`crate::Error::Closed`].
 /// - Reopening the same store (engine specific) gives back every chunk written and synced,
 ///   at the same locations.
 /// - All methods may be called concurrently from many tasks.

@@ -149,12 +149,13 @@ fn map_file(file: &File, len: u64, path: &str) -> Result<Option<Arc<Mmap>>> {
         )
     })?;
     // SAFETY: the map is read-only and never covers more than `len` bytes, which the file
-    // holds: this engine maps a segment only once it is sealed (synced, never appended to
-    // again) or, at open, at the length the file has then, and it never truncates or writes
-    // a file that is mapped (only the active, unmapped segment is ever truncated). Removing
-    // a segment unlinks its name; the inode and the map stay valid until the last view is
-    // dropped. Another process truncating the file behind our back is outside the contract
-    // (documented in the README).
+    // holds: this engine maps a segment once it is sealed (synced, never written again) or, at
+    // open, at the length the file has then; it never truncates or writes a file while a map
+    // of it exists (the last segment is scanned at open through a map that is dropped before
+    // its torn tail is cut and before anything is appended, and it is not mapped again while
+    // it is the active segment). Removing a segment unlinks its name; the inode and the map
+    // stay valid until the last view is dropped. Another process truncating a segment file
+    // of an open store is outside the contract (documented in the README).
     #[allow(unsafe_code)]
     let map = unsafe { MmapOptions::new().len(len).map(file) }
         .map_err(|e| io_err(format_args!("mmap of {path}"), e))?;
@@ -293,9 +294,12 @@ fn recover(dir: &Path) -> Result<Opened> {
                 .write(true)
                 .open(&*path)
                 .map_err(|e| io_err(&path, e))?;
-            let bytes = std::fs::read(&*path).map_err(|e| io_err(&path, e))?;
-            let mut found = scan(&bytes, id);
-            let file_len = bytes.len() as u64;
+            let file_len = file.metadata().map_err(|e| io_err(&path, e))?.len();
+            // Scan through a temporary map, dropped before the file may be truncated.
+            let mut found = {
+                let map = map_file(&file, file_len, &path)?;
+                map.as_deref().map_or_else(Scan::default, |m| scan(m, id))
+            };
             if found.valid_end < file_len {
                 tracing::warn!(
                     segment = %path,
