@@ -1,11 +1,10 @@
 //! Series labels, label postings and Prometheus-style matcher resolution.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use tsdb_core::{Error, LabelMatcher, Labels, MatchOp, Result, SeriesId};
 
-/// Ascending series ids of one `name="value"` pair.
-type Postings = BTreeSet<SeriesId>;
+use crate::postings::Postings;
 
 /// Every series' labels and the postings that find them.
 #[derive(Debug, Default)]
@@ -65,7 +64,7 @@ fn decode(series: SeriesId, bytes: &[u8]) -> Result<Labels> {
 fn union(lists: &[&Postings]) -> Vec<SeriesId> {
     let mut out: Vec<SeriesId> = Vec::with_capacity(lists.iter().map(|l| l.len()).sum());
     for l in lists {
-        out.extend(l.iter().copied());
+        l.extend_into(&mut out);
     }
     out.sort_unstable();
     out.dedup();
@@ -194,13 +193,13 @@ impl Catalog {
             .collect();
         let keep = |id: &SeriesId| probes.iter().all(|(p, exclude)| p.contains(id) != *exclude);
         match driver.map(|i| selections[i].lists.as_slice()) {
-            Some([one]) => one.iter().copied().filter(keep).collect(),
+            Some([one]) => one.iter().filter(keep).collect(),
             Some(many) => {
                 let mut ids = union(many);
                 ids.retain(keep);
                 ids
             }
-            None => self.all.iter().copied().filter(keep).collect(),
+            None => self.all.iter().filter(keep).collect(),
         }
     }
 }

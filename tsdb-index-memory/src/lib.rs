@@ -5,5 +5,6 @@
 mod catalog;
 mod chunks;
 mod index;
+mod postings;
 
 pub use index::MemoryTimeIndex;

@@ -367,10 +367,18 @@ impl TimeIndex for RedisTimeIndex {
         // Round trip 2: every postings list needed (and all series when no selection is
         // positive).
         let need_all = selections.iter().all(|(_, exclude)| *exclude);
+        // One reply per selection: Redis merges multi-list selections (ZUNION of score-0 sets
+        // lists the union in byte order, which is id order).
         let mut pipe = redis::pipe();
         for (keys, _) in &selections {
-            for k in keys {
-                pipe.cmd("ZRANGE").arg(k).arg(0).arg(-1);
+            match keys.as_slice() {
+                [] => {}
+                [one] => {
+                    pipe.cmd("ZRANGE").arg(one).arg(0).arg(-1);
+                }
+                many => {
+                    pipe.cmd("ZUNION").arg(many.len()).arg(many);
+                }
             }
         }
         if need_all {
@@ -394,11 +402,10 @@ impl TimeIndex for RedisTimeIndex {
         let mut include: Option<Vec<SeriesId>> = None;
         let mut exclude: BTreeSet<SeriesId> = BTreeSet::new();
         for (keys, is_exclude) in &selections {
-            let mut lists = Vec::with_capacity(keys.len());
-            for k in keys {
-                lists.push(next_ids(k)?);
-            }
-            let ids = union(lists);
+            let ids = match keys.first() {
+                None => Vec::new(),
+                Some(first) => union(vec![next_ids(first)?]),
+            };
             if *is_exclude {
                 exclude.extend(ids);
             } else {

@@ -47,6 +47,7 @@ where
     duplicate_chunks_are_no_ops(&*fresh().await).await;
     remove_chunks(&*fresh().await).await;
     drop_series(&*fresh().await).await;
+    lookups_over_many_series(&*fresh().await).await;
     concurrent_use(fresh().await).await;
     for seed in [1, 2, 3] {
         compare_random(&*fresh().await, &ReferenceIndex::default(), seed, 300).await;
@@ -883,6 +884,60 @@ pub async fn drop_series(index: &dyn TimeIndex) {
         Some(other),
         "{name}: a freed id can be reused"
     );
+}
+
+/// Lookups over a few thousand series, where selections are unions of many postings lists,
+/// compared with [`ReferenceIndex`].
+pub async fn lookups_over_many_series(index: &dyn TimeIndex) {
+    let reference = ReferenceIndex::default();
+    for i in 0..3_000u64 {
+        let instance = format!("host-{i}");
+        let job = format!("job-{}", i % 40);
+        let mut pairs = vec![("instance", instance.as_str()), ("job", job.as_str())];
+        if i % 3 != 0 {
+            pairs.push(("env", ["prod", "dev"][(i % 2) as usize]));
+        }
+        let l = labels(&format!("m{}", i % 7), &pairs);
+        register(index, &l).await;
+        register(&reference, &l).await;
+    }
+    let cases: Vec<Vec<LabelMatcher>> = vec![
+        vec![re("instance", MatchOp::RegexMatch, "host-1.*")],
+        vec![re("instance", MatchOp::RegexMatch, ".*7.*")],
+        vec![re("instance", MatchOp::RegexMatch, ".*7")],
+        vec![re("instance", MatchOp::RegexMatch, "host-(1|2)0.")],
+        vec![
+            LabelMatcher::metric("m3"),
+            re("instance", MatchOp::RegexMatch, "host-2.*"),
+        ],
+        vec![
+            LabelMatcher::metric("m3"),
+            re("job", MatchOp::RegexMatch, "job-(1|2|3).*"),
+        ],
+        vec![
+            re("job", MatchOp::RegexMatch, "job-1.*"),
+            re("instance", MatchOp::RegexNoMatch, "host-1.*"),
+        ],
+        vec![
+            LabelMatcher::equal("job", "job-5"),
+            re("instance", MatchOp::RegexNoMatch, ".*1.*"),
+        ],
+        vec![
+            LabelMatcher::equal("env", ""),
+            re("job", MatchOp::RegexMatch, "job-3."),
+        ],
+        vec![
+            re("env", MatchOp::RegexMatch, "prod|"),
+            LabelMatcher::not_equal("job", "job-1"),
+        ],
+        vec![re("instance", MatchOp::RegexNoMatch, "host-.*")],
+        vec![re("instance", MatchOp::RegexMatch, "host-42|host-43|nope")],
+        vec![LabelMatcher::equal("instance", "host-42")],
+    ];
+    for matchers in cases {
+        let want = find(&reference, &matchers).await;
+        expect_find(index, &matchers, want).await;
+    }
 }
 
 /// Many tasks registering, adding, querying and dropping at once leave an exact final state.
