@@ -129,8 +129,10 @@ async fn default_index(config: &DatabaseConfig) -> Result<Arc<dyn TimeIndex>> {
     if let Some(url) = &config.redis_url {
         #[cfg(feature = "index-redis")]
         {
-            let index =
-                crate::index::RedisTimeIndex::connect(url, &config.redis_key_prefix).await?;
+            use crate::index::{RedisIndexConfig, RedisTimeIndex};
+            let redis =
+                RedisIndexConfig::new(url.clone()).with_prefix(config.redis_key_prefix.clone());
+            let index = RedisTimeIndex::connect(redis).await?;
             return Ok(Arc::new(index));
         }
         #[cfg(not(feature = "index-redis"))]

@@ -341,10 +341,11 @@ impl Inner {
         }
         // Group by shard, then series, keeping each series' points in the order given.
         let mut order: Vec<usize> = (0..points.len()).collect();
-        order.sort_by_key(|&i| {
+        order.sort_unstable_by_key(|&i| {
             (
                 self.heads.shard_of(points[i].series_id),
                 points[i].series_id,
+                i,
             )
         });
         let flat: Vec<(i64, f64)> = order

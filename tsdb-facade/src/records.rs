@@ -7,7 +7,9 @@
 //!
 //! Point batch (WAL): `version: u8 = 1`, then groups until the end of the record, each
 //! `series_id: u64 LE | block_len: u32 LE | block: [u8; block_len]` where `block` is a Gorilla
-//! block (see the `tsdb-gorilla` README) of that series' points, in the order written.
+//! block (see the `tsdb-gorilla` README) of that series' points, in the order written. A group
+//! of a single point (the common case of one scrape of many series) is written raw instead:
+//! `block_len = 0`, then `timestamp: i64 LE | value bits: u64 LE`.
 //!
 //! Series registration (catalog): `version: u8 = 1 | series_id: u64 LE | labels`, where
 //! `labels` is `Labels::canonical_bytes`.
@@ -22,8 +24,14 @@ pub(crate) type SeriesPoints = (SeriesId, Vec<(i64, f64)>);
 /// Appends a group of one series' points to a point-batch record (started with
 /// [`begin_points`]).
 pub(crate) fn push_group(record: &mut Vec<u8>, series: SeriesId, points: &[(i64, f64)]) {
-    let block = tsdb_gorilla::encode(points);
     record.extend_from_slice(&series.0.to_le_bytes());
+    if let [(t, v)] = points {
+        record.extend_from_slice(&0u32.to_le_bytes());
+        record.extend_from_slice(&t.to_le_bytes());
+        record.extend_from_slice(&v.to_bits().to_le_bytes());
+        return;
+    }
+    let block = tsdb_gorilla::encode(points);
     record.extend_from_slice(&(block.len() as u32).to_le_bytes());
     record.extend_from_slice(&block);
 }
@@ -60,6 +68,17 @@ pub(crate) fn decode_points(record: &[u8]) -> Result<Vec<SeriesPoints>> {
                 .try_into()
                 .map_err(|_| corrupt(at, "block length"))?,
         ) as usize;
+        if len == 0 {
+            let raw = record
+                .get(at + 12..at + 28)
+                .ok_or_else(|| corrupt(at + 12, "raw point cut short"))?;
+            let (t, v) = raw.split_at(8);
+            let t = i64::from_le_bytes(t.try_into().map_err(|_| corrupt(at + 12, "timestamp"))?);
+            let v = u64::from_le_bytes(v.try_into().map_err(|_| corrupt(at + 20, "value"))?);
+            groups.push((SeriesId(series), vec![(t, f64::from_bits(v))]));
+            at += 28;
+            continue;
+        }
         let block = record
             .get(at + 12..at + 12 + len)
             .ok_or_else(|| corrupt(at, "block longer than the record"))?;

@@ -9,11 +9,12 @@
 
 mod head;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
 use tsdb_core::{Error, Result, SeriesId};
 
 pub(crate) use head::{Head, Sealed};
@@ -28,7 +29,8 @@ struct SeriesState {
 
 #[derive(Debug, Default)]
 struct Shard {
-    series: HashMap<SeriesId, SeriesState>,
+    /// Fx hashing: series ids are hashes already, or small caller-chosen numbers.
+    series: FxHashMap<SeriesId, SeriesState>,
     sealed: VecDeque<Arc<Sealed>>,
 }
 
