@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use tsdb_core::{Error, LabelMatcher, Labels, MatchOp, Result, SeriesId};
 
 use crate::postings::Postings;
+use crate::value::Value;
 
 /// Every series' labels and the postings that find them.
 #[derive(Debug, Default)]
@@ -13,7 +14,7 @@ pub(crate) struct Catalog {
     labels: HashMap<SeriesId, Box<[u8]>>,
     all: Postings,
     /// label name -> value -> series having that pair.
-    postings: BTreeMap<String, BTreeMap<String, Postings>>,
+    postings: BTreeMap<String, BTreeMap<Value, Postings>>,
 }
 
 /// What one matcher selects: the union of some postings, or every series except it.
@@ -89,7 +90,7 @@ impl Catalog {
             self.postings
                 .entry(l.name.clone())
                 .or_default()
-                .entry(l.value.clone())
+                .entry(Value::new(&l.value))
                 .or_default()
                 .insert(series);
         }
@@ -109,10 +110,10 @@ impl Catalog {
             let Some(values) = self.postings.get_mut(&l.name) else {
                 continue;
             };
-            if let Some(ids) = values.get_mut(&l.value) {
+            if let Some(ids) = values.get_mut(l.value.as_str()) {
                 ids.remove(&series);
                 if ids.is_empty() {
-                    values.remove(&l.value);
+                    values.remove(l.value.as_str());
                 }
             }
             if values.is_empty() {
@@ -136,7 +137,7 @@ impl Catalog {
     pub(crate) fn label_values(&self, name: &str) -> Vec<String> {
         self.postings
             .get(name)
-            .map(|values| values.keys().cloned().collect())
+            .map(|values| values.keys().map(|v| v.as_str().to_owned()).collect())
             .unwrap_or_default()
     }
 
@@ -165,7 +166,7 @@ impl Catalog {
         let lists = values
             .into_iter()
             .flat_map(|v| candidate_values(m, v))
-            .filter(|(value, _)| m.matches(Some(value)) != exclude)
+            .filter(|(value, _)| m.matches(Some(value.as_str())) != exclude)
             .map(|(_, ids)| ids)
             .collect();
         Selection { lists, exclude }
@@ -208,17 +209,18 @@ impl Catalog {
 /// only those under the regex's literal prefix when it has one.
 fn candidate_values<'a>(
     m: &LabelMatcher,
-    values: &'a BTreeMap<String, Postings>,
-) -> Box<dyn Iterator<Item = (&'a String, &'a Postings)> + 'a> {
+    values: &'a BTreeMap<Value, Postings>,
+) -> Box<dyn Iterator<Item = (&'a Value, &'a Postings)> + 'a> {
     let prefix = m.regex_literal_prefix().to_owned();
     // A regex with a literal prefix cannot match "", so the values selected (`=~`) or
     // excluded (`!~`) are those it matches, all under the prefix.
     if prefix.is_empty() {
         return Box::new(values.iter());
     }
+    let from = Value::new(&prefix);
     Box::new(
         values
-            .range(prefix.clone()..)
-            .take_while(move |(v, _)| v.starts_with(&prefix)),
+            .range(from..)
+            .take_while(move |(v, _)| v.as_str().starts_with(&prefix)),
     )
 }

@@ -6,5 +6,6 @@ mod catalog;
 mod chunks;
 mod index;
 mod postings;
+mod value;
 
 pub use index::MemoryTimeIndex;

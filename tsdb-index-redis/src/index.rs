@@ -19,6 +19,9 @@ use crate::scripts;
 
 const ENGINE: &str = "redis";
 
+/// `find_series` lets Redis merge a selection of more postings lists than this (`ZUNION`).
+const MERGE_ABOVE: usize = 16;
+
 /// How [`RedisTimeIndex`] reaches Redis.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisIndexConfig {
@@ -367,17 +370,16 @@ impl TimeIndex for RedisTimeIndex {
         // Round trip 2: every postings list needed (and all series when no selection is
         // positive).
         let need_all = selections.iter().all(|(_, exclude)| *exclude);
-        // One reply per selection: Redis merges multi-list selections (ZUNION of score-0 sets
-        // lists the union in byte order, which is id order).
+        // A selection of many postings lists (a regex over a high-cardinality label) is merged
+        // by Redis in one ZUNION (score-0 sets list the union in byte order, i.e. id order);
+        // a few lists are read as they are, which costs Redis less than building a union.
         let mut pipe = redis::pipe();
         for (keys, _) in &selections {
-            match keys.as_slice() {
-                [] => {}
-                [one] => {
-                    pipe.cmd("ZRANGE").arg(one).arg(0).arg(-1);
-                }
-                many => {
-                    pipe.cmd("ZUNION").arg(many.len()).arg(many);
+            if keys.len() > MERGE_ABOVE {
+                pipe.cmd("ZUNION").arg(keys.len()).arg(keys);
+            } else {
+                for k in keys {
+                    pipe.cmd("ZRANGE").arg(k).arg(0).arg(-1);
                 }
             }
         }
@@ -403,8 +405,14 @@ impl TimeIndex for RedisTimeIndex {
         let mut exclude: BTreeSet<SeriesId> = BTreeSet::new();
         for (keys, is_exclude) in &selections {
             let ids = match keys.first() {
-                None => Vec::new(),
-                Some(first) => union(vec![next_ids(first)?]),
+                Some(first) if keys.len() > MERGE_ABOVE => union(vec![next_ids(first)?]),
+                _ => {
+                    let mut lists = Vec::with_capacity(keys.len());
+                    for k in keys {
+                        lists.push(next_ids(k)?);
+                    }
+                    union(lists)
+                }
             };
             if *is_exclude {
                 exclude.extend(ids);
