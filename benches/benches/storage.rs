@@ -300,6 +300,60 @@ fn bench_random_reads(c: &mut Criterion) {
         nanos[nanos.len() - 1] as f64 / 1000.0
     );
 
+    // The same reads while eight `Always` writers append and fsync into the same store: reads
+    // must not wait behind an fsync.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            let written = written.clone();
+            let blk = block(1000 + w);
+            rt.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    engine.write_chunk(&blk).await.expect("write");
+                    written.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let busy_for = if quick() {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(3)
+    };
+    let mut nanos: Vec<u64> = Vec::with_capacity(4 << 20);
+    let start = Instant::now();
+    rt.block_on(async {
+        for loc in picks.iter().cycle() {
+            let t = Instant::now();
+            let b = engine.read_chunk(loc).await.expect("read");
+            nanos.push(t.elapsed().as_nanos() as u64);
+            black_box(b);
+            if nanos.len().is_multiple_of(1024) && start.elapsed() > busy_for {
+                break;
+            }
+        }
+    });
+    let busy_s = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        rt.block_on(w).expect("writer task");
+    }
+    nanos.sort_unstable();
+    let pct =
+        |p: f64| nanos[((nanos.len() as f64 * p) as usize).min(nanos.len() - 1)] as f64 / 1000.0;
+    println!(
+        "storage-summary: {{\"bench\":\"random_read_during_always_writes\",\"writers\":8,\"writes_during_reads\":{},\"reads\":{},\"seconds\":{busy_s:.2},\"p50_us\":{:.2},\"p90_us\":{:.2},\"p99_us\":{:.2},\"p999_us\":{:.2}}}",
+        written.load(Ordering::Relaxed),
+        nanos.len(),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(0.999)
+    );
+
     let mut g = c.benchmark_group("storage_read_1KiB");
     g.sample_size(20)
         .warm_up_time(Duration::from_millis(500))
