@@ -352,4 +352,73 @@ mod tests {
             assert_eq!(decode_deletion(&bad), None, "bit {bit} flipped");
         }
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_block() -> impl Strategy<Value = CompressedBlock> {
+            (
+                any::<u16>(),
+                any::<u64>(),
+                any::<i64>(),
+                any::<i64>(),
+                any::<u32>(),
+                proptest::collection::vec(any::<u8>(), 0..600),
+            )
+                .prop_map(|(codec, series, start, end, points, data)| {
+                    CompressedBlock {
+                        codec: CodecId(codec),
+                        series_id: SeriesId(series),
+                        start_time: start,
+                        end_time: end,
+                        point_count: points,
+                        data: Bytes::from(data),
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn records_round_trip(block in any_block(), segment in any::<u64>(), offset in any::<u64>()) {
+                let mut out = Vec::new();
+                encode_record(&mut out, segment, offset, &block);
+                prop_assert_eq!(out.len() as u64, record_len(block.data.len()));
+                let rec = parse_record(&out, segment, offset).expect("valid");
+                prop_assert_eq!(rec.meta, RecordMeta::of(&block));
+                prop_assert_eq!(&out[rec.payload_range()], &block.data[..]);
+            }
+
+            #[test]
+            fn decoding_arbitrary_bytes_never_panics_and_is_exact(
+                bytes in proptest::collection::vec(any::<u8>(), 0..300),
+                segment in 0u64..3,
+                offset in 0u64..3,
+            ) {
+                if let Ok(rec) = parse_record(&bytes, segment, offset) {
+                    // Whatever decodes is exactly what the encoder writes for it.
+                    let block = CompressedBlock {
+                        codec: rec.meta.codec,
+                        series_id: rec.meta.series_id,
+                        start_time: rec.meta.start_time,
+                        end_time: rec.meta.end_time,
+                        point_count: rec.meta.point_count,
+                        data: Bytes::copy_from_slice(&bytes[rec.payload_range()]),
+                    };
+                    let mut again = Vec::new();
+                    encode_record(&mut again, segment, offset, &block);
+                    prop_assert_eq!(&again[..], &bytes[..rec.len as usize]);
+                }
+                let _ = decode_deletion(&bytes[..bytes.len().min(DELETION_ENTRY_LEN)]);
+            }
+
+            #[test]
+            fn deletions_round_trip(segment in any::<u64>(), offset in any::<u64>(), length in any::<u64>()) {
+                let d = Deletion { segment, offset, length };
+                let mut out = Vec::new();
+                encode_deletion(&mut out, d);
+                prop_assert_eq!(decode_deletion(&out), Some(d));
+            }
+        }
+    }
 }

@@ -276,4 +276,55 @@ mod tests {
         assert_eq!(s.valid_end, 68);
         assert!(s.tail_reason.is_some_and(|r| r.contains("incomplete")));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Records separated by garbage are all found, at their offsets, and nothing else
+            /// is (the garbage never contains the record magic, so it cannot hide a record).
+            #[test]
+            fn scan_finds_every_record_between_garbage(
+                parts in proptest::collection::vec(
+                    (proptest::collection::vec(any::<u8>(), 0..200),
+                     proptest::collection::vec(0u8..0x40, 0..40)),
+                    0..12),
+            ) {
+                let mut bytes = Vec::new();
+                let mut want = Vec::new();
+                for (payload, garbage) in &parts {
+                    let offset = bytes.len() as u64;
+                    let block = CompressedBlock {
+                        codec: CodecId(1),
+                        series_id: SeriesId(offset),
+                        start_time: 0,
+                        end_time: 0,
+                        point_count: 1,
+                        data: Bytes::copy_from_slice(payload),
+                    };
+                    encode_record(&mut bytes, 4, offset, &block);
+                    want.push(offset);
+                    bytes.extend_from_slice(garbage);
+                }
+                let s = scan(&bytes, 4);
+                prop_assert_eq!(s.entries.iter().map(|e| e.offset).collect::<Vec<_>>(), want);
+                let covered: u64 = s.entries.iter().map(|e| e.len).sum::<u64>()
+                    + s.damage.iter().map(|d| d.len).sum::<u64>();
+                prop_assert_eq!(covered, bytes.len() as u64, "records and damage tile the file");
+            }
+
+            #[test]
+            fn scan_of_arbitrary_bytes_never_panics_and_finds_only_valid_records(
+                bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            ) {
+                let s = scan(&bytes, 0);
+                for e in &s.entries {
+                    let rec = &bytes[e.offset as usize..(e.offset + e.len) as usize];
+                    prop_assert!(parse_record(rec, 0, e.offset).is_ok());
+                }
+                prop_assert!(s.valid_end <= bytes.len() as u64);
+            }
+        }
+    }
 }
