@@ -223,6 +223,73 @@ fn memory_half(c: &mut Criterion) {
         );
     }
 
+    // Concurrency: the same queries from 1 and 2 threads, then 2 threads while a third adds
+    // chunks (sharded locks: readers share, writers lock one shard of 64).
+    let queries_per_thread = 200_000u64;
+    let index = &index;
+    let ids = &ids;
+    let run_queries = |seed: u64| {
+        let mut rng = SplitMix64(seed);
+        let mut found = 0usize;
+        for _ in 0..queries_per_thread {
+            let id = ids[rng.below(SERIES) as usize];
+            let range = random_range(&mut rng, MEMORY_CHUNKS_PER_SERIES);
+            found += ready(index.query_chunks(id, range)).expect("query").len();
+        }
+        black_box(found);
+    };
+    for threads in [1u64, 2] {
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                s.spawn(move || run_queries(10 + t));
+            }
+        });
+        report_rate(
+            "memory",
+            &format!("query_chunks ({threads} threads)"),
+            threads * queries_per_thread,
+            started.elapsed(),
+        );
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = Instant::now();
+    let added = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut added = 0u64;
+            let mut j = MEMORY_CHUNKS_PER_SERIES;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for id in ids.iter().take(1_000) {
+                    ready(index.add_chunk(&chunk(*id, j))).expect("add_chunk");
+                    added += 1;
+                }
+                j += 1;
+            }
+            added
+        });
+        let readers: Vec<_> = (0..2u64)
+            .map(|t| s.spawn(move || run_queries(20 + t)))
+            .collect();
+        for r in readers {
+            r.join().expect("reader thread");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().expect("writer thread")
+    });
+    let elapsed = started.elapsed();
+    report_rate(
+        "memory",
+        "query_chunks (2 threads, 1 writer adding)",
+        2 * queries_per_thread,
+        elapsed,
+    );
+    report_rate(
+        "memory",
+        "add_chunk (writer beside 2 query threads)",
+        added,
+        elapsed,
+    );
+
     let mut g = c.benchmark_group("index/memory");
     g.throughput(Throughput::Elements(1));
     let mut rng = SplitMix64(2);
@@ -411,8 +478,9 @@ fn main() {
         .sample_size(20)
         .configure_from_args();
     memory_half(&mut c);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread drives the connection and the caller: on a loopback round trip, hopping
+    // between worker threads would cost more than the request itself.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
