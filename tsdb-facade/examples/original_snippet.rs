@@ -5,7 +5,9 @@
 //! cargo run -p tsdb-facade --features index-redis --example original_snippet
 //! ```
 
-#[allow(unused_imports, unused_variables)]
+// The sketch binds `db` and imports `DataPoint` without using them; keep it as written.
+#![allow(unused_variables, unused_imports)]
+
 use gorilla_tsdb::{DataPoint, DatabaseConfig, TimeSeriesDBBuilder};
 use std::path::PathBuf;
 #[tokio::main]

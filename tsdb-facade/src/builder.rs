@@ -90,16 +90,12 @@ impl TimeSeriesDBBuilder {
     }
 }
 
-fn missing(what: &str) -> Error {
-    Error::invalid_input(what)
-}
-
 #[allow(clippy::unnecessary_wraps)]
 fn default_compressor() -> Result<Arc<dyn Compressor>> {
     #[cfg(feature = "gorilla")]
     return Ok(Arc::new(tsdb_gorilla::GorillaCompressor::new()));
     #[cfg(not(feature = "gorilla"))]
-    return Err(missing(
+    return Err(Error::invalid_input(
         "no compressor: call with_compressor or enable the `gorilla` feature",
     ));
 }
@@ -119,7 +115,7 @@ async fn default_storage(config: &DatabaseConfig) -> Result<Arc<dyn StorageEngin
     #[cfg(not(feature = "storage-disk"))]
     {
         let _ = config;
-        Err(missing(
+        Err(Error::invalid_input(
             "no storage engine: call with_storage or enable the `storage-disk` feature",
         ))
     }
@@ -136,14 +132,14 @@ async fn default_index(config: &DatabaseConfig) -> Result<Arc<dyn TimeIndex>> {
             return Ok(Arc::new(index));
         }
         #[cfg(not(feature = "index-redis"))]
-        return Err(missing(&format!(
+        return Err(Error::invalid_input(&format!(
             "redis_url is set ({url}) but gorilla_tsdb was built without the `index-redis` feature"
         )));
     }
     #[cfg(feature = "index-memory")]
     return Ok(Arc::new(crate::index::MemoryTimeIndex::new()));
     #[cfg(not(feature = "index-memory"))]
-    return Err(missing(
+    return Err(Error::invalid_input(
         "no index: call with_index, set redis_url (feature `index-redis`) or enable the `index-memory` feature",
     ));
 }

@@ -14,6 +14,7 @@ use tsdb_core::{
 
 use tsdb_wal::{Lsn, Replay, Wal, WalConfig};
 
+use crate::checkpoint_mark;
 use crate::config::DatabaseConfig;
 use crate::ingest::{Heads, Sealed};
 use crate::read::{Columns, SeriesPoints, merge};
@@ -102,6 +103,8 @@ struct Inner {
     /// Writers hold it shared from WAL append to head apply; the checkpoint takes it
     /// exclusively so that no WAL record is between the two when it reads the heads' LSNs.
     apply_gate: RwLock<()>,
+    /// Serialises checkpoints (the maintenance task's and `flush`'s).
+    checkpoint_lock: tokio::sync::Mutex<()>,
     /// One per flush worker: there is sealed work in its shards.
     flush_wakeup: Box<[Notify]>,
     /// Writers waiting for room in the flush queue or the head buffers.
@@ -149,6 +152,7 @@ impl TimeSeriesDB {
             wal,
             catalog,
             apply_gate: RwLock::new(()),
+            checkpoint_lock: tokio::sync::Mutex::new(()),
             flush_wakeup: (0..workers).map(|_| Notify::new()).collect(),
             room: Notify::new(),
             maintenance_wakeup: Notify::new(),
@@ -557,6 +561,7 @@ impl Inner {
 
     /// Truncates the WAL before the oldest record whose points are not yet durable chunks.
     async fn checkpoint(&self) -> Result<()> {
+        let _one_at_a_time = self.checkpoint_lock.lock().await;
         let keep_from = {
             let _exclusive = self.apply_gate.write().await;
             self.heads
@@ -565,7 +570,12 @@ impl Inner {
         };
         self.engines.storage.sync().await?;
         self.wal.truncate_before(Lsn(keep_from)).await?;
-        Ok(())
+        // Whole segments are deleted above; the mark lets the next open skip the records of
+        // the current segment that are already in chunks.
+        let dir = self.config.data_dir.clone();
+        tokio::task::spawn_blocking(move || checkpoint_mark::write(&dir, keep_from))
+            .await
+            .map_err(|e| Error::invalid_input(format_args!("checkpoint task failed: {e}")))?
     }
 
     /// Deletes chunks whose newest point is older than the retention period allows.
@@ -734,8 +744,12 @@ impl Inner {
         // were kept) are not buffered again.
         let records = wal.record_count();
         let mut writes: HashMap<SeriesId, Vec<(i64, u64, f64)>> = HashMap::new();
+        let skip_before = checkpoint_mark::read(&self.config.data_dir);
         for record in wal {
             let (lsn, record) = record?;
+            if lsn.get() < skip_before {
+                continue;
+            }
             for (series, points) in records::decode_points(&record)? {
                 let w = writes.entry(series).or_default();
                 w.extend(points.iter().map(|&(t, v)| (t, lsn.get(), v)));

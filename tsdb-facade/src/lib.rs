@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
+mod checkpoint_mark;
 mod config;
 mod db;
 mod ingest;
