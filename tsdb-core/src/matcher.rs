@@ -230,6 +230,24 @@ impl LabelMatcher {
         self.matches(None)
     }
 
+    /// For `=~` and `!~` whose regular expression is an alternation of plain literals
+    /// (`a|b|c`, a single literal included): those literals, so an index can look them up
+    /// instead of scanning every value of the label. `None` otherwise.
+    ///
+    /// ```
+    /// use tsdb_core::{LabelMatcher, MatchOp};
+    /// let m = LabelMatcher::new("env", MatchOp::RegexMatch, "prod|staging")?;
+    /// assert_eq!(m.regex_literals(), Some(&["prod".to_owned(), "staging".to_owned()][..]));
+    /// assert_eq!(LabelMatcher::new("env", MatchOp::RegexMatch, "prod.*")?.regex_literals(), None);
+    /// # Ok::<(), tsdb_core::Error>(())
+    /// ```
+    pub fn regex_literals(&self) -> Option<&[String]> {
+        match &self.fast {
+            Shape::Literals(all) => Some(all),
+            _ => None,
+        }
+    }
+
     /// For `=~` and `!~`: a literal that every value the regular expression matches starts
     /// with, so an index can scan only that part of a sorted value dictionary. `""` when there
     /// is none or it is not known (alternations, flags, escapes), and for `=` and `!=`.

@@ -205,12 +205,25 @@ impl Catalog {
     }
 }
 
-/// The `(value, postings)` pairs of one label that can possibly match `m`: all of them, or
-/// only those under the regex's literal prefix when it has one.
+/// The `(value, postings)` pairs of one label that can possibly match `m`: all of them, only
+/// those under the regex's literal prefix when it has one, or only its literals when it is
+/// an alternation of literals.
 fn candidate_values<'a>(
     m: &LabelMatcher,
     values: &'a BTreeMap<Value, Postings>,
 ) -> Box<dyn Iterator<Item = (&'a Value, &'a Postings)> + 'a> {
+    // `a|b|c` without an empty branch: the values selected (`=~`) or excluded (`!~`) are
+    // exactly those literals, looked up one by one.
+    if let Some(literals) = m.regex_literals()
+        && !literals.iter().any(String::is_empty)
+    {
+        let unique: std::collections::BTreeSet<&String> = literals.iter().collect();
+        let found: Vec<(&'a Value, &'a Postings)> = unique
+            .into_iter()
+            .filter_map(|l| values.get_key_value(l.as_str()))
+            .collect();
+        return Box::new(found.into_iter());
+    }
     let prefix = m.regex_literal_prefix().to_owned();
     // A regex with a literal prefix cannot match "", so the values selected (`=~`) or
     // excluded (`!~`) are those it matches, all under the prefix.

@@ -205,7 +205,22 @@ impl RedisTimeIndex {
                 keys: vec![self.keys.postings(m.name(), m.value())],
                 exclude: true,
             },
-            _ => Plan::Dictionary,
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => match m.regex_literals() {
+                // `a|b|c` without an empty branch: the values selected (`=~`) or excluded
+                // (`!~`) are exactly these; no need to read the dictionary.
+                Some(literals) if !literals.iter().any(String::is_empty) => {
+                    let unique: BTreeSet<&String> = literals.iter().collect();
+                    Plan::Postings {
+                        keys: unique
+                            .into_iter()
+                            .map(|v| self.keys.postings(m.name(), v))
+                            .collect(),
+                        exclude: m.op() == MatchOp::RegexNoMatch,
+                    }
+                }
+                _ => Plan::Dictionary,
+            },
+            MatchOp::Equal | MatchOp::NotEqual => Plan::Dictionary,
         }
     }
 }
