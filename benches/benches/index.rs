@@ -118,6 +118,14 @@ fn lookups() -> Vec<(&'static str, Vec<LabelMatcher>)> {
             ],
         ),
         ("job=job-7", vec![LabelMatcher::equal("job", "job-7")]),
+        (
+            "instance=~host-1|host-22|host-333",
+            vec![re(
+                "instance",
+                MatchOp::RegexMatch,
+                "host-1|host-22|host-333",
+            )],
+        ),
     ]
 }
 
