@@ -27,6 +27,63 @@ const ENGINE: &str = "local-disk";
 /// Name of the deletion log inside the store directory.
 pub(crate) const DELETION_LOG: &str = "deletions.log";
 const DELETION_LOG_TMP: &str = "deletions.log.tmp";
+/// Name of the file holding the smallest segment number never used.
+pub(crate) const NEXT_SEGMENT: &str = "next-segment";
+const NEXT_SEGMENT_TMP: &str = "next-segment.tmp";
+
+fn segment_limit() -> Error {
+    Error::LimitExceeded {
+        what: "segment number",
+        requested: u64::MAX,
+        limit: u64::MAX - 1,
+    }
+}
+
+/// Durably records that no segment numbered `next` or higher was ever created: written before
+/// segment `next - 1` is created, so that numbers are never reused even if the newest segment
+/// files disappear.
+fn write_next_segment(dir: &Path, next: u64) -> Result<()> {
+    let mut bytes = next.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&crc32fast::hash(&next.to_le_bytes()).to_le_bytes());
+    let tmp = dir.join(NEXT_SEGMENT_TMP);
+    let write = || -> io::Result<()> {
+        let f = File::create(&tmp)?;
+        f.write_all_at(&bytes, 0)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(NEXT_SEGMENT))
+    };
+    write().map_err(|e| {
+        io_err(
+            format_args!("writing {}", dir.join(NEXT_SEGMENT).display()),
+            e,
+        )
+    })?;
+    sync_dir(dir)
+}
+
+/// The number stored by [`write_next_segment`], `None` when the file is missing or damaged.
+fn read_next_segment(dir: &Path) -> Option<u64> {
+    let path = dir.join(NEXT_SEGMENT);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read the next segment number");
+            return None;
+        }
+    };
+    let valid = bytes.len() == 12 && {
+        let (num, crc) = bytes.split_at(8);
+        crc32fast::hash(num).to_le_bytes() == crc
+    };
+    if !valid {
+        tracing::warn!(file = %path.display(), "damaged next segment number; numbering continues after the newest segment file");
+        return None;
+    }
+    let mut num = [0u8; 8];
+    num.copy_from_slice(&bytes[..8]);
+    Some(u64::from_le_bytes(num))
+}
 
 /// A crash-safe [`StorageEngine`] keeping chunks in append-only segment files of a local
 /// directory. See the crate documentation for the format, durability and concurrency.
@@ -68,6 +125,8 @@ struct Writer {
     file: Arc<File>,
     /// Where the next record goes in the active segment.
     pos: u64,
+    /// The smallest segment number never used (see [`write_next_segment`]).
+    next_free: u64,
     /// Bytes appended since open, across segments: the group-commit sequence number.
     written: u64,
     buf: Vec<u8>,
@@ -203,6 +262,7 @@ impl LocalDiskEngine {
                 active: opened.active,
                 file: opened.active_file,
                 pos: opened.active_len,
+                next_free: opened.next_free,
                 written: 0,
                 buf: Vec::new(),
                 closed: false,
@@ -260,6 +320,7 @@ struct Opened {
     active_file: Arc<File>,
     active_len: u64,
     deletion_log_len: u64,
+    next_free: u64,
 }
 
 fn recover(dir: &Path) -> Result<Opened> {
@@ -410,10 +471,15 @@ fn recover(dir: &Path) -> Result<Opened> {
         deletion_log_len = out.len() as u64;
     }
 
+    let mut next_free = read_next_segment(dir)
+        .unwrap_or(0)
+        .max(last.map_or(0, |id| id.saturating_add(1)));
     let (active, active_file) = match (last, active_file) {
         (Some(id), Some(file)) => (id, file),
         _ => {
-            let id = 0;
+            let id = next_free;
+            next_free = id.checked_add(1).ok_or_else(segment_limit)?;
+            write_next_segment(dir, next_free)?;
             let path = path_of(id);
             let file = OpenOptions::new()
                 .read(true)
@@ -436,6 +502,7 @@ fn recover(dir: &Path) -> Result<Opened> {
         active_file,
         active_len,
         deletion_log_len,
+        next_free,
     })
 }
 
@@ -529,11 +596,12 @@ impl Inner {
 
     /// Seals the active segment (fsync, then map) and starts the next one.
     fn rotate(&self, w: &mut Writer) -> Result<()> {
-        let next = w.active.checked_add(1).ok_or(Error::LimitExceeded {
-            what: "segment number",
-            requested: u64::MAX,
-            limit: u64::MAX - 1,
-        })?;
+        let next = w
+            .active
+            .checked_add(1)
+            .ok_or_else(segment_limit)?
+            .max(w.next_free);
+        let after = next.checked_add(1).ok_or_else(segment_limit)?;
         let old_path = self.dir.join(segment_file_name(w.active));
         let old_name = old_path.to_string_lossy().into_owned();
         if let Err(e) = w.file.sync_data() {
@@ -545,6 +613,8 @@ impl Inner {
         let written = w.written;
         self.sync.send_modify(|s| s.synced = s.synced.max(written));
         let map = map_file(&w.file, w.pos, &old_name)?;
+        write_next_segment(&self.dir, after)?;
+        w.next_free = after;
         let path = self.dir.join(segment_file_name(next));
         let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
         let file = OpenOptions::new()

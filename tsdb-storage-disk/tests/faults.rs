@@ -536,3 +536,36 @@ async fn write_path_rejects_bad_input_and_rotates_segments() {
         Err(Error::InvalidInput { .. })
     ));
 }
+
+#[tokio::test]
+async fn segment_numbers_are_never_reused_even_if_the_newest_files_vanish() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    std::fs::remove_file(dir.path().join(seg_name(2))).expect("remove newest segment");
+    let e = LocalDiskEngine::open_with(dir.path(), small_segments())
+        .await
+        .expect("open");
+    let mut new = Vec::new();
+    for i in 0..4 {
+        let b = block(200 + i, 3000);
+        new.push((e.write_chunk(&b).await.expect("write"), b));
+    }
+    assert!(
+        new.iter().all(|(l, _)| l.segment != 2),
+        "segment 2 was used once and must not be used again: {:?}",
+        new.iter().map(|(l, _)| l.segment).collect::<Vec<_>>()
+    );
+    for (loc, _) in chunks.iter().filter(|(l, _)| l.segment == 2) {
+        assert!(
+            matches!(e.read_chunk(loc).await, Err(Error::ChunkNotFound { .. })),
+            "{loc}: a chunk of the vanished segment must not be found"
+        );
+    }
+    drop(e);
+    let e = LocalDiskEngine::open_with(dir.path(), small_segments())
+        .await
+        .expect("reopen");
+    for (loc, b) in &new {
+        assert!(e.read_chunk(loc).await.expect("read") == *b);
+    }
+}
