@@ -120,6 +120,8 @@ struct Inner {
     /// The last error of a background task, reported by `close`.
     background_error: Mutex<Option<String>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Held until `close` or drop: one process (and handle) per data directory.
+    dir_lock: Mutex<Option<std::fs::File>>,
 }
 
 impl TimeSeriesDB {
@@ -127,6 +129,7 @@ impl TimeSeriesDB {
     /// reconciles the index with storage, and starts the background tasks.
     pub(crate) async fn open(config: DatabaseConfig, engines: Engines) -> Result<Self> {
         let dir = &config.data_dir;
+        let dir_lock = lock_data_dir(dir).await?;
         let log_config = |segment_size| WalConfig {
             segment_size,
             durability: config.wal_durability,
@@ -164,6 +167,7 @@ impl TimeSeriesDB {
             points_replayed: AtomicU64::new(0),
             background_error: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            dir_lock: Mutex::new(Some(dir_lock)),
             config,
         });
         inner.recover(catalog_records, wal_records).await?;
@@ -290,6 +294,11 @@ impl TimeSeriesDB {
         inner.engines.storage.close().await?;
         inner.wal.close().await?;
         inner.catalog.close().await?;
+        inner
+            .dir_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         Ok(())
     }
 }
@@ -821,6 +830,41 @@ impl Inner {
         let points = codec.decompress(&block).await?;
         Ok(points.iter().map(|p| (p.timestamp, p.value)).unzip())
     }
+}
+
+/// Takes the exclusive lock of `<data_dir>/LOCK`. A handle dropped without `close` releases it
+/// once its background tasks have stopped, so a busy lock is retried for a few seconds before
+/// giving up.
+async fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(path.display(), e))?;
+    for attempt in 0..40 {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                if attempt == 0 {
+                    tracing::info!(
+                        "{} is locked; waiting for its holder to stop",
+                        path.display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path.display(), e)),
+        }
+    }
+    Err(Error::Unavailable {
+        engine: "database",
+        reason: format!(
+            "{} is in use by another process or database handle",
+            dir.display()
+        ),
+    })
 }
 
 type ShardGroups<'a> = Vec<(usize, Vec<(SeriesId, &'a [(i64, f64)])>)>;

@@ -153,6 +153,24 @@ async fn out_of_order_window_duplicates_and_special_values() {
 }
 
 #[tokio::test]
+async fn a_data_dir_is_used_by_one_database_at_a_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open(config(dir.path())).await;
+    let second = TimeSeriesDBBuilder::new()
+        .with_config(config(dir.path()))
+        .build()
+        .await;
+    assert!(
+        matches!(second, Err(Error::Unavailable { .. })),
+        "got {second:?}"
+    );
+    db.close().await.expect("close");
+    drop(db);
+    let again = open(config(dir.path())).await;
+    again.close().await.expect("close");
+}
+
+#[tokio::test]
 async fn unknown_series_and_closed_database() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = open(config(dir.path())).await;
