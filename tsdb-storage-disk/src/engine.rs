@@ -324,8 +324,15 @@ struct Opened {
 }
 
 fn recover(dir: &Path) -> Result<Opened> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| io_err(format_args!("creating {}", dir.display()), e))?;
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| io_err(format_args!("creating {}", dir.display()), e))?;
+        // Make the new directory's own name durable too.
+        match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+            _ => sync_dir(Path::new("."))?,
+        }
+    }
     let mut ids = BTreeSet::new();
     let listing =
         std::fs::read_dir(dir).map_err(|e| io_err(format_args!("listing {}", dir.display()), e))?;
