@@ -93,13 +93,13 @@ pub(crate) struct Engines {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     config: DatabaseConfig,
-    engines: Engines,
-    codecs: HashMap<CodecId, Arc<dyn Compressor>>,
+    pub(crate) engines: Engines,
+    pub(crate) codecs: HashMap<CodecId, Arc<dyn Compressor>>,
     wal: Wal,
     catalog: Wal,
-    heads: Heads,
+    pub(crate) heads: Heads,
     /// Writers hold it shared from WAL append to head apply; the checkpoint takes it
     /// exclusively so that no WAL record is between the two when it reads the heads' LSNs.
     apply_gate: RwLock<()>,
@@ -228,6 +228,11 @@ impl TimeSeriesDB {
         self.inner.query(selector.into(), range).await
     }
 
+    /// The shared state, for the query engine (`crate::query`).
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
     /// Series matched by all `matchers`, with their labels.
     pub async fn find_series(&self, matchers: &[LabelMatcher]) -> Result<Vec<(SeriesId, Labels)>> {
         self.inner.check_open()?;
@@ -312,7 +317,7 @@ impl Drop for TimeSeriesDB {
 }
 
 impl Inner {
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.closing.load(Ordering::Relaxed) {
             Err(Error::Closed { engine: "database" })
         } else {
@@ -818,8 +823,13 @@ impl Inner {
         Ok(merge(sources, range))
     }
 
-    async fn read_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
+    /// One stored chunk as columns: Gorilla blocks are decoded in bulk straight into the
+    /// columns, other codecs through their `Compressor`.
+    pub(crate) async fn read_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
         let block = self.engines.storage.read_chunk(&chunk.location).await?;
+        if block.codec == CodecId::GORILLA {
+            return decode_gorilla(&block);
+        }
         let codec = self
             .codecs
             .get(&block.codec)
@@ -830,6 +840,28 @@ impl Inner {
         let points = codec.decompress(&block).await?;
         Ok(points.iter().map(|p| (p.timestamp, p.value)).unzip())
     }
+}
+
+/// Decodes a Gorilla block into columns, checking its point count against its header.
+fn decode_gorilla(block: &CompressedBlock) -> Result<Columns> {
+    let mut dec = tsdb_gorilla::Decoder::new(&block.data)?;
+    if dec.point_count() != u64::from(block.point_count) {
+        return Err(Error::corrupt(
+            format_args!("chunk of series {}", block.series_id),
+            0,
+            format_args!(
+                "block holds {} points, its header says {}",
+                dec.point_count(),
+                block.point_count
+            ),
+        ));
+    }
+    let n = block.point_count as usize;
+    let (mut ts, mut vs) = (vec![0i64; n], vec![0f64; n]);
+    let got = dec.decode_into(&mut ts, &mut vs)?;
+    ts.truncate(got);
+    vs.truncate(got);
+    Ok((ts, vs))
 }
 
 /// Takes the exclusive lock of `<data_dir>/LOCK`. A handle dropped without `close` releases it

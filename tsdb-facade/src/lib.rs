@@ -8,6 +8,7 @@ mod checkpoint_mark;
 mod config;
 mod db;
 mod ingest;
+pub mod query;
 mod read;
 mod records;
 

@@ -1,0 +1,220 @@
+//! Evaluation of a [`RangeQuery`] against the database: planning (index lookups, limits),
+//! parallel reading and evaluation, aggregation.
+
+use std::sync::Arc;
+
+use tsdb_core::{ChunkReference, Error, Labels, Result, SeriesId, TimeRange};
+
+use super::{Aggregator, QueryResult, QueryStats, RangeQuery, ResultSeries};
+use crate::db::{Inner, TimeSeriesDB};
+use crate::ingest::MemorySnapshot;
+use crate::read::{Columns, merge};
+
+/// What the planner found for one series: its labels, the stored chunks overlapping the
+/// read range (oldest write first) and what memory holds of it.
+struct Planned {
+    labels: Labels,
+    chunks: Vec<ChunkReference>,
+    memory: MemorySnapshot,
+}
+
+/// The output of one slice of series.
+enum Partial {
+    Aggregated(Aggregator),
+    Series(Vec<ResultSeries>),
+}
+
+impl TimeSeriesDB {
+    /// Evaluates a [`RangeQuery`]: see [`crate::query`] for the steps and semantics.
+    ///
+    /// An unknown series or label selects nothing and gives an empty result. An inverted range,
+    /// a step or window that is not positive give [`Error::InvalidInput`]; a query selecting
+    /// more series or points (or steps) than [`RangeQuery::limits`] allow gives
+    /// [`Error::LimitExceeded`] before anything is read.
+    pub async fn range_query(&self, query: &RangeQuery) -> Result<QueryResult> {
+        query.validate()?;
+        let inner = self.inner();
+        inner.check_open()?;
+        let steps = Arc::new(query.step_timestamps()?);
+        let ids = inner.engines.index.find_series(&query.matchers).await?;
+        let limits = query.limits;
+        if ids.len() > limits.max_series {
+            return Err(Error::LimitExceeded {
+                what: "series selected by the query",
+                requested: ids.len() as u64,
+                limit: limits.max_series as u64,
+            });
+        }
+        let range = query.read_range();
+        let mut planned = Vec::with_capacity(ids.len());
+        let mut points = 0u64;
+        for id in ids {
+            let Some(p) = plan(inner, id, range).await? else {
+                continue;
+            };
+            points += p
+                .chunks
+                .iter()
+                .map(|c| u64::from(c.point_count))
+                .sum::<u64>();
+            points += p
+                .memory
+                .sealed
+                .iter()
+                .map(|s| s.head.len() as u64)
+                .sum::<u64>();
+            points += p.memory.head.as_ref().map_or(0, |h| h.0.len() as u64);
+            if points > limits.max_points {
+                return Err(Error::LimitExceeded {
+                    what: "points read by the query",
+                    requested: points,
+                    limit: limits.max_points,
+                });
+            }
+            planned.push(p);
+        }
+        let series = planned.len() as u64;
+
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let slices = if planned.len() < 16 || points < 50_000 {
+            1
+        } else {
+            (parallelism * 2).min(planned.len())
+        };
+        let mut partials = Vec::with_capacity(slices);
+        let mut stats = QueryStats {
+            series,
+            ..QueryStats::default()
+        };
+        if slices <= 1 {
+            let (partial, s) = evaluate_slice(inner, query, &steps, planned).await?;
+            partials.push(partial);
+            add_stats(&mut stats, s);
+        } else {
+            let per = planned.len().div_ceil(slices);
+            let mut tasks = Vec::with_capacity(slices);
+            let mut rest = planned;
+            while !rest.is_empty() {
+                let tail = rest.split_off(per.min(rest.len()));
+                let slice = std::mem::replace(&mut rest, tail);
+                let inner = inner.clone();
+                let query = query.clone();
+                let steps = steps.clone();
+                tasks.push(tokio::spawn(async move {
+                    evaluate_slice(&inner, &query, &steps, slice).await
+                }));
+            }
+            for t in tasks {
+                let (partial, s) = t
+                    .await
+                    .map_err(|e| Error::invalid_input(format_args!("query task failed: {e}")))??;
+                partials.push(partial);
+                add_stats(&mut stats, s);
+            }
+        }
+
+        let steps_vec = Arc::unwrap_or_clone(steps);
+        let series = match &query.aggregation {
+            Some((op, _)) => {
+                let mut total = Aggregator::new(*op, steps_vec.len());
+                for p in partials {
+                    if let Partial::Aggregated(a) = p {
+                        total.merge(a);
+                    }
+                }
+                total.finish(&steps_vec)
+            }
+            None => {
+                let mut all: Vec<ResultSeries> = partials
+                    .into_iter()
+                    .flat_map(|p| match p {
+                        Partial::Series(s) => s,
+                        Partial::Aggregated(_) => Vec::new(),
+                    })
+                    .collect();
+                all.sort_by(|a, b| a.labels.cmp(&b.labels));
+                all
+            }
+        };
+        Ok(QueryResult {
+            steps: steps_vec,
+            series,
+            stats,
+        })
+    }
+}
+
+fn add_stats(total: &mut QueryStats, s: QueryStats) {
+    total.chunks_read += s.chunks_read;
+    total.points_read += s.points_read;
+}
+
+/// Memory first, then the index: a head sealed and indexed in between is seen twice
+/// (harmless, the merge keeps one), never missed.
+async fn plan(inner: &Inner, id: SeriesId, range: TimeRange) -> Result<Option<Planned>> {
+    let Some(labels) = inner.engines.index.series_labels(id).await? else {
+        return Ok(None);
+    };
+    let memory = inner.heads.snapshot(id)?;
+    let mut chunks = inner.engines.index.query_chunks(id, range).await?;
+    chunks.retain(|c| c.time_range().overlaps(&range));
+    chunks.sort_by_key(|c| c.location);
+    Ok(Some(Planned {
+        labels,
+        chunks,
+        memory,
+    }))
+}
+
+/// Reads and evaluates a slice of series, streaming each into the aggregation when there is
+/// one.
+async fn evaluate_slice(
+    inner: &Inner,
+    query: &RangeQuery,
+    steps: &[i64],
+    slice: Vec<Planned>,
+) -> Result<(Partial, QueryStats)> {
+    let range = query.read_range();
+    let mut stats = QueryStats::default();
+    let mut partial = match &query.aggregation {
+        Some((op, _)) => Partial::Aggregated(Aggregator::new(*op, steps.len())),
+        None => Partial::Series(Vec::new()),
+    };
+    for p in slice {
+        let mut sources: Vec<Columns> =
+            Vec::with_capacity(p.chunks.len() + p.memory.sealed.len() + 1);
+        for chunk in &p.chunks {
+            sources.push(inner.read_chunk(chunk).await?);
+        }
+        stats.chunks_read += p.chunks.len() as u64;
+        for sealed in &p.memory.sealed {
+            sources.push(sealed.head.points()?);
+        }
+        if let Some(head) = p.memory.head {
+            sources.push(head);
+        }
+        let (ts, vs) = merge(sources, range);
+        stats.points_read += ts.len() as u64;
+        let values = query.evaluate(steps, &ts, &vs);
+        match (&mut partial, &query.aggregation) {
+            (Partial::Aggregated(agg), Some((_, grouping))) => {
+                agg.add(
+                    grouping.group_of(&p.labels),
+                    || query.output_labels(&p.labels),
+                    values,
+                );
+            }
+            (Partial::Series(out), _) => {
+                if !values.steps.is_empty() {
+                    out.push(ResultSeries {
+                        labels: query.output_labels(&p.labels),
+                        timestamps: values.steps.iter().map(|&k| steps[k as usize]).collect(),
+                        values: values.values,
+                    });
+                }
+            }
+            (Partial::Aggregated(_), None) => {}
+        }
+    }
+    Ok((partial, stats))
+}
