@@ -147,14 +147,16 @@ fn main() {
                 let db = Arc::new(open(dir.path(), durability, 1024).await);
                 let ids = register(&db, series).await;
                 let (n, secs) = ingest(db.clone(), &ids, points).await;
+                let wal_written = db.stats().wal_bytes_written;
                 let close_started = Instant::now();
                 db.close().await.expect("close");
                 let close_secs = close_started.elapsed().as_secs_f64();
                 let disk: u64 = walk_size(dir.path());
                 println!(
-                    "{{\"bench\":\"ingest\",\"series\":{series},\"writers\":{WRITERS},\"wal\":\"{name}\",\"points\":{n},\"seconds\":{secs:.3},\"points_per_sec\":{:.0},\"close_seconds\":{close_secs:.3},\"bytes_on_disk\":{disk},\"bytes_per_point_on_disk\":{:.3}}}",
+                    "{{\"bench\":\"ingest\",\"series\":{series},\"writers\":{WRITERS},\"wal\":\"{name}\",\"points\":{n},\"seconds\":{secs:.3},\"points_per_sec\":{:.0},\"close_seconds\":{close_secs:.3},\"bytes_on_disk\":{disk},\"bytes_per_point_on_disk\":{:.3},\"wal_bytes_per_point\":{:.2}}}",
                     n as f64 / secs,
-                    disk as f64 / n as f64
+                    disk as f64 / n as f64,
+                    wal_written as f64 / n as f64
                 );
             }
         }

@@ -72,6 +72,8 @@ pub struct DbStats {
     pub points_replayed: u64,
     /// Bytes of WAL on disk.
     pub wal_bytes: u64,
+    /// Bytes appended to the WAL since open.
+    pub wal_bytes_written: u64,
 }
 
 /// The database: writes go to the WAL and the head buffers; background tasks seal heads into
@@ -258,6 +260,7 @@ impl TimeSeriesDB {
             chunks_written: i.chunks_written.load(Ordering::Relaxed),
             points_replayed: i.points_replayed.load(Ordering::Relaxed),
             wal_bytes: i.wal.size_on_disk(),
+            wal_bytes_written: i.wal.stats().bytes_written,
         }
     }
 
@@ -357,52 +360,37 @@ impl Inner {
         if points.is_empty() {
             return Ok(());
         }
-        // Group by shard, then series, keeping each series' points in the order given.
-        let mut order: Vec<usize> = (0..points.len()).collect();
-        order.sort_unstable_by_key(|&i| {
-            (
-                self.heads.shard_of(points[i].series_id),
-                points[i].series_id,
-                i,
-            )
-        });
-        let flat: Vec<(i64, f64)> = order
-            .iter()
-            .map(|&i| (points[i].timestamp, points[i].value))
-            .collect();
-        let mut groups: Vec<(usize, SeriesId, std::ops::Range<usize>)> = Vec::new();
-        for (pos, &i) in order.iter().enumerate() {
-            let series = points[i].series_id;
-            match groups.last_mut() {
-                Some((_, s, r)) if *s == series => r.end = pos + 1,
-                _ => groups.push((self.heads.shard_of(series), series, pos..pos + 1)),
-            }
+        if points.len() > u32::MAX as usize {
+            return Err(Error::LimitExceeded {
+                what: "points in one batch",
+                requested: points.len() as u64,
+                limit: u32::MAX as u64,
+            });
         }
+        let batch = Batch::group(points, &self.heads);
+        let groups = batch.slices();
         let window = i64::try_from(self.config.out_of_order_window.as_millis()).unwrap_or(i64::MAX);
-        let by_shard = group_by_shard(&groups, &flat);
-        for (shard, shard_groups) in &by_shard {
-            self.heads.validate(*shard, shard_groups, window)?;
+        for (shard, range) in &batch.shard_ranges {
+            self.heads
+                .validate(*shard, &groups[range.clone()], window)?;
         }
-        let mut record = records::begin_points(flat.len() * 2 + groups.len() * 12);
-        for (_, series, range) in &groups {
-            records::push_group(&mut record, *series, &flat[range.clone()]);
-        }
+        let record = records::encode_points(&groups);
 
         let gate = self.apply_gate.read().await;
         self.check_open()?;
         let lsn = self.wal.append(&record).await?.get();
         let mut sealed_shards = Vec::new();
-        for (shard, shard_groups) in &by_shard {
-            if self.heads.apply(*shard, lsn, shard_groups) > 0 {
+        for (shard, range) in &batch.shard_ranges {
+            if self.heads.apply(*shard, lsn, &groups[range.clone()]) > 0 {
                 sealed_shards.push(*shard);
             }
         }
         drop(gate);
 
-        let newest = flat.iter().map(|p| p.0).max().unwrap_or(i64::MIN);
+        let newest = batch.flat.iter().map(|p| p.0).max().unwrap_or(i64::MIN);
         self.newest_timestamp.fetch_max(newest, Ordering::Relaxed);
         self.points_written
-            .fetch_add(flat.len() as u64, Ordering::Relaxed);
+            .fetch_add(batch.flat.len() as u64, Ordering::Relaxed);
         for shard in sealed_shards {
             self.flush_wakeup[self.worker_of(shard)].notify_one();
         }
@@ -899,19 +887,73 @@ async fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     })
 }
 
-type ShardGroups<'a> = Vec<(usize, Vec<(SeriesId, &'a [(i64, f64)])>)>;
+/// A write batch grouped for the heads: by shard, then series, each series' points in the
+/// order given.
+struct Batch {
+    /// `(timestamp, value)` of every point, in group order.
+    flat: Vec<(i64, f64)>,
+    /// One `(series, range of flat)` group per series, ordered by shard.
+    groups: Vec<(SeriesId, std::ops::Range<usize>)>,
+    /// `(shard, range of groups)` for every shard the batch touches.
+    shard_ranges: Vec<(usize, std::ops::Range<usize>)>,
+}
 
-fn group_by_shard<'a>(
-    groups: &[(usize, SeriesId, std::ops::Range<usize>)],
-    flat: &'a [(i64, f64)],
-) -> ShardGroups<'a> {
-    let mut out: ShardGroups<'a> = Vec::new();
-    for (shard, series, range) in groups {
-        let slice = &flat[range.clone()];
-        match out.last_mut() {
-            Some((s, v)) if s == shard => v.push((*series, slice)),
-            _ => out.push((*shard, vec![(*series, slice)])),
+impl Batch {
+    /// Groups with a counting sort by shard and a small sort inside each shard, so the cost
+    /// stays linear for the usual batch of one point for each of many series.
+    fn group(points: &[DataPoint], heads: &Heads) -> Batch {
+        let shards = heads.shard_count();
+        let shard_of: Vec<u32> = points
+            .iter()
+            .map(|p| heads.shard_of(p.series_id) as u32)
+            .collect();
+        let mut starts = vec![0usize; shards + 1];
+        for &s in &shard_of {
+            starts[s as usize + 1] += 1;
+        }
+        for i in 0..shards {
+            starts[i + 1] += starts[i];
+        }
+        let mut fill = starts.clone();
+        let mut order = vec![(SeriesId(0), 0u32); points.len()];
+        for (i, &s) in shard_of.iter().enumerate() {
+            order[fill[s as usize]] = (points[i].series_id, i as u32);
+            fill[s as usize] += 1;
+        }
+        let mut flat = Vec::with_capacity(points.len());
+        let mut groups: Vec<(SeriesId, std::ops::Range<usize>)> = Vec::new();
+        let mut shard_ranges = Vec::new();
+        for shard in 0..shards {
+            let (lo, hi) = (starts[shard], starts[shard + 1]);
+            if lo == hi {
+                continue;
+            }
+            // (series, arrival index): each series' points stay in the order given.
+            order[lo..hi].sort_unstable();
+            let first_group = groups.len();
+            for &(series, i) in &order[lo..hi] {
+                let p = &points[i as usize];
+                flat.push((p.timestamp, p.value));
+                let pos = flat.len();
+                match groups.last_mut() {
+                    Some((s, r)) if *s == series => r.end = pos,
+                    _ => groups.push((series, pos - 1..pos)),
+                }
+            }
+            shard_ranges.push((shard, first_group..groups.len()));
+        }
+        Batch {
+            flat,
+            groups,
+            shard_ranges,
         }
     }
-    out
+
+    /// The groups as `(series, points)` slices, and `(shard, range of them)`.
+    fn slices(&self) -> Vec<(SeriesId, &[(i64, f64)])> {
+        self.groups
+            .iter()
+            .map(|(s, r)| (*s, &self.flat[r.clone()]))
+            .collect()
+    }
 }
