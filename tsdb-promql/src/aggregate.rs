@@ -1,0 +1,188 @@
+//! Aggregation operators (`sum`, `avg`, ..., `count_values`) with `by`/`without`.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::LabelModifier;
+use promql_parser::parser::token;
+
+use crate::engine::{Smp, Val};
+use crate::error::{PromqlError, Result};
+use crate::functions::quantile;
+use crate::labels::{LabelSet, NAME};
+
+/// The output labels of the group a sample belongs to.
+fn group_labels(labels: &LabelSet, modifier: Option<&LabelModifier>) -> LabelSet {
+    match modifier {
+        Some(LabelModifier::Include(names)) => {
+            let mut l = labels.clone();
+            l.retain(|k| names.labels.iter().any(|n| n == k));
+            l
+        }
+        Some(LabelModifier::Exclude(names)) => {
+            let mut l = labels.clone();
+            l.retain(|k| k != NAME && !names.labels.iter().any(|n| n == k));
+            l
+        }
+        None => LabelSet::default(),
+    }
+}
+
+/// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` does (as count_values labels).
+pub(crate) fn go_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+pub(crate) fn aggregate(
+    op: u16,
+    param: Option<Val>,
+    input: Vec<Smp>,
+    modifier: Option<&LabelModifier>,
+) -> Result<Vec<Smp>> {
+    // Groups in order of first appearance.
+    let mut index: HashMap<LabelSet, usize> = HashMap::new();
+    let mut groups: Vec<(LabelSet, Vec<Smp>)> = Vec::new();
+    let count_values_label = match (&param, op) {
+        (Some(Val::Str(s)), token::T_COUNT_VALUES) => {
+            if !valid_label_name(s) {
+                return Err(PromqlError::exec(format!("invalid label name {s:?}")));
+            }
+            Some(s.clone())
+        }
+        _ => None,
+    };
+    for s in input {
+        let mut key = group_labels(&s.labels, modifier);
+        if let Some(name) = &count_values_label {
+            key.set(name, &go_float(s.v));
+        }
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(s);
+    }
+    let scalar_param = match param {
+        Some(Val::Scalar(v)) => Some(v),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(groups.len());
+    for (labels, members) in groups {
+        let vals = || members.iter().map(|s| s.v);
+        let n = members.len() as f64;
+        let v = match op {
+            token::T_SUM => kahan(vals()),
+            token::T_AVG => mean(vals()),
+            token::T_COUNT | token::T_COUNT_VALUES => n,
+            token::T_GROUP => 1.0,
+            token::T_MIN => vals().fold(
+                f64::NAN,
+                |acc, v| if acc.is_nan() || v < acc { v } else { acc },
+            ),
+            token::T_MAX => vals().fold(
+                f64::NAN,
+                |acc, v| if acc.is_nan() || v > acc { v } else { acc },
+            ),
+            token::T_STDDEV => variance(vals()).sqrt(),
+            token::T_STDVAR => variance(vals()),
+            token::T_QUANTILE => {
+                let q = scalar_param.unwrap_or(f64::NAN);
+                let mut v: Vec<f64> = vals().collect();
+                quantile(q, &mut v)
+            }
+            token::T_TOPK | token::T_BOTTOMK => {
+                let k = scalar_param.unwrap_or(0.0);
+                if k.is_nan() {
+                    return Err(PromqlError::exec("Parameter value is NaN"));
+                }
+                let k = if k < 1.0 {
+                    0
+                } else if k >= members.len() as f64 {
+                    members.len()
+                } else {
+                    k as usize
+                };
+                let mut m = members;
+                let top = op == token::T_TOPK;
+                // NaN always sorts last (it is never among the top or bottom k while numbers are).
+                m.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Greater,
+                    (false, true) => std::cmp::Ordering::Less,
+                    _ if top => b.v.total_cmp(&a.v),
+                    _ => a.v.total_cmp(&b.v),
+                });
+                m.truncate(k);
+                out.extend(m);
+                continue;
+            }
+            other => {
+                return Err(PromqlError::Unsupported(format!(
+                    "aggregation {}",
+                    token::TokenType::new(other)
+                )));
+            }
+        };
+        out.push(Smp { labels, v, ts: 0 });
+    }
+    Ok(out)
+}
+
+pub(crate) fn valid_label_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// Sum with Kahan compensation.
+pub(crate) fn kahan(vals: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut c) = (0.0f64, 0.0f64);
+    for v in vals {
+        let t = sum + v;
+        if sum.is_infinite() || t.is_infinite() {
+            sum = t;
+            c = 0.0;
+            continue;
+        }
+        if sum.abs() >= v.abs() {
+            c += (sum - t) + v;
+        } else {
+            c += (v - t) + sum;
+        }
+        sum = t;
+    }
+    if sum.is_finite() { sum + c } else { sum }
+}
+
+/// Arithmetic mean; an incremental mean when the plain sum would overflow.
+pub(crate) fn mean(vals: impl Iterator<Item = f64> + Clone) -> f64 {
+    let n = vals.clone().count() as f64;
+    let sum = kahan(vals.clone());
+    if sum.is_finite() || vals.clone().any(|v| v.is_infinite() || v.is_nan()) {
+        return sum / n;
+    }
+    let mut m = 0.0;
+    for (i, v) in vals.enumerate() {
+        m += (v - m) / (i as f64 + 1.0);
+    }
+    m
+}
+
+/// Population variance.
+pub(crate) fn variance(vals: impl Iterator<Item = f64>) -> f64 {
+    let (mut n, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
+    for v in vals {
+        n += 1.0;
+        let d = v - mean;
+        mean += d / n;
+        m2 += d * (v - mean);
+    }
+    m2 / n
+}

@@ -1,0 +1,1149 @@
+//! Parsing, planning (one fetch per selector) and evaluation of PromQL.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::token::{self, TokenType};
+use promql_parser::parser::{
+    AggregateExpr, AtModifier, BinaryExpr, Call, Expr, LabelModifier, Offset, SubqueryExpr,
+    VectorMatchCardinality, VectorSelector,
+};
+use tsdb_core::{LabelMatcher, MatchOp, TimeRange};
+
+use crate::error::{PromqlError, Result};
+use crate::functions;
+use crate::labels::{LabelSet, NAME};
+use crate::source::{SeriesSource, is_stale};
+use crate::value::{Sample, Series, Value};
+
+/// Limits and defaults of an [`Engine`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (Prometheus: 5 minutes).
+    pub lookback_delta_ms: i64,
+    /// Step of subqueries that give none (Prometheus: the global evaluation interval, 1 minute).
+    pub default_subquery_step_ms: i64,
+    /// Most steps of a range query (Prometheus refuses more than 11,000).
+    pub max_steps: usize,
+    /// Most samples loaded from the source plus samples produced while evaluating.
+    pub max_samples: usize,
+    /// Most evaluation steps in all subqueries of one query.
+    pub max_subquery_steps: usize,
+    /// Longest accepted query text, in bytes.
+    pub max_query_len: usize,
+    /// Deepest accepted nesting of expressions.
+    pub max_depth: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            default_subquery_step_ms: 60 * 1000,
+            max_steps: 11_000,
+            max_samples: 50_000_000,
+            max_subquery_steps: 1_000_000,
+            max_query_len: 16 * 1024,
+            max_depth: 200,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Sets [`EngineOptions::max_samples`].
+    pub fn with_max_samples(mut self, n: usize) -> Self {
+        self.max_samples = n;
+        self
+    }
+
+    /// Sets [`EngineOptions::max_subquery_steps`].
+    pub fn with_max_subquery_steps(mut self, n: usize) -> Self {
+        self.max_subquery_steps = n;
+        self
+    }
+
+    /// Sets [`EngineOptions::lookback_delta_ms`].
+    pub fn with_lookback_delta_ms(mut self, ms: i64) -> Self {
+        self.lookback_delta_ms = ms;
+        self
+    }
+
+    /// Sets [`EngineOptions::default_subquery_step_ms`].
+    pub fn with_default_subquery_step_ms(mut self, ms: i64) -> Self {
+        self.default_subquery_step_ms = ms;
+        self
+    }
+}
+
+/// Evaluates PromQL over a [`SeriesSource`].
+///
+/// Each selector of a query is fetched once for the whole time span the query needs, then
+/// the expression is evaluated step by step in memory.
+#[derive(Debug)]
+pub struct Engine<S> {
+    source: S,
+    opts: EngineOptions,
+}
+
+/// A parsed query that passed the size and depth limits.
+#[derive(Debug, Clone)]
+pub struct Query {
+    expr: Expr,
+}
+
+impl Query {
+    /// The syntax tree, as `promql-parser` builds it.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+}
+
+/// Parses `text` with the limits of `opts`; errors name the position when it is known.
+pub fn parse(text: &str, opts: &EngineOptions) -> Result<Query> {
+    if text.len() > opts.max_query_len {
+        return Err(PromqlError::TooComplex {
+            what: "query length in bytes",
+            actual: text.len(),
+            limit: opts.max_query_len,
+        });
+    }
+    let nesting = lexical_nesting(text);
+    if nesting > opts.max_depth {
+        return Err(PromqlError::TooComplex {
+            what: "bracket nesting depth",
+            actual: nesting,
+            limit: opts.max_depth,
+        });
+    }
+    let expr = promql_parser::parser::parse(text).map_err(|m| parse_error(text, m))?;
+    let depth = expr_depth(&expr);
+    if depth > opts.max_depth {
+        return Err(PromqlError::TooComplex {
+            what: "expression depth",
+            actual: depth,
+            limit: opts.max_depth,
+        });
+    }
+    Ok(Query { expr })
+}
+
+/// Deepest nesting of `(`, `[` and `{` outside string literals.
+fn lexical_nesting(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in text.chars() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Builds a parse error: the parser reports a message only, so the position is found from
+/// what the message quotes or from unbalanced brackets, and left out when neither tells.
+fn parse_error(text: &str, message: String) -> PromqlError {
+    let mut position = None;
+    // Messages such as "unexpected character: 'x'" quote the offending character.
+    if let Some(rest) = message.split("unexpected character").nth(1)
+        && let Some(c) = rest
+            .chars()
+            .find(|c| *c != ':' && *c != ' ' && *c != '\'' && *c != '"')
+    {
+        position = text.find(c);
+    }
+    if position.is_none() {
+        position = unbalanced(text);
+    }
+    let message = if message == "invalid promql query" {
+        match position {
+            Some(p) if p < text.len() => format!(
+                "unexpected {:?}; expected a matching bracket or a complete expression",
+                &text[p..text
+                    .len()
+                    .min(p + text[p..].chars().next().map_or(1, char::len_utf8))]
+            ),
+            _ => "unexpected token; expected a complete PromQL expression".to_owned(),
+        }
+    } else {
+        message
+    };
+    PromqlError::Parse { position, message }
+}
+
+/// Byte offset of the first bracket that is closed without being opened or never closed.
+fn unbalanced(text: &str) -> Option<usize> {
+    let mut stack: Vec<(char, usize)> = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '(' | '[' | '{' => stack.push((c, i)),
+            ')' | ']' | '}' => {
+                let open = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                match stack.pop() {
+                    Some((o, _)) if o == open => {}
+                    _ => return Some(i),
+                }
+            }
+            _ => {}
+        }
+    }
+    stack.first().map(|(_, i)| *i)
+}
+
+/// Depth of the tree, computed without recursion.
+fn expr_depth(expr: &Expr) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(expr, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        max = max.max(d);
+        for child in children(e) {
+            stack.push((child, d + 1));
+        }
+    }
+    max
+}
+
+fn children(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::Aggregate(a) => {
+            let mut v = vec![a.expr.as_ref()];
+            if let Some(p) = &a.param {
+                v.push(p.as_ref());
+            }
+            v
+        }
+        Expr::Unary(u) => vec![u.expr.as_ref()],
+        Expr::Binary(b) => vec![b.lhs.as_ref(), b.rhs.as_ref()],
+        Expr::Paren(p) => vec![p.expr.as_ref()],
+        Expr::Subquery(s) => vec![s.expr.as_ref()],
+        Expr::Call(c) => c.args.args.iter().map(|a| a.as_ref()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+pub(crate) fn dur_ms(d: &Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => dur_ms(d),
+        Some(Offset::Neg(d)) => dur_ms(d).saturating_neg(),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => dur_ms(&d),
+        Err(e) => dur_ms(&e.duration()).saturating_neg(),
+    }
+}
+
+/// Converts a `promql-parser` matcher into a [`LabelMatcher`] (regexes anchored).
+pub fn convert_matcher(m: &promql_parser::label::Matcher) -> Result<LabelMatcher> {
+    let op = match &m.op {
+        PMatchOp::Equal => MatchOp::Equal,
+        PMatchOp::NotEqual => MatchOp::NotEqual,
+        PMatchOp::Re(_) => MatchOp::RegexMatch,
+        PMatchOp::NotRe(_) => MatchOp::RegexNoMatch,
+    };
+    LabelMatcher::new(m.name.clone(), op, m.value.clone()).map_err(|e| PromqlError::Parse {
+        position: None,
+        message: e.to_string(),
+    })
+}
+
+/// The matchers of a selector, its metric name included.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<LabelMatcher>> {
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(PromqlError::Unsupported(
+            "`or` inside label matchers (not in Prometheus 2.42)".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+    if let Some(name) = &vs.name {
+        out.push(LabelMatcher::metric(name.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        out.push(convert_matcher(m)?);
+    }
+    Ok(out)
+}
+
+/// Series of one selector, fetched once per query.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub(crate) labels: LabelSet,
+    pub(crate) ts: Vec<i64>,
+    pub(crate) vs: Vec<f64>,
+}
+
+/// One selector to fetch: its node address, matchers and time span.
+struct Need {
+    key: usize,
+    matchers: Vec<LabelMatcher>,
+    lo: i64,
+    hi: i64,
+}
+
+impl<S: SeriesSource> Engine<S> {
+    /// An engine reading from `source`.
+    pub fn new(source: S, opts: EngineOptions) -> Self {
+        Engine { source, opts }
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// The source.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// Evaluates `query` at `time_ms` (ms since the epoch).
+    pub async fn instant_query(&self, query: &str, time_ms: i64) -> Result<Value> {
+        let q = parse(query, &self.opts)?;
+        let ev = self.prepare(&q, time_ms, time_ms, 0).await?;
+        let v = ev.eval(&q.expr, time_ms)?;
+        Ok(match v {
+            Val::Scalar(v) => Value::Scalar {
+                timestamp: time_ms,
+                value: v,
+            },
+            Val::Str(s) => Value::String {
+                timestamp: time_ms,
+                value: s,
+            },
+            Val::Vector(v) => Value::Vector(
+                v.into_iter()
+                    .map(|s| Sample {
+                        metric: s.labels,
+                        timestamp: time_ms,
+                        value: s.v,
+                    })
+                    .collect(),
+            ),
+            Val::Matrix(m) => Value::Matrix(
+                m.into_iter()
+                    .map(|s| Series {
+                        metric: s.labels,
+                        points: s.points,
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    /// Evaluates `query` at `start`, `start + step`, ... up to `end` (ms); the result is one
+    /// series per label set, sorted by labels.
+    pub async fn range_query(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Vec<Series>> {
+        if step <= 0 {
+            return Err(PromqlError::exec(
+                "zero or negative query resolution step widths are not accepted",
+            ));
+        }
+        if end < start {
+            return Err(PromqlError::exec(
+                "end timestamp must not be before start time",
+            ));
+        }
+        let steps = ((end - start) / step) as u64 + 1;
+        if steps > self.opts.max_steps as u64 {
+            return Err(PromqlError::LimitExceeded {
+                what: "range query steps",
+                requested: usize::try_from(steps).unwrap_or(usize::MAX),
+                limit: self.opts.max_steps,
+            });
+        }
+        let q = parse(query, &self.opts)?;
+        match q.expr.value_type() {
+            promql_parser::parser::value::ValueType::Vector
+            | promql_parser::parser::value::ValueType::Scalar => {}
+            other => {
+                return Err(PromqlError::exec(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    match other {
+                        promql_parser::parser::value::ValueType::Matrix => "range vector",
+                        _ => "string",
+                    }
+                )));
+            }
+        }
+        let ev = self.prepare(&q, start, end, step).await?;
+        let mut out: BTreeMap<LabelSet, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut t = start;
+        loop {
+            match ev.eval(&q.expr, t)? {
+                Val::Scalar(v) => out.entry(LabelSet::default()).or_default().push((t, v)),
+                Val::Vector(v) => {
+                    for s in v {
+                        let pts = out.entry(s.labels).or_default();
+                        if pts.last().is_some_and(|p| p.0 == t) {
+                            return Err(PromqlError::exec(
+                                "vector cannot contain metrics with the same labelset",
+                            ));
+                        }
+                        pts.push((t, s.v));
+                    }
+                }
+                _ => return Err(PromqlError::exec("range query of a non-vector")),
+            }
+            match t.checked_add(step) {
+                Some(n) if n <= end => t = n,
+                _ => break,
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|(metric, points)| Series { metric, points })
+            .collect())
+    }
+
+    async fn prepare(&self, q: &Query, start: i64, end: i64, _step: i64) -> Result<Evaluator<'_>> {
+        let mut needs = Vec::new();
+        plan(&q.expr, start, end, start, end, &self.opts, &mut needs)?;
+        let mut data = HashMap::new();
+        let mut loaded = 0usize;
+        for need in needs {
+            let range = TimeRange {
+                start: need.lo,
+                end: need.hi.max(need.lo),
+            };
+            let series = self.source.select(&need.matchers, range).await?;
+            let mut fetched = Vec::with_capacity(series.len());
+            for s in series {
+                loaded = loaded.saturating_add(s.timestamps.len());
+                if loaded > self.opts.max_samples {
+                    return Err(PromqlError::LimitExceeded {
+                        what: "samples loaded",
+                        requested: loaded,
+                        limit: self.opts.max_samples,
+                    });
+                }
+                if s.timestamps.len() != s.values.len() {
+                    return Err(PromqlError::Source(format!(
+                        "series {} has {} timestamps but {} values",
+                        s.labels,
+                        s.timestamps.len(),
+                        s.values.len()
+                    )));
+                }
+                fetched.push(Fetched {
+                    labels: LabelSet::from(&s.labels),
+                    ts: s.timestamps,
+                    vs: s.values,
+                });
+            }
+            fetched.sort_by(|a, b| a.labels.cmp(&b.labels));
+            data.entry(need.key).or_insert(fetched);
+        }
+        Ok(Evaluator {
+            opts: &self.opts,
+            data,
+            start,
+            end,
+            samples: Cell::new(loaded),
+            sub_steps: Cell::new(0),
+        })
+    }
+}
+
+/// Collects every selector with the widest span it can be evaluated over, for evaluation
+/// times in `[lo, hi]`.
+fn plan(
+    e: &Expr,
+    lo: i64,
+    hi: i64,
+    qstart: i64,
+    qend: i64,
+    opts: &EngineOptions,
+    out: &mut Vec<Need>,
+) -> Result<()> {
+    let at_range = |at: &Option<AtModifier>, lo: i64, hi: i64| match at {
+        None => (lo, hi),
+        Some(AtModifier::Start) => (qstart, qstart),
+        Some(AtModifier::End) => (qend, qend),
+        Some(AtModifier::At(t)) => {
+            let t = system_time_ms(t);
+            (t, t)
+        }
+    };
+    match e {
+        Expr::VectorSelector(vs) => {
+            let (a, b) = at_range(&vs.at, lo, hi);
+            let off = offset_ms(&vs.offset);
+            out.push(Need {
+                key: vs as *const VectorSelector as usize,
+                matchers: selector_matchers(vs)?,
+                lo: a.saturating_sub(off).saturating_sub(opts.lookback_delta_ms),
+                hi: b.saturating_sub(off),
+            });
+        }
+        Expr::MatrixSelector(ms) => {
+            let (a, b) = at_range(&ms.vs.at, lo, hi);
+            let off = offset_ms(&ms.vs.offset);
+            out.push(Need {
+                key: &ms.vs as *const VectorSelector as usize,
+                matchers: selector_matchers(&ms.vs)?,
+                lo: a.saturating_sub(off).saturating_sub(dur_ms(&ms.range)),
+                hi: b.saturating_sub(off),
+            });
+        }
+        Expr::Subquery(sq) => {
+            let (a, b) = at_range(&sq.at, lo, hi);
+            let off = offset_ms(&sq.offset);
+            plan(
+                &sq.expr,
+                a.saturating_sub(off).saturating_sub(dur_ms(&sq.range)),
+                b.saturating_sub(off),
+                qstart,
+                qend,
+                opts,
+                out,
+            )?;
+        }
+        other => {
+            for c in children(other) {
+                plan(c, lo, hi, qstart, qend, opts, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A sample during evaluation: `ts` is the time of the underlying point (for `timestamp()`).
+#[derive(Clone, Debug)]
+pub(crate) struct Smp {
+    pub(crate) labels: LabelSet,
+    pub(crate) v: f64,
+    pub(crate) ts: i64,
+}
+
+/// A series of a range vector during evaluation.
+#[derive(Clone, Debug)]
+pub(crate) struct Rng {
+    pub(crate) labels: LabelSet,
+    pub(crate) points: Vec<(i64, f64)>,
+}
+
+/// A value during evaluation.
+#[derive(Clone, Debug)]
+pub(crate) enum Val {
+    Scalar(f64),
+    Str(String),
+    Vector(Vec<Smp>),
+    Matrix(Vec<Rng>),
+}
+
+impl Val {
+    fn kind(&self) -> &'static str {
+        match self {
+            Val::Scalar(_) => "scalar",
+            Val::Str(_) => "string",
+            Val::Vector(_) => "instant vector",
+            Val::Matrix(_) => "range vector",
+        }
+    }
+}
+
+pub(crate) struct Evaluator<'a> {
+    opts: &'a EngineOptions,
+    data: HashMap<usize, Vec<Fetched>>,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    samples: Cell<usize>,
+    sub_steps: Cell<usize>,
+}
+
+impl Evaluator<'_> {
+    fn charge(&self, n: usize) -> Result<()> {
+        let total = self.samples.get().saturating_add(n);
+        self.samples.set(total);
+        if total > self.opts.max_samples {
+            return Err(PromqlError::LimitExceeded {
+                what: "samples processed",
+                requested: total,
+                limit: self.opts.max_samples,
+            });
+        }
+        Ok(())
+    }
+
+    fn at_time(&self, at: &Option<AtModifier>, t: i64) -> i64 {
+        match at {
+            None => t,
+            Some(AtModifier::Start) => self.start,
+            Some(AtModifier::End) => self.end,
+            Some(AtModifier::At(st)) => system_time_ms(st),
+        }
+    }
+
+    pub(crate) fn eval(&self, e: &Expr, t: i64) -> Result<Val> {
+        match e {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Val::Scalar(v) => Ok(Val::Scalar(-v)),
+                Val::Vector(v) => Ok(Val::Vector(
+                    v.into_iter()
+                        .map(|s| Smp {
+                            labels: s.labels.without_name(),
+                            v: -s.v,
+                            ts: s.ts,
+                        })
+                        .collect(),
+                )),
+                other => Err(PromqlError::exec(format!(
+                    "unary minus of a {}",
+                    other.kind()
+                ))),
+            },
+            Expr::VectorSelector(vs) => self.vector_selector(vs, t).map(Val::Vector),
+            Expr::MatrixSelector(ms) => {
+                let te = self
+                    .at_time(&ms.vs.at, t)
+                    .saturating_sub(offset_ms(&ms.vs.offset));
+                self.range_of(&ms.vs, te.saturating_sub(dur_ms(&ms.range)), te)
+                    .map(Val::Matrix)
+            }
+            Expr::Subquery(sq) => self.subquery(sq, t).map(Val::Matrix),
+            Expr::Aggregate(a) => self.aggregate(a, t),
+            Expr::Binary(b) => {
+                let v = self.binary(b, t)?;
+                if let Val::Vector(s) = &v {
+                    check_unique(s)?;
+                }
+                Ok(v)
+            }
+            Expr::Call(c) => self.call(c, t),
+            Expr::Extension(_) => Err(PromqlError::Unsupported("extension expressions".into())),
+        }
+    }
+
+    fn series_of(&self, vs: &VectorSelector) -> Result<&[Fetched]> {
+        self.data
+            .get(&(vs as *const VectorSelector as usize))
+            .map(Vec::as_slice)
+            .ok_or_else(|| PromqlError::exec("selector was not planned"))
+    }
+
+    pub(crate) fn vector_selector(&self, vs: &VectorSelector, t: i64) -> Result<Vec<Smp>> {
+        let te = self
+            .at_time(&vs.at, t)
+            .saturating_sub(offset_ms(&vs.offset));
+        let series = self.series_of(vs)?;
+        let mut out = Vec::new();
+        for s in series {
+            let idx = s.ts.partition_point(|&x| x <= te);
+            if idx == 0 {
+                continue;
+            }
+            let (pt, pv) = (s.ts[idx - 1], s.vs[idx - 1]);
+            if pt < te.saturating_sub(self.opts.lookback_delta_ms) || is_stale(pv) {
+                continue;
+            }
+            out.push(Smp {
+                labels: s.labels.clone(),
+                v: pv,
+                ts: pt,
+            });
+        }
+        self.charge(out.len())?;
+        Ok(out)
+    }
+
+    /// Points of each series of `vs` in `[lo, hi]`, staleness markers left out.
+    fn range_of(&self, vs: &VectorSelector, lo: i64, hi: i64) -> Result<Vec<Rng>> {
+        let series = self.series_of(vs)?;
+        let mut out = Vec::new();
+        for s in series {
+            let a = s.ts.partition_point(|&x| x < lo);
+            let b = s.ts.partition_point(|&x| x <= hi);
+            if a >= b {
+                continue;
+            }
+            let points: Vec<(i64, f64)> = s.ts[a..b]
+                .iter()
+                .zip(&s.vs[a..b])
+                .filter(|(_, v)| !is_stale(**v))
+                .map(|(t, v)| (*t, *v))
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            self.charge(points.len())?;
+            out.push(Rng {
+                labels: s.labels.clone(),
+                points,
+            });
+        }
+        Ok(out)
+    }
+
+    fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<Vec<Rng>> {
+        let te = self
+            .at_time(&sq.at, t)
+            .saturating_sub(offset_ms(&sq.offset));
+        let range = dur_ms(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map(dur_ms)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.opts.default_subquery_step_ms)
+            .max(1);
+        let lo = te.saturating_sub(range);
+        // Steps are aligned to multiples of the step, from the first at or after `lo`.
+        let mut s = lo.div_euclid(step).saturating_mul(step);
+        if s < lo {
+            s = s.saturating_add(step);
+        }
+        let n = if s > te {
+            0
+        } else {
+            ((te - s) / step) as u64 + 1
+        };
+        let total = (self.sub_steps.get() as u64).saturating_add(n);
+        if total > self.opts.max_subquery_steps as u64 {
+            return Err(PromqlError::LimitExceeded {
+                what: "subquery evaluation steps",
+                requested: usize::try_from(total).unwrap_or(usize::MAX),
+                limit: self.opts.max_subquery_steps,
+            });
+        }
+        self.sub_steps.set(total as usize);
+        let mut out: BTreeMap<LabelSet, Vec<(i64, f64)>> = BTreeMap::new();
+        while s <= te {
+            match self.eval(&sq.expr, s)? {
+                Val::Vector(v) => {
+                    self.charge(v.len())?;
+                    for smp in v {
+                        out.entry(smp.labels).or_default().push((s, smp.v));
+                    }
+                }
+                Val::Scalar(v) => out.entry(LabelSet::default()).or_default().push((s, v)),
+                other => {
+                    return Err(PromqlError::exec(format!("subquery of a {}", other.kind())));
+                }
+            }
+            match s.checked_add(step) {
+                Some(n) => s = n,
+                None => break,
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|(labels, points)| Rng { labels, points })
+            .collect())
+    }
+
+    pub(crate) fn eval_scalar(&self, e: &Expr, t: i64, what: &str) -> Result<f64> {
+        match self.eval(e, t)? {
+            Val::Scalar(v) => Ok(v),
+            other => Err(PromqlError::exec(format!(
+                "expected a scalar for {what}, got {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    pub(crate) fn eval_vector(&self, e: &Expr, t: i64) -> Result<Vec<Smp>> {
+        match self.eval(e, t)? {
+            Val::Vector(v) => Ok(v),
+            other => Err(PromqlError::exec(format!(
+                "expected an instant vector, got {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    pub(crate) fn eval_matrix(&self, e: &Expr, t: i64) -> Result<Vec<Rng>> {
+        match self.eval(e, t)? {
+            Val::Matrix(v) => Ok(v),
+            other => Err(PromqlError::exec(format!(
+                "expected a range vector, got {}",
+                other.kind()
+            ))),
+        }
+    }
+
+    fn call(&self, c: &Call, t: i64) -> Result<Val> {
+        let v = functions::call(self, c, t)?;
+        if let Val::Vector(s) = &v {
+            check_unique(s)?;
+        }
+        Ok(v)
+    }
+
+    fn aggregate(&self, a: &AggregateExpr, t: i64) -> Result<Val> {
+        let op = a.op.id();
+        let param = match &a.param {
+            Some(p) if op == token::T_COUNT_VALUES => match self.eval(p, t)? {
+                Val::Str(s) => Some(Val::Str(s)),
+                other => {
+                    return Err(PromqlError::exec(format!(
+                        "count_values needs a string parameter, got {}",
+                        other.kind()
+                    )));
+                }
+            },
+            Some(p) => Some(Val::Scalar(self.eval_scalar(
+                p,
+                t,
+                "the aggregation parameter",
+            )?)),
+            None => None,
+        };
+        let input = self.eval_vector(&a.expr, t)?;
+        crate::aggregate::aggregate(op, param, input, a.modifier.as_ref()).map(Val::Vector)
+    }
+
+    fn binary(&self, b: &BinaryExpr, t: i64) -> Result<Val> {
+        let op = b.op.id();
+        let lhs = self.eval(&b.lhs, t)?;
+        let rhs = self.eval(&b.rhs, t)?;
+        let return_bool = b.return_bool();
+        match (lhs, rhs) {
+            (Val::Scalar(l), Val::Scalar(r)) => {
+                let (v, keep) = scalar_op(op, l, r)?;
+                if is_comparison(op) && !return_bool {
+                    return Err(PromqlError::exec(
+                        "comparisons between scalars must use BOOL modifier",
+                    ));
+                }
+                Ok(Val::Scalar(if is_comparison(op) {
+                    f64::from(u8::from(keep))
+                } else {
+                    v
+                }))
+            }
+            (Val::Vector(l), Val::Scalar(r)) => {
+                vector_scalar(op, l, r, false, return_bool).map(Val::Vector)
+            }
+            (Val::Scalar(l), Val::Vector(r)) => {
+                vector_scalar(op, r, l, true, return_bool).map(Val::Vector)
+            }
+            (Val::Vector(l), Val::Vector(r)) => {
+                let card = b
+                    .modifier
+                    .as_ref()
+                    .map(|m| m.card.clone())
+                    .unwrap_or(VectorMatchCardinality::OneToOne);
+                let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
+                if let Some(m) = &b.modifier
+                    && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
+                {
+                    return Err(PromqlError::Unsupported(
+                        "fill modifiers (not in Prometheus 2.42)".into(),
+                    ));
+                }
+                match op {
+                    token::T_LAND | token::T_LOR | token::T_LUNLESS => {
+                        Ok(Val::Vector(set_op(op, l, r, matching.as_ref())))
+                    }
+                    _ => vector_vector(op, l, r, &card, matching.as_ref(), return_bool)
+                        .map(Val::Vector),
+                }
+            }
+            (l, r) => Err(PromqlError::exec(format!(
+                "binary operator between {} and {}",
+                l.kind(),
+                r.kind()
+            ))),
+        }
+    }
+}
+
+/// Errors when two samples share a label set, as Prometheus does.
+pub(crate) fn check_unique(v: &[Smp]) -> Result<()> {
+    if v.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = HashSet::with_capacity(v.len());
+    for s in v {
+        if !seen.insert(&s.labels) {
+            return Err(PromqlError::exec(
+                "vector cannot contain metrics with the same labelset",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_comparison(op: u16) -> bool {
+    TokenType::new(op).is_comparison_operator()
+}
+
+/// Arithmetic drops the metric name; filtering comparisons keep it.
+fn drops_name(op: u16) -> bool {
+    matches!(
+        op,
+        token::T_ADD
+            | token::T_SUB
+            | token::T_MUL
+            | token::T_DIV
+            | token::T_MOD
+            | token::T_POW
+            | token::T_ATAN2
+    )
+}
+
+/// `(value, keep)` of `l op r`; comparisons return `l` and whether it holds.
+fn scalar_op(op: u16, l: f64, r: f64) -> Result<(f64, bool)> {
+    Ok(match op {
+        token::T_ADD => (l + r, true),
+        token::T_SUB => (l - r, true),
+        token::T_MUL => (l * r, true),
+        token::T_DIV => (l / r, true),
+        token::T_MOD => (l % r, true),
+        token::T_POW => (l.powf(r), true),
+        token::T_ATAN2 => (l.atan2(r), true),
+        token::T_EQLC => (l, l == r),
+        token::T_NEQ => (l, l != r),
+        token::T_GTR => (l, l > r),
+        token::T_LSS => (l, l < r),
+        token::T_GTE => (l, l >= r),
+        token::T_LTE => (l, l <= r),
+        other => {
+            return Err(PromqlError::exec(format!(
+                "operator {} is not allowed between numbers",
+                TokenType::new(other)
+            )));
+        }
+    })
+}
+
+fn vector_scalar(
+    op: u16,
+    v: Vec<Smp>,
+    s: f64,
+    scalar_left: bool,
+    return_bool: bool,
+) -> Result<Vec<Smp>> {
+    let mut out = Vec::with_capacity(v.len());
+    for mut smp in v {
+        let (l, r) = if scalar_left { (s, smp.v) } else { (smp.v, s) };
+        let (mut value, mut keep) = scalar_op(op, l, r)?;
+        if is_comparison(op) && scalar_left {
+            value = smp.v;
+        }
+        if return_bool {
+            value = f64::from(u8::from(keep));
+            keep = true;
+        }
+        if !keep {
+            continue;
+        }
+        if drops_name(op) || return_bool {
+            smp.labels.remove(NAME);
+        }
+        smp.v = value;
+        out.push(smp);
+    }
+    Ok(out)
+}
+
+/// The matching signature of a label set under `on(...)`/`ignoring(...)`.
+fn signature(labels: &LabelSet, matching: Option<&LabelModifier>) -> Vec<(String, String)> {
+    match matching {
+        Some(LabelModifier::Include(names)) => names
+            .labels
+            .iter()
+            .map(|n| (n.clone(), labels.get(n).unwrap_or_default().to_owned()))
+            .collect(),
+        Some(LabelModifier::Exclude(names)) => labels
+            .iter()
+            .filter(|(k, _)| *k != NAME && !names.labels.iter().any(|n| n == k))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        None => labels
+            .iter()
+            .filter(|(k, _)| *k != NAME)
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    }
+}
+
+fn set_op(op: u16, l: Vec<Smp>, r: Vec<Smp>, matching: Option<&LabelModifier>) -> Vec<Smp> {
+    match op {
+        token::T_LAND => {
+            let rs: HashSet<_> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+            l.into_iter()
+                .filter(|s| rs.contains(&signature(&s.labels, matching)))
+                .collect()
+        }
+        token::T_LUNLESS => {
+            let rs: HashSet<_> = r.iter().map(|s| signature(&s.labels, matching)).collect();
+            l.into_iter()
+                .filter(|s| !rs.contains(&signature(&s.labels, matching)))
+                .collect()
+        }
+        _ => {
+            let ls: HashSet<_> = l.iter().map(|s| signature(&s.labels, matching)).collect();
+            let mut out = l;
+            out.extend(
+                r.into_iter()
+                    .filter(|s| !ls.contains(&signature(&s.labels, matching))),
+            );
+            out
+        }
+    }
+}
+
+fn vector_vector(
+    op: u16,
+    lhs: Vec<Smp>,
+    rhs: Vec<Smp>,
+    card: &VectorMatchCardinality,
+    matching: Option<&LabelModifier>,
+    return_bool: bool,
+) -> Result<Vec<Smp>> {
+    let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+    let side = if one_to_many { "left" } else { "right" };
+    let mut one_sigs: HashMap<Vec<(String, String)>, usize> = HashMap::new();
+    for (i, s) in one.iter().enumerate() {
+        let sig = signature(&s.labels, matching);
+        if one_sigs.insert(sig, i).is_some() {
+            return Err(PromqlError::exec(format!(
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}];many-to-many matching not allowed: matching labels must be unique on one side",
+                LabelSet::from_pairs(signature(&s.labels, matching)),
+                s.labels
+            )));
+        }
+    }
+    let include: &[String] = match card {
+        VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => &l.labels,
+        _ => &[],
+    };
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+    let mut matched: HashMap<Vec<(String, String)>, HashSet<LabelSet>> = HashMap::new();
+    let mut out = Vec::new();
+    for ms in many {
+        let sig = signature(&ms.labels, matching);
+        let Some(&oi) = one_sigs.get(&sig) else {
+            continue;
+        };
+        let os = &one[oi];
+        let (vl, vr) = if one_to_many {
+            (os.v, ms.v)
+        } else {
+            (ms.v, os.v)
+        };
+        let (mut value, mut keep) = scalar_op(op, vl, vr)?;
+        if return_bool {
+            value = f64::from(u8::from(keep));
+            keep = true;
+        }
+        if !keep {
+            continue;
+        }
+        let mut labels = ms.labels.clone();
+        if drops_name(op) || return_bool {
+            labels.remove(NAME);
+        }
+        if one_to_one {
+            match matching {
+                Some(LabelModifier::Include(names)) => {
+                    labels.retain(|k| names.labels.iter().any(|n| n == k));
+                }
+                Some(LabelModifier::Exclude(names)) => {
+                    labels.retain(|k| !names.labels.iter().any(|n| n == k));
+                }
+                None => {}
+            }
+        }
+        for name in include {
+            match os.labels.get(name) {
+                Some(v) => labels.set(name, v),
+                None => labels.remove(name),
+            }
+        }
+        let entry = matched.entry(sig);
+        match entry {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                if one_to_one {
+                    return Err(PromqlError::exec(format!(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right); series {}",
+                        ms.labels
+                    )));
+                }
+                if !o.get_mut().insert(labels.clone()) {
+                    return Err(PromqlError::exec(
+                        "multiple matches for labels: grouping labels must ensure unique matches",
+                    ));
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(HashSet::from([labels.clone()]));
+            }
+        }
+        out.push(Smp {
+            labels,
+            v: value,
+            ts: ms.ts,
+        });
+    }
+    Ok(out)
+}
+
+/// Shares one engine between tasks.
+#[async_trait::async_trait]
+impl<T: SeriesSource + ?Sized> SeriesSource for Arc<T> {
+    async fn select(
+        &self,
+        matchers: &[LabelMatcher],
+        range: TimeRange,
+    ) -> tsdb_core::Result<Vec<SeriesData>> {
+        (**self).select(matchers, range).await
+    }
+}
+
+use crate::source::SeriesData;

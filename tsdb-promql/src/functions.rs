@@ -1,0 +1,683 @@
+//! PromQL functions of Prometheus 2.42 for float samples.
+
+use chrono::{DateTime, Datelike, Timelike};
+use promql_parser::parser::{Call, Expr};
+use regex::Regex;
+
+use crate::aggregate::{kahan, mean, valid_label_name, variance};
+use crate::engine::{Evaluator, Rng, Smp, Val, dur_ms, selector_matchers};
+use crate::error::{PromqlError, Result};
+use crate::labels::{LabelSet, NAME};
+
+/// The `q` quantile of `v` (sorted in place) with linear interpolation, as Prometheus does.
+pub(crate) fn quantile(q: f64, v: &mut [f64]) -> f64 {
+    if v.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let w = rank - lower;
+    v[lower as usize] * (1.0 - w) + v[upper as usize] * w
+}
+
+fn arg(c: &Call, i: usize) -> Result<&Expr> {
+    c.args
+        .args
+        .get(i)
+        .map(|b| b.as_ref())
+        .ok_or_else(|| PromqlError::exec(format!("{} is missing argument {}", c.func.name, i + 1)))
+}
+
+fn map_vector(v: Vec<Smp>, keep_name: bool, f: impl Fn(f64) -> f64) -> Val {
+    Val::Vector(
+        v.into_iter()
+            .map(|s| Smp {
+                labels: if keep_name {
+                    s.labels
+                } else {
+                    s.labels.without_name()
+                },
+                v: f(s.v),
+                ts: s.ts,
+            })
+            .collect(),
+    )
+}
+
+/// Applies `f` to each series' points; series for which it gives `None` are left out.
+fn over_time(m: Vec<Rng>, keep_name: bool, f: impl Fn(&[(i64, f64)]) -> Option<f64>) -> Val {
+    Val::Vector(
+        m.into_iter()
+            .filter_map(|s| {
+                f(&s.points).map(|v| Smp {
+                    labels: if keep_name {
+                        s.labels
+                    } else {
+                        s.labels.without_name()
+                    },
+                    v,
+                    ts: 0,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The window `[start, end]` (ms) of the matrix argument at evaluation time `t`.
+fn window(ev: &Evaluator<'_>, e: &Expr, t: i64) -> Option<(i64, i64)> {
+    match e {
+        Expr::MatrixSelector(ms) => {
+            let at = match &ms.vs.at {
+                None => t,
+                Some(promql_parser::parser::AtModifier::Start) => ev.start,
+                Some(promql_parser::parser::AtModifier::End) => ev.end,
+                Some(promql_parser::parser::AtModifier::At(st)) => {
+                    match st.duration_since(std::time::UNIX_EPOCH) {
+                        Ok(d) => dur_ms(&d),
+                        Err(e) => dur_ms(&e.duration()).saturating_neg(),
+                    }
+                }
+            };
+            let off = match &ms.vs.offset {
+                None => 0,
+                Some(promql_parser::parser::Offset::Pos(d)) => dur_ms(d),
+                Some(promql_parser::parser::Offset::Neg(d)) => dur_ms(d).saturating_neg(),
+            };
+            let end = at.saturating_sub(off);
+            Some((end.saturating_sub(dur_ms(&ms.range)), end))
+        }
+        Expr::Subquery(sq) => {
+            let at = match &sq.at {
+                None => t,
+                Some(promql_parser::parser::AtModifier::Start) => ev.start,
+                Some(promql_parser::parser::AtModifier::End) => ev.end,
+                Some(promql_parser::parser::AtModifier::At(st)) => {
+                    match st.duration_since(std::time::UNIX_EPOCH) {
+                        Ok(d) => dur_ms(&d),
+                        Err(e) => dur_ms(&e.duration()).saturating_neg(),
+                    }
+                }
+            };
+            let off = match &sq.offset {
+                None => 0,
+                Some(promql_parser::parser::Offset::Pos(d)) => dur_ms(d),
+                Some(promql_parser::parser::Offset::Neg(d)) => dur_ms(d).saturating_neg(),
+            };
+            let end = at.saturating_sub(off);
+            Some((end.saturating_sub(dur_ms(&sq.range)), end))
+        }
+        Expr::Paren(p) => window(ev, &p.expr, t),
+        _ => None,
+    }
+}
+
+/// rate/increase/delta with Prometheus's extrapolation to the window edges.
+fn extrapolated(
+    points: &[(i64, f64)],
+    start: i64,
+    end: i64,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (first, last) = (points[0], points[points.len() - 1]);
+    let mut result = last.1 - first.1;
+    if counter {
+        let mut prev = 0.0;
+        for &(_, v) in points {
+            if v < prev {
+                result += prev;
+            }
+            prev = v;
+        }
+    }
+    let mut to_start = (first.0 - start) as f64 / 1000.0;
+    let to_end = (end - last.0) as f64 / 1000.0;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let avg_gap = sampled / (points.len() - 1) as f64;
+    if counter && result > 0.0 && first.1 >= 0.0 {
+        let to_zero = sampled * (first.1 / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let threshold = avg_gap * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg_gap / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg_gap / 2.0
+    };
+    result *= interval / sampled;
+    if rate {
+        result /= (end - start) as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+fn instant_delta(points: &[(i64, f64)], rate: bool) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let (p, l) = (points[points.len() - 2], points[points.len() - 1]);
+    let mut r = if rate && l.1 < p.1 { l.1 } else { l.1 - p.1 };
+    if rate {
+        let dt = l.0 - p.0;
+        if dt == 0 {
+            return None;
+        }
+        r /= dt as f64 / 1000.0;
+    }
+    Some(r)
+}
+
+/// Least-squares slope and intercept at `at` (ms) of the points.
+fn linear_regression(points: &[(i64, f64)], at: i64) -> (f64, f64) {
+    let init = points[0].1;
+    if points.iter().all(|p| p.1 == init) {
+        if init.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init);
+    }
+    let n = points.len() as f64;
+    let xs = || points.iter().map(|p| (p.0 - at) as f64 / 1000.0);
+    let sum_x = kahan(xs());
+    let sum_y = kahan(points.iter().map(|p| p.1));
+    let sum_xy = kahan(points.iter().map(|p| (p.0 - at) as f64 / 1000.0 * p.1));
+    let sum_x2 = kahan(xs().map(|x| x * x));
+    let cov = sum_xy - sum_x * sum_y / n;
+    let var = sum_x2 - sum_x * sum_x / n;
+    let slope = cov / var;
+    (slope, sum_y / n - slope * sum_x / n)
+}
+
+fn min_max(points: &[(i64, f64)], max: bool) -> f64 {
+    points.iter().map(|p| p.1).fold(f64::NAN, |acc, v| {
+        if acc.is_nan() || (max && v > acc) || (!max && v < acc) {
+            v
+        } else {
+            acc
+        }
+    })
+}
+
+/// Labels of `absent(...)`: the equality matchers of a selector, names used once only.
+fn absent_labels(e: &Expr) -> Result<LabelSet> {
+    let vs = match e {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Ok(LabelSet::default()),
+    };
+    let ms = selector_matchers(vs)?;
+    let mut out = LabelSet::default();
+    for m in &ms {
+        if m.name() == NAME {
+            continue;
+        }
+        let uses = ms.iter().filter(|o| o.name() == m.name()).count();
+        if uses == 1 && m.op() == tsdb_core::MatchOp::Equal {
+            out.set(m.name(), m.value());
+        }
+    }
+    Ok(out)
+}
+
+fn date_fn(
+    ev: &Evaluator<'_>,
+    c: &Call,
+    t: i64,
+    f: impl Fn(DateTime<chrono::Utc>) -> f64,
+) -> Result<Val> {
+    let conv = |secs: f64| -> f64 {
+        if !secs.is_finite() || secs.abs() > 1e15 {
+            return f64::NAN;
+        }
+        let ms = (secs * 1000.0).floor() as i64;
+        DateTime::from_timestamp_millis(ms).map_or(f64::NAN, &f)
+    };
+    if c.args.args.is_empty() {
+        return Ok(Val::Vector(vec![Smp {
+            labels: LabelSet::default(),
+            v: conv(t as f64 / 1000.0),
+            ts: t,
+        }]));
+    }
+    let v = ev.eval_vector(arg(c, 0)?, t)?;
+    Ok(map_vector(v, false, conv))
+}
+
+fn days_in_month(d: DateTime<chrono::Utc>) -> f64 {
+    let (y, m) = (d.year(), d.month());
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    match (
+        chrono::NaiveDate::from_ymd_opt(y, m, 1),
+        chrono::NaiveDate::from_ymd_opt(ny, nm, 1),
+    ) {
+        (Some(a), Some(b)) => (b - a).num_days() as f64,
+        _ => f64::NAN,
+    }
+}
+
+/// Expands `$1`, `${1}`, `$name`, `${name}` and `$$` in `template` from `caps`.
+fn expand(template: &str, caps: &regex::Captures<'_>) -> String {
+    let mut out = String::new();
+    caps.expand(template, &mut out);
+    out
+}
+
+fn histogram_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Merge buckets with the same bound.
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        match merged.last_mut() {
+            Some(l) if l.0 == b.0 => l.1 += b.1,
+            _ => merged.push(b),
+        }
+    }
+    // Counts must not decrease.
+    let mut max = f64::NEG_INFINITY;
+    for b in &mut merged {
+        if b.1 < max {
+            b.1 = max;
+        } else {
+            max = b.1;
+        }
+    }
+    if merged.len() < 2 {
+        return f64::NAN;
+    }
+    let total = merged[merged.len() - 1].1;
+    if total == 0.0 || total.is_nan() {
+        return f64::NAN;
+    }
+    let mut rank = q * total;
+    let b = merged[..merged.len() - 1].partition_point(|x| x.1 < rank);
+    if b == merged.len() - 1 {
+        return merged[merged.len() - 2].0;
+    }
+    if b == 0 && merged[0].0 <= 0.0 {
+        return merged[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, merged[b].0, merged[b].1);
+    if b > 0 {
+        start = merged[b - 1].0;
+        count -= merged[b - 1].1;
+        rank -= merged[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+fn holt_winters(points: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let mut s0 = 0.0;
+    let mut s1 = points[0].1;
+    let mut b = points[1].1 - points[0].1;
+    for (i, p) in points.iter().enumerate().skip(1) {
+        let x = sf * p.1;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
+    let name = c.func.name;
+    let vec_arg = |i: usize| -> Result<Vec<Smp>> { ev.eval_vector(arg(c, i)?, t) };
+    let mat_arg = |i: usize| -> Result<(Vec<Rng>, i64, i64)> {
+        let e = arg(c, i)?;
+        let m = ev.eval_matrix(e, t)?;
+        let (s, en) = window(ev, e, t).unwrap_or((t, t));
+        Ok((m, s, en))
+    };
+    let scalar_arg = |i: usize| -> Result<f64> { ev.eval_scalar(arg(c, i)?, t, name) };
+    let simple = |f: fn(f64) -> f64| -> Result<Val> { Ok(map_vector(vec_arg(0)?, false, f)) };
+    match name {
+        "abs" => simple(f64::abs),
+        "ceil" => simple(f64::ceil),
+        "floor" => simple(f64::floor),
+        "exp" => simple(f64::exp),
+        "ln" => simple(f64::ln),
+        "log2" => simple(f64::log2),
+        "log10" => simple(f64::log10),
+        "sqrt" => simple(f64::sqrt),
+        "sgn" => simple(|v| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        }),
+        "acos" => simple(f64::acos),
+        "acosh" => simple(f64::acosh),
+        "asin" => simple(f64::asin),
+        "asinh" => simple(f64::asinh),
+        "atan" => simple(f64::atan),
+        "atanh" => simple(f64::atanh),
+        "cos" => simple(f64::cos),
+        "cosh" => simple(f64::cosh),
+        "sin" => simple(f64::sin),
+        "sinh" => simple(f64::sinh),
+        "tan" => simple(f64::tan),
+        "tanh" => simple(f64::tanh),
+        "deg" => simple(f64::to_degrees),
+        "rad" => simple(f64::to_radians),
+        "pi" => Ok(Val::Scalar(std::f64::consts::PI)),
+        "round" => {
+            let v = vec_arg(0)?;
+            let to = if c.args.args.len() > 1 {
+                scalar_arg(1)?
+            } else {
+                1.0
+            };
+            let inv = 1.0 / to;
+            Ok(map_vector(v, false, |x| (x * inv + 0.5).floor() / inv))
+        }
+        "clamp" => {
+            let v = vec_arg(0)?;
+            let (lo, hi) = (scalar_arg(1)?, scalar_arg(2)?);
+            if hi < lo {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            Ok(map_vector(v, false, |x| lo.max(hi.min(x))))
+        }
+        "clamp_min" => {
+            let v = vec_arg(0)?;
+            let lo = scalar_arg(1)?;
+            Ok(map_vector(v, false, |x| lo.max(x)))
+        }
+        "clamp_max" => {
+            let v = vec_arg(0)?;
+            let hi = scalar_arg(1)?;
+            Ok(map_vector(v, false, |x| hi.min(x)))
+        }
+        "time" => Ok(Val::Scalar(t as f64 / 1000.0)),
+        "timestamp" => {
+            let v = match arg(c, 0)? {
+                // The time of the sample itself, not of the evaluation.
+                Expr::VectorSelector(vs) => ev.vector_selector(vs, t)?,
+                Expr::Paren(p) => ev.eval_vector(&p.expr, t)?,
+                e => ev
+                    .eval_vector(e, t)?
+                    .into_iter()
+                    .map(|s| Smp { ts: t, ..s })
+                    .collect(),
+            };
+            Ok(Val::Vector(
+                v.into_iter()
+                    .map(|s| Smp {
+                        labels: s.labels.without_name(),
+                        v: s.ts as f64 / 1000.0,
+                        ts: s.ts,
+                    })
+                    .collect(),
+            ))
+        }
+        "vector" => Ok(Val::Vector(vec![Smp {
+            labels: LabelSet::default(),
+            v: scalar_arg(0)?,
+            ts: t,
+        }])),
+        "scalar" => {
+            let v = vec_arg(0)?;
+            Ok(Val::Scalar(if v.len() == 1 { v[0].v } else { f64::NAN }))
+        }
+        "sort" | "sort_desc" => {
+            let mut v = vec_arg(0)?;
+            let desc = name == "sort_desc";
+            v.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ if desc => b.v.total_cmp(&a.v),
+                _ => a.v.total_cmp(&b.v),
+            });
+            Ok(Val::Vector(v))
+        }
+        "label_replace" => {
+            let v = vec_arg(0)?;
+            let strs: Vec<String> = (1..5)
+                .map(|i| match ev.eval(arg(c, i)?, t)? {
+                    Val::Str(s) => Ok(s),
+                    _ => Err(PromqlError::exec("label_replace takes string arguments")),
+                })
+                .collect::<Result<_>>()?;
+            let (dst, repl, src, re) = (&strs[0], &strs[1], &strs[2], &strs[3]);
+            let re = Regex::new(&format!("^(?s:{re})$")).map_err(|e| {
+                PromqlError::exec(format!(
+                    "invalid regular expression in label_replace(): {e}"
+                ))
+            })?;
+            if !valid_label_name(dst) {
+                return Err(PromqlError::exec(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                )));
+            }
+            let mut out = Vec::with_capacity(v.len());
+            for mut s in v {
+                let value = s.labels.get(src).unwrap_or_default().to_owned();
+                if let Some(caps) = re.captures(&value) {
+                    let res = expand(repl, &caps);
+                    s.labels.set(dst, &res);
+                }
+                out.push(s);
+            }
+            Ok(Val::Vector(out))
+        }
+        "label_join" => {
+            let v = vec_arg(0)?;
+            let mut strs = Vec::new();
+            for i in 1..c.args.args.len() {
+                match ev.eval(arg(c, i)?, t)? {
+                    Val::Str(s) => strs.push(s),
+                    _ => return Err(PromqlError::exec("label_join takes string arguments")),
+                }
+            }
+            if strs.len() < 2 {
+                return Err(PromqlError::exec(
+                    "label_join needs a destination and a separator",
+                ));
+            }
+            let dst = strs[0].clone();
+            if !valid_label_name(&dst) {
+                return Err(PromqlError::exec(format!(
+                    "invalid destination label name in label_join(): {dst}"
+                )));
+            }
+            let sep = strs[1].clone();
+            let srcs = &strs[2..];
+            Ok(Val::Vector(
+                v.into_iter()
+                    .map(|mut s| {
+                        let joined = srcs
+                            .iter()
+                            .map(|n| s.labels.get(n).unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join(&sep);
+                        s.labels.set(&dst, &joined);
+                        s
+                    })
+                    .collect(),
+            ))
+        }
+        "absent" => {
+            let v = vec_arg(0)?;
+            if !v.is_empty() {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            Ok(Val::Vector(vec![Smp {
+                labels: absent_labels(arg(c, 0)?)?,
+                v: 1.0,
+                ts: t,
+            }]))
+        }
+        "absent_over_time" => {
+            let (m, _, _) = mat_arg(0)?;
+            if m.iter().any(|s| !s.points.is_empty()) {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            Ok(Val::Vector(vec![Smp {
+                labels: absent_labels(arg(c, 0)?)?,
+                v: 1.0,
+                ts: t,
+            }]))
+        }
+        "rate" | "increase" | "delta" => {
+            let (m, s, e) = mat_arg(0)?;
+            let counter = name != "delta";
+            let rate = name == "rate";
+            Ok(over_time(m, false, |p| {
+                extrapolated(p, s, e, counter, rate)
+            }))
+        }
+        "irate" => Ok(over_time(mat_arg(0)?.0, false, |p| instant_delta(p, true))),
+        "idelta" => Ok(over_time(mat_arg(0)?.0, false, |p| instant_delta(p, false))),
+        "deriv" => Ok(over_time(mat_arg(0)?.0, false, |p| {
+            (p.len() >= 2).then(|| linear_regression(p, p[0].0).0)
+        })),
+        "predict_linear" => {
+            let (m, _, _) = mat_arg(0)?;
+            let d = scalar_arg(1)?;
+            Ok(over_time(m, false, |p| {
+                (p.len() >= 2).then(|| {
+                    let (slope, icpt) = linear_regression(p, t);
+                    slope * d + icpt
+                })
+            }))
+        }
+        "holt_winters" | "double_exponential_smoothing" => {
+            let (m, _, _) = mat_arg(0)?;
+            let (sf, tf) = (scalar_arg(1)?, scalar_arg(2)?);
+            if !(sf > 0.0 && sf < 1.0) {
+                return Err(PromqlError::exec(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}"
+                )));
+            }
+            if !(tf > 0.0 && tf < 1.0) {
+                return Err(PromqlError::exec(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf}"
+                )));
+            }
+            Ok(over_time(m, false, |p| holt_winters(p, sf, tf)))
+        }
+        "changes" => Ok(over_time(mat_arg(0)?.0, false, |p| {
+            Some(
+                p.windows(2)
+                    .filter(|w| w[0].1 != w[1].1 && !(w[0].1.is_nan() && w[1].1.is_nan()))
+                    .count() as f64,
+            )
+        })),
+        "resets" => Ok(over_time(mat_arg(0)?.0, false, |p| {
+            Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
+        })),
+        "avg_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| {
+            Some(mean(p.iter().map(|x| x.1)))
+        })),
+        "sum_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| {
+            Some(kahan(p.iter().map(|x| x.1)))
+        })),
+        "count_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| Some(p.len() as f64))),
+        "min_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| Some(min_max(p, false)))),
+        "max_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| Some(min_max(p, true)))),
+        "stddev_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| {
+            Some(variance(p.iter().map(|x| x.1)).sqrt())
+        })),
+        "stdvar_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| {
+            Some(variance(p.iter().map(|x| x.1)))
+        })),
+        "last_over_time" => Ok(over_time(mat_arg(0)?.0, true, |p| p.last().map(|x| x.1))),
+        "present_over_time" => Ok(over_time(mat_arg(0)?.0, false, |_| Some(1.0))),
+        "quantile_over_time" => {
+            let q = scalar_arg(0)?;
+            let (m, _, _) = mat_arg(1)?;
+            Ok(over_time(m, false, |p| {
+                let mut v: Vec<f64> = p.iter().map(|x| x.1).collect();
+                Some(quantile(q, &mut v))
+            }))
+        }
+        "histogram_quantile" => {
+            let q = scalar_arg(0)?;
+            let v = vec_arg(1)?;
+            let mut groups: Vec<(LabelSet, Vec<(f64, f64)>)> = Vec::new();
+            let mut index = std::collections::HashMap::new();
+            for s in v {
+                let Some(le) = s.labels.get("le").and_then(parse_le) else {
+                    continue;
+                };
+                let mut key = s.labels.clone().without_name();
+                key.remove("le");
+                let i = *index.entry(key.clone()).or_insert_with(|| {
+                    groups.push((key, Vec::new()));
+                    groups.len() - 1
+                });
+                groups[i].1.push((le, s.v));
+            }
+            Ok(Val::Vector(
+                groups
+                    .into_iter()
+                    .map(|(labels, b)| Smp {
+                        labels,
+                        v: histogram_quantile(q, b),
+                        ts: t,
+                    })
+                    .collect(),
+            ))
+        }
+        "day_of_month" => date_fn(ev, c, t, |d| f64::from(d.day())),
+        "day_of_week" => date_fn(ev, c, t, |d| f64::from(d.weekday().num_days_from_sunday())),
+        "day_of_year" => date_fn(ev, c, t, |d| f64::from(d.ordinal())),
+        "days_in_month" => date_fn(ev, c, t, days_in_month),
+        "hour" => date_fn(ev, c, t, |d| f64::from(d.hour())),
+        "minute" => date_fn(ev, c, t, |d| f64::from(d.minute())),
+        "month" => date_fn(ev, c, t, |d| f64::from(d.month())),
+        "year" => date_fn(ev, c, t, |d| f64::from(d.year())),
+        other => Err(PromqlError::Unsupported(format!("function {other}"))),
+    }
+}
+
+/// Parses a bucket bound as Go's `strconv.ParseFloat` would accept it in practice.
+fn parse_le(s: &str) -> Option<f64> {
+    match s.trim() {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        t => t.parse().ok(),
+    }
+}

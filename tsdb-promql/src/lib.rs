@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod aggregate;
+mod engine;
+mod error;
+mod functions;
+mod labels;
+mod source;
+pub mod testscript;
+mod value;
+
+pub use engine::{Engine, EngineOptions, Query, convert_matcher, parse};
+pub use error::{PromqlError, Result};
+pub use labels::LabelSet;
+pub use source::{MemorySource, STALE_NAN_BITS, SeriesData, SeriesSource, is_stale};
+pub use value::{Sample, Series, Value, format_float};
