@@ -281,6 +281,14 @@ impl TimeSeriesDB {
         self.inner.flush_all().await
     }
 
+    /// Deletes the chunks that [`DatabaseConfig::retention`] has expired (the background task
+    /// also does it every minute); returns how many were deleted. Points still in head
+    /// buffers are not affected until sealed.
+    pub async fn apply_retention(&self) -> Result<usize> {
+        self.inner.check_open()?;
+        self.inner.apply_retention().await
+    }
+
     /// Stops taking writes, writes every buffered point into chunks, makes storage durable,
     /// truncates the WAL and stops the background tasks. Later calls give [`Error::Closed`].
     pub async fn close(&self) -> Result<()> {
@@ -581,13 +589,13 @@ impl Inner {
     }
 
     /// Deletes chunks whose newest point is older than the retention period allows.
-    async fn apply_retention(&self) -> Result<()> {
+    async fn apply_retention(&self) -> Result<usize> {
         let Some(retention) = self.config.retention else {
-            return Ok(());
+            return Ok(0);
         };
         let newest = self.newest_timestamp.load(Ordering::Relaxed);
         if newest == i64::MIN {
-            return Ok(());
+            return Ok(0);
         }
         let cutoff =
             newest.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
@@ -614,7 +622,7 @@ impl Inner {
                 expired.len()
             );
         }
-        Ok(())
+        Ok(expired.len())
     }
 
     async fn flush_all(&self) -> Result<()> {

@@ -153,6 +153,36 @@ async fn out_of_order_window_duplicates_and_special_values() {
 }
 
 #[tokio::test]
+async fn retention_deletes_expired_chunks_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open(DatabaseConfig {
+        retention: Some(Duration::from_secs(3600)),
+        out_of_order_window: Duration::from_secs(100 * 3600),
+        ..config(dir.path())
+    })
+    .await;
+    let s = cpu("retention");
+    // 100 points a minute apart per chunk; 10 chunks spanning 1000 minutes.
+    let points: Vec<(i64, f64)> = (0..1000).map(|i| (i * 60_000, i as f64)).collect();
+    db.insert_series(&s, &points).await.expect("insert");
+    db.flush().await.expect("flush");
+    let deleted = db.apply_retention().await.expect("retention");
+    // Newest point: minute 999; cutoff minute 939: chunks ending before it go (minutes 0..899).
+    assert_eq!(deleted, 9);
+    let got = db.query(&s, TimeRange::ALL).await.expect("query");
+    assert_eq!(got[0].timestamps.first(), Some(&(900 * 60_000)));
+    assert_eq!(got[0].len(), 100);
+    db.close().await.expect("close");
+    let db = open(config(dir.path())).await;
+    assert_eq!(
+        db.query(&s, TimeRange::ALL).await.expect("query")[0].len(),
+        100,
+        "deletions persist"
+    );
+    db.close().await.expect("close");
+}
+
+#[tokio::test]
 async fn a_data_dir_is_used_by_one_database_at_a_time() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = open(config(dir.path())).await;
