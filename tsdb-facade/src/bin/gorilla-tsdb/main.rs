@@ -1,0 +1,108 @@
+//! `gorilla-tsdb`: import, query and inspect a Gorilla TSDB data directory.
+
+#![forbid(unsafe_code)]
+
+mod import;
+mod inspect;
+mod query;
+mod time;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gorilla_tsdb::{DatabaseConfig, Error, TimeSeriesDB, TimeSeriesDBBuilder, WalDurability};
+
+/// Import, query and inspect a Gorilla TSDB data directory.
+#[derive(Debug, Parser)]
+#[command(name = "gorilla-tsdb", version, about)]
+struct Cli {
+    /// The database's data directory (created if absent).
+    #[arg(
+        long,
+        global = true,
+        env = "GORILLA_TSDB_DATA_DIR",
+        default_value = "./tsdb-data"
+    )]
+    data_dir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Imports points from Influx line protocol, Prometheus text exposition or CSV files
+    /// (or stdin). Rejected lines are reported with file and line and counted; the exit
+    /// status is 2 when any line was rejected (the good ones are imported).
+    Import(import::ImportArgs),
+    /// Selects series by label matchers over a time range, optionally applies a range
+    /// function over a sliding window at each step and aggregates across series.
+    Query(query::QueryArgs),
+    /// Series, chunks, points, bytes on disk and bytes per point, by codec.
+    Stats(inspect::StatsArgs),
+    /// The chunks of the series selected by label matchers.
+    Inspect(inspect::InspectArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command {
+        Command::Import(args) => import::run(&cli.data_dir, args).await,
+        Command::Query(args) => query::run(&cli.data_dir, args).await,
+        Command::Stats(args) => inspect::stats(&cli.data_dir, args).await,
+        Command::Inspect(args) => inspect::inspect(&cli.data_dir, args).await,
+    }
+}
+
+/// Opens the data directory. Imports skip per-write fsyncs: `close` makes everything durable
+/// at the end.
+async fn open(
+    data_dir: &std::path::Path,
+    durability: WalDurability,
+) -> Result<TimeSeriesDB, Error> {
+    std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir.display(), e))?;
+    TimeSeriesDBBuilder::new()
+        .with_config(DatabaseConfig {
+            data_dir: data_dir.to_path_buf(),
+            wal_durability: durability,
+            ..DatabaseConfig::default()
+        })
+        .build()
+        .await
+}
+
+/// Closes the database, keeping the first error.
+async fn finish<T>(db: TimeSeriesDB, result: Result<T, Error>) -> Result<T, Error> {
+    let closed = db.close().await;
+    let value = result?;
+    closed?;
+    Ok(value)
+}

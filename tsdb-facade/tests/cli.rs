@@ -1,0 +1,442 @@
+//! The `gorilla-tsdb` command line on real recordings and on small files written here.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn cli(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gorilla-tsdb"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("GORILLA_TSDB_DATA_DIR")
+        .output()
+        .expect("the binary runs")
+}
+
+fn cli_stdin(data_dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gorilla-tsdb"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("the binary finishes")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs a query printing JSON and returns `{labels as text: [(t, v)]}`.
+fn query_json(data_dir: &Path, args: &[&str]) -> Vec<(Value, Vec<(i64, f64)>)> {
+    let mut all = vec!["query", "--output", "json"];
+    all.extend_from_slice(args);
+    let out = cli(data_dir, &all);
+    assert!(out.status.success(), "query failed: {}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    doc["series"]
+        .as_array()
+        .expect("series array")
+        .iter()
+        .map(|s| {
+            let values = s["values"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|p| {
+                    (
+                        p[0].as_i64().expect("timestamp"),
+                        p[1].as_f64().expect("finite value"),
+                    )
+                })
+                .collect();
+            (s["labels"].clone(), values)
+        })
+        .collect()
+}
+
+#[test]
+fn influx_import_reports_bad_lines_and_keeps_the_good_ones_around_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("points.lp");
+    std::fs::write(
+        &file,
+        "# a comment\n\
+         cpu,host=a,region=eu usage=1.5,idle=98i 1700000000000000000\n\
+         cpu,host=a,region=eu usage=oops 1700000010000000000\n\
+         \n\
+         cpu,host=a,region=eu usage=2.5 1700000010000000000\n\
+         cpu,host=b,region=eu usage=3.5 1700000010000000000\n\
+         cpu,host=a,region=eu name=\"text\" 1700000020000000000\n\
+         cpu,host=a usage=4.5\n\
+         cpu,host=a,region=eu usage=5.5 1700000030000000000\n",
+    )
+    .expect("write");
+    let data = dir.path().join("db");
+    let out = cli(
+        &data,
+        &["import", "--no-progress", file.to_str().expect("utf8")],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "rejects give exit status 2: {stderr}"
+    );
+    let name = file.display().to_string();
+    assert!(
+        stderr.contains(&format!("{name}:3: line protocol")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{name}:7: field \"name\" is a string")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{name}:8: no timestamp")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 line(s) rejected"), "{stderr}");
+    assert!(stderr.contains("imported 5 points of 3 series"), "{stderr}");
+
+    let got = query_json(
+        &data,
+        &[
+            "--metric",
+            "cpu_usage",
+            "--match",
+            "host=a",
+            "--start",
+            "1700000000000",
+            "--end",
+            "1700000030000",
+            "--step",
+            "10s",
+            "--window",
+            "10s",
+        ],
+    );
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0["host"], "a");
+    assert_eq!(
+        got[0].1,
+        vec![
+            (1_700_000_000_000, 1.5),
+            (1_700_000_010_000, 2.5),
+            (1_700_000_030_000, 5.5)
+        ]
+    );
+    let idle = query_json(
+        &data,
+        &[
+            "--metric",
+            "cpu_idle",
+            "--start",
+            "1700000000000",
+            "--end",
+            "1700000000000",
+        ],
+    );
+    assert_eq!(idle[0].1, vec![(1_700_000_000_000, 98.0)]);
+}
+
+#[test]
+fn prometheus_text_from_stdin_with_bad_lines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = "# HELP http_requests_total Requests.\n\
+                 # TYPE http_requests_total counter\n\
+                 http_requests_total{method=\"get\",path=\"/a,b\"} 10 1000\n\
+                 http_requests_total{method=\"get\",path=\"/a,b\"} 25 61000\n\
+                 http_requests_total{method=\"get\",path=\"/a,b\"} abc 121000\n\
+                 http_requests_total{method=\"post\"} 7\n\
+                 http_requests_total{method=\"get\",path=\"/a,b\"} 5 121000\n\
+                 http_requests_total{method=\"get\",path=\"/a,b\"} 15 181000\n";
+    let data = dir.path().join("db");
+    let out = cli_stdin(
+        &data,
+        &["import", "--format", "prometheus", "--no-progress"],
+        input,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("<stdin>:5: value \"abc\" is not a number"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("<stdin>:6: no timestamp"), "{stderr}");
+    assert!(stderr.contains("imported 4 points of 1 series"), "{stderr}");
+    // 10, 25, 5, 15: one counter reset, at 121 s.
+    let got = query_json(
+        &data,
+        &[
+            "--match",
+            "__name__=http_requests_total",
+            "--match",
+            "path=/a,b",
+            "--start",
+            "181000",
+            "--end",
+            "181000",
+            "--function",
+            "resets",
+            "--window",
+            "1h",
+        ],
+    );
+    assert_eq!(got[0].1, vec![(181_000, 1.0)]);
+    let got = query_json(
+        &data,
+        &[
+            "--metric",
+            "http_requests_total",
+            "--start",
+            "181000",
+            "--end",
+            "181000",
+            "--function",
+            "last",
+            "--window",
+            "1h",
+        ],
+    );
+    assert_eq!(got[0].0["path"], "/a,b");
+    assert_eq!(got[0].1, vec![(181_000, 15.0)]);
+}
+
+#[test]
+fn csv_import_with_labels_then_query_stats_and_inspect() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("temp.csv");
+    std::fs::write(
+        &file,
+        "timestamp,value\n\
+         2024-01-01 00:00:00,1.25\n\
+         2024-01-01 00:01:00,2.25\n\
+         2024-01-01 00:02:00,not-a-number\n\
+         yesterday,3\n\
+         2024-01-01 00:03:00\n\
+         2024-01-01 00:04:00,4.25\n",
+    )
+    .expect("write");
+    let data = dir.path().join("db");
+    let path = file.to_str().expect("utf8");
+    let out = cli(
+        &data,
+        &[
+            "import",
+            "--format",
+            "csv",
+            "--metric",
+            "temp",
+            "--label",
+            "site=lab",
+            "--no-progress",
+            path,
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{path}:4: value \"not-a-number\"")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{path}:5: timestamp \"yesterday\"")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{path}:6: expected 2 columns, found 1")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("imported 3 points of 1 series"), "{stderr}");
+
+    let got = query_json(
+        &data,
+        &[
+            "--match",
+            "site=lab",
+            "--start",
+            "2024-01-01 00:04:00",
+            "--end",
+            "2024-01-01 00:04:00",
+            "--function",
+            "avg",
+            "--window",
+            "10m",
+        ],
+    );
+    assert_eq!(
+        got[0].1,
+        vec![(1_704_067_440_000, (1.25 + 2.25 + 4.25) / 3.0)]
+    );
+
+    // CSV output: header with the labels, one row per value.
+    let out = cli(
+        &data,
+        &[
+            "query",
+            "--metric",
+            "temp",
+            "--start",
+            "2024-01-01",
+            "--end",
+            "2024-01-01 00:04:00",
+            "--step",
+            "2m",
+            "--window",
+            "1m",
+            "--output",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "timestamp,value,__name__,site\n\
+         1704067200000,1.25,temp,lab\n\
+         1704067440000,4.25,temp,lab\n"
+    );
+
+    let out = cli(&data, &["stats", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["series"], 1);
+    assert_eq!(doc["points_in_chunks"], 3);
+    assert_eq!(doc["by_codec"][0]["codec"], "gorilla");
+    assert!(doc["bytes_on_disk"].as_u64().expect("bytes") > 0);
+
+    let out = cli(&data, &["inspect", "--match", "site=lab"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("1 chunks, 3 points in chunks"), "{stdout}");
+    assert!(stdout.contains("2024-01-01T00:00:00Z"), "{stdout}");
+}
+
+#[test]
+fn bad_query_arguments_are_clear_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("db");
+    for (args, says) in [
+        (
+            vec!["query", "--metric", "m", "--start", "100", "--end", "50"],
+            "after its end",
+        ),
+        (
+            vec!["query", "--metric", "m", "--step", "0"],
+            "step must be positive",
+        ),
+        (
+            vec!["query", "--metric", "m", "--function", "median"],
+            "unknown range function",
+        ),
+        (vec!["query", "--match", "novalue"], "matcher \"novalue\""),
+        (vec!["query"], "at least one --match"),
+    ] {
+        let out = cli(&data, &args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn real_recordings_import_and_aggregate_like_the_loader_says() {
+    let Some(shared) = tsdb_testdata::real::shared_data_dir("gorilla-tsdb CLI on NAB files") else {
+        return;
+    };
+    let group = shared.join("nab/realKnownCause");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("db");
+    for name in ["nyc_taxi.csv", "machine_temperature_system_failure.csv"] {
+        let path = group.join(name);
+        let out = cli(
+            &data,
+            &[
+                "import",
+                "--format",
+                "csv",
+                "--metric",
+                "nab",
+                "--file-label",
+                "--no-progress",
+                path.to_str().expect("utf8"),
+            ],
+        );
+        let stderr = text(&out.stderr);
+        let points =
+            tsdb_testdata::real::parse_nab(&path, &std::fs::read_to_string(&path).expect("read"))
+                .expect("the loader parses it");
+        let mut newest = i64::MIN;
+        let mut too_old = Vec::new();
+        for (line, &(t, _)) in points.iter().enumerate() {
+            // Points more than 10 minutes (the default out-of-order window) behind the
+            // newest are refused by the database.
+            if t < newest.saturating_sub(600_000) {
+                too_old.push(line + 2);
+            }
+            newest = newest.max(t);
+        }
+        if too_old.is_empty() {
+            assert!(out.status.success(), "{name}: {stderr}");
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+            assert!(
+                stderr.contains(&format!("{}:{}: point at", path.display(), too_old[0])),
+                "{name}: {stderr}"
+            );
+            assert!(
+                stderr.contains(&format!("{} line(s) rejected", too_old.len())),
+                "{stderr}"
+            );
+        }
+        // count and average over the whole file equal the loader's (last write wins).
+        let mut kept = std::collections::BTreeMap::new();
+        let mut newest = i64::MIN;
+        for &(t, v) in &points {
+            if t >= newest.saturating_sub(600_000) {
+                kept.insert(t, v);
+            }
+            newest = newest.max(t);
+        }
+        let first = *kept.keys().next().expect("points");
+        let last = *kept.keys().last().expect("points");
+        let stem = name.trim_end_matches(".csv");
+        let span = format!("{}ms", last - first + 1);
+        let (start, end) = (last.to_string(), last.to_string());
+        let m = format!("file={stem}");
+        let count = query_json(
+            &data,
+            &[
+                "--match", &m, "--start", &start, "--end", &end, "-f", "count", "-w", &span,
+            ],
+        );
+        assert_eq!(count[0].1, vec![(last, kept.len() as f64)], "{name}");
+        let avg = query_json(
+            &data,
+            &[
+                "--match", &m, "--start", &start, "--end", &end, "-f", "avg", "-w", &span,
+            ],
+        );
+        let mean = kept.values().sum::<f64>() / kept.len() as f64;
+        assert!(
+            (avg[0].1[0].1 - mean).abs() < 1e-9 * mean.abs().max(1.0),
+            "{name}"
+        );
+    }
+    // Both files, aggregated by file label: one series each.
+    let out = cli(&data, &["stats", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["series"], 2);
+}
