@@ -158,9 +158,9 @@ fn bench_writes(c: &mut Criterion) {
     // 8-writer runs alternate in short slices, so that drift in fsync latency (a shared disk)
     // hits both alike.
     let (slices, slice) = if quick() {
-        (2, Duration::from_millis(500))
+        (8, Duration::from_millis(125))
     } else {
-        (6, Duration::from_millis(500))
+        (20, Duration::from_millis(150))
     };
     let mut always = [0.0f64; 2];
     for (pname, policy) in policies() {
