@@ -353,7 +353,19 @@ pub fn run_script(text: &str, opts: &EngineOptions) -> ScriptReport {
             expected,
         };
         let result = runtime.block_on(engine.instant_query(&case.expr, case.time_ms));
-        match check(&case, result) {
+        let mut outcome = check(&case, result);
+        // As Prometheus's runner does: the same query in range mode (one minute either side,
+        // one-minute step) must give the same answer at the evaluation time.
+        if outcome.is_ok() && case.kind == Kind::Eval {
+            let range = runtime.block_on(engine.range_query(
+                &case.expr,
+                case.time_ms - 60_000,
+                case.time_ms + 60_000,
+                60_000,
+            ));
+            outcome = check_range(&case, range).map_err(|why| format!("in range mode: {why}"));
+        }
+        match outcome {
             Ok(()) => report.passed += 1,
             Err(why) => fail(&mut report, case.line, format!("{}: {why}", case.expr)),
         }
@@ -398,6 +410,36 @@ fn parse_expected(line: &str) -> Result<(Option<LabelSet>, f64), String> {
     let labels = parse_labels(desc)?;
     let v = parse_value(value.trim()).ok_or_else(|| format!("bad expected value in {line:?}"))?;
     Ok((Some(labels), v))
+}
+
+/// Checks the range-mode answer at the evaluation time against the expectations.
+fn check_range(case: &Case, result: crate::Result<Vec<crate::Series>>) -> Result<(), String> {
+    let series = result.map_err(|e| format!("unexpected error: {e}"))?;
+    let samples: Vec<crate::Sample> = series
+        .into_iter()
+        .filter_map(|s| {
+            s.points
+                .iter()
+                .find(|p| p.0 == case.time_ms)
+                .map(|p| crate::Sample {
+                    metric: s.metric.clone(),
+                    timestamp: p.0,
+                    value: p.1,
+                })
+        })
+        .collect();
+    let value = if case.expected.iter().any(|e| e.0.is_none()) {
+        match samples.first() {
+            Some(s) => Value::Scalar {
+                timestamp: case.time_ms,
+                value: s.value,
+            },
+            None => return Err("no scalar at the evaluation time".into()),
+        }
+    } else {
+        Value::Vector(samples)
+    };
+    check(case, Ok(value))
 }
 
 fn check(case: &Case, result: crate::Result<Value>) -> Result<(), String> {
