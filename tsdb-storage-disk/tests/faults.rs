@@ -569,3 +569,122 @@ async fn segment_numbers_are_never_reused_even_if_the_newest_files_vanish() {
         assert!(e.read_chunk(loc).await.expect("read") == *b);
     }
 }
+
+/// Writers, readers and a deleter at once, with segments small enough that deletions remove
+/// whole segment files while readers hold views of them: live chunks always read back
+/// exactly, deleted ones are not found, and the store reopens to the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_and_segment_removal_race_with_reads_and_writes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let e = LocalDiskEngine::open_with(dir.path(), no_fsync())
+        .await
+        .expect("open");
+    let written: Arc<Mutex<Vec<(ChunkLocation, CompressedBlock)>>> = Arc::default();
+    let deleted: Arc<Mutex<Vec<ChunkLocation>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for w in 0..3u64 {
+        let (e, written) = (e.clone(), written.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..150 {
+                let b = block(w * 1000 + i, 200 + (i as usize * 37) % 900);
+                let loc = e.write_chunk(&b).await.expect("write");
+                written.lock().expect("lock").push((loc, b));
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    {
+        let (e, written, deleted) = (e.clone(), written.clone(), deleted.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..60 {
+                // Delete the oldest half of what is there, which empties whole segments.
+                let victims: Vec<ChunkLocation> = {
+                    let mut w = written.lock().expect("lock");
+                    w.sort_by_key(|(l, _)| *l);
+                    let n = w.len() / 2;
+                    w.drain(..n).map(|(l, _)| l).collect()
+                };
+                // Recorded before the call: a reader may see them gone before it returns.
+                deleted
+                    .lock()
+                    .expect("lock")
+                    .extend(victims.iter().copied());
+                e.delete_chunks(&victims).await.expect("delete");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    for r in 0..2u64 {
+        let (e, written, deleted) = (e.clone(), written.clone(), deleted.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            for i in 0..400usize {
+                let pick = {
+                    let w = written.lock().expect("lock");
+                    (!w.is_empty()).then(|| w[(i * 7 + r as usize) % w.len()].clone())
+                };
+                if let Some((loc, want)) = pick {
+                    match e.read_chunk(&loc).await {
+                        Ok(got) => {
+                            assert!(got == want, "{loc} returned wrong bytes");
+                            if i % 10 == 0 {
+                                held.push((got, want));
+                            }
+                        }
+                        // Deleted between the pick and the read.
+                        Err(Error::ChunkNotFound { .. }) => assert!(
+                            deleted.lock().expect("lock").contains(&loc),
+                            "{loc} is live but was not found"
+                        ),
+                        Err(other) => panic!("{loc}: {other}"),
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            // Views stay valid after their segments were removed.
+            for (got, want) in held {
+                assert!(got == want, "a held view changed");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let live = written.lock().expect("lock").clone();
+    let gone = deleted.lock().expect("lock").clone();
+    let segments_left = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter(|f| {
+            f.as_ref()
+                .is_ok_and(|f| f.file_name().to_string_lossy().ends_with(".seg"))
+        })
+        .count();
+    let segments_used: std::collections::BTreeSet<_> = live
+        .iter()
+        .map(|(l, _)| l.segment)
+        .chain(gone.iter().map(|l| l.segment))
+        .collect();
+    assert!(
+        segments_left < segments_used.len(),
+        "emptied segments must be removed: {segments_left} files for {} segments used",
+        segments_used.len()
+    );
+    e.close().await.expect("close");
+    drop(e);
+    let e = LocalDiskEngine::open_with(dir.path(), no_fsync())
+        .await
+        .expect("reopen");
+    assert!(
+        check_store(&e, &live, &|_| false, "after the race")
+            .await
+            .is_empty()
+    );
+    for loc in &gone {
+        assert!(
+            matches!(e.read_chunk(loc).await, Err(Error::ChunkNotFound { .. })),
+            "{loc} must stay deleted"
+        );
+    }
+    let listed = e.list_chunks().await.expect("list").len();
+    assert_eq!(listed, live.len(), "exactly the live chunks are listed");
+}
