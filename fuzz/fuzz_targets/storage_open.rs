@@ -67,7 +67,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -276,7 +280,11 @@ fuzz_target!(|input: Input| {
             let loc = ChunkLocation {
                 segment: base.segment.wrapping_add(u64::from(*seg % 2)),
                 offset: base.offset.wrapping_add(u64::from(*off)) % 4096,
-                length: if *len == 0 { base.length } else { u64::from(*len) },
+                length: if *len == 0 {
+                    base.length
+                } else {
+                    u64::from(*len)
+                },
             };
             if let Ok(got) = engine.read_chunk(&loc).await {
                 check(&files, &loc, &got);
@@ -296,13 +304,22 @@ fuzz_target!(|input: Input| {
                 point_count: 3,
                 data: Bytes::copy_from_slice(payload),
             };
-            let loc = engine.write_chunk(&block).await.expect("write after recovery");
+            let loc = engine
+                .write_chunk(&block)
+                .await
+                .expect("write after recovery");
             assert_eq!(engine.read_chunk(&loc).await.expect("read new"), block);
             drop(engine);
             let engine = LocalDiskEngine::open_with(dir.path(), config())
                 .await
                 .expect("reopen");
-            assert_eq!(engine.read_chunk(&loc).await.expect("read new after reopen"), block);
+            assert_eq!(
+                engine
+                    .read_chunk(&loc)
+                    .await
+                    .expect("read new after reopen"),
+                block
+            );
             for (l, b) in &good {
                 let got = engine
                     .read_chunk(l)
