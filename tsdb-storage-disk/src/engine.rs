@@ -87,6 +87,8 @@ fn read_next_segment(dir: &Path) -> Option<u64> {
 
 /// A crash-safe [`StorageEngine`] keeping chunks in append-only segment files of a local
 /// directory. See the crate documentation for the format, durability and concurrency.
+///
+/// Cloning is cheap: clones share the same open store.
 #[derive(Clone)]
 pub struct LocalDiskEngine {
     inner: Arc<Inner>,
