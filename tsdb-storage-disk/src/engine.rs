@@ -761,15 +761,18 @@ impl Inner {
             }
         };
         let record = &owner[rel..rel + len];
-        let rec = parse_record(record, loc.segment, loc.offset)
-            .map_err(|why| Error::corrupt(&path, loc.offset, why))?;
-        if rec.len != entry.len || rec.meta != entry.meta {
-            return Err(Error::corrupt(
-                &path,
-                loc.offset,
-                "record differs from what was indexed when the segment was opened or written",
-            ));
-        }
+        let rec = match parse_record(record, loc.segment, loc.offset) {
+            Ok(rec) if rec.len == entry.len && rec.meta == entry.meta => rec,
+            Ok(_) => {
+                return Err(self.damaged_on_read(
+                    loc,
+                    &path,
+                    "record differs from what was indexed when the segment was opened or written"
+                        .to_owned(),
+                ));
+            }
+            Err(why) => return Err(self.damaged_on_read(loc, &path, why.to_string())),
+        };
         let payload = rec.payload_range();
         Ok(CompressedBlock {
             codec: rec.meta.codec,
@@ -779,6 +782,23 @@ impl Inner {
             point_count: rec.meta.point_count,
             data: owner.slice(rel + payload.start..rel + payload.end),
         })
+    }
+
+    /// Records that the chunk at `loc` failed its check on read (its bytes changed after the
+    /// segment was opened or written): it leaves the listing and reads report it as damaged.
+    fn damaged_on_read(&self, loc: &ChunkLocation, path: &str, reason: String) -> Error {
+        tracing::error!(
+            segment = %path,
+            offset = loc.offset,
+            length = loc.length,
+            reason = %reason,
+            "a chunk failed its checksum on read; it is now reported as damaged"
+        );
+        let mut st = self.write_state();
+        if let Some(seg) = st.segments.get_mut(&loc.segment) {
+            seg.mark_damaged(loc, reason.clone());
+        }
+        Error::corrupt(path, loc.offset, reason)
     }
 
     fn list(&self) -> Vec<ChunkReference> {

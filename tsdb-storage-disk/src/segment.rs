@@ -192,6 +192,23 @@ impl SegmentState {
         false
     }
 
+    /// Turns the live chunk at `loc` into a damaged region (its bytes failed a check on read).
+    pub(crate) fn mark_damaged(&mut self, loc: &ChunkLocation, reason: String) {
+        if let Ok(i) = self.entries.binary_search_by_key(&loc.offset, |e| e.offset) {
+            let e = self.entries[i];
+            if e.live && e.len == loc.length {
+                self.entries.remove(i);
+                self.live -= 1;
+                self.damage.push(Damage {
+                    offset: e.offset,
+                    len: e.len,
+                    reason,
+                    deleted: false,
+                });
+            }
+        }
+    }
+
     /// Whether `loc` names something [`Self::delete`] would delete.
     pub(crate) fn deletable(&self, loc: &ChunkLocation) -> bool {
         match self.entries.binary_search_by_key(&loc.offset, |e| e.offset) {

@@ -688,3 +688,48 @@ async fn deletes_and_segment_removal_race_with_reads_and_writes() {
     let listed = e.list_chunks().await.expect("list").len();
     assert_eq!(listed, live.len(), "exactly the live chunks are listed");
 }
+
+/// Bytes that change under an open store (sealed segments are mapped, the active one is read
+/// with positioned reads) are caught by the checksum on every read, never returned as good.
+#[tokio::test]
+async fn damage_after_open_is_caught_on_read() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    let e = LocalDiskEngine::open_with(dir.path(), small_segments())
+        .await
+        .expect("open");
+    // One payload byte of a record in sealed segment 0, one in active segment 2.
+    for (victim, _) in [&chunks[1], &chunks[5]] {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.path().join(seg_name(victim.segment)))
+            .expect("open segment");
+        let at = victim.offset + 60;
+        let mut byte = [0u8; 1];
+        f.read_exact_at(&mut byte, at).expect("read byte");
+        f.write_all_at(&[byte[0] ^ 0x01], at).expect("flip byte");
+        match e.read_chunk(victim).await {
+            Err(Error::Corrupt {
+                source_name,
+                offset,
+                ..
+            }) => {
+                assert!(source_name.ends_with(&seg_name(victim.segment)));
+                assert_eq!(offset, victim.offset);
+            }
+            other => {
+                panic!("{victim}: a byte changed after open must read as Corrupt, got {other:?}")
+            }
+        }
+    }
+    let failed = check_store(
+        &e,
+        &chunks,
+        &|l| *l == chunks[1].0 || *l == chunks[5].0,
+        "damage after open",
+    )
+    .await;
+    assert_eq!(failed.len(), 2);
+}
