@@ -31,12 +31,18 @@ done
 curl -sf "http://127.0.0.1:$port/-/ready" >/dev/null || { cat "$tmp/prometheus.log" >&2; exit 2; }
 
 mapfile -t times < <("$bin" times)
+read -r rstart rend rstep < <("$bin" range)
 : > "$tmp/answers.jsonl"
+: > "$tmp/ranges.jsonl"
 grep -v '^\s*#' "$here/corpus.txt" | grep -v '^\s*$' | while IFS= read -r query; do
   for t in "${times[@]}"; do
     curl -s --max-time 10 --get "http://127.0.0.1:$port/api/v1/query" \
       --data-urlencode "query=$query" --data-urlencode "time=$t" >> "$tmp/answers.jsonl"
     echo >> "$tmp/answers.jsonl"
   done
+  curl -s --max-time 10 --get "http://127.0.0.1:$port/api/v1/query_range" \
+    --data-urlencode "query=$query" --data-urlencode "start=$rstart" \
+    --data-urlencode "end=$rend" --data-urlencode "step=$rstep" >> "$tmp/ranges.jsonl"
+  echo >> "$tmp/ranges.jsonl"
 done
-"$bin" compare "$here/corpus.txt" "$tmp/answers.jsonl"
+"$bin" compare "$here/corpus.txt" "$tmp/answers.jsonl" "$tmp/ranges.jsonl"

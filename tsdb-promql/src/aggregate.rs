@@ -109,18 +109,7 @@ pub(crate) fn aggregate(
                 } else {
                     k as usize
                 };
-                let mut m = members;
-                let top = op == token::T_TOPK;
-                // NaN always sorts last (it is never among the top or bottom k while numbers are).
-                m.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
-                    (true, true) => std::cmp::Ordering::Equal,
-                    (true, false) => std::cmp::Ordering::Greater,
-                    (false, true) => std::cmp::Ordering::Less,
-                    _ if top => b.v.total_cmp(&a.v),
-                    _ => a.v.total_cmp(&b.v),
-                });
-                m.truncate(k);
-                out.extend(m);
+                out.extend(select_k(members, k, op == token::T_TOPK));
                 continue;
             }
             other => {
@@ -185,4 +174,76 @@ pub(crate) fn variance(vals: impl Iterator<Item = f64>) -> f64 {
         m2 += d * (v - mean);
     }
     m2 / n
+}
+
+/// The `k` largest (`top`) or smallest samples, chosen as Prometheus does: a binary heap of
+/// `k` samples whose root (the weakest kept, NaN weakest of all) is popped when a strictly
+/// better sample comes, which is then pushed; ties among equal values resolve as in
+/// Prometheus (checked against it). Output is best first.
+fn select_k(members: Vec<Smp>, k: usize, top: bool) -> Vec<Smp> {
+    // `weaker(a, b)`: a sits nearer the root than b.
+    let weaker = |a: &Smp, b: &Smp| {
+        if a.v.is_nan() {
+            return true;
+        }
+        if top { a.v < b.v } else { a.v > b.v }
+    };
+    let mut heap: Vec<Smp> = Vec::with_capacity(k);
+    if k == 0 {
+        return heap;
+    }
+    let sift_up = |heap: &mut Vec<Smp>| {
+        let mut j = heap.len() - 1;
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !weaker(&heap[j], &heap[i]) {
+                break;
+            }
+            heap.swap(i, j);
+            j = i;
+        }
+    };
+    for s in members {
+        if heap.len() < k {
+            heap.push(s);
+            sift_up(&mut heap);
+            continue;
+        }
+        let root = &heap[0];
+        let better = if top { root.v < s.v } else { root.v > s.v };
+        if better || (root.v.is_nan() && !s.v.is_nan()) {
+            // Pop the root (the last element takes its place and sinks), then push.
+            let last = heap.len() - 1;
+            heap.swap(0, last);
+            heap.pop();
+            let n = heap.len();
+            let mut i = 0;
+            loop {
+                let l = 2 * i + 1;
+                if l >= n {
+                    break;
+                }
+                let mut j = l;
+                if l + 1 < n && weaker(&heap[l + 1], &heap[l]) {
+                    j = l + 1;
+                }
+                if !weaker(&heap[j], &heap[i]) {
+                    break;
+                }
+                heap.swap(i, j);
+                i = j;
+            }
+            heap.push(s);
+            sift_up(&mut heap);
+        }
+    }
+    // Best first; NaN last.
+    heap.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ if top => b.v.total_cmp(&a.v),
+        _ => a.v.total_cmp(&b.v),
+    });
+    heap
 }

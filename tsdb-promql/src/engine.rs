@@ -119,7 +119,21 @@ pub fn parse(text: &str, opts: &EngineOptions) -> Result<Query> {
             limit: opts.max_depth,
         });
     }
-    let expr = promql_parser::parser::parse(text).map_err(|m| parse_error(text, m))?;
+    if let Some((position, message)) = bad_numeric_duration(text) {
+        return Err(PromqlError::Parse {
+            position: Some(position),
+            message,
+        });
+    }
+    // The parser is a third-party crate: should it still panic on some input, the query
+    // fails with a parse error instead of taking the caller down.
+    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(text)).map_err(|_| {
+        PromqlError::Parse {
+            position: None,
+            message: "the parser failed on this query".to_owned(),
+        }
+    })?;
+    let expr = parsed.map_err(|m| parse_error(text, m))?;
     let depth = expr_depth(&expr);
     if depth > opts.max_depth {
         return Err(PromqlError::TooComplex {
@@ -129,6 +143,105 @@ pub fn parse(text: &str, opts: &EngineOptions) -> Result<Query> {
         });
     }
     Ok(Query { expr })
+}
+
+/// Finds a duration written as a bare number (`m offset 1e30`, `m[5m:NaN]`) that no
+/// `Duration` can hold: `promql-parser` 0.11 panics on those, so they are refused first.
+/// Returns the byte offset and the message.
+fn bad_numeric_duration(text: &str) -> Option<(usize, String)> {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Prev {
+        Other,
+        Offset,
+        OffsetSign,
+        Bracket,
+    }
+    let bytes = text.as_bytes();
+    let mut prev = Prev::Other;
+    let mut in_bracket = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                // Skip the string literal.
+                let q = c;
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    if bytes[i] == b'\\' && q != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+                prev = Prev::Other;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'[' => {
+                in_bracket = true;
+                prev = Prev::Bracket;
+                i += 1;
+            }
+            b']' => {
+                in_bracket = false;
+                prev = Prev::Other;
+                i += 1;
+            }
+            b':' if in_bracket => {
+                prev = Prev::Bracket;
+                i += 1;
+            }
+            b'+' | b'-' if prev == Prev::Offset => {
+                prev = Prev::OffsetSign;
+                i += 1;
+            }
+            c if c.is_ascii_whitespace() => i += 1,
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' => {
+                let start = i;
+                while i < bytes.len() {
+                    let d = bytes[i];
+                    let exp_sign = (d == b'+' || d == b'-')
+                        && matches!(bytes[i - 1], b'e' | b'E')
+                        && bytes[start].is_ascii_digit();
+                    if d.is_ascii_alphanumeric()
+                        || d == b'_'
+                        || d == b'.'
+                        || (!in_bracket && d == b':')
+                        || exp_sign
+                    {
+                        i += 1;
+                    } else {
+                        break;
+                    }
+                }
+                let word = &text[start..i];
+                if matches!(prev, Prev::Offset | Prev::OffsetSign | Prev::Bracket)
+                    && (word.as_bytes()[0].is_ascii_digit()
+                        || word.starts_with('.')
+                        || word.eq_ignore_ascii_case("inf")
+                        || word.eq_ignore_ascii_case("nan"))
+                    && let Ok(v) = promql_parser::util::parse_str_radix(word)
+                    && !(v.is_finite() && (0.0..1e15).contains(&v))
+                {
+                    return Some((start, format!("duration {word:?} is out of range")));
+                }
+                prev = if word.eq_ignore_ascii_case("offset") {
+                    Prev::Offset
+                } else {
+                    Prev::Other
+                };
+            }
+            _ => {
+                prev = Prev::Other;
+                i += 1;
+            }
+        }
+    }
+    None
 }
 
 /// Deepest nesting of `(`, `[` and `{` outside string literals.

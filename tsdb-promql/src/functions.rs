@@ -164,11 +164,12 @@ fn extrapolated(
     } else {
         avg_gap / 2.0
     };
-    result *= interval / sampled;
+    // One factor, as Prometheus computes it (the order of operations shows in the last bits).
+    let mut factor = interval / sampled;
     if rate {
-        result /= (end - start) as f64 / 1000.0;
+        factor /= (end - start) as f64 / 1000.0;
     }
-    Some(result)
+    Some(result * factor)
 }
 
 fn instant_delta(points: &[(i64, f64)], rate: bool) -> Option<f64> {

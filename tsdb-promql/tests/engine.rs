@@ -203,3 +203,27 @@ fn results_serialize_like_the_prometheus_api() {
     );
     assert_eq!(v.to_string(), r#"{instance="1"} => +Inf @[60000]"#);
 }
+
+#[test]
+fn numeric_durations_out_of_range_are_parse_errors() {
+    let engine = Engine::new(source(), EngineOptions::default());
+    let rt = rt();
+    for (q, pos) in [
+        ("max_over_time(m[5m:22222222222222222222] offset 0m)", 19),
+        ("m offset Inf", 9),
+        ("m offset - 1e300", 11),
+        ("m[NaN]", 2),
+    ] {
+        match rt.block_on(engine.instant_query(q, 0)) {
+            Err(PromqlError::Parse { position, message }) => {
+                assert_eq!(position, Some(pos), "{q}: {message}");
+            }
+            other => panic!("{q}: expected a parse error, got {other:?}"),
+        }
+    }
+    // In range: accepted.
+    assert!(
+        rt.block_on(engine.instant_query("m offset 60", 120_000))
+            .is_ok()
+    );
+}

@@ -2,10 +2,12 @@
 //!
 //! * `promql-differential gen`: prints the test data as OpenMetrics text.
 //! * `promql-differential times`: prints the evaluation times (seconds), one a line.
-//! * `promql-differential compare <corpus> <answers.jsonl>`: evaluates every query of the
-//!   corpus at every time with this engine and compares with Prometheus's answers (one JSON
-//!   reply of `/api/v1/query` a line, queries outer, times inner); prints each mismatch and
-//!   a `N passed, N failed` line.
+//! * `promql-differential range`: prints the range query's start, end and step (seconds).
+//! * `promql-differential compare <corpus> <answers.jsonl> <ranges.jsonl>`: evaluates every
+//!   query of the corpus at every time, and as one range query, with this engine and compares
+//!   with Prometheus's answers (one JSON reply of `/api/v1/query` a line, queries outer, times
+//!   inner; one reply of `/api/v1/query_range` a line per query); prints each mismatch and a
+//!   `N passed, N failed` line.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,8 @@ const BASE: i64 = 1_600_000_000;
 const STEP: i64 = 15;
 const POINTS: i64 = 480;
 const TIMES: [i64; 4] = [BASE + 1800, BASE + 3667, BASE + 5400, BASE + 7185];
+/// The range query of each corpus query: start, end and step in seconds.
+const RANGE: (i64, i64, i64) = (BASE + 3000, BASE + 4800, 60);
 
 /// Deterministic pseudo-random numbers (a 64-bit LCG).
 struct Lcg(u64);
@@ -129,7 +133,7 @@ fn generate() {
 }
 
 /// Prometheus's answer reduced to comparable form.
-fn prom_answer(line: &str) -> Result<Vec<(LabelSet, f64)>, String> {
+fn prom_answer(line: &str) -> Answer {
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("bad JSON: {e}"))?;
     if v["status"] != "success" {
         return Err(format!("error: {}", v["error"]));
@@ -163,11 +167,48 @@ fn prom_answer(line: &str) -> Result<Vec<(LabelSet, f64)>, String> {
                     .collect()
             })
             .unwrap_or_default()),
+        Some("matrix") => {
+            let mut out = Vec::new();
+            for s in data["result"].as_array().into_iter().flatten() {
+                let labels =
+                    s["metric"]
+                        .as_object()
+                        .map(|o| {
+                            LabelSet::from_pairs(o.iter().map(|(k, v)| {
+                                (k.clone(), v.as_str().unwrap_or_default().to_owned())
+                            }))
+                        })
+                        .unwrap_or_default();
+                for p in s["values"].as_array().into_iter().flatten() {
+                    let mut l = labels.clone();
+                    l.set("__t", &p[0].to_string());
+                    out.push((l, num(&p[1])));
+                }
+            }
+            Ok(out)
+        }
         other => Err(format!("result type {other:?}")),
     }
 }
 
-fn ours(v: tsdb_promql::Result<Value>) -> Result<Vec<(LabelSet, f64)>, String> {
+/// Our range-query answer in the flattened form of [`prom_answer`] (time as label `__t`).
+fn ours_range(v: tsdb_promql::Result<Vec<tsdb_promql::Series>>) -> Answer {
+    match v {
+        Err(e) => Err(format!("error: {e}")),
+        Ok(series) => Ok(series
+            .into_iter()
+            .flat_map(|s| {
+                s.points.into_iter().map(move |(t, v)| {
+                    let mut l = s.metric.clone();
+                    l.set("__t", &format!("{}", t / 1000));
+                    (l, v)
+                })
+            })
+            .collect()),
+    }
+}
+
+fn ours(v: tsdb_promql::Result<Value>) -> Answer {
     match v {
         Err(e) => Err(format!("error: {e}")),
         Ok(Value::Scalar { value, .. }) => Ok(vec![(LabelSet::default(), value)]),
@@ -196,7 +237,14 @@ fn same(
     }
 }
 
-fn compare(corpus: &str, answers: &str) -> Result<(usize, usize), Box<dyn std::error::Error>> {
+/// A comparable answer: `(labels, value)` pairs, or the error text.
+type Answer = Result<Vec<(LabelSet, f64)>, String>;
+
+fn compare(
+    corpus: &str,
+    answers: &str,
+    ranges: &str,
+) -> Result<(usize, usize), Box<dyn std::error::Error>> {
     let source = MemorySource::new();
     for (name, labels, pts) in dataset() {
         let pts: Vec<(i64, f64)> = pts.into_iter().map(|(t, v)| (t * 1000, v)).collect();
@@ -207,7 +255,9 @@ fn compare(corpus: &str, answers: &str) -> Result<(usize, usize), Box<dyn std::e
     let corpus = std::fs::read_to_string(corpus)?;
     let answers = std::fs::read_to_string(answers)?;
     let mut answers = answers.lines();
-    let (mut pass, mut fail) = (0, 0);
+    let ranges = std::fs::read_to_string(ranges)?;
+    let mut ranges = ranges.lines();
+    let (mut pass, mut fail, mut nonempty) = (0, 0, 0);
     for q in corpus
         .lines()
         .map(str::trim)
@@ -216,6 +266,9 @@ fn compare(corpus: &str, answers: &str) -> Result<(usize, usize), Box<dyn std::e
         for t in TIMES {
             let theirs = prom_answer(answers.next().ok_or("fewer answers than queries")?);
             let mine = ours(rt.block_on(engine.instant_query(q, t * 1000)));
+            if theirs.as_ref().is_ok_and(|v| !v.is_empty()) {
+                nonempty += 1;
+            }
             if same(&theirs, &mine) {
                 pass += 1;
             } else {
@@ -223,7 +276,22 @@ fn compare(corpus: &str, answers: &str) -> Result<(usize, usize), Box<dyn std::e
                 println!("MISMATCH at {t}: {q}\n  prometheus: {theirs:?}\n  ours:       {mine:?}");
             }
         }
+        let theirs = prom_answer(ranges.next().ok_or("fewer range answers than queries")?);
+        let (s, e, step) = RANGE;
+        let mine = ours_range(rt.block_on(engine.range_query(q, s * 1000, e * 1000, step * 1000)));
+        if theirs.as_ref().is_ok_and(|v| !v.is_empty()) {
+            nonempty += 1;
+        }
+        if same(&theirs, &mine) {
+            pass += 1;
+        } else {
+            fail += 1;
+            println!(
+                "MISMATCH in range query: {q}\n  prometheus: {theirs:?}\n  ours:       {mine:?}"
+            );
+        }
     }
+    println!("{nonempty} of the comparisons had a non-empty answer from Prometheus");
     Ok((pass, fail))
 }
 
@@ -236,7 +304,8 @@ fn main() {
                 println!("{t}");
             }
         }
-        Some("compare") if args.len() == 3 => match compare(&args[1], &args[2]) {
+        Some("range") => println!("{} {} {}", RANGE.0, RANGE.1, RANGE.2),
+        Some("compare") if args.len() == 4 => match compare(&args[1], &args[2], &args[3]) {
             Ok((pass, fail)) => {
                 println!("{pass} passed, {fail} failed");
                 if fail > 0 {
@@ -249,7 +318,9 @@ fn main() {
             }
         },
         _ => {
-            eprintln!("usage: promql-differential gen | times | compare <corpus> <answers.jsonl>");
+            eprintln!(
+                "usage: promql-differential gen | times | range | compare <corpus> <answers.jsonl> <ranges.jsonl>"
+            );
             std::process::exit(2);
         }
     }
