@@ -8,6 +8,7 @@ mod checkpoint_mark;
 mod config;
 mod db;
 mod ingest;
+mod promql_source;
 pub mod query;
 mod read;
 mod records;
@@ -26,6 +27,10 @@ pub use tsdb_core::{
 /// The contract crate, for engine authors: traits, types and (feature `testkit`) the
 /// conformance kit.
 pub use tsdb_core as core;
+
+/// PromQL with the semantics of Prometheus 2.42, evaluated against a [`TimeSeriesDB`] (which
+/// implements [`promql::SeriesSource`]).
+pub use tsdb_promql as promql;
 
 /// Codecs for chunks.
 pub mod compression {

@@ -44,7 +44,6 @@ pub(crate) struct MemorySnapshot {
 }
 
 /// All head buffers of the database.
-#[derive(Debug)]
 pub(crate) struct Heads {
     shards: Box<[Mutex<Shard>]>,
     chunk_max_points: usize,
@@ -52,6 +51,17 @@ pub(crate) struct Heads {
     pub(crate) sealed_waiting: AtomicUsize,
     /// Points held by live heads, over all shards.
     pub(crate) buffered_points: AtomicU64,
+}
+
+impl std::fmt::Debug for Heads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heads")
+            .field("shards", &self.shards.len())
+            .field("chunk_max_points", &self.chunk_max_points)
+            .field("sealed_waiting", &self.sealed_waiting)
+            .field("buffered_points", &self.buffered_points)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Heads {
