@@ -14,6 +14,9 @@ use crate::types::{ChunkLocation, ChunkReference, CompressedBlock};
 /// - `write_chunk` stores a non-empty block (an empty one is [`crate::Error::InvalidInput`])
 ///   and returns its location once it is as durable as the engine's configured policy
 ///   promises. Every call stores a new chunk, even for identical blocks.
+/// - Locations follow write order: a chunk whose `write_chunk` started after another's returned
+///   has a greater location (by `ChunkLocation`'s `Ord`), also across reopen. The database
+///   relies on it to let a newer chunk win over an older one that holds the same timestamp.
 /// - `read_chunk` returns the block exactly as written (every field equal). A location that was
 ///   never returned by `write_chunk`, or was deleted, gives [`crate::Error::ChunkNotFound`];
 ///   bytes that fail their checksum give [`crate::Error::Corrupt`] naming where. Wrong bytes are

@@ -379,6 +379,7 @@ where
     let e = open().await;
     let name = e.name();
     let written = write_all(&*e, &blocks(5, 40)).await;
+    assert_write_order(name, written.iter().map(|(l, _)| *l), "one store");
     let deleted: Vec<_> = written.iter().step_by(4).map(|(l, _)| *l).collect();
     e.delete_chunks(&deleted)
         .await
@@ -402,6 +403,11 @@ where
         assert_not_found(&*e, loc, "a chunk deleted before the reopen").await;
     }
     let more = write_all(&*e, &blocks(6, 10)).await;
+    assert_write_order(
+        name,
+        written.iter().chain(&more).map(|(l, _)| *l),
+        "writes before and after a reopen",
+    );
     for (loc, _) in &more {
         assert!(
             !live.iter().any(|(l, _)| l == loc),
@@ -425,6 +431,19 @@ where
     e.close()
         .await
         .unwrap_or_else(|err| panic!("{name}: close failed: {err}"));
+}
+
+/// Locations of chunks written one after the other must increase (the contract's write order).
+fn assert_write_order(name: &str, locations: impl Iterator<Item = ChunkLocation>, what: &str) {
+    let locations: Vec<_> = locations.collect();
+    for pair in locations.windows(2) {
+        assert!(
+            pair[0] < pair[1],
+            "{name}: {what}: location {} was returned after {}, but locations must follow write order",
+            pair[1],
+            pair[0]
+        );
+    }
 }
 
 /// Eight writer tasks and four reader tasks at once: every write gets its own location, every
