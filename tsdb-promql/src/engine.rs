@@ -288,6 +288,15 @@ fn parse_error(text: &str, message: String) -> PromqlError {
     if position.is_none() {
         position = unbalanced(text);
     }
+    if position.is_none()
+        && message == "invalid promql query"
+        && let Some((p, m)) = locate_grammar_error(text)
+    {
+        return PromqlError::Parse {
+            position: Some(p),
+            message: m,
+        };
+    }
     let message = if message == "invalid promql query" {
         match position {
             Some(p) if p < text.len() => format!(
@@ -302,6 +311,175 @@ fn parse_error(text: &str, message: String) -> PromqlError {
         message
     };
     PromqlError::Parse { position, message }
+}
+
+/// A rough token of the query text, enough to point at the usual grammar mistakes.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Tok {
+    /// Metric or label name, function name.
+    Name,
+    /// A keyword that needs something after it (`by`, `offset`, `and`, ...).
+    Keyword,
+    /// A number or duration.
+    Number,
+    /// A string literal.
+    Str,
+    /// A binary or matching operator.
+    Op,
+    /// `(`, `[` or `{`.
+    Open,
+    /// `)`, `]` or `}`.
+    Close,
+    /// `,`, `:` or `@`.
+    Punct,
+}
+
+fn tokens(text: &str) -> Vec<(Tok, usize, usize)> {
+    const KEYWORDS: [&str; 13] = [
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "offset",
+        "bool",
+        "and",
+        "or",
+        "unless",
+        "atan2",
+        "@",
+    ];
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let start = i;
+        let kind = match c {
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' | b'\'' | b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    if b[i] == b'\\' && c != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+                Tok::Str
+            }
+            b'(' | b'[' | b'{' => {
+                i += 1;
+                Tok::Open
+            }
+            b')' | b']' | b'}' => {
+                i += 1;
+                Tok::Close
+            }
+            b',' | b':' => {
+                i += 1;
+                Tok::Punct
+            }
+            b'@' => {
+                i += 1;
+                Tok::Keyword
+            }
+            c if c.is_ascii_digit() || c == b'.' => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
+                    i += 1;
+                }
+                Tok::Number
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':')
+                {
+                    i += 1;
+                }
+                let w = text[start..i].to_ascii_lowercase();
+                if KEYWORDS.contains(&w.as_str()) {
+                    Tok::Keyword
+                } else if w == "inf" || w == "nan" {
+                    Tok::Number
+                } else {
+                    Tok::Name
+                }
+            }
+            _ => {
+                i += 1;
+                while i < b.len() && matches!(b[i], b'=' | b'~') {
+                    i += 1;
+                }
+                Tok::Op
+            }
+        };
+        out.push((kind, start, i.min(b.len())));
+    }
+    out
+}
+
+/// Points at the usual grammar mistakes the parser reports without a position: a query that
+/// stops where an expression is due, two operands without an operator between them, and a
+/// label matcher without its string.
+fn locate_grammar_error(text: &str) -> Option<(usize, String)> {
+    let toks = tokens(text);
+    let word = |t: &(Tok, usize, usize)| text[t.1..t.2].to_owned();
+    let mut depth_brace = 0i32;
+    for w in toks.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        if a.0 == Tok::Open && &text[a.1..a.2] == "{" {
+            depth_brace += 1;
+        }
+        if a.0 == Tok::Close && &text[a.1..a.2] == "}" {
+            depth_brace -= 1;
+        }
+        let operand = |t: Tok| matches!(t, Tok::Name | Tok::Number | Tok::Str);
+        if depth_brace > 0 && a.0 == Tok::Op && b.0 != Tok::Str {
+            return Some((
+                b.1,
+                format!(
+                    "unexpected {:?} in label matching; expected a string",
+                    word(b)
+                ),
+            ));
+        }
+        if depth_brace == 0
+            && (operand(a.0) || (a.0 == Tok::Close && &text[a.1..a.2] != "]"))
+            && operand(b.0)
+            && !(a.0 == Tok::Close && b.0 == Tok::Number)
+        {
+            return Some((
+                b.1,
+                format!(
+                    "unexpected {:?}; expected an operator or the end of the query",
+                    word(b)
+                ),
+            ));
+        }
+    }
+    match toks.last() {
+        Some(last)
+            if matches!(last.0, Tok::Op | Tok::Keyword | Tok::Punct) || (last.0 == Tok::Open) =>
+        {
+            Some((
+                text.len(),
+                format!(
+                    "unexpected end of input after {:?}; expected more of the expression",
+                    word(last)
+                ),
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// Byte offset of the first bracket that is closed without being opened or never closed.

@@ -20,7 +20,13 @@ pub(crate) fn quantile(q: f64, v: &mut [f64]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    v.sort_by(f64::total_cmp);
+    // NaN sorts first, as Go's sort.Float64s orders it.
+    v.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.total_cmp(b),
+    });
     let n = v.len() as f64;
     let rank = q * (n - 1.0);
     let lower = rank.floor().max(0.0);

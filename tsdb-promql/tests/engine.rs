@@ -117,6 +117,20 @@ fn parse_errors_name_the_position() {
         }
         other => panic!("expected a parse error, got {other:?}"),
     }
+    for (q, pos, expected) in [
+        ("foo bar", 4, "expected an operator"),
+        ("1 +", 3, "expected more of the expression"),
+        ("m{a=}", 4, "expected a string"),
+        ("sum by (a) m", 11, "expected an operator"),
+    ] {
+        match rt.block_on(engine.instant_query(q, 0)) {
+            Err(PromqlError::Parse { position, message }) => {
+                assert_eq!(position, Some(pos), "{q}: {message}");
+                assert!(message.contains(expected), "{q}: {message}");
+            }
+            other => panic!("{q}: expected a parse error, got {other:?}"),
+        }
+    }
     let e = rt
         .block_on(engine.instant_query("m{", 0))
         .expect_err("unclosed brace");
