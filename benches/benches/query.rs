@@ -1,0 +1,325 @@
+//! The query engine on the dataset of issue 6: 1,000 series x 10,000 points (10 s spacing,
+//! gauge values with two decimals, labels `host` (1,000 values) and `region` (10 values)).
+//!
+//! - Q1 `avg_over_time(bench_gauge{host="h1"}[1h])` at the last point;
+//! - Q2 `sum by (region) (bench_gauge)` over the last hour at a 60 s step;
+//! - Q3 `sum by (region) (avg_over_time(bench_gauge[5m]))` over the whole range at 300 s;
+//! - Q4 `sum(count_over_time(bench_gauge[100000s]))` at the last point (every point);
+//! - Q1 from 8 concurrent tasks for 3 s: queries per second and p99.
+//!
+//! First prints one JSON document (latencies by a plain loop, and the answers, which
+//! `benches/vm/compare.sh` compares with VictoriaMetrics'), then runs the criterion groups.
+//!
+//! ```text
+//! cargo bench -p tsdb-benches --bench query
+//! ```
+//!
+//! Environment: `QUERY_BENCH_JSON_ONLY=1` skips criterion; `QUERY_BENCH_VM_IMPORT=<path>`
+//! also writes the dataset as VictoriaMetrics' JSON-lines import format;
+//! `QUERY_BENCH_OUT=<path>` writes the JSON document there too.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use gorilla_tsdb::query::{Aggregation, Grouping, QueryResult, RangeFunction, RangeQuery};
+use gorilla_tsdb::{
+    DatabaseConfig, LabelMatcher, Labels, TimeSeriesDB, TimeSeriesDBBuilder, WalDurability,
+};
+
+const SERIES: usize = 1_000;
+const POINTS: usize = 10_000;
+const SPACING_MS: i64 = 10_000;
+/// First timestamp: a whole hour (so every step grid below is aligned).
+const T0: i64 = 1_699_999_200_000;
+const T_LAST: i64 = T0 + (POINTS as i64 - 1) * SPACING_MS;
+const METRIC: &str = "bench_gauge";
+
+/// Values of series `s`: a random walk in cents (two decimals), deterministic per series.
+fn series_values(s: usize) -> Vec<f64> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (s as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut cents: i64 = 5_000 + (s as i64 % 100) * 10;
+    (0..POINTS)
+        .map(|_| {
+            // splitmix64
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            cents = (cents + (z % 201) as i64 - 100).max(0);
+            cents as f64 / 100.0
+        })
+        .collect()
+}
+
+fn labels(s: usize) -> Labels {
+    Labels::new(
+        METRIC,
+        [
+            ("host", format!("h{s}")),
+            ("region", format!("r{}", s % 10)),
+        ],
+    )
+    .expect("valid labels")
+}
+
+fn q1(host: usize) -> RangeQuery {
+    RangeQuery::instant(
+        vec![
+            LabelMatcher::metric(METRIC),
+            LabelMatcher::equal("host", format!("h{host}")),
+        ],
+        T_LAST,
+    )
+    .with_function(RangeFunction::Avg, 3_600_000)
+}
+
+/// The last whole minute of the data.
+const Q2_END: i64 = T0 + (T_LAST - T0) / 60_000 * 60_000;
+
+fn q2() -> RangeQuery {
+    RangeQuery::new(
+        vec![LabelMatcher::metric(METRIC)],
+        Q2_END - 3_600_000,
+        Q2_END,
+        60_000,
+    )
+    .with_aggregation(Aggregation::Sum, Grouping::By(vec!["region".into()]))
+}
+
+fn q3() -> RangeQuery {
+    RangeQuery::new(vec![LabelMatcher::metric(METRIC)], T0, T_LAST, 300_000)
+        .with_function(RangeFunction::Avg, 300_000)
+        .with_aggregation(Aggregation::Sum, Grouping::By(vec!["region".into()]))
+}
+
+fn q4() -> RangeQuery {
+    RangeQuery::instant(vec![LabelMatcher::metric(METRIC)], T_LAST)
+        .with_function(RangeFunction::Count, 100_000_000)
+        .with_aggregation(Aggregation::Sum, Grouping::All)
+}
+
+async fn load(dir: &std::path::Path, vm_import: Option<&str>) -> (TimeSeriesDB, f64) {
+    let db = TimeSeriesDBBuilder::new()
+        .with_config(DatabaseConfig {
+            data_dir: dir.to_path_buf(),
+            wal_durability: WalDurability::Never,
+            flush_interval: Duration::from_secs(24 * 3600),
+            max_buffered_points: 200_000_000,
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect("database opens");
+    let mut vm = vm_import.map(|p| {
+        std::io::BufWriter::new(std::fs::File::create(p).expect("create the VM import file"))
+    });
+    let timestamps: Vec<i64> = (0..POINTS as i64).map(|i| T0 + i * SPACING_MS).collect();
+    let started = Instant::now();
+    for s in 0..SERIES {
+        let values = series_values(s);
+        let points: Vec<(i64, f64)> = timestamps
+            .iter()
+            .copied()
+            .zip(values.iter().copied())
+            .collect();
+        db.insert_series(&labels(s), &points).await.expect("insert");
+        if let Some(out) = vm.as_mut() {
+            let vs: Vec<String> = values.iter().map(|v| format!("{v}")).collect();
+            let ts: Vec<String> = timestamps.iter().map(|t| t.to_string()).collect();
+            writeln!(
+                out,
+                r#"{{"metric":{{"__name__":"{METRIC}","host":"h{s}","region":"r{}"}},"values":[{}],"timestamps":[{}]}}"#,
+                s % 10,
+                vs.join(","),
+                ts.join(",")
+            )
+            .expect("write the VM import file");
+        }
+    }
+    db.flush().await.expect("flush");
+    if let Some(mut out) = vm {
+        out.flush().expect("write the VM import file");
+    }
+    (db, started.elapsed().as_secs_f64())
+}
+
+fn answer_json(r: &QueryResult) -> String {
+    let series: Vec<String> = r
+        .series
+        .iter()
+        .map(|s| {
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("\"{k}\":\"{v}\""))
+                .collect();
+            let values: Vec<String> = s
+                .timestamps
+                .iter()
+                .zip(&s.values)
+                .map(|(t, v)| format!("[{t},{v}]"))
+                .collect();
+            format!(
+                "{{\"labels\":{{{}}},\"values\":[{}]}}",
+                labels.join(","),
+                values.join(",")
+            )
+        })
+        .collect();
+    format!("[{}]", series.join(","))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Builds the query of run `i`.
+type MakeQuery = dyn Fn(usize) -> RangeQuery;
+
+/// Runs `q` until `runs` runs or `budget` elapsed (after warm-up); latencies in ms.
+fn time_query(
+    rt: &tokio::runtime::Runtime,
+    db: &TimeSeriesDB,
+    make: &MakeQuery,
+    runs: usize,
+    budget: Duration,
+) -> (Vec<f64>, QueryResult) {
+    let first = rt.block_on(db.range_query(&make(1))).expect("query");
+    for i in 0..3 {
+        rt.block_on(db.range_query(&make(i))).expect("query");
+    }
+    let mut lat = Vec::with_capacity(runs);
+    let started = Instant::now();
+    for i in 0..runs {
+        let q = make(i % SERIES);
+        let t = Instant::now();
+        let r = rt.block_on(db.range_query(&q)).expect("query");
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(r);
+        if started.elapsed() > budget {
+            break;
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    (lat, first)
+}
+
+/// Q1 from `tasks` concurrent tasks for `secs`: queries/s and p99 (ms).
+fn concurrent_q1(
+    rt: &tokio::runtime::Runtime,
+    db: &Arc<TimeSeriesDB>,
+    tasks: usize,
+    secs: f64,
+) -> (f64, f64) {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|k| {
+            let db = db.clone();
+            rt.spawn(async move {
+                let mut lat = Vec::new();
+                let mut i = k;
+                while started.elapsed().as_secs_f64() < secs {
+                    let t = Instant::now();
+                    let r = db.range_query(&q1(i % SERIES)).await.expect("query");
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                    std::hint::black_box(r);
+                    i += tasks;
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(rt.block_on(h).expect("task"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    (all.len() as f64 / elapsed, percentile(&all, 0.99))
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vm_import = std::env::var("QUERY_BENCH_VM_IMPORT").ok();
+    let (db, load_s) = rt.block_on(load(dir.path(), vm_import.as_deref()));
+    let db = Arc::new(db);
+    let stats = db.stats();
+    eprintln!(
+        "loaded {} points of {SERIES} series in {load_s:.1} s ({} chunks)",
+        SERIES * POINTS,
+        stats.chunks_written
+    );
+
+    let budget = Duration::from_secs(10);
+    let queries: [(&str, &MakeQuery, usize); 4] = [
+        ("Q1", &q1, 2_000),
+        ("Q2", &|_| q2(), 50),
+        ("Q3", &|_| q3(), 20),
+        ("Q4", &|_| q4(), 20),
+    ];
+    let mut parts = Vec::new();
+    for (name, make, runs) in queries {
+        let (lat, answer) = time_query(&rt, &db, make, runs, budget);
+        let median = percentile(&lat, 0.5);
+        let p99 = percentile(&lat, 0.99);
+        eprintln!(
+            "{name}: median {median:.3} ms, p99 {p99:.3} ms over {} runs; read {} points",
+            lat.len(),
+            answer.stats.points_read
+        );
+        parts.push(format!(
+            "\"{name}\":{{\"runs\":{},\"median_ms\":{median},\"p99_ms\":{p99},\"min_ms\":{},\"points_read\":{},\"answer\":{}}}",
+            lat.len(),
+            lat[0],
+            answer.stats.points_read,
+            answer_json(&answer)
+        ));
+    }
+    let (qps, p99) = concurrent_q1(&rt, &db, 8, 3.0);
+    eprintln!("Q1 from 8 tasks: {qps:.0} queries/s, p99 {p99:.3} ms");
+    parts.push(format!(
+        "\"Q1_concurrent\":{{\"tasks\":8,\"queries_per_s\":{qps},\"p99_ms\":{p99}}}"
+    ));
+    let doc = format!(
+        "{{\"series\":{SERIES},\"points\":{},\"t0\":{T0},\"t_last\":{T_LAST},\"q2_end\":{Q2_END},\"load_s\":{load_s},{}}}",
+        SERIES * POINTS,
+        parts.join(",")
+    );
+    println!("{doc}");
+    if let Ok(path) = std::env::var("QUERY_BENCH_OUT") {
+        std::fs::write(&path, &doc).expect("write QUERY_BENCH_OUT");
+    }
+    if std::env::var("QUERY_BENCH_JSON_ONLY").is_ok_and(|v| v == "1") {
+        return;
+    }
+
+    let mut c = Criterion::default().configure_from_args();
+    let mut g = c.benchmark_group("query");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    let mut host = 0usize;
+    g.bench_function("Q1_avg_1h_one_series", |b| {
+        b.iter(|| {
+            host = (host + 1) % SERIES;
+            rt.block_on(db.range_query(&q1(host))).expect("query")
+        })
+    });
+    g.bench_function("Q2_sum_by_region_1h_60s", |b| {
+        b.iter(|| rt.block_on(db.range_query(&q2())).expect("query"))
+    });
+    g.bench_function("Q3_sum_by_region_avg5m_all_300s", |b| {
+        b.iter(|| rt.block_on(db.range_query(&q3())).expect("query"))
+    });
+    g.bench_function("Q4_count_all_points", |b| {
+        b.iter(|| rt.block_on(db.range_query(&q4())).expect("query"))
+    });
+    g.finish();
+    c.final_summary();
+}
