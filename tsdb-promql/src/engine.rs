@@ -29,7 +29,8 @@ pub struct EngineOptions {
     pub default_subquery_step_ms: i64,
     /// Most steps of a range query (Prometheus refuses more than 11,000).
     pub max_steps: usize,
-    /// Most samples loaded from the source plus samples produced while evaluating.
+    /// Most samples loaded from the source plus samples produced while evaluating (each
+    /// expression node evaluated at one step counts as one too).
     pub max_samples: usize,
     /// Most evaluation steps in all subqueries of one query.
     pub max_subquery_steps: usize,
@@ -916,6 +917,8 @@ impl Evaluator<'_> {
     }
 
     pub(crate) fn eval(&self, e: &Expr, t: i64) -> Result<Val> {
+        // Every node evaluated counts as one sample, so work without data is bounded too.
+        self.charge(1)?;
         match e {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
