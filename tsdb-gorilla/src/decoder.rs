@@ -2,7 +2,7 @@
 
 use tsdb_core::{Error, Result};
 
-use crate::bits::{peek_at, peek128_at, read_at};
+use crate::bits::{peek128_at, read_at};
 use crate::encoder::{State, Window};
 use crate::format::{
     DOD_WIDTHS, FIRST_POINT_BITS, FORMAT_VERSION, MAX_HEADER_LEN, MIN_POINT_BITS, SOURCE,
@@ -117,7 +117,17 @@ fn first_point(data: &[u8], pos: &mut usize, s: &mut State) -> (i64, u64) {
 /// 121 valid bits loaded) except after the 64-bit timestamp escape.
 #[inline(always)]
 fn next_point(data: &[u8], pos: &mut usize, s: &mut State) -> Result<(i64, u64), Bad> {
-    let mut w = peek128_at(data, *pos);
+    next_point_from(data, peek128_at(data, *pos), pos, s)
+}
+
+/// [`next_point`] with the 128 bits at `*pos` already loaded into `w`.
+#[inline(always)]
+fn next_point_from(
+    data: &[u8],
+    mut w: u128,
+    pos: &mut usize,
+    s: &mut State,
+) -> Result<(i64, u64), Bad> {
     let p = (w >> 64) as u64;
 
     // Timestamp: delta of delta.
@@ -178,6 +188,20 @@ fn next_point(data: &[u8], pos: &mut usize, s: &mut State) -> Result<(i64, u64),
         s.prev_value ^= payload << win.trailing();
     }
     Ok((s.prev_ts, s.prev_value))
+}
+
+/// Writes a run of points with a constant delta and value; returns the last timestamp.
+///
+/// Kept out of line: inlined, the compiler's vectorised set-up for this loop would be redone
+/// after every other point of the decode loop.
+#[inline(never)]
+fn fill_run(ts: &mut [i64], vs: &mut [f64], mut t: i64, delta: i64, v: f64) -> i64 {
+    for (t_out, v_out) in ts.iter_mut().zip(vs) {
+        t = t.wrapping_add(delta);
+        *t_out = t;
+        *v_out = v;
+    }
+    t
 }
 
 impl<'a> Decoder<'a> {
@@ -326,23 +350,35 @@ impl<'a> Decoder<'a> {
         let n = ts.len().min(vs.len());
         let mut i = 0;
         while i < n {
-            let p = peek_at(data, pos);
+            let w = peek128_at(data, pos);
+            let p = (w >> 64) as u64;
             if p >> 62 == 0 {
-                // A run of `00` codes (same delta, same value): up to 28 points from the 57
-                // valid bits of one load.
-                let run = ((p | 0x7f).leading_zeros() as usize / 2).min(n - i);
-                let v = f64::from_bits(state.prev_value);
-                for (t_out, v_out) in ts[i..i + run].iter_mut().zip(&mut vs[i..i + run]) {
+                // `00`: same delta, same value. Long runs (constant stretches) are emitted
+                // in one go, up to 32 points from the top 64 bits of one load (all valid: a
+                // load holds at least 121); short ones point by point, which avoids the
+                // set-up cost of the batched loop.
+                let run = (p.leading_zeros() as usize / 2).min(n - i);
+                if run >= 8 {
+                    state.prev_ts = fill_run(
+                        &mut ts[i..i + run],
+                        &mut vs[i..i + run],
+                        state.prev_ts,
+                        state.prev_delta,
+                        f64::from_bits(state.prev_value),
+                    );
+                    pos += 2 * run;
+                    i += run;
+                } else {
                     state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
-                    *t_out = state.prev_ts;
-                    *v_out = v;
+                    ts[i] = state.prev_ts;
+                    vs[i] = f64::from_bits(state.prev_value);
+                    pos += 2;
+                    i += 1;
                 }
-                pos += 2 * run;
-                i += run;
                 continue;
             }
             let point_start = pos;
-            match next_point(data, &mut pos, &mut state) {
+            match next_point_from(data, w, &mut pos, &mut state) {
                 Ok((t, v)) => {
                     ts[i] = t;
                     vs[i] = f64::from_bits(v);
