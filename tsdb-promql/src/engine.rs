@@ -225,7 +225,7 @@ fn bad_numeric_duration(text: &str) -> Option<(usize, String)> {
                         || word.starts_with('.')
                         || word.eq_ignore_ascii_case("inf")
                         || word.eq_ignore_ascii_case("nan"))
-                    && let Ok(v) = promql_parser::util::parse_str_radix(word)
+                    && let Some(v) = number_value(word)
                     && !(v.is_finite() && (0.0..1e15).contains(&v))
                 {
                     return Some((start, format!("duration {word:?} is out of range")));
@@ -243,6 +243,24 @@ fn bad_numeric_duration(text: &str) -> Option<(usize, String)> {
         }
     }
     None
+}
+
+/// The value of a number token as PromQL reads it (decimal, `0x` hex, leading-zero octal,
+/// `Inf`, `NaN`); `None` when it is not a number.
+fn number_value(word: &str) -> Option<f64> {
+    let w = word.to_ascii_lowercase();
+    match w.as_str() {
+        "inf" => return Some(f64::INFINITY),
+        "nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    if let Some(hex) = w.strip_prefix("0x") {
+        return u64::from_str_radix(hex, 16).ok().map(|v| v as f64);
+    }
+    if w.len() > 1 && w.starts_with('0') && w.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return u64::from_str_radix(&w[1..], 8).ok().map(|v| v as f64);
+    }
+    w.parse::<f64>().ok()
 }
 
 /// Deepest nesting of `(`, `[` and `{` outside string literals.

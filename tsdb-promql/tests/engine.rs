@@ -227,6 +227,7 @@ fn numeric_durations_out_of_range_are_parse_errors() {
         ("m offset Inf", 9),
         ("m offset - 1e300", 11),
         ("m[NaN]", 2),
+        ("m offset 0xFFFFFFFFFFFFFFFF", 9),
     ] {
         match rt.block_on(engine.instant_query(q, 0)) {
             Err(PromqlError::Parse { position, message }) => {
@@ -235,6 +236,11 @@ fn numeric_durations_out_of_range_are_parse_errors() {
             other => panic!("{q}: expected a parse error, got {other:?}"),
         }
     }
+    // Words that only look like numbers are left to the parser.
+    assert!(matches!(
+        rt.block_on(engine.instant_query("quantile_over_time(5, mH[2m0x(])", 0)),
+        Err(PromqlError::Parse { .. })
+    ));
     // In range: accepted.
     assert!(
         rt.block_on(engine.instant_query("m offset 60", 120_000))
