@@ -247,3 +247,28 @@ fn numeric_durations_out_of_range_are_parse_errors() {
             .is_ok()
     );
 }
+
+#[test]
+fn query_futures_can_move_between_threads() {
+    // Compile-time check: the facade runs queries on a multi-threaded runtime.
+    fn assert_send<T: Send>(_: &T) {}
+    let engine = Engine::new(source(), EngineOptions::default());
+    let f = engine.instant_query("m", 0);
+    assert_send(&f);
+    let g = engine.range_query("m", 0, 60_000, 60_000);
+    assert_send(&g);
+    drop((f, g));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .expect("runtime");
+    let engine = Arc::new(engine);
+    let e2 = Arc::clone(&engine);
+    let v = rt
+        .block_on(async move {
+            tokio::spawn(async move { e2.instant_query("count(m)", 60_000).await }).await
+        })
+        .expect("task joins")
+        .expect("query runs");
+    assert_eq!(v.to_string(), "{} => 2 @[60000]");
+}
