@@ -132,7 +132,7 @@ async fn default_index(config: &DatabaseConfig) -> Result<Arc<dyn TimeIndex>> {
             return Ok(Arc::new(index));
         }
         #[cfg(not(feature = "index-redis"))]
-        return Err(Error::invalid_input(&format!(
+        return Err(Error::invalid_input(format!(
             "redis_url is set ({url}) but gorilla_tsdb was built without the `index-redis` feature"
         )));
     }
