@@ -819,6 +819,35 @@ impl Inner {
         Ok(merge(sources, range))
     }
 
+    /// Appends the points of one stored chunk to the columns, in the chunk's order: Gorilla
+    /// blocks are decoded in bulk straight into the columns' spare room.
+    pub(crate) async fn read_chunk_into(
+        &self,
+        chunk: &ChunkReference,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+    ) -> Result<()> {
+        let block = self.engines.storage.read_chunk(&chunk.location).await?;
+        if block.codec != CodecId::GORILLA {
+            let (t, v) = self.read_chunk(chunk).await?;
+            ts.extend_from_slice(&t);
+            vs.extend_from_slice(&v);
+            return Ok(());
+        }
+        let mut dec = tsdb_gorilla::Decoder::new(&block.data)?;
+        if dec.point_count() != u64::from(block.point_count) {
+            return Err(point_count_mismatch(&block, dec.point_count()));
+        }
+        let at = ts.len();
+        let n = block.point_count as usize;
+        ts.resize(at + n, 0);
+        vs.resize(at + n, 0.0);
+        let got = dec.decode_into(&mut ts[at..], &mut vs[at..])?;
+        ts.truncate(at + got);
+        vs.truncate(at + got);
+        Ok(())
+    }
+
     /// One stored chunk as columns: Gorilla blocks are decoded in bulk straight into the
     /// columns, other codecs through their `Compressor`.
     pub(crate) async fn read_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
@@ -838,19 +867,22 @@ impl Inner {
     }
 }
 
+fn point_count_mismatch(block: &CompressedBlock, found: u64) -> Error {
+    Error::corrupt(
+        format_args!("chunk of series {}", block.series_id),
+        0,
+        format_args!(
+            "block holds {found} points, its header says {}",
+            block.point_count
+        ),
+    )
+}
+
 /// Decodes a Gorilla block into columns, checking its point count against its header.
 fn decode_gorilla(block: &CompressedBlock) -> Result<Columns> {
     let mut dec = tsdb_gorilla::Decoder::new(&block.data)?;
     if dec.point_count() != u64::from(block.point_count) {
-        return Err(Error::corrupt(
-            format_args!("chunk of series {}", block.series_id),
-            0,
-            format_args!(
-                "block holds {} points, its header says {}",
-                dec.point_count(),
-                block.point_count
-            ),
-        ));
+        return Err(point_count_mismatch(block, dec.point_count()));
     }
     let n = block.point_count as usize;
     let (mut ts, mut vs) = (vec![0i64; n], vec![0f64; n]);

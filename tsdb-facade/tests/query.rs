@@ -293,6 +293,7 @@ proptest! {
     fn range_queries_match_the_reference(
         series in proptest::collection::vec(writes(), 1..6),
         flush_after in 0usize..150,
+        flush_at_end in any::<bool>(),
         start in -100i64..2500,
         len in 0i64..3000,
         step in 1i64..400,
@@ -300,65 +301,128 @@ proptest! {
         function in function(),
         aggregation in aggregation(),
     ) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let db = open(dir.path(), 16).await;
-            let mut truth: BTreeMap<usize, BTreeMap<i64, f64>> = BTreeMap::new();
-            // Interleave the series' writes, flushing to chunks part way through.
-            let longest = series.iter().map(Vec::len).max().unwrap_or(0);
-            let mut clocks = vec![0i64; series.len()];
-            for n in 0..longest {
-                if n == flush_after {
-                    db.flush().await.expect("flush");
-                }
-                for (i, s) in series.iter().enumerate() {
-                    let Some(&(gap, v)) = s.get(n) else { continue };
-                    clocks[i] += gap * 1000;
-                    let v = f64::from(v) / 4.0;
-                    db.insert(&labels(i), clocks[i], v).await.expect("insert");
-                    truth.entry(i).or_default().insert(clocks[i], v);
-                }
-            }
-            let q = RangeQuery {
-                matchers: vec![LabelMatcher::metric("m")],
-                start: start * 1000,
-                end: (start + len) * 1000,
-                step: step * 1000,
-                function,
-                window: window * 1000,
-                aggregation,
-                limits: QueryLimits::default(),
-            };
-            let got = db.range_query(&q).await.expect("query");
-            let want = reference(&q, &truth);
-            let got_map: BTreeMap<ResultLabels, BTreeMap<i64, f64>> = got
-                .series
-                .iter()
-                .map(|s| (s.labels.clone(), s.timestamps.iter().copied().zip(s.values.iter().copied()).collect()))
-                .collect();
-            prop_assert_eq!(got_map.len(), got.series.len(), "result labels are unique");
-            prop_assert_eq!(
-                got_map.keys().collect::<Vec<_>>(),
-                want.keys().collect::<Vec<_>>(),
-                "query {:?}", q
-            );
-            for (labels, w) in &want {
-                let g = &got_map[labels];
-                prop_assert_eq!(g.keys().collect::<Vec<_>>(), w.keys().collect::<Vec<_>>(), "{:?}", labels);
-                for (t, wv) in w {
-                    let gv = g[t];
-                    prop_assert!(close_enough(gv, *wv), "{:?} at {}: got {} want {} ({:?})", labels, t, gv, wv, q);
-                }
-            }
-            db.close().await.expect("close");
-            Ok(())
-        })?;
+        let q = query(start, len, step, window, function, aggregation);
+        check(&series, flush_after, flush_at_end, &q)?;
     }
+
+    /// `count` over windows of chunks alone is answered from the chunk headers where a window
+    /// holds whole chunks: the same answers as the reference.
+    #[test]
+    fn counts_from_chunk_headers_match_the_reference(
+        series in proptest::collection::vec(writes(), 1..4),
+        start in -100i64..2500,
+        len in 0i64..3000,
+        step in 1i64..400,
+        window in 1i64..3000,
+    ) {
+        let q = query(start, len, step, window, Some(RangeFunction::Count), None);
+        check(&series, usize::MAX, true, &q)?;
+    }
+}
+
+fn query(
+    start: i64,
+    len: i64,
+    step: i64,
+    window: i64,
+    function: Option<RangeFunction>,
+    aggregation: Option<(Aggregation, Grouping)>,
+) -> RangeQuery {
+    RangeQuery {
+        matchers: vec![LabelMatcher::metric("m")],
+        start: start * 1000,
+        end: (start + len) * 1000,
+        step: step * 1000,
+        function,
+        window: window * 1000,
+        aggregation,
+        limits: QueryLimits::default(),
+    }
+}
+
+/// Writes the series (interleaved, flushing to chunks after `flush_after` rounds and, if
+/// `flush_at_end`, after the last), runs `q` and compares with the reference.
+fn check(
+    series: &[Vec<(i64, i32)>],
+    flush_after: usize,
+    flush_at_end: bool,
+    q: &RangeQuery,
+) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = open(dir.path(), 16).await;
+        let mut truth: BTreeMap<usize, BTreeMap<i64, f64>> = BTreeMap::new();
+        let longest = series.iter().map(Vec::len).max().unwrap_or(0);
+        let mut clocks = vec![0i64; series.len()];
+        for n in 0..longest {
+            if n == flush_after {
+                db.flush().await.expect("flush");
+            }
+            for (i, s) in series.iter().enumerate() {
+                let Some(&(gap, v)) = s.get(n) else { continue };
+                clocks[i] += gap * 1000;
+                let v = f64::from(v) / 4.0;
+                db.insert(&labels(i), clocks[i], v).await.expect("insert");
+                truth.entry(i).or_default().insert(clocks[i], v);
+            }
+        }
+        if flush_at_end {
+            // Everything in chunks: the paths that read chunks alone (and count from chunk
+            // headers) are taken.
+            db.flush().await.expect("flush");
+        }
+        let got = db.range_query(q).await.expect("query");
+        let want = reference(q, &truth);
+        let got_map: BTreeMap<ResultLabels, BTreeMap<i64, f64>> = got
+            .series
+            .iter()
+            .map(|s| {
+                (
+                    s.labels.clone(),
+                    s.timestamps
+                        .iter()
+                        .copied()
+                        .zip(s.values.iter().copied())
+                        .collect(),
+                )
+            })
+            .collect();
+        prop_assert_eq!(got_map.len(), got.series.len(), "result labels are unique");
+        prop_assert_eq!(
+            got_map.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "query {:?}",
+            q
+        );
+        for (labels, w) in &want {
+            let g = &got_map[labels];
+            prop_assert_eq!(
+                g.keys().collect::<Vec<_>>(),
+                w.keys().collect::<Vec<_>>(),
+                "{:?}",
+                labels
+            );
+            for (t, wv) in w {
+                let gv = g[t];
+                prop_assert!(
+                    close_enough(gv, *wv),
+                    "{:?} at {}: got {} want {} ({:?})",
+                    labels,
+                    t,
+                    gv,
+                    wv,
+                    q
+                );
+            }
+        }
+        db.close().await.expect("close");
+        Ok(())
+    })
 }
 
 // ---------------------------------------------------------------- bad input and limits
@@ -527,5 +591,20 @@ async fn only_chunks_overlapping_the_range_are_decoded_and_heads_are_visible() {
         "only the chunk of 30..39 s overlaps (30 s, 35 s]"
     );
     assert_eq!(r.series[0].values, vec![35.0]);
+
+    // With everything in chunks, a count over windows holding whole chunks reads headers only.
+    db.flush().await.expect("flush");
+    let count = RangeQuery::new(vec![LabelMatcher::equal("host", "h0")], 100_000, 100_000, 1)
+        .with_function(RangeFunction::Count, 100_001)
+        .with_aggregation(Aggregation::Sum, Grouping::All);
+    let r = db.range_query(&count).await.expect("query");
+    assert_eq!(r.series[0].values, vec![101.0]);
+    assert_eq!(r.stats.chunks_read, 0, "{:?}", r.stats);
+    assert_eq!(r.stats.points_counted, 101);
+    // A window edge inside a chunk: that chunk alone is decoded.
+    let cut = count.clone().with_function(RangeFunction::Count, 95_000);
+    let r = db.range_query(&cut).await.expect("query");
+    assert_eq!(r.series[0].values, vec![95.0]);
+    assert_eq!(r.stats.chunks_read, 1, "{:?}", r.stats);
     db.close().await.expect("close");
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use tsdb_core::{ChunkReference, Error, Labels, Result, SeriesId, TimeRange};
 
-use super::{Aggregator, QueryResult, QueryStats, RangeQuery, ResultSeries};
+use super::{
+    Aggregator, QueryResult, QueryStats, RangeFunction, RangeQuery, ResultSeries, StepValues,
+};
 use crate::db::{Inner, TimeSeriesDB};
 use crate::ingest::MemorySnapshot;
 use crate::read::{Columns, merge};
@@ -147,6 +149,7 @@ impl TimeSeriesDB {
 fn add_stats(total: &mut QueryStats, s: QueryStats) {
     total.chunks_read += s.chunks_read;
     total.points_read += s.points_read;
+    total.points_counted += s.points_counted;
 }
 
 /// Memory first, then the index: a head sealed and indexed in between is seen twice
@@ -167,35 +170,21 @@ async fn plan(inner: &Inner, id: SeriesId, range: TimeRange) -> Result<Option<Pl
 }
 
 /// Reads and evaluates a slice of series, streaming each into the aggregation when there is
-/// one.
+/// one. Column buffers are reused from one series to the next.
 async fn evaluate_slice(
     inner: &Inner,
     query: &RangeQuery,
     steps: &[i64],
     slice: Vec<Planned>,
 ) -> Result<(Partial, QueryStats)> {
-    let range = query.read_range();
     let mut stats = QueryStats::default();
     let mut partial = match &query.aggregation {
         Some((op, _)) => Partial::Aggregated(Aggregator::new(*op, steps.len())),
         None => Partial::Series(Vec::new()),
     };
+    let mut scratch = Scratch::default();
     for p in slice {
-        let mut sources: Vec<Columns> =
-            Vec::with_capacity(p.chunks.len() + p.memory.sealed.len() + 1);
-        for chunk in &p.chunks {
-            sources.push(inner.read_chunk(chunk).await?);
-        }
-        stats.chunks_read += p.chunks.len() as u64;
-        for sealed in &p.memory.sealed {
-            sources.push(sealed.head.points()?);
-        }
-        if let Some(head) = p.memory.head {
-            sources.push(head);
-        }
-        let (ts, vs) = merge(sources, range);
-        stats.points_read += ts.len() as u64;
-        let values = query.evaluate(steps, &ts, &vs);
+        let values = evaluate_series(inner, query, steps, &p, &mut scratch, &mut stats).await?;
         match (&mut partial, &query.aggregation) {
             (Partial::Aggregated(agg), Some((_, grouping))) => {
                 agg.add(
@@ -217,4 +206,155 @@ async fn evaluate_slice(
         }
     }
     Ok((partial, stats))
+}
+
+/// Column buffers reused across series.
+#[derive(Default)]
+struct Scratch {
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+}
+
+/// True when the chunks (sorted by start) do not overlap in time. Chunks written by the
+/// database hold strictly ascending timestamps, so disjoint chunks read in start order give
+/// sorted, unique columns without merging.
+fn disjoint(chunks: &[ChunkReference]) -> bool {
+    chunks.windows(2).all(|w| w[0].end_time < w[1].start_time)
+}
+
+async fn evaluate_series(
+    inner: &Inner,
+    query: &RangeQuery,
+    steps: &[i64],
+    p: &Planned,
+    scratch: &mut Scratch,
+    stats: &mut QueryStats,
+) -> Result<StepValues> {
+    let range = query.read_range();
+    let memory_empty = p.memory.sealed.is_empty() && p.memory.head.is_none();
+    let mut by_start = p.chunks.clone();
+    by_start.sort_by_key(|c| c.start_time);
+    let chunks_disjoint = disjoint(&by_start);
+    if query.function == Some(RangeFunction::Count) && memory_empty && chunks_disjoint {
+        return count_from_metadata(inner, query, steps, &by_start, stats).await;
+    }
+    if chunks_disjoint && read_disjoint(inner, p, &by_start, scratch, stats).await? {
+        let (ts, vs) = (&scratch.ts, &scratch.vs);
+        let lo = ts.partition_point(|&t| t < range.start);
+        let hi = ts.partition_point(|&t| t <= range.end);
+        stats.points_read += (hi - lo) as u64;
+        return Ok(query.evaluate(steps, &ts[lo..hi], &vs[lo..hi]));
+    }
+    // General case: overlapping chunks or out-of-order memory; merge, newest source winning.
+    let mut sources: Vec<Columns> = Vec::with_capacity(p.chunks.len() + p.memory.sealed.len() + 1);
+    for chunk in &p.chunks {
+        sources.push(inner.read_chunk(chunk).await?);
+    }
+    stats.chunks_read += p.chunks.len() as u64;
+    for sealed in &p.memory.sealed {
+        sources.push(sealed.head.points()?);
+    }
+    if let Some(head) = &p.memory.head {
+        sources.push(head.clone());
+    }
+    let (ts, vs) = merge(sources, range);
+    stats.points_read += ts.len() as u64;
+    Ok(query.evaluate(steps, &ts, &vs))
+}
+
+/// Decodes disjoint chunks in time order straight into the scratch columns, then appends the
+/// memory sources. False (nothing to trust in the scratch) when the result would not be
+/// strictly ascending, e.g. memory overlapping the chunks: the caller merges instead.
+async fn read_disjoint(
+    inner: &Inner,
+    p: &Planned,
+    by_start: &[ChunkReference],
+    scratch: &mut Scratch,
+    stats: &mut QueryStats,
+) -> Result<bool> {
+    scratch.ts.clear();
+    scratch.vs.clear();
+    for chunk in by_start {
+        let at = scratch.ts.len();
+        inner
+            .read_chunk_into(chunk, &mut scratch.ts, &mut scratch.vs)
+            .await?;
+        stats.chunks_read += 1;
+        if !ascending_after(&scratch.ts, at) {
+            return Ok(false);
+        }
+    }
+    for sealed in &p.memory.sealed {
+        let (t, v) = sealed.head.points()?;
+        let at = scratch.ts.len();
+        scratch.ts.extend_from_slice(&t);
+        scratch.vs.extend_from_slice(&v);
+        if !ascending_after(&scratch.ts, at) {
+            return Ok(false);
+        }
+    }
+    if let Some((t, v)) = &p.memory.head {
+        let at = scratch.ts.len();
+        scratch.ts.extend_from_slice(t);
+        scratch.vs.extend_from_slice(v);
+        if !ascending_after(&scratch.ts, at) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// True when `ts[from - 1..]` is strictly ascending (the appended part, joined to what was
+/// there).
+fn ascending_after(ts: &[i64], from: usize) -> bool {
+    ts[from.saturating_sub(1)..].windows(2).all(|w| w[0] < w[1])
+}
+
+/// `count` per step from the chunks' point counts: a chunk inside a window counts whole
+/// without being decoded; only chunks cut by a window edge are decoded. Needs disjoint chunks
+/// (sorted by start) and nothing in memory.
+async fn count_from_metadata(
+    inner: &Inner,
+    query: &RangeQuery,
+    steps: &[i64],
+    chunks: &[ChunkReference],
+    stats: &mut QueryStats,
+) -> Result<StepValues> {
+    let mut out = StepValues::default();
+    let mut decoded: Vec<Option<Vec<i64>>> = vec![None; chunks.len()];
+    let mut first = 0usize;
+    for (k, &t) in steps.iter().enumerate() {
+        let from = t.saturating_sub(query.window);
+        while first < chunks.len() && chunks[first].end_time <= from {
+            first += 1;
+        }
+        let mut count = 0u64;
+        for (j, c) in chunks.iter().enumerate().skip(first) {
+            if c.start_time > t {
+                break;
+            }
+            if c.start_time > from && c.end_time <= t {
+                count += u64::from(c.point_count);
+                stats.points_counted += u64::from(c.point_count);
+                continue;
+            }
+            if decoded[j].is_none() {
+                let (mut ts, mut vs) = (Vec::new(), Vec::new());
+                inner.read_chunk_into(c, &mut ts, &mut vs).await?;
+                stats.chunks_read += 1;
+                stats.points_read += ts.len() as u64;
+                decoded[j] = Some(ts);
+            }
+            if let Some(ts) = &decoded[j] {
+                let lo = ts.partition_point(|&x| x <= from);
+                let hi = ts.partition_point(|&x| x <= t);
+                count += (hi - lo) as u64;
+            }
+        }
+        if count > 0 {
+            out.steps.push(k as u32);
+            out.values.push(count as f64);
+        }
+    }
+    Ok(out)
 }

@@ -260,6 +260,9 @@ pub struct QueryStats {
     pub chunks_read: u64,
     /// Points read from chunks and head buffers, after merging.
     pub points_read: u64,
+    /// Points counted from chunk headers without decoding (`count` over windows that hold
+    /// whole chunks).
+    pub points_counted: u64,
 }
 
 /// The answer to a [`RangeQuery`].
