@@ -38,6 +38,8 @@ pub struct EngineOptions {
     pub max_query_len: usize,
     /// Deepest accepted nesting of expressions.
     pub max_depth: usize,
+    /// Most operators (outside label matchers) in one query.
+    pub max_operators: usize,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +52,7 @@ impl Default for EngineOptions {
             max_subquery_steps: 1_000_000,
             max_query_len: 16 * 1024,
             max_depth: 200,
+            max_operators: 1000,
         }
     }
 }
@@ -110,6 +113,16 @@ pub fn parse(text: &str, opts: &EngineOptions) -> Result<Query> {
             what: "query length in bytes",
             actual: text.len(),
             limit: opts.max_query_len,
+        });
+    }
+    let operators = operator_count(text);
+    if operators > opts.max_operators {
+        // The parser's type checks walk operator chains again at each operator: its time grows
+        // with the square of a chain's length, so long chains are refused before parsing.
+        return Err(PromqlError::TooComplex {
+            what: "number of operators",
+            actual: operators,
+            limit: opts.max_operators,
         });
     }
     let nesting = lexical_nesting(text);
@@ -330,6 +343,29 @@ fn parse_error(text: &str, message: String) -> PromqlError {
         message
     };
     PromqlError::Parse { position, message }
+}
+
+/// Operators outside label matchers (`{...}`), `and`/`or`/`unless`/`atan2` included.
+fn operator_count(text: &str) -> usize {
+    let mut braces = 0i32;
+    let mut n = 0;
+    for (kind, a, b) in tokens(text) {
+        let w = &text[a..b];
+        match kind {
+            Tok::Open if w == "{" => braces += 1,
+            Tok::Close if w == "}" => braces -= 1,
+            Tok::Op if braces <= 0 => n += 1,
+            Tok::Keyword
+                if ["and", "or", "unless", "atan2"]
+                    .iter()
+                    .any(|k| w.eq_ignore_ascii_case(k)) =>
+            {
+                n += 1
+            }
+            _ => {}
+        }
+    }
+    n
 }
 
 /// A rough token of the query text, enough to point at the usual grammar mistakes.

@@ -150,11 +150,19 @@ fn deep_or_long_queries_are_refused_before_evaluation() {
         rt.block_on(engine.instant_query(&deep, 0)),
         Err(PromqlError::TooComplex { .. })
     ));
-    let chain = vec!["m"; 1000].join(" + ");
+    let chain = vec!["m"; 400].join(" + ");
     assert!(matches!(
         rt.block_on(engine.instant_query(&chain, 0)),
         Err(PromqlError::TooComplex {
             what: "expression depth",
+            ..
+        })
+    ));
+    let ops = vec!["(m + m)"; 600].join(" * ");
+    assert!(matches!(
+        rt.block_on(engine.instant_query(&ops, 0)),
+        Err(PromqlError::TooComplex {
+            what: "number of operators",
             ..
         })
     ));
