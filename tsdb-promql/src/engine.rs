@@ -471,6 +471,10 @@ fn tokens(text: &str) -> Vec<(Tok, usize, usize)> {
             }
             _ => {
                 i += 1;
+                // A character outside ASCII: step over all of it.
+                while i < b.len() && !text.is_char_boundary(i) {
+                    i += 1;
+                }
                 while i < b.len() && matches!(b[i], b'=' | b'~') {
                     i += 1;
                 }

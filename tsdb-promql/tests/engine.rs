@@ -244,6 +244,15 @@ fn numeric_durations_out_of_range_are_parse_errors() {
             other => panic!("{q}: expected a parse error, got {other:?}"),
         }
     }
+    // Text outside ASCII where the parser does not expect it.
+    assert!(matches!(
+        rt.block_on(engine.instant_query("Џ m", 0)),
+        Err(PromqlError::Parse { .. })
+    ));
+    assert!(matches!(
+        rt.block_on(engine.instant_query("m Џ+ Џ", 0)),
+        Err(PromqlError::Parse { .. })
+    ));
     // Words that only look like numbers are left to the parser.
     assert!(matches!(
         rt.block_on(engine.instant_query("quantile_over_time(5, mH[2m0x(])", 0)),
