@@ -440,3 +440,85 @@ fn real_recordings_import_and_aggregate_like_the_loader_says() {
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(doc["series"], 2);
 }
+
+#[test]
+fn promql_queries_run_instant_and_range() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lp = dir.path().join("in.lp");
+    std::fs::write(
+        &lp,
+        "cpu,host=a,region=eu usage=1.5 1700000000000000000\n\
+         cpu,host=b,region=eu usage=2.5 1700000000000000000\n\
+         cpu,host=c,region=us usage=7 1700000000000000000\n\
+         cpu,host=a,region=eu usage=3.5 1700000060000000000\n",
+    )
+    .expect("write input");
+    let data = dir.path().join("db");
+    let out = cli(&data, &["import", lp.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "import: {}", text(&out.stderr));
+
+    // Instant query, Prometheus API JSON.
+    let out = cli(
+        &data,
+        &[
+            "query",
+            "sum by (region) (cpu_usage)",
+            "--time",
+            "1700000060000",
+            "-o",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "instant: {}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(doc["resultType"], "vector");
+    let mut got: Vec<(String, String)> = doc["result"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["region"].as_str().unwrap_or("").to_owned(),
+                s["value"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("eu".into(), "6".into()), ("us".into(), "7".into())]
+    );
+
+    // Range query as CSV: host a at 0 s, 30 s (looked back) and 60 s.
+    let out = cli(
+        &data,
+        &[
+            "query",
+            "cpu_usage{host=\"a\"}",
+            "--start",
+            "1700000000000",
+            "--end",
+            "1700000060000",
+            "--step",
+            "30s",
+            "-o",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "range: {}", text(&out.stderr));
+    let values: Vec<String> = text(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(values, ["1.5", "1.5", "3.5"]);
+
+    // A syntax error names the position and fails without touching the data.
+    let out = cli(&data, &["query", "sum(", "--time", "0"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("parse error at byte"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -14,6 +14,16 @@ use crate::time::{format_time, now_ms, parse_duration, parse_time};
 
 #[derive(Debug, Args)]
 pub(crate) struct QueryArgs {
+    /// A PromQL expression (Prometheus 2.42 semantics), e.g. `sum by (region) (rate(m[5m]))`.
+    /// Evaluated at `--time` (instant query), or over `--start`..`--end` every `--step`
+    /// (range query). Without it, the flags below describe the query.
+    #[arg(value_name = "PROMQL")]
+    promql: Option<String>,
+
+    /// With PROMQL: evaluate an instant query at this time (same forms as --start).
+    #[arg(long, requires = "promql")]
+    time: Option<String>,
+
     /// Label matcher `name=value`, `name!=value`, `name=~regex` or `name!~regex`
     /// (repeatable; all must match). `__name__` is the metric name.
     #[arg(long = "match", short = 'm', value_name = "MATCHER")]
@@ -163,6 +173,9 @@ fn build(args: &QueryArgs) -> Result<RangeQuery, Error> {
 }
 
 pub(crate) async fn run(data_dir: &Path, args: QueryArgs) -> Result<ExitCode, Error> {
+    if let Some(text) = &args.promql {
+        return run_promql(data_dir, text, &args).await;
+    }
     let query = build(&args)?;
     let db = crate::open(data_dir, WalDurability::Never).await?;
     let result = db.range_query(&query).await;
@@ -175,6 +188,103 @@ pub(crate) async fn run(data_dir: &Path, args: QueryArgs) -> Result<ExitCode, Er
     };
     written.map_err(|e| Error::io("stdout", e))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Evaluates a PromQL expression: an instant query with `--time`, else a range query.
+async fn run_promql(data_dir: &Path, text: &str, args: &QueryArgs) -> Result<ExitCode, Error> {
+    use gorilla_tsdb::promql::{Engine, EngineOptions, Value, parse};
+    let opts = EngineOptions::default();
+    // Parse before opening the database, so that a typo costs nothing.
+    parse(text, &opts)?;
+    let now = now_ms();
+    let db = std::sync::Arc::new(crate::open(data_dir, WalDurability::Never).await?);
+    let engine = Engine::new(db.clone(), opts);
+    let result = match &args.time {
+        Some(t) => match parse_time(t, now) {
+            Ok(t) => engine.instant_query(text, t).await.map_err(Error::from),
+            Err(e) => Err(e),
+        },
+        None => match (parse_time(&args.start, now), parse_time(&args.end, now)) {
+            (Ok(start), Ok(end)) => {
+                let step = match &args.step {
+                    Some(s) => parse_duration(s),
+                    None => Ok((end.saturating_sub(start) / 250).max(1_000)),
+                };
+                match step {
+                    Ok(step) => engine
+                        .range_query(text, start, end, step)
+                        .await
+                        .map(Value::Matrix)
+                        .map_err(Error::from),
+                    Err(e) => Err(e),
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        },
+    };
+    drop(engine);
+    let db = std::sync::Arc::into_inner(db)
+        .ok_or_else(|| Error::invalid_input("the database is still in use after the query"))?;
+    let value = crate::finish(db, result).await?;
+    let mut out = std::io::stdout().lock();
+    let written = match args.output {
+        Output::Table => writeln!(out, "{value}"),
+        Output::Json => serde_json::to_writer_pretty(&mut out, &value)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out)),
+        Output::Csv => write_promql_csv(&mut out, &value),
+    };
+    written.map_err(|e| Error::io("stdout", e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// CSV `timestamp,value,<labels...>` rows of a PromQL result.
+fn write_promql_csv(
+    out: &mut impl Write,
+    value: &gorilla_tsdb::promql::Value,
+) -> std::io::Result<()> {
+    use gorilla_tsdb::promql::{Value, format_float};
+    let rows: Vec<(Vec<(String, String)>, i64, f64)> = match value {
+        Value::Scalar { timestamp, value } => vec![(Vec::new(), *timestamp, *value)],
+        Value::String { .. } => Vec::new(),
+        Value::Vector(samples) => samples
+            .iter()
+            .map(|s| (owned(s.metric.iter()), s.timestamp, s.value))
+            .collect(),
+        Value::Matrix(series) => series
+            .iter()
+            .flat_map(|s| {
+                let labels = owned(s.metric.iter());
+                s.points.iter().map(move |&(t, v)| (labels.clone(), t, v))
+            })
+            .collect(),
+    };
+    let mut names: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.0.iter().map(|l| l.0.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut w = csv::Writer::from_writer(out);
+    let mut header = vec!["timestamp".to_owned(), "value".to_owned()];
+    header.extend(names.iter().cloned());
+    w.write_record(&header)?;
+    for (labels, t, v) in rows {
+        let mut row = vec![t.to_string(), format_float(v)];
+        row.extend(names.iter().map(|n| {
+            labels
+                .iter()
+                .find(|l| &l.0 == n)
+                .map(|l| l.1.clone())
+                .unwrap_or_default()
+        }));
+        w.write_record(&row)?;
+    }
+    w.flush()
+}
+
+fn owned<'a>(labels: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
+    labels.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
 fn labels_text(labels: &gorilla_tsdb::query::ResultLabels) -> String {
