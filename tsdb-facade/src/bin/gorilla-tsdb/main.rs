@@ -38,7 +38,7 @@ enum Command {
     Import(import::ImportArgs),
     /// Selects series by label matchers over a time range, optionally applies a range
     /// function over a sliding window at each step and aggregates across series.
-    Query(query::QueryArgs),
+    Query(Box<query::QueryArgs>),
     /// Series, chunks, points, bytes on disk and bytes per point, by codec.
     Stats(inspect::StatsArgs),
     /// The chunks of the series selected by label matchers.
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Import(args) => import::run(&cli.data_dir, args).await,
-        Command::Query(args) => query::run(&cli.data_dir, args).await,
+        Command::Query(args) => query::run(&cli.data_dir, *args).await,
         Command::Stats(args) => inspect::stats(&cli.data_dir, args).await,
         Command::Inspect(args) => inspect::inspect(&cli.data_dir, args).await,
     }

@@ -238,13 +238,16 @@ async fn run_promql(data_dir: &Path, text: &str, args: &QueryArgs) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// One output row: labels, timestamp, value.
+type PromqlRow = (Vec<(String, String)>, i64, f64);
+
 /// CSV `timestamp,value,<labels...>` rows of a PromQL result.
 fn write_promql_csv(
     out: &mut impl Write,
     value: &gorilla_tsdb::promql::Value,
 ) -> std::io::Result<()> {
     use gorilla_tsdb::promql::{Value, format_float};
-    let rows: Vec<(Vec<(String, String)>, i64, f64)> = match value {
+    let rows: Vec<PromqlRow> = match value {
         Value::Scalar { timestamp, value } => vec![(Vec::new(), *timestamp, *value)],
         Value::String { .. } => Vec::new(),
         Value::Vector(samples) => samples
