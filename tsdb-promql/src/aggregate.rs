@@ -27,19 +27,6 @@ fn group_labels(labels: &LabelSet, modifier: Option<&LabelModifier>) -> LabelSet
     }
 }
 
-/// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` does (as count_values labels).
-pub(crate) fn go_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
-
 pub(crate) fn aggregate(
     op: u16,
     param: Option<Val>,
@@ -61,7 +48,7 @@ pub(crate) fn aggregate(
     for s in input {
         let mut key = group_labels(&s.labels, modifier);
         if let Some(name) = &count_values_label {
-            key.set(name, &go_float(s.v));
+            key.set(name, &crate::value::format_float(s.v));
         }
         let i = *index.entry(key.clone()).or_insert_with(|| {
             groups.push((key, Vec::new()));
