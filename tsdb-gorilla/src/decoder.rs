@@ -377,6 +377,18 @@ impl<'a> Decoder<'a> {
                 }
                 continue;
             }
+            if p >> 62 == 0b10 && (p >> 58) & 1 == 0 {
+                // `10ddd0`: a small delta-of-delta and the same value, the shape of a
+                // jittered scrape of a steady gauge.
+                let dod = ((p << 2) as i64) >> 61;
+                state.prev_delta = state.prev_delta.wrapping_add(dod);
+                state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
+                ts[i] = state.prev_ts;
+                vs[i] = f64::from_bits(state.prev_value);
+                pos += 6;
+                i += 1;
+                continue;
+            }
             let point_start = pos;
             match next_point_from(data, w, &mut pos, &mut state) {
                 Ok((t, v)) => {
