@@ -176,6 +176,17 @@ impl RedisTimeIndex {
         bounded(self.config.timeout, pipe.query_async(&mut conn)).await
     }
 
+    /// Adds, for every label, the keys of its value set and postings and the name and value
+    /// as arguments: the tail that the register and drop scripts share.
+    fn push_label_keys(&self, inv: &mut redis::ScriptInvocation<'_>, labels: &Labels) {
+        for l in labels.iter() {
+            inv.key(self.keys.values(&l.name))
+                .key(self.keys.postings(&l.name, &l.value))
+                .arg(&l.name)
+                .arg(&l.value);
+        }
+    }
+
     async fn run_script<T: FromRedisValue>(&self, inv: &redis::ScriptInvocation<'_>) -> Result<T> {
         let mut conn = self.conn.clone();
         bounded(self.config.timeout, inv.invoke_async(&mut conn)).await
@@ -287,12 +298,7 @@ impl TimeIndex for RedisTimeIndex {
             .key(self.keys.names())
             .arg(&canonical)
             .arg(&id[..]);
-        for l in labels.iter() {
-            inv.key(self.keys.values(&l.name))
-                .key(self.keys.postings(&l.name, &l.value))
-                .arg(&l.name)
-                .arg(&l.value);
-        }
+        self.push_label_keys(&mut inv, labels);
         match self.run_script::<Value>(&inv).await? {
             Value::Int(0 | 1) => Ok(()),
             Value::BulkString(existing) => Err(Error::SeriesIdCollision {
@@ -570,12 +576,7 @@ impl TimeIndex for RedisTimeIndex {
                 .key(self.keys.names())
                 .arg(&canonical)
                 .arg(&id[..]);
-            for l in labels.iter() {
-                inv.key(self.keys.values(&l.name))
-                    .key(self.keys.postings(&l.name, &l.value))
-                    .arg(&l.name)
-                    .arg(&l.value);
-            }
+            self.push_label_keys(&mut inv, &labels);
             if self.run_script::<i64>(&inv).await? != -1 {
                 return Ok(());
             }
