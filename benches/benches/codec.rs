@@ -59,7 +59,14 @@ fn groups() -> Vec<Group> {
     out
 }
 
+/// A whole series into one block: the bulk path (`Encoder::extend_from_slice`), the one
+/// `GorillaCompressor` and chunk flushes use.
 fn gorilla_encode(points: &[(i64, f64)]) -> Vec<u8> {
+    tsdb_gorilla::encode(points)
+}
+
+/// The same, one `Encoder::append` call a point: the path of a live head buffer.
+fn gorilla_append(points: &[(i64, f64)]) -> Vec<u8> {
     let mut enc = Encoder::with_capacity(points.len());
     for &(t, v) in points {
         enc.append(t, v);
@@ -142,6 +149,13 @@ fn codec(c: &mut Criterion) {
             b.iter(|| {
                 for s in &g.series {
                     black_box(gorilla_encode(black_box(s)));
+                }
+            })
+        });
+        enc.bench_function(BenchmarkId::from_parameter("gorilla-append"), |b| {
+            b.iter(|| {
+                for s in &g.series {
+                    black_box(gorilla_append(black_box(s)));
                 }
             })
         });

@@ -1,21 +1,22 @@
 //! Bit-level I/O: a big-endian bit writer that buffers 64 bits at a time, and a reader that
 //! loads whole 64-bit words.
 
-/// Appends bits most-significant first. Whole words go to `buf`; up to 63 pending bits wait in
-/// `acc`, left-aligned.
-#[derive(Clone, Debug, Default)]
+/// Appends bits most-significant first: whole words go to a byte buffer the caller passes in;
+/// up to 63 pending bits wait in `acc`, left-aligned. Keeping the buffer outside lets a bulk
+/// encode hold this (and the rest of the encoder state) in registers.
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct BitWriter {
-    buf: Vec<u8>,
     acc: u64,
     filled: u32,
 }
 
 impl BitWriter {
-    /// A writer that continues after `bits` bits of `bytes` (padding bits of the last byte are
-    /// ignored and overwritten).
-    pub(crate) fn resume(bytes: &[u8], bits: u64) -> Self {
+    /// A writer that continues after `bits` bits of `bytes`: fills `buf` with the whole words
+    /// and keeps the rest pending (padding bits of the last byte are ignored and overwritten).
+    pub(crate) fn resume(bytes: &[u8], bits: u64, buf: &mut Vec<u8>) -> Self {
         let whole_words = (bits / 64) as usize;
-        let mut buf = Vec::with_capacity(bytes.len() + 16);
+        buf.clear();
+        buf.reserve(bytes.len() + 16);
         buf.extend_from_slice(&bytes[..whole_words * 8]);
         let filled = (bits % 64) as u32;
         let mut word = [0u8; 8];
@@ -27,12 +28,12 @@ impl BitWriter {
         } else {
             u64::from_be_bytes(word) & (u64::MAX << (64 - filled))
         };
-        BitWriter { buf, acc, filled }
+        BitWriter { acc, filled }
     }
 
     /// Writes the low `n` bits of `value` (`1 <= n <= 64`; higher bits must be zero).
     #[inline(always)]
-    pub(crate) fn write(&mut self, value: u64, n: u32) {
+    pub(crate) fn write(&mut self, buf: &mut Vec<u8>, value: u64, n: u32) {
         debug_assert!((1..=64).contains(&n));
         debug_assert!(n == 64 || value >> n == 0);
         let free = 64 - self.filled;
@@ -43,44 +44,30 @@ impl BitWriter {
             let spill = n - free;
             // `free >= 1`, so `spill <= 63` and `value >> spill` keeps the top `free` bits.
             self.acc |= value >> spill;
-            self.buf.extend_from_slice(&self.acc.to_be_bytes());
+            buf.extend_from_slice(&self.acc.to_be_bytes());
             self.acc = if spill == 0 { 0 } else { value << (64 - spill) };
             self.filled = spill;
         }
     }
 
-    /// Number of bits written so far.
+    /// Number of bits written so far, `buf` holding the whole words.
     #[cfg(test)]
-    pub(crate) fn bit_len(&self) -> u64 {
-        self.buf.len() as u64 * 8 + u64::from(self.filled)
+    pub(crate) fn bit_len(&self, buf: &[u8]) -> u64 {
+        buf.len() as u64 * 8 + u64::from(self.filled)
     }
 
     /// Number of bytes the bits written so far occupy (the last one zero-padded).
     #[inline]
-    pub(crate) fn byte_len(&self) -> usize {
-        self.buf.len() + self.filled.div_ceil(8) as usize
+    pub(crate) fn byte_len(&self, buf: &[u8]) -> usize {
+        buf.len() + self.filled.div_ceil(8) as usize
     }
 
-    /// Appends the written bits, zero-padded to a whole byte, to `out`.
-    pub(crate) fn copy_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.buf);
+    /// Appends the written bits (`buf` and the pending ones), zero-padded to a whole byte, to
+    /// `out`.
+    pub(crate) fn copy_to(&self, buf: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(buf);
         let tail = self.filled.div_ceil(8) as usize;
         out.extend_from_slice(&self.acc.to_be_bytes()[..tail]);
-    }
-
-    /// Bytes reserved by the buffer.
-    pub(crate) fn capacity(&self) -> usize {
-        self.buf.capacity()
-    }
-
-    /// Releases spare capacity.
-    pub(crate) fn shrink_to_fit(&mut self) {
-        self.buf.shrink_to_fit();
-    }
-
-    /// Reserves room for at least `bytes` more bytes.
-    pub(crate) fn reserve(&mut self, bytes: usize) {
-        self.buf.reserve(bytes);
     }
 }
 
@@ -190,41 +177,43 @@ mod tests {
     #[test]
     fn writer_and_reader_agree_on_every_width() {
         let mut w = BitWriter::default();
+        let mut buf = Vec::new();
         let mut expect = Vec::new();
         let mut x = 0x1234_5678_9abc_def0u64;
         for i in 0..1000u32 {
             let n = i % 64 + 1;
             x = x.rotate_left(13).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             let v = if n == 64 { x } else { x & ((1 << n) - 1) };
-            w.write(v, n);
+            w.write(&mut buf, v, n);
             expect.push((v, n));
         }
         let mut bytes = Vec::new();
-        w.copy_to(&mut bytes);
-        assert_eq!(bytes.len() as u64, w.bit_len().div_ceil(8));
+        w.copy_to(&buf, &mut bytes);
+        assert_eq!(bytes.len() as u64, w.bit_len(&buf).div_ceil(8));
         let mut r = BitReader::new(&bytes, 0);
         for (v, n) in expect {
             assert_eq!(r.read_long(n), v, "width {n}");
         }
-        assert_eq!(r.pos() as u64, w.bit_len());
+        assert_eq!(r.pos() as u64, w.bit_len(&buf));
     }
 
     #[test]
     fn resume_continues_the_same_bit_stream() {
-        let mut one = BitWriter::default();
+        let (mut one, mut one_buf) = (BitWriter::default(), Vec::new());
         for i in 0..200u64 {
-            one.write(i & 0x1f, 5);
+            one.write(&mut one_buf, i & 0x1f, 5);
         }
         let mut bytes = Vec::new();
-        one.copy_to(&mut bytes);
-        let mut two = BitWriter::resume(&bytes, one.bit_len());
+        one.copy_to(&one_buf, &mut bytes);
+        let mut two_buf = Vec::new();
+        let mut two = BitWriter::resume(&bytes, one.bit_len(&one_buf), &mut two_buf);
         for i in 0..200u64 {
-            one.write(i & 0x7, 3);
-            two.write(i & 0x7, 3);
+            one.write(&mut one_buf, i & 0x7, 3);
+            two.write(&mut two_buf, i & 0x7, 3);
         }
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        one.copy_to(&mut a);
-        two.copy_to(&mut b);
+        one.copy_to(&one_buf, &mut a);
+        two.copy_to(&two_buf, &mut b);
         assert_eq!(a, b);
     }
 

@@ -44,17 +44,19 @@ impl GorillaCompressor {
             ))
         })?;
         let series = first.series_id;
-        let mut enc = Encoder::with_capacity(points.len());
-        for (index, p) in points.iter().enumerate() {
-            if p.series_id != series {
-                return Err(Error::MixedSeries {
-                    expected: series,
-                    found: p.series_id,
-                    index,
-                });
-            }
-            enc.append(p.timestamp, p.value);
+        if let Some((index, p)) = points
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.series_id != series)
+        {
+            return Err(Error::MixedSeries {
+                expected: series,
+                found: p.series_id,
+                index,
+            });
         }
+        let mut enc = Encoder::with_capacity(points.len());
+        enc.append_all(points.iter().map(|p| (p.timestamp, p.value)));
         let (start_time, end_time) = enc.time_range().unwrap_or((0, 0));
         Ok(CompressedBlock {
             codec: CodecId::GORILLA,

@@ -377,17 +377,63 @@ impl<'a> Decoder<'a> {
                 }
                 continue;
             }
-            if p >> 62 == 0b10 && (p >> 58) & 1 == 0 {
-                // `10ddd0`: a small delta-of-delta and the same value, the shape of a
-                // jittered scrape of a steady gauge.
-                let dod = ((p << 2) as i64) >> 61;
-                state.prev_delta = state.prev_delta.wrapping_add(dod);
-                state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
-                ts[i] = state.prev_ts;
-                vs[i] = f64::from_bits(state.prev_value);
-                pos += 6;
-                i += 1;
-                continue;
+            // Branches on the code shapes that dominate real series, so that while a shape
+            // repeats the next point's position is known before its bits are loaded. Each
+            // shape below lies in the top 64 bits of `w` (all valid); the rest, and every
+            // invalid code, goes to `next_point_from`.
+            let win = state.window;
+            if p >> 62 == 0b10 {
+                // `10ddd`: a small delta of delta (jittered scrapes), then `0` (same value) or
+                // `10` and a payload in the current window.
+                let q = p << 5;
+                let value_len = if q >> 63 == 0 {
+                    1
+                } else if q >> 62 == 0b10 && win.meaningful != 0 && win.meaningful <= 57 {
+                    let payload = (q << 2) >> (64 - win.meaningful);
+                    state.prev_value ^= payload << win.trailing();
+                    2 + win.meaningful as usize
+                } else {
+                    0
+                };
+                if value_len != 0 {
+                    let dod = ((p << 2) as i64) >> 61;
+                    state.prev_delta = state.prev_delta.wrapping_add(dod);
+                    state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
+                    ts[i] = state.prev_ts;
+                    vs[i] = f64::from_bits(state.prev_value);
+                    pos += 5 + value_len;
+                    i += 1;
+                    continue;
+                }
+            } else if p >> 61 == 0b010 {
+                // `0` `10` payload: same delta, value in the current window.
+                if win.meaningful != 0 && win.meaningful <= 61 {
+                    let payload = (p << 3) >> (64 - win.meaningful);
+                    state.prev_value ^= payload << win.trailing();
+                    state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
+                    ts[i] = state.prev_ts;
+                    vs[i] = f64::from_bits(state.prev_value);
+                    pos += 3 + win.meaningful as usize;
+                    i += 1;
+                    continue;
+                }
+            } else if p >> 61 == 0b011 {
+                // `0` `11` header payload: same delta, value in a new window.
+                let win = Window {
+                    leading: ((p >> 55) & 63) as u32,
+                    meaningful: ((p >> 49) & 63) as u32 + 1,
+                };
+                if win.leading + win.meaningful <= 64 {
+                    let r = (p << 15) | ((w as u64) >> 49);
+                    state.prev_value ^= (r >> (64 - win.meaningful)) << win.trailing();
+                    state.window = win;
+                    state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
+                    ts[i] = state.prev_ts;
+                    vs[i] = f64::from_bits(state.prev_value);
+                    pos += 15 + win.meaningful as usize;
+                    i += 1;
+                    continue;
+                }
             }
             let point_start = pos;
             match next_point_from(data, w, &mut pos, &mut state) {

@@ -55,6 +55,15 @@ pub(crate) struct State {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Encoder {
+    /// The whole 64-bit words of the bit stream written so far.
+    buf: Vec<u8>,
+    core: Core,
+}
+
+/// Everything an encoder keeps besides its buffer: small and `Copy`, so a bulk append works
+/// on a local copy the compiler can keep in registers.
+#[derive(Clone, Copy, Debug, Default)]
+struct Core {
     bits: BitWriter,
     count: u64,
     state: State,
@@ -71,7 +80,7 @@ impl Encoder {
     /// An empty encoder with room for about `points` points of typical data.
     pub fn with_capacity(points: usize) -> Self {
         let mut e = Self::default();
-        e.bits.reserve(16 + points.saturating_mul(2));
+        e.buf.reserve(16 + points.saturating_mul(2));
         e
     }
 
@@ -91,65 +100,128 @@ impl Encoder {
         }
         let count = dec.point_count();
         let (body_start, body_bits, state) = dec.stream_end();
-        let bits = BitWriter::resume(&block[body_start..], body_bits);
+        let mut buf = Vec::new();
+        let bits = BitWriter::resume(&block[body_start..], body_bits, &mut buf);
         if count == 0 {
             min_ts = 0;
             max_ts = 0;
         }
         Ok(Encoder {
-            bits,
-            count,
-            state,
-            min_ts,
-            max_ts,
+            buf,
+            core: Core {
+                bits,
+                count,
+                state,
+                min_ts,
+                max_ts,
+            },
         })
     }
 
     /// Number of points appended so far.
     #[inline]
     pub fn point_count(&self) -> u64 {
-        self.count
+        self.core.count
     }
 
     /// True when no point was appended.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.core.count == 0
     }
 
     /// Size in bytes of the block [`Encoder::finish`] would return now.
     #[inline]
     pub fn bytes_len(&self) -> usize {
-        1 + varint_len(self.count) + self.bits.byte_len()
+        1 + varint_len(self.core.count) + self.core.bits.byte_len(&self.buf)
     }
 
     /// Heap bytes reserved by the encoder's buffer.
     pub fn capacity(&self) -> usize {
-        self.bits.capacity()
+        self.buf.capacity()
     }
 
     /// Releases spare buffer capacity (for encoders that will stay idle).
     pub fn shrink_to_fit(&mut self) {
-        self.bits.shrink_to_fit();
+        self.buf.shrink_to_fit();
     }
 
     /// The smallest and largest timestamp appended, or `None` when empty.
     pub fn time_range(&self) -> Option<(i64, i64)> {
-        (self.count > 0).then_some((self.min_ts, self.max_ts))
+        let c = &self.core;
+        (c.count > 0).then_some((c.min_ts, c.max_ts))
     }
 
     /// The last point appended, or `None` when empty.
     pub fn last(&self) -> Option<(i64, f64)> {
-        (self.count > 0).then(|| (self.state.prev_ts, f64::from_bits(self.state.prev_value)))
+        let c = &self.core;
+        (c.count > 0).then(|| (c.state.prev_ts, f64::from_bits(c.state.prev_value)))
     }
 
     /// Appends one point.
     #[inline]
     pub fn append(&mut self, timestamp: i64, value: f64) {
+        self.core.append(&mut self.buf, timestamp, value);
+    }
+
+    /// Appends every point of `points`.
+    pub fn extend(&mut self, points: impl IntoIterator<Item = (i64, f64)>) {
+        for (t, v) in points {
+            self.append(t, v);
+        }
+    }
+
+    /// Appends every point of `points`: the same bytes as [`Encoder::append`] point by point,
+    /// faster (the encoder's state stays in registers for the whole slice).
+    pub fn extend_from_slice(&mut self, points: &[(i64, f64)]) {
+        self.append_all(points.iter().copied());
+    }
+
+    /// Appends a timestamp column and a value column, pairwise (the shorter one decides how
+    /// many points), like [`Encoder::extend_from_slice`].
+    pub fn extend_from_columns(&mut self, timestamps: &[i64], values: &[f64]) {
+        self.append_all(timestamps.iter().copied().zip(values.iter().copied()));
+    }
+
+    /// The bulk append: works on a local copy of the state. Only iterators over slices come
+    /// here, so nothing can panic half-way and leave the copy unwritten.
+    #[inline(always)]
+    pub(crate) fn append_all(&mut self, points: impl Iterator<Item = (i64, f64)>) {
+        let mut core = self.core;
+        for (t, v) in points {
+            core.append(&mut self.buf, t, v);
+        }
+        self.core = core;
+    }
+    /// Appends the complete block (header and bit stream) of the points so far to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.bytes_len());
+        out.push(FORMAT_VERSION);
+        write_varint(out, self.core.count);
+        self.core.bits.copy_to(&self.buf, out);
+    }
+
+    /// A complete, decodable block of the points so far; the encoder stays usable.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes_len());
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Ends the stream and returns the block.
+    pub fn finish(self) -> Vec<u8> {
+        self.snapshot()
+    }
+}
+
+impl Core {
+    /// See [`Encoder::append`].
+    #[inline(always)]
+    fn append(&mut self, buf: &mut Vec<u8>, timestamp: i64, value: f64) {
         let bits = value.to_bits();
         if self.count == 0 {
-            self.bits.write(timestamp as u64, 64);
-            self.bits.write(bits, 64);
+            self.bits.write(buf, timestamp as u64, 64);
+            self.bits.write(buf, bits, 64);
             self.state.prev_ts = timestamp;
             self.state.prev_delta = 0;
             self.state.prev_value = bits;
@@ -171,29 +243,22 @@ impl Encoder {
 
         if dod == 0 {
             if xor == 0 {
-                self.bits.write(0b00, 2);
+                self.bits.write(buf, 0b00, 2);
                 return;
             }
-            self.bits.write(0, 1);
+            self.bits.write(buf, 0, 1);
         } else {
-            self.write_dod(dod);
+            self.write_dod(buf, dod);
         }
         if xor == 0 {
-            self.bits.write(0, 1);
+            self.bits.write(buf, 0, 1);
         } else {
-            self.write_xor(xor);
-        }
-    }
-
-    /// Appends every point of `points`.
-    pub fn extend(&mut self, points: impl IntoIterator<Item = (i64, f64)>) {
-        for (t, v) in points {
-            self.append(t, v);
+            self.write_xor(buf, xor);
         }
     }
 
     #[inline(always)]
-    fn write_dod(&mut self, dod: i64) {
+    fn write_dod(&mut self, buf: &mut Vec<u8>, dod: i64) {
         #[inline(always)]
         fn fits(dod: i64, w: u32) -> bool {
             let half = 1i64 << (w - 1);
@@ -206,22 +271,22 @@ impl Encoder {
         // Bucket k has k+1 one bits, a zero, and a DOD_WIDTHS[k]-bit two's-complement payload.
         let [w1, w2, w3, w4] = DOD_WIDTHS;
         if fits(dod, w1) {
-            self.bits.write((0b10 << w1) | low(dod, w1), 2 + w1);
+            self.bits.write(buf, (0b10 << w1) | low(dod, w1), 2 + w1);
         } else if fits(dod, w2) {
-            self.bits.write((0b110 << w2) | low(dod, w2), 3 + w2);
+            self.bits.write(buf, (0b110 << w2) | low(dod, w2), 3 + w2);
         } else if fits(dod, w3) {
-            self.bits.write((0b1110 << w3) | low(dod, w3), 4 + w3);
+            self.bits.write(buf, (0b1110 << w3) | low(dod, w3), 4 + w3);
         } else if fits(dod, w4) {
-            self.bits.write((0b11110 << w4) | low(dod, w4), 5 + w4);
+            self.bits.write(buf, (0b11110 << w4) | low(dod, w4), 5 + w4);
         } else {
             // Escape: five ones and the full 64-bit delta of delta.
-            self.bits.write(0b11111, 5);
-            self.bits.write(dod as u64, 64);
+            self.bits.write(buf, 0b11111, 5);
+            self.bits.write(buf, dod as u64, 64);
         }
     }
 
     #[inline(always)]
-    fn write_xor(&mut self, xor: u64) {
+    fn write_xor(&mut self, buf: &mut Vec<u8>, xor: u64) {
         let lz = xor.leading_zeros();
         let tz = xor.trailing_zeros();
         let w = self.state.window;
@@ -232,10 +297,10 @@ impl Encoder {
                 let payload = xor >> w.trailing();
                 if w.meaningful <= 62 {
                     self.bits
-                        .write((0b10 << w.meaningful) | payload, 2 + w.meaningful);
+                        .write(buf, (0b10 << w.meaningful) | payload, 2 + w.meaningful);
                 } else {
-                    self.bits.write(0b10, 2);
-                    self.bits.write(payload, w.meaningful);
+                    self.bits.write(buf, 0b10, 2);
+                    self.bits.write(buf, payload, w.meaningful);
                 }
                 return;
             }
@@ -249,31 +314,11 @@ impl Encoder {
         let payload = xor >> tz;
         if meaningful <= 50 {
             self.bits
-                .write((header << meaningful) | payload, 14 + meaningful);
+                .write(buf, (header << meaningful) | payload, 14 + meaningful);
         } else {
-            self.bits.write(header, 14);
-            self.bits.write(payload, meaningful);
+            self.bits.write(buf, header, 14);
+            self.bits.write(buf, payload, meaningful);
         }
-    }
-
-    /// Appends the complete block (header and bit stream) of the points so far to `out`.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.reserve(self.bytes_len());
-        out.push(FORMAT_VERSION);
-        write_varint(out, self.count);
-        self.bits.copy_to(out);
-    }
-
-    /// A complete, decodable block of the points so far; the encoder stays usable.
-    pub fn snapshot(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.bytes_len());
-        self.write_to(&mut out);
-        out
-    }
-
-    /// Ends the stream and returns the block.
-    pub fn finish(self) -> Vec<u8> {
-        self.snapshot()
     }
 }
 

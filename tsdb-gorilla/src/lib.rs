@@ -18,9 +18,7 @@ pub const FORMAT_VERSION: u8 = format::FORMAT_VERSION;
 /// Encodes `(timestamp, value)` pairs into one block.
 pub fn encode(points: &[(i64, f64)]) -> Vec<u8> {
     let mut enc = Encoder::with_capacity(points.len());
-    for &(t, v) in points {
-        enc.append(t, v);
-    }
+    enc.extend_from_slice(points);
     enc.finish()
 }
 
@@ -36,8 +34,6 @@ pub fn encode_columns(timestamps: &[i64], values: &[f64]) -> tsdb_core::Result<V
         )));
     }
     let mut enc = Encoder::with_capacity(timestamps.len());
-    for (&t, &v) in timestamps.iter().zip(values) {
-        enc.append(t, v);
-    }
+    enc.extend_from_columns(timestamps, values);
     Ok(enc.finish())
 }

@@ -13,6 +13,16 @@ fn assert_round_trip(points: &[(i64, f64)]) {
     let want = bits(points);
     let block = encode(points);
 
+    // The bulk encoders write exactly the bytes of appending point by point.
+    let mut one_by_one = Encoder::new();
+    for &(t, v) in points {
+        one_by_one.append(t, v);
+    }
+    assert_eq!(one_by_one.finish(), block, "append and extend_from_slice");
+    let (tcol, vcol): (Vec<i64>, Vec<f64>) = points.iter().copied().unzip();
+    let columns = tsdb_gorilla::encode_columns(&tcol, &vcol).expect("equal lengths");
+    assert_eq!(columns, block, "encode_columns");
+
     let got = decode(&block).expect("decode");
     assert_eq!(bits(&got), want, "decode");
 
