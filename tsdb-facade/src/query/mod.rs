@@ -211,12 +211,9 @@ impl RangeQuery {
         let (mut lo, mut hi) = (0usize, 0usize);
         for (k, &t) in steps.iter().enumerate() {
             let from = t.saturating_sub(self.window);
-            while hi < ts.len() && ts[hi] <= t {
-                hi += 1;
-            }
-            while lo < hi && ts[lo] <= from {
-                lo += 1;
-            }
+            // `ts` is strictly ascending: binary searches from where the last step stopped.
+            hi += ts[hi..].partition_point(|&x| x <= t);
+            lo += ts[lo..hi].partition_point(|&x| x <= from);
             if lo >= hi {
                 continue;
             }
