@@ -1,7 +1,7 @@
 //! Evaluation of a [`RangeQuery`] against the database: planning (index lookups, limits),
 //! parallel reading and evaluation, aggregation.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tsdb_core::{ChunkReference, Error, Labels, Result, SeriesId, TimeRange};
 
@@ -77,7 +77,7 @@ impl TimeSeriesDB {
         }
         let series = planned.len() as u64;
 
-        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let parallelism = cores();
         let slices = if planned.len() < 16 || points < 50_000 {
             1
         } else {
@@ -144,6 +144,13 @@ impl TimeSeriesDB {
             stats,
         })
     }
+}
+
+/// The cores available to this process, looked up once: `available_parallelism` reads cgroup
+/// files on every call, which cost more than a small query itself.
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn add_stats(total: &mut QueryStats, s: QueryStats) {
@@ -307,7 +314,12 @@ async fn read_disjoint(
 /// True when `ts[from - 1..]` is strictly ascending (the appended part, joined to what was
 /// there).
 fn ascending_after(ts: &[i64], from: usize) -> bool {
-    ts[from.saturating_sub(1)..].windows(2).all(|w| w[0] < w[1])
+    let s = &ts[from.saturating_sub(1)..];
+    let Some((_, rest)) = s.split_first() else {
+        return true;
+    };
+    // No early exit (a failure is rare): the loop vectorises.
+    s.iter().zip(rest).fold(true, |ok, (a, b)| ok & (a < b))
 }
 
 /// `count` per step from the chunks' point counts: a chunk inside a window counts whole

@@ -211,9 +211,9 @@ impl RangeQuery {
         let (mut lo, mut hi) = (0usize, 0usize);
         for (k, &t) in steps.iter().enumerate() {
             let from = t.saturating_sub(self.window);
-            // `ts` is strictly ascending: binary searches from where the last step stopped.
-            hi += ts[hi..].partition_point(|&x| x <= t);
-            lo += ts[lo..hi].partition_point(|&x| x <= from);
+            // `ts` is strictly ascending: search onwards from where the last step stopped.
+            hi += gallop(&ts[hi..], |x| x <= t);
+            lo += gallop(&ts[lo..hi], |x| x <= from);
             if lo >= hi {
                 continue;
             }
@@ -228,6 +228,18 @@ impl RangeQuery {
         }
         out
     }
+}
+
+/// The number of leading elements of `sorted` for which `below` holds (it must hold for a
+/// prefix): an exponential search, so the cost grows with the answer, not with the slice.
+fn gallop(sorted: &[i64], below: impl Fn(i64) -> bool) -> usize {
+    let mut end = 1;
+    while end <= sorted.len() && below(sorted[end - 1]) {
+        end *= 2;
+    }
+    let start = end / 2;
+    let end = end.min(sorted.len());
+    start + sorted[start..end].partition_point(|&x| below(x))
 }
 
 /// One series evaluated on the step grid: the steps that have a value, and the values.
@@ -271,4 +283,21 @@ pub struct QueryResult {
     pub series: Vec<ResultSeries>,
     /// What the query did.
     pub stats: QueryStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gallop;
+
+    #[test]
+    fn gallop_counts_the_prefix_like_a_linear_scan() {
+        let sorted: Vec<i64> = (0..100).map(|i| i * 3).collect();
+        for len in 0..=sorted.len() {
+            let s = &sorted[..len];
+            for bound in -2..305 {
+                let linear = s.iter().take_while(|&&x| x <= bound).count();
+                assert_eq!(gallop(s, |x| x <= bound), linear, "len {len} bound {bound}");
+            }
+        }
+    }
 }
