@@ -190,6 +190,16 @@ fn next_point_from(
     Ok((s.prev_ts, s.prev_value))
 }
 
+/// Applies a point's delta of delta (its value is already in `s`) and writes the point to row
+/// `i` of the columns.
+#[inline(always)]
+fn emit(s: &mut State, dod: i64, ts: &mut [i64], vs: &mut [f64], i: usize) {
+    s.prev_delta = s.prev_delta.wrapping_add(dod);
+    s.prev_ts = s.prev_ts.wrapping_add(s.prev_delta);
+    ts[i] = s.prev_ts;
+    vs[i] = f64::from_bits(s.prev_value);
+}
+
 /// Writes a run of points with a constant delta and value; returns the last timestamp.
 ///
 /// Kept out of line: inlined, the compiler's vectorised set-up for this loop would be redone
@@ -396,11 +406,7 @@ impl<'a> Decoder<'a> {
                     0
                 };
                 if value_len != 0 {
-                    let dod = ((p << 2) as i64) >> 61;
-                    state.prev_delta = state.prev_delta.wrapping_add(dod);
-                    state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
-                    ts[i] = state.prev_ts;
-                    vs[i] = f64::from_bits(state.prev_value);
+                    emit(&mut state, ((p << 2) as i64) >> 61, ts, vs, i);
                     pos += 5 + value_len;
                     i += 1;
                     continue;
@@ -410,9 +416,7 @@ impl<'a> Decoder<'a> {
                 if win.meaningful != 0 && win.meaningful <= 61 {
                     let payload = (p << 3) >> (64 - win.meaningful);
                     state.prev_value ^= payload << win.trailing();
-                    state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
-                    ts[i] = state.prev_ts;
-                    vs[i] = f64::from_bits(state.prev_value);
+                    emit(&mut state, 0, ts, vs, i);
                     pos += 3 + win.meaningful as usize;
                     i += 1;
                     continue;
@@ -427,9 +431,7 @@ impl<'a> Decoder<'a> {
                     let r = (p << 15) | ((w as u64) >> 49);
                     state.prev_value ^= (r >> (64 - win.meaningful)) << win.trailing();
                     state.window = win;
-                    state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
-                    ts[i] = state.prev_ts;
-                    vs[i] = f64::from_bits(state.prev_value);
+                    emit(&mut state, 0, ts, vs, i);
                     pos += 15 + win.meaningful as usize;
                     i += 1;
                     continue;
