@@ -92,14 +92,22 @@ impl GorillaCompressor {
         let mut out = Vec::with_capacity(block.point_count as usize);
         let mut min = i64::MAX;
         let mut max = i64::MIN;
-        while let Some((timestamp, value)) = dec.next_point()? {
-            min = min.min(timestamp);
-            max = max.max(timestamp);
-            out.push(DataPoint {
+        // Bulk decode through a small pair of columns (the fast path), then the points.
+        let mut ts = [0i64; 256];
+        let mut vs = [0f64; 256];
+        loop {
+            let n = dec.decode_into(&mut ts, &mut vs)?;
+            if n == 0 {
+                break;
+            }
+            let (ts, vs) = (&ts[..n], &vs[..n]);
+            min = ts.iter().fold(min, |m, &t| m.min(t));
+            max = ts.iter().fold(max, |m, &t| m.max(t));
+            out.extend(ts.iter().zip(vs).map(|(&timestamp, &value)| DataPoint {
                 series_id: block.series_id,
                 timestamp,
                 value,
-            });
+            }));
         }
         let (min, max) = if out.is_empty() { (0, 0) } else { (min, max) };
         if (min, max) != (block.start_time, block.end_time) {

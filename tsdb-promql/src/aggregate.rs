@@ -7,8 +7,8 @@ use promql_parser::parser::token;
 
 use crate::engine::{Smp, Val};
 use crate::error::{PromqlError, Result};
-use crate::functions::quantile;
 use crate::labels::{LabelSet, NAME};
+use crate::rollup::{quantile, variance};
 
 /// The output labels of the group a sample belongs to.
 fn group_labels(labels: &LabelSet, modifier: Option<&LabelModifier>) -> LabelSet {
@@ -149,18 +149,6 @@ pub(crate) fn mean(vals: impl Iterator<Item = f64> + Clone) -> f64 {
         m += (v - m) / (i as f64 + 1.0);
     }
     m
-}
-
-/// Population variance.
-pub(crate) fn variance(vals: impl Iterator<Item = f64>) -> f64 {
-    let (mut n, mut mean, mut m2) = (0.0f64, 0.0f64, 0.0f64);
-    for v in vals {
-        n += 1.0;
-        let d = v - mean;
-        mean += d / n;
-        m2 += d * (v - mean);
-    }
-    m2 / n
 }
 
 /// The `k` largest (`top`) or smallest samples, chosen as Prometheus does: a binary heap of

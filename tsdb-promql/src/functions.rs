@@ -4,36 +4,11 @@ use chrono::{DateTime, Datelike, Timelike};
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
-use crate::aggregate::{kahan, mean, valid_label_name, variance};
+use crate::aggregate::{kahan, mean, valid_label_name};
 use crate::engine::{Evaluator, Rng, Smp, Val, dur_ms, selector_matchers};
 use crate::error::{PromqlError, Result};
 use crate::labels::{LabelSet, NAME};
-
-/// The `q` quantile of `v` (sorted in place) with linear interpolation, as Prometheus does.
-pub(crate) fn quantile(q: f64, v: &mut [f64]) -> f64 {
-    if v.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    // NaN sorts first, as Go's sort.Float64s orders it.
-    v.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.total_cmp(b),
-    });
-    let n = v.len() as f64;
-    let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (lower + 1.0).min(n - 1.0);
-    let w = rank - lower;
-    v[lower as usize] * (1.0 - w) + v[upper as usize] * w
-}
+use crate::rollup::{WindowSamples, counter_increase, extrapolated, quantile, variance};
 
 fn arg(c: &Call, i: usize) -> Result<&Expr> {
     c.args
@@ -124,58 +99,6 @@ fn window(ev: &Evaluator<'_>, e: &Expr, t: i64) -> Option<(i64, i64)> {
         Expr::Paren(p) => window(ev, &p.expr, t),
         _ => None,
     }
-}
-
-/// rate/increase/delta with Prometheus's extrapolation to the window edges.
-fn extrapolated(
-    points: &[(i64, f64)],
-    start: i64,
-    end: i64,
-    counter: bool,
-    rate: bool,
-) -> Option<f64> {
-    if points.len() < 2 {
-        return None;
-    }
-    let (first, last) = (points[0], points[points.len() - 1]);
-    let mut result = last.1 - first.1;
-    if counter {
-        let mut prev = 0.0;
-        for &(_, v) in points {
-            if v < prev {
-                result += prev;
-            }
-            prev = v;
-        }
-    }
-    let mut to_start = (first.0 - start) as f64 / 1000.0;
-    let to_end = (end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
-    let avg_gap = sampled / (points.len() - 1) as f64;
-    if counter && result > 0.0 && first.1 >= 0.0 {
-        let to_zero = sampled * (first.1 / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    let threshold = avg_gap * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
-    } else {
-        avg_gap / 2.0
-    };
-    interval += if to_end < threshold {
-        to_end
-    } else {
-        avg_gap / 2.0
-    };
-    // One factor, as Prometheus computes it (the order of operations shows in the last bits).
-    let mut factor = interval / sampled;
-    if rate {
-        factor /= (end - start) as f64 / 1000.0;
-    }
-    Some(result * factor)
 }
 
 fn instant_delta(points: &[(i64, f64)], rate: bool) -> Option<f64> {
@@ -571,7 +494,19 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
             let counter = name != "delta";
             let rate = name == "rate";
             Ok(over_time(m, false, |p| {
-                extrapolated(p, s, e, counter, rate)
+                let (first, last) = (*p.first()?, *p.last()?);
+                let change = if counter {
+                    counter_increase(p.iter().map(|x| x.1))
+                } else {
+                    last.1 - first.1
+                };
+                let samples = WindowSamples {
+                    first,
+                    last,
+                    count: p.len(),
+                    change,
+                };
+                extrapolated(samples, (s, e), counter, rate)
             }))
         }
         "irate" => Ok(over_time(mat_arg(0)?.0, false, |p| instant_delta(p, true))),

@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use tsdb_core::{Error, Labels, METRIC_NAME_LABEL};
 
-use super::functions::{nan_max, nan_min, parse_call, parse_param, quantile};
+use tsdb_promql::rollup::quantile;
+
+use super::functions::{nan_max, nan_min, parse_call, parse_param};
 use super::{ResultLabels, ResultSeries, StepValues};
 
 /// An aggregation across series at each step, as PromQL's aggregation operators.

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use tsdb_core::Error;
+use tsdb_promql::rollup::{WindowSamples, counter_increase, extrapolated, quantile, variance};
 
 /// A function of the points of one series inside a sliding window `(t - window, t]`.
 ///
@@ -85,15 +86,15 @@ impl RangeFunction {
             RangeFunction::Count => n,
             RangeFunction::First => vs[0],
             RangeFunction::Last => vs[vs.len() - 1],
-            RangeFunction::Stddev => variance(vs).sqrt(),
-            RangeFunction::Stdvar => variance(vs),
+            RangeFunction::Stddev => variance(vs.iter().copied()).sqrt(),
+            RangeFunction::Stdvar => variance(vs.iter().copied()),
             RangeFunction::Quantile(q) => {
                 let mut sorted = vs.to_vec();
                 quantile(q, &mut sorted)
             }
-            RangeFunction::Rate => extrapolated(ts, vs, t, window, true, true)?,
-            RangeFunction::Increase => extrapolated(ts, vs, t, window, true, false)?,
-            RangeFunction::Delta => extrapolated(ts, vs, t, window, false, false)?,
+            RangeFunction::Rate => change_over(ts, vs, t, window, true, true)?,
+            RangeFunction::Increase => change_over(ts, vs, t, window, true, false)?,
+            RangeFunction::Delta => change_over(ts, vs, t, window, false, false)?,
             RangeFunction::Irate => {
                 let k = vs.len();
                 if k < 2 {
@@ -198,91 +199,30 @@ pub(crate) fn nan_max(acc: f64, v: f64) -> f64 {
     if acc.is_nan() || v > acc { v } else { acc }
 }
 
-/// Population variance by Welford's method (stable for values far from zero).
-fn variance(vs: &[f64]) -> f64 {
-    let (mut mean, mut m2) = (0.0, 0.0);
-    for (i, &v) in vs.iter().enumerate() {
-        let delta = v - mean;
-        mean += delta / (i + 1) as f64;
-        m2 += delta * (v - mean);
-    }
-    m2 / vs.len() as f64
-}
-
-/// Prometheus' quantile: linear interpolation between the closest ranks. Sorts `vs`.
-pub(crate) fn quantile(q: f64, vs: &mut [f64]) -> f64 {
-    if vs.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    vs.sort_unstable_by(f64::total_cmp);
-    let rank = q * (vs.len() - 1) as f64;
-    let lower = rank.floor() as usize;
-    let upper = (lower + 1).min(vs.len() - 1);
-    let weight = rank - rank.floor();
-    vs[lower] * (1.0 - weight) + vs[upper] * weight
-}
-
-/// `rate`, `increase` and `delta`: Prometheus' extrapolation of the first-to-last change to
-/// the window edges (by at most half an average sample interval beyond the samples).
-fn extrapolated(
+/// `rate`, `increase` and `delta` of the window `(t - window, t]` holding the samples
+/// `ts`/`vs`, with Prometheus' extrapolation ([`tsdb_promql::rollup::extrapolated`]).
+fn change_over(
     ts: &[i64],
     vs: &[f64],
     t: i64,
     window: i64,
-    is_counter: bool,
-    is_rate: bool,
+    counter: bool,
+    per_second: bool,
 ) -> Option<f64> {
-    let k = vs.len();
-    if k < 2 {
-        return None;
-    }
-    let (first_t, last_t) = (ts[0], ts[k - 1]);
-    let (first_v, last_v) = (vs[0], vs[k - 1]);
-    let mut result = last_v - first_v;
-    if is_counter {
-        for w in vs.windows(2) {
-            if w[1] < w[0] {
-                result += w[0];
-            }
-        }
-    }
-    let range_start = t - window;
-    let mut to_start = (first_t - range_start) as f64 / 1000.0;
-    let to_end = (t - last_t) as f64 / 1000.0;
-    let sampled = (last_t - first_t) as f64 / 1000.0;
-    if sampled <= 0.0 {
-        return None;
-    }
-    let average = sampled / (k - 1) as f64;
-    if is_counter && result > 0.0 && first_v >= 0.0 {
-        let to_zero = sampled * (first_v / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    let threshold = average * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
+    let first = (*ts.first()?, *vs.first()?);
+    let last = (*ts.last()?, *vs.last()?);
+    let change = if counter {
+        counter_increase(vs.iter().copied())
     } else {
-        average / 2.0
+        last.1 - first.1
     };
-    interval += if to_end < threshold {
-        to_end
-    } else {
-        average / 2.0
+    let samples = WindowSamples {
+        first,
+        last,
+        count: vs.len(),
+        change,
     };
-    let mut factor = interval / sampled;
-    if is_rate {
-        factor /= window as f64 / 1000.0;
-    }
-    Some(result * factor)
+    extrapolated(samples, (t - window, t), counter, per_second)
 }
 
 #[cfg(test)]
@@ -336,13 +276,5 @@ mod tests {
             RangeFunction::Irate.apply(&ts, &vs, 100_000, 100_000),
             Some(1.0)
         );
-    }
-
-    #[test]
-    fn quantile_interpolates_and_clamps() {
-        let mut v = vec![4.0, 1.0, 3.0, 2.0];
-        assert_eq!(quantile(0.5, &mut v), 2.5);
-        assert_eq!(quantile(-1.0, &mut v), f64::NEG_INFINITY);
-        assert_eq!(quantile(2.0, &mut v), f64::INFINITY);
     }
 }
