@@ -100,13 +100,14 @@ impl GorillaCompressor {
             if n == 0 {
                 break;
             }
-            let (ts, vs) = (&ts[..n], &vs[..n]);
-            min = ts.iter().fold(min, |m, &t| m.min(t));
-            max = ts.iter().fold(max, |m, &t| m.max(t));
-            out.extend(ts.iter().zip(vs).map(|(&timestamp, &value)| DataPoint {
-                series_id: block.series_id,
-                timestamp,
-                value,
+            out.extend(ts[..n].iter().zip(&vs[..n]).map(|(&timestamp, &value)| {
+                min = min.min(timestamp);
+                max = max.max(timestamp);
+                DataPoint {
+                    series_id: block.series_id,
+                    timestamp,
+                    value,
+                }
             }));
         }
         let (min, max) = if out.is_empty() { (0, 0) } else { (min, max) };

@@ -185,11 +185,41 @@ impl Encoder {
 
     /// The bulk append: works on a local copy of the state. Only iterators over slices come
     /// here, so nothing can panic half-way and leave the copy unwritten.
+    ///
+    /// Runs of points with the same delta and the same value (`00` codes) are counted in a
+    /// tight loop and written 32 codes at a time: the bytes are those of `append`.
     #[inline(always)]
     pub(crate) fn append_all(&mut self, points: impl Iterator<Item = (i64, f64)>) {
         let mut core = self.core;
+        let mut run = 0u32;
+        let mut run_first = 0i64;
+        let mut repeat = false;
         for (t, v) in points {
-            core.append(&mut self.buf, t, v);
+            // Only after a `00` (or within a run) is the next point checked for one: data
+            // without repeats pays one well-predicted branch.
+            if (run > 0 || repeat)
+                && t.wrapping_sub(core.state.prev_ts) == core.state.prev_delta
+                && v.to_bits() == core.state.prev_value
+            {
+                if run == 0 {
+                    run_first = t;
+                }
+                core.state.prev_ts = t;
+                run += 1;
+                if run == 32 {
+                    core.end_run(&mut self.buf, run, run_first);
+                    run = 0;
+                }
+                continue;
+            }
+            if run > 0 {
+                core.end_run(&mut self.buf, run, run_first);
+                run = 0;
+            }
+            repeat = core.append(&mut self.buf, t, v);
+        }
+        if run > 0 {
+            core.end_run(&mut self.buf, run, run_first);
         }
         self.core = core;
     }
@@ -215,9 +245,22 @@ impl Encoder {
 }
 
 impl Core {
-    /// See [`Encoder::append`].
+    /// Accounts for `run` (1..=32) points with the same delta and value, already reflected in
+    /// `state.prev_ts`, the first at `first`: writes their `00` codes.
     #[inline(always)]
-    fn append(&mut self, buf: &mut Vec<u8>, timestamp: i64, value: f64) {
+    fn end_run(&mut self, buf: &mut Vec<u8>, run: u32, first: i64) {
+        self.count += u64::from(run);
+        // A constant delta: the run's extremes are its ends.
+        let last = self.state.prev_ts;
+        self.min_ts = self.min_ts.min(first).min(last);
+        self.max_ts = self.max_ts.max(first).max(last);
+        self.bits.write(buf, 0, 2 * run);
+    }
+
+    /// See [`Encoder::append`]; true when the point repeated the previous delta and value
+    /// (a `00` code).
+    #[inline(always)]
+    fn append(&mut self, buf: &mut Vec<u8>, timestamp: i64, value: f64) -> bool {
         let bits = value.to_bits();
         if self.count == 0 {
             self.bits.write(buf, timestamp as u64, 64);
@@ -228,7 +271,7 @@ impl Core {
             self.min_ts = timestamp;
             self.max_ts = timestamp;
             self.count = 1;
-            return;
+            return false;
         }
         self.min_ts = self.min_ts.min(timestamp);
         self.max_ts = self.max_ts.max(timestamp);
@@ -244,7 +287,7 @@ impl Core {
         if dod == 0 {
             if xor == 0 {
                 self.bits.write(buf, 0b00, 2);
-                return;
+                return true;
             }
             self.bits.write(buf, 0, 1);
         } else {
@@ -255,6 +298,7 @@ impl Core {
         } else {
             self.write_xor(buf, xor);
         }
+        false
     }
 
     #[inline(always)]
