@@ -8,7 +8,7 @@ use crate::aggregate::{kahan, mean, valid_label_name};
 use crate::engine::{Evaluator, Rng, Smp, Val, dur_ms, selector_matchers};
 use crate::error::{PromqlError, Result};
 use crate::labels::{LabelSet, NAME};
-use crate::rollup::{WindowSamples, counter_increase, extrapolated, quantile, variance};
+use crate::rollup::{WindowSamples, extrapolated, quantile, variance};
 
 fn arg(c: &Call, i: usize) -> Result<&Expr> {
     c.args
@@ -494,18 +494,8 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
             let counter = name != "delta";
             let rate = name == "rate";
             Ok(over_time(m, false, |p| {
-                let (first, last) = (*p.first()?, *p.last()?);
-                let change = if counter {
-                    counter_increase(p.iter().map(|x| x.1))
-                } else {
-                    last.1 - first.1
-                };
-                let samples = WindowSamples {
-                    first,
-                    last,
-                    count: p.len(),
-                    change,
-                };
+                let (first, last) = (p.first()?.0, p.last()?.0);
+                let samples = WindowSamples::new(first, last, p.iter().map(|x| x.1), counter)?;
                 extrapolated(samples, (s, e), counter, rate)
             }))
         }

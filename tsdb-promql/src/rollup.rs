@@ -85,6 +85,30 @@ pub struct WindowSamples {
     pub change: f64,
 }
 
+impl WindowSamples {
+    /// The samples of a window: `values` in time order, the first at `first_ts` and the last
+    /// at `last_ts` (ms); the change is the [`counter_increase`] for a counter. `None` for no
+    /// values.
+    pub fn new<I>(first_ts: i64, last_ts: i64, values: I, counter: bool) -> Option<Self>
+    where
+        I: IntoIterator<Item = f64>,
+        I::IntoIter: DoubleEndedIterator + ExactSizeIterator + Clone,
+    {
+        let values = values.into_iter();
+        let (first, last) = (values.clone().next()?, values.clone().next_back()?);
+        Some(WindowSamples {
+            first: (first_ts, first),
+            last: (last_ts, last),
+            count: values.len(),
+            change: if counter {
+                counter_increase(values)
+            } else {
+                last - first
+            },
+        })
+    }
+}
+
 /// `rate` (`per_second`), `increase` (`counter`) or `delta` (neither) over the window
 /// `(start, end]` (ms): the change over the samples, extrapolated towards the window's edges by
 /// at most half an average sample interval beyond the samples (and for counters, not below

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use tsdb_core::Error;
-use tsdb_promql::rollup::{WindowSamples, counter_increase, extrapolated, quantile, variance};
+use tsdb_promql::rollup::{WindowSamples, extrapolated, quantile, variance};
 
 /// A function of the points of one series inside a sliding window `(t - window, t]`.
 ///
@@ -209,19 +209,7 @@ fn change_over(
     counter: bool,
     per_second: bool,
 ) -> Option<f64> {
-    let first = (*ts.first()?, *vs.first()?);
-    let last = (*ts.last()?, *vs.last()?);
-    let change = if counter {
-        counter_increase(vs.iter().copied())
-    } else {
-        last.1 - first.1
-    };
-    let samples = WindowSamples {
-        first,
-        last,
-        count: vs.len(),
-        change,
-    };
+    let samples = WindowSamples::new(*ts.first()?, *ts.last()?, vs.iter().copied(), counter)?;
     extrapolated(samples, (t - window, t), counter, per_second)
 }
 
