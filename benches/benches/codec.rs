@@ -2,6 +2,11 @@
 //! on the real recordings (one block per file, grouped as in `../shared/data/`) and on the
 //! synthetic series of `tsdb-testdata`; bytes per point are printed as a table first.
 //!
+//! Gorilla is timed on each of its paths: `gorilla` (a whole series: `encode`, and
+//! `Decoder::decode_into` columns), `gorilla-append` (one `Encoder::append` a point),
+//! `gorilla-compressor` (`GorillaCompressor`: `DataPoint`s in and out, as through the
+//! `Compressor` trait) and `gorilla-iter` (the decoding iterator).
+//!
 //! ```text
 //! cargo bench -p tsdb-benches --bench codec
 //! ```
@@ -15,7 +20,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tsdb_gorilla::{Decoder, Encoder};
+use tsdb_core::DataPoint;
+use tsdb_gorilla::{Decoder, Encoder, GorillaCompressor};
 use tsdb_testdata::Dataset;
 use tsz::stream::{BufferedReader, BufferedWriter};
 use tsz::{Decode, Encode, StdDecoder, StdEncoder};
@@ -159,6 +165,21 @@ fn codec(c: &mut Criterion) {
                 }
             })
         });
+        // Through the `Compressor` trait's types (the sync twin of `compress`): points in,
+        // a `CompressedBlock` out.
+        let compressor = GorillaCompressor::new();
+        let as_points: Vec<Vec<DataPoint>> = g
+            .series
+            .iter()
+            .map(|s| s.iter().map(|&(t, v)| DataPoint::new(1u64, t, v)).collect())
+            .collect();
+        enc.bench_function(BenchmarkId::from_parameter("gorilla-compressor"), |b| {
+            b.iter(|| {
+                for s in &as_points {
+                    black_box(compressor.compress_sync(black_box(s)).expect("one series"));
+                }
+            })
+        });
         if tsz_ok {
             enc.bench_function(BenchmarkId::from_parameter("tsz"), |b| {
                 b.iter(|| {
@@ -179,6 +200,21 @@ fn codec(c: &mut Criterion) {
             b.iter(|| {
                 for block in &ours {
                     black_box(gorilla_decode(black_box(block), &mut ts, &mut vs));
+                }
+            })
+        });
+        let blocks: Vec<_> = as_points
+            .iter()
+            .map(|s| compressor.compress_sync(s).expect("one series"))
+            .collect();
+        dec.bench_function(BenchmarkId::from_parameter("gorilla-compressor"), |b| {
+            b.iter(|| {
+                for block in &blocks {
+                    black_box(
+                        compressor
+                            .decompress_sync(black_box(block))
+                            .expect("own block"),
+                    );
                 }
             })
         });
