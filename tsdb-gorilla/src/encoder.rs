@@ -250,11 +250,30 @@ impl Core {
     #[inline(always)]
     fn end_run(&mut self, buf: &mut Vec<u8>, run: u32, first: i64) {
         self.count += u64::from(run);
-        // A constant delta: the run's extremes are its ends.
-        let last = self.state.prev_ts;
-        self.min_ts = self.min_ts.min(first).min(last);
-        self.max_ts = self.max_ts.max(first).max(last);
+        let (last, delta) = (self.state.prev_ts, self.state.prev_delta);
+        let exact_last = delta
+            .checked_mul(i64::from(run - 1))
+            .and_then(|span| first.checked_add(span));
+        if exact_last == Some(last) {
+            // A constant delta: the extremes are the ends.
+            self.min_ts = self.min_ts.min(first).min(last);
+            self.max_ts = self.max_ts.max(first).max(last);
+        } else {
+            self.wrapped_run_extremes(first, delta, run);
+        }
         self.bits.write(buf, 0, 2 * run);
+    }
+
+    /// The time range after a run that wrapped around the i64 range: every point is looked at.
+    #[cold]
+    #[inline(never)]
+    fn wrapped_run_extremes(&mut self, first: i64, delta: i64, run: u32) {
+        let mut t = first;
+        for _ in 0..run {
+            self.min_ts = self.min_ts.min(t);
+            self.max_ts = self.max_ts.max(t);
+            t = t.wrapping_add(delta);
+        }
     }
 
     /// See [`Encoder::append`]; true when the point repeated the previous delta and value

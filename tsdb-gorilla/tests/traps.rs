@@ -256,3 +256,32 @@ fn truncated_runs_of_repeats_are_corrupt_in_bulk_too() {
     assert_eq!(ts, pts.iter().map(|p| p.0).collect::<Vec<_>>());
     assert!(vs.iter().all(|v| *v == 42.0));
 }
+
+#[test]
+fn runs_of_repeats_that_wrap_around_keep_the_true_time_range() {
+    // A constant value every 3 * 2^61 ms from 0: the timestamps wrap past i64::MAX, and the
+    // smallest (i64::MIN, the fifth point) sits inside the run of `00` codes that starts at
+    // the third point, not at one of its ends.
+    let step = 3i64 << 61;
+    let points: Vec<(i64, f64)> = (0..12i64).map(|i| (i.wrapping_mul(step), 1.5)).collect();
+    let (min, max) = (i64::MIN, step);
+    assert_eq!(points[4].0, min);
+    round_trips(&points);
+
+    let mut bulk = Encoder::new();
+    bulk.extend_from_slice(&points);
+    let mut one_by_one = Encoder::new();
+    points.iter().for_each(|&(t, v)| one_by_one.append(t, v));
+    assert_eq!(bulk.time_range(), Some((min, max)));
+    assert_eq!(one_by_one.time_range(), Some((min, max)));
+
+    let dps: Vec<tsdb_core::DataPoint> = points
+        .iter()
+        .map(|&(t, v)| tsdb_core::DataPoint::new(9u64, t, v))
+        .collect();
+    let c = tsdb_gorilla::GorillaCompressor::new();
+    let block = c.compress_sync(&dps).expect("one series");
+    assert_eq!((block.start_time, block.end_time), (min, max));
+    let back = c.decompress_sync(&block).expect("its own block");
+    assert!(back.iter().zip(&dps).all(|(a, b)| a.bit_eq(b)));
+}
