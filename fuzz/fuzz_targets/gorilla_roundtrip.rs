@@ -7,29 +7,48 @@ use libfuzzer_sys::fuzz_target;
 use tsdb_core::DataPoint;
 use tsdb_gorilla::{Decoder, Encoder, GorillaCompressor, decode, decode_to_vecs, encode};
 
+/// How the pairs of an [`Input`] become points.
+#[derive(Arbitrary, Debug)]
+enum Mode {
+    /// `(timestamp, value bits)` as they are.
+    Absolute,
+    /// The timestamp is a small step from the previous one.
+    Relative,
+    /// Each pair is a run: 1 to 16 points `delta` apart (any i64, so runs wrap around the
+    /// range) with one value, the number taken from the value's top bits.
+    Runs,
+}
+
 #[derive(Arbitrary, Debug)]
 struct Input {
-    /// `(timestamp, value bits)`; the timestamp is taken as a delta from the previous one
-    /// when `relative`, so small steps are common.
     points: Vec<(i64, u64)>,
-    relative: bool,
+    mode: Mode,
     split: u16,
 }
 
+/// Points at the most (runs multiply them).
+const MAX_POINTS: usize = 4096;
+
 fuzz_target!(|input: Input| {
     let mut t = 0i64;
-    let points: Vec<(i64, f64)> = input
-        .points
-        .iter()
-        .map(|&(ts, bits)| {
-            t = if input.relative {
-                t.wrapping_add(ts % 4096)
-            } else {
-                ts
-            };
-            (t, f64::from_bits(bits))
-        })
-        .collect();
+    let mut points: Vec<(i64, f64)> = Vec::new();
+    for &(ts, bits) in &input.points {
+        let (step, repeat) = match input.mode {
+            Mode::Absolute => {
+                t = ts;
+                (0, 1)
+            }
+            Mode::Relative => (ts % 4096, 1),
+            Mode::Runs => (ts, 1 + (bits >> 60) as usize),
+        };
+        for _ in 0..repeat {
+            t = t.wrapping_add(step);
+            points.push((t, f64::from_bits(bits)));
+        }
+        if points.len() >= MAX_POINTS {
+            break;
+        }
+    }
     let want: Vec<(i64, u64)> = points.iter().map(|&(t, v)| (t, v.to_bits())).collect();
 
     let block = encode(&points);
@@ -65,6 +84,16 @@ fuzz_target!(|input: Input| {
         .collect();
     let c = GorillaCompressor::new();
     let blk = c.compress_sync(&dps).expect("compress");
+    if let (Some(min), Some(max)) = (
+        points.iter().map(|p| p.0).min(),
+        points.iter().map(|p| p.0).max(),
+    ) {
+        assert_eq!(
+            (blk.start_time, blk.end_time),
+            (min, max),
+            "block time range"
+        );
+    }
     let back = c.decompress_sync(&blk).expect("decompress");
     assert_eq!(back.len(), dps.len());
     assert!(back.iter().zip(&dps).all(|(a, b)| a.bit_eq(b)));
