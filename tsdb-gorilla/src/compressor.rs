@@ -44,10 +44,19 @@ impl GorillaCompressor {
             ))
         })?;
         let series = first.series_id;
-        if let Some((index, p)) = points
-            .iter()
-            .enumerate()
-            .find(|(_, p)| p.series_id != series)
+        // Encode while noting (branch-free) whether any point belongs to another series; the
+        // rare mixed batch is then reported with the first such point.
+        let mut other_series = 0u64;
+        let mut enc = Encoder::with_capacity(points.len());
+        enc.append_all(points.iter().map(|p| {
+            other_series |= p.series_id.0 ^ series.0;
+            (p.timestamp, p.value)
+        }));
+        if other_series != 0
+            && let Some((index, p)) = points
+                .iter()
+                .enumerate()
+                .find(|(_, p)| p.series_id != series)
         {
             return Err(Error::MixedSeries {
                 expected: series,
@@ -55,8 +64,6 @@ impl GorillaCompressor {
                 index,
             });
         }
-        let mut enc = Encoder::with_capacity(points.len());
-        enc.append_all(points.iter().map(|p| (p.timestamp, p.value)));
         let (start_time, end_time) = enc.time_range().unwrap_or((0, 0));
         Ok(CompressedBlock {
             codec: CodecId::GORILLA,
