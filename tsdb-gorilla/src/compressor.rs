@@ -5,7 +5,7 @@ use tsdb_core::{
     CodecId, CompressedBlock, Compressor, DataPoint, Error, Result, SeriesId, async_trait,
 };
 
-use crate::decoder::Decoder;
+use crate::decoder::{Decoder, Sink};
 use crate::encoder::Encoder;
 use crate::format::SOURCE;
 
@@ -95,28 +95,21 @@ impl GorillaCompressor {
                 ),
             ));
         }
-        // Bounded by the block size (checked in `Decoder::new`).
-        let mut out = Vec::with_capacity(block.point_count as usize);
-        let mut min = i64::MAX;
-        let mut max = i64::MIN;
-        // Bulk decode through a small pair of columns (the fast path), then the points.
-        let mut ts = [0i64; 256];
-        let mut vs = [0f64; 256];
-        loop {
-            let n = dec.decode_into(&mut ts, &mut vs)?;
-            if n == 0 {
-                break;
-            }
-            out.extend(ts[..n].iter().zip(&vs[..n]).map(|(&timestamp, &value)| {
-                min = min.min(timestamp);
-                max = max.max(timestamp);
-                DataPoint {
-                    series_id: block.series_id,
-                    timestamp,
-                    value,
-                }
-            }));
-        }
+        // Bounded by the block size (checked in `Decoder::new`). The points are decoded in
+        // place: pre-filled with the series, then each row's timestamp and value set.
+        let blank = DataPoint {
+            series_id: block.series_id,
+            timestamp: 0,
+            value: 0.0,
+        };
+        let mut out = vec![blank; block.point_count as usize];
+        let mut rows = Rows {
+            rows: &mut out,
+            min: i64::MAX,
+            max: i64::MIN,
+        };
+        dec.decode_to(&mut rows)?;
+        let (min, max) = (rows.min, rows.max);
         let (min, max) = if out.is_empty() { (0, 0) } else { (min, max) };
         if (min, max) != (block.start_time, block.end_time) {
             return Err(Error::corrupt(
@@ -148,5 +141,54 @@ impl Compressor for GorillaCompressor {
 
     async fn decompress(&self, block: &CompressedBlock) -> Result<Vec<DataPoint>> {
         self.decompress_sync(block)
+    }
+}
+
+/// `DataPoint`s as a decoding [`Sink`], noting the smallest and largest timestamp.
+struct Rows<'r> {
+    rows: &'r mut [DataPoint],
+    min: i64,
+    max: i64,
+}
+
+impl Sink for Rows<'_> {
+    #[inline(always)]
+    fn room(&self) -> usize {
+        self.rows.len()
+    }
+
+    #[inline(always)]
+    fn put(&mut self, i: usize, timestamp: i64, value: u64) {
+        self.min = self.min.min(timestamp);
+        self.max = self.max.max(timestamp);
+        let row = &mut self.rows[i];
+        row.timestamp = timestamp;
+        row.value = f64::from_bits(value);
+    }
+
+    #[inline(always)]
+    fn fill(&mut self, i: usize, run: usize, mut t: i64, delta: i64, value: u64) -> i64 {
+        let first = t.wrapping_add(delta);
+        let value = f64::from_bits(value);
+        for row in &mut self.rows[i..i + run] {
+            t = t.wrapping_add(delta);
+            row.timestamp = t;
+            row.value = value;
+        }
+        // A constant delta puts the run's extremes at its ends, unless it wrapped around the
+        // i64 range on the way: then every row is looked at.
+        let exact_last = delta
+            .checked_mul(run as i64 - 1)
+            .and_then(|span| first.checked_add(span));
+        if exact_last == Some(t) {
+            self.min = self.min.min(first).min(t);
+            self.max = self.max.max(first).max(t);
+        } else {
+            for row in &self.rows[i..i + run] {
+                self.min = self.min.min(row.timestamp);
+                self.max = self.max.max(row.timestamp);
+            }
+        }
+        t
     }
 }

@@ -191,13 +191,53 @@ fn next_point_from(
 }
 
 /// Applies a point's delta of delta (its value is already in `s`) and writes the point to row
-/// `i` of the columns.
+/// `i` of `out`.
 #[inline(always)]
-fn emit(s: &mut State, dod: i64, ts: &mut [i64], vs: &mut [f64], i: usize) {
+fn emit(s: &mut State, dod: i64, out: &mut impl Sink, i: usize) {
     s.prev_delta = s.prev_delta.wrapping_add(dod);
     s.prev_ts = s.prev_ts.wrapping_add(s.prev_delta);
-    ts[i] = s.prev_ts;
-    vs[i] = f64::from_bits(s.prev_value);
+    out.put(i, s.prev_ts, s.prev_value);
+}
+
+/// Where bulk decoding writes points: rows `0, 1, 2, ...` up to [`Sink::room`], in order.
+pub(crate) trait Sink {
+    /// How many points fit.
+    fn room(&self) -> usize;
+    /// Writes row `i`: timestamp `t`, value bits `v`.
+    fn put(&mut self, i: usize, t: i64, v: u64);
+    /// Writes rows `i..i + run` (`run >= 1`, within room): timestamps `t + delta`,
+    /// `t + 2 delta`, ... (wrapping) and value bits `v`. Returns the last timestamp.
+    fn fill(&mut self, i: usize, run: usize, t: i64, delta: i64, v: u64) -> i64;
+}
+
+/// A timestamp column and a value column.
+struct Columns<'c> {
+    ts: &'c mut [i64],
+    vs: &'c mut [f64],
+}
+
+impl Sink for Columns<'_> {
+    #[inline(always)]
+    fn room(&self) -> usize {
+        self.ts.len().min(self.vs.len())
+    }
+
+    #[inline(always)]
+    fn put(&mut self, i: usize, t: i64, v: u64) {
+        self.ts[i] = t;
+        self.vs[i] = f64::from_bits(v);
+    }
+
+    #[inline(always)]
+    fn fill(&mut self, i: usize, run: usize, t: i64, delta: i64, v: u64) -> i64 {
+        fill_run(
+            &mut self.ts[i..i + run],
+            &mut self.vs[i..i + run],
+            t,
+            delta,
+            f64::from_bits(v),
+        )
+    }
 }
 
 /// Writes a run of points with a constant delta and value; returns the last timestamp.
@@ -336,20 +376,24 @@ impl<'a> Decoder<'a> {
     /// returns how many were written. When this decodes the last point, the end check runs too.
     /// After an error the contents of the columns are unspecified.
     pub fn decode_into(&mut self, timestamps: &mut [i64], values: &mut [f64]) -> Result<usize> {
+        self.decode_to(&mut Columns {
+            ts: timestamps,
+            vs: values,
+        })
+    }
+
+    /// [`Decoder::decode_into`] for any [`Sink`].
+    #[inline(always)]
+    pub(crate) fn decode_to(&mut self, out: &mut impl Sink) -> Result<usize> {
         if self.done {
             return Ok(0);
         }
-        let want = self
-            .remaining()
-            .min(timestamps.len() as u64)
-            .min(values.len() as u64) as usize;
-        let (mut ts, mut vs) = (&mut timestamps[..want], &mut values[..want]);
+        let want = self.remaining().min(out.room() as u64) as usize;
+        let mut i = 0;
         if self.decoded == 0 && want > 0 {
             let (t, v) = first_point(self.data, &mut self.pos, &mut self.state);
-            ts[0] = t;
-            vs[0] = f64::from_bits(v);
-            ts = &mut ts[1..];
-            vs = &mut vs[1..];
+            out.put(0, t, v);
+            i = 1;
         }
         // The hot loop works on copies in registers. Reading past the end of the data is
         // harmless (zero bits; the count is bounded by the data size), so the overrun check
@@ -357,8 +401,7 @@ impl<'a> Decoder<'a> {
         let data = self.data;
         let mut pos = self.pos;
         let mut state = self.state;
-        let n = ts.len().min(vs.len());
-        let mut i = 0;
+        let n = want;
         while i < n {
             let w = peek128_at(data, pos);
             let p = (w >> 64) as u64;
@@ -369,19 +412,12 @@ impl<'a> Decoder<'a> {
                 // set-up cost of the batched loop.
                 let run = (p.leading_zeros() as usize / 2).min(n - i);
                 if run >= 8 {
-                    state.prev_ts = fill_run(
-                        &mut ts[i..i + run],
-                        &mut vs[i..i + run],
-                        state.prev_ts,
-                        state.prev_delta,
-                        f64::from_bits(state.prev_value),
-                    );
+                    state.prev_ts =
+                        out.fill(i, run, state.prev_ts, state.prev_delta, state.prev_value);
                     pos += 2 * run;
                     i += run;
                 } else {
-                    state.prev_ts = state.prev_ts.wrapping_add(state.prev_delta);
-                    ts[i] = state.prev_ts;
-                    vs[i] = f64::from_bits(state.prev_value);
+                    emit(&mut state, 0, out, i);
                     pos += 2;
                     i += 1;
                 }
@@ -406,7 +442,7 @@ impl<'a> Decoder<'a> {
                     0
                 };
                 if value_len != 0 {
-                    emit(&mut state, ((p << 2) as i64) >> 61, ts, vs, i);
+                    emit(&mut state, ((p << 2) as i64) >> 61, out, i);
                     pos += 5 + value_len;
                     i += 1;
                     continue;
@@ -416,7 +452,7 @@ impl<'a> Decoder<'a> {
                 if win.meaningful != 0 && win.meaningful <= 61 {
                     let payload = (p << 3) >> (64 - win.meaningful);
                     state.prev_value ^= payload << win.trailing();
-                    emit(&mut state, 0, ts, vs, i);
+                    emit(&mut state, 0, out, i);
                     pos += 3 + win.meaningful as usize;
                     i += 1;
                     continue;
@@ -431,7 +467,7 @@ impl<'a> Decoder<'a> {
                     let r = (p << 15) | ((w as u64) >> 49);
                     state.prev_value ^= (r >> (64 - win.meaningful)) << win.trailing();
                     state.window = win;
-                    emit(&mut state, 0, ts, vs, i);
+                    emit(&mut state, 0, out, i);
                     pos += 15 + win.meaningful as usize;
                     i += 1;
                     continue;
@@ -439,10 +475,7 @@ impl<'a> Decoder<'a> {
             }
             let point_start = pos;
             match next_point_from(data, w, &mut pos, &mut state) {
-                Ok((t, v)) => {
-                    ts[i] = t;
-                    vs[i] = f64::from_bits(v);
-                }
+                Ok((t, v)) => out.put(i, t, v),
                 Err(bad) => return Err(self.fail(bad_code(point_start, bad))),
             }
             i += 1;
