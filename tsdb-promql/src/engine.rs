@@ -612,7 +612,7 @@ pub(crate) fn dur_ms(d: &Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
         Some(Offset::Pos(d)) => dur_ms(d),
@@ -965,7 +965,7 @@ impl Evaluator<'_> {
         Ok(())
     }
 
-    fn at_time(&self, at: &Option<AtModifier>, t: i64) -> i64 {
+    pub(crate) fn at_time(&self, at: &Option<AtModifier>, t: i64) -> i64 {
         match at {
             None => t,
             Some(AtModifier::Start) => self.start,

@@ -5,7 +5,7 @@ use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
 use crate::aggregate::{kahan, mean, valid_label_name};
-use crate::engine::{Evaluator, Rng, Smp, Val, dur_ms, selector_matchers};
+use crate::engine::{Evaluator, Rng, Smp, Val, dur_ms, offset_ms, selector_matchers};
 use crate::error::{PromqlError, Result};
 use crate::labels::{LabelSet, NAME};
 use crate::rollup::{WindowSamples, extrapolated, quantile, variance};
@@ -55,50 +55,14 @@ fn over_time(m: Vec<Rng>, keep_name: bool, f: impl Fn(&[(i64, f64)]) -> Option<f
 
 /// The window `[start, end]` (ms) of the matrix argument at evaluation time `t`.
 fn window(ev: &Evaluator<'_>, e: &Expr, t: i64) -> Option<(i64, i64)> {
-    match e {
-        Expr::MatrixSelector(ms) => {
-            let at = match &ms.vs.at {
-                None => t,
-                Some(promql_parser::parser::AtModifier::Start) => ev.start,
-                Some(promql_parser::parser::AtModifier::End) => ev.end,
-                Some(promql_parser::parser::AtModifier::At(st)) => {
-                    match st.duration_since(std::time::UNIX_EPOCH) {
-                        Ok(d) => dur_ms(&d),
-                        Err(e) => dur_ms(&e.duration()).saturating_neg(),
-                    }
-                }
-            };
-            let off = match &ms.vs.offset {
-                None => 0,
-                Some(promql_parser::parser::Offset::Pos(d)) => dur_ms(d),
-                Some(promql_parser::parser::Offset::Neg(d)) => dur_ms(d).saturating_neg(),
-            };
-            let end = at.saturating_sub(off);
-            Some((end.saturating_sub(dur_ms(&ms.range)), end))
-        }
-        Expr::Subquery(sq) => {
-            let at = match &sq.at {
-                None => t,
-                Some(promql_parser::parser::AtModifier::Start) => ev.start,
-                Some(promql_parser::parser::AtModifier::End) => ev.end,
-                Some(promql_parser::parser::AtModifier::At(st)) => {
-                    match st.duration_since(std::time::UNIX_EPOCH) {
-                        Ok(d) => dur_ms(&d),
-                        Err(e) => dur_ms(&e.duration()).saturating_neg(),
-                    }
-                }
-            };
-            let off = match &sq.offset {
-                None => 0,
-                Some(promql_parser::parser::Offset::Pos(d)) => dur_ms(d),
-                Some(promql_parser::parser::Offset::Neg(d)) => dur_ms(d).saturating_neg(),
-            };
-            let end = at.saturating_sub(off);
-            Some((end.saturating_sub(dur_ms(&sq.range)), end))
-        }
-        Expr::Paren(p) => window(ev, &p.expr, t),
-        _ => None,
-    }
+    let (at, offset, range) = match e {
+        Expr::MatrixSelector(ms) => (&ms.vs.at, &ms.vs.offset, &ms.range),
+        Expr::Subquery(sq) => (&sq.at, &sq.offset, &sq.range),
+        Expr::Paren(p) => return window(ev, &p.expr, t),
+        _ => return None,
+    };
+    let end = ev.at_time(at, t).saturating_sub(offset_ms(offset));
+    Some((end.saturating_sub(dur_ms(range)), end))
 }
 
 fn instant_delta(points: &[(i64, f64)], rate: bool) -> Option<f64> {
