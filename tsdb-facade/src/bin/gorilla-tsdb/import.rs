@@ -347,6 +347,15 @@ fn sanitize_label(name: &str) -> String {
     sanitize_metric(name).replace(':', "_")
 }
 
+/// The lines of `text` that hold data, trimmed, with their 1-based line numbers: blank lines
+/// and `#` comments are left out (both formats skip them).
+fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| (n + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+}
+
 async fn import_influx(
     imp: &mut Importer<'_>,
     file: usize,
@@ -355,12 +364,7 @@ async fn import_influx(
     extra: &[(String, String)],
 ) -> Result<(), Error> {
     let precision = args.precision.unwrap_or(Precision::Ns);
-    for (n, line) in text.lines().enumerate() {
-        let line_no = n + 1;
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
+    for (line_no, trimmed) in data_lines(text) {
         let parsed = match influxdb_line_protocol::parse_lines(trimmed).next() {
             Some(Ok(p)) => p,
             Some(Err(e)) => {
@@ -426,12 +430,7 @@ async fn import_prometheus(
 ) -> Result<(), Error> {
     use prometheus_parse::LineInfo;
     let precision = args.precision.unwrap_or(Precision::Ms);
-    for (n, line) in text.lines().enumerate() {
-        let line_no = n + 1;
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
+    for (line_no, trimmed) in data_lines(text) {
         let LineInfo::Sample {
             metric_name,
             labels,
