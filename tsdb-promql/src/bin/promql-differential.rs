@@ -240,6 +240,29 @@ fn same(
 /// A comparable answer: `(labels, value)` pairs, or the error text.
 type Answer = Result<Vec<(LabelSet, f64)>, String>;
 
+/// Counts of the comparisons made so far.
+#[derive(Default)]
+struct Tally {
+    pass: usize,
+    fail: usize,
+    nonempty: usize,
+}
+
+impl Tally {
+    /// Compares one answer of Prometheus with ours and prints a mismatch, naming `what`.
+    fn add(&mut self, theirs: &Answer, mine: &Answer, what: &str) {
+        if theirs.as_ref().is_ok_and(|v| !v.is_empty()) {
+            self.nonempty += 1;
+        }
+        if same(theirs, mine) {
+            self.pass += 1;
+        } else {
+            self.fail += 1;
+            println!("MISMATCH {what}\n  prometheus: {theirs:?}\n  ours:       {mine:?}");
+        }
+    }
+}
+
 fn compare(
     corpus: &str,
     answers: &str,
@@ -257,7 +280,7 @@ fn compare(
     let mut answers = answers.lines();
     let ranges = std::fs::read_to_string(ranges)?;
     let mut ranges = ranges.lines();
-    let (mut pass, mut fail, mut nonempty) = (0, 0, 0);
+    let mut tally = Tally::default();
     for q in corpus
         .lines()
         .map(str::trim)
@@ -266,31 +289,18 @@ fn compare(
         for t in TIMES {
             let theirs = prom_answer(answers.next().ok_or("fewer answers than queries")?);
             let mine = ours(rt.block_on(engine.instant_query(q, t * 1000)));
-            if theirs.as_ref().is_ok_and(|v| !v.is_empty()) {
-                nonempty += 1;
-            }
-            if same(&theirs, &mine) {
-                pass += 1;
-            } else {
-                fail += 1;
-                println!("MISMATCH at {t}: {q}\n  prometheus: {theirs:?}\n  ours:       {mine:?}");
-            }
+            tally.add(&theirs, &mine, &format!("at {t}: {q}"));
         }
         let theirs = prom_answer(ranges.next().ok_or("fewer range answers than queries")?);
         let (s, e, step) = RANGE;
         let mine = ours_range(rt.block_on(engine.range_query(q, s * 1000, e * 1000, step * 1000)));
-        if theirs.as_ref().is_ok_and(|v| !v.is_empty()) {
-            nonempty += 1;
-        }
-        if same(&theirs, &mine) {
-            pass += 1;
-        } else {
-            fail += 1;
-            println!(
-                "MISMATCH in range query: {q}\n  prometheus: {theirs:?}\n  ours:       {mine:?}"
-            );
-        }
+        tally.add(&theirs, &mine, &format!("in range query: {q}"));
     }
+    let Tally {
+        pass,
+        fail,
+        nonempty,
+    } = tally;
     println!("{nonempty} of the comparisons had a non-empty answer from Prometheus");
     Ok((pass, fail))
 }
