@@ -35,6 +35,13 @@ fn cli_stdin(data_dir: &Path, args: &[&str], input: &str) -> Output {
     child.wait_with_output().expect("the binary finishes")
 }
 
+/// Asserts that `output` (a command's stderr or stdout) contains every one of `wanted`.
+fn assert_says(output: &str, wanted: &[&str]) {
+    for w in wanted {
+        assert!(output.contains(w), "missing {w:?} in:\n{output}");
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -96,20 +103,16 @@ fn influx_import_reports_bad_lines_and_keeps_the_good_ones_around_them() {
         "rejects give exit status 2: {stderr}"
     );
     let name = file.display().to_string();
-    assert!(
-        stderr.contains(&format!("{name}:3: line protocol")),
-        "{stderr}"
+    assert_says(
+        &stderr,
+        &[
+            &format!("{name}:3: line protocol"),
+            &format!("{name}:7: field \"name\" is a string"),
+            &format!("{name}:8: no timestamp"),
+            "3 line(s) rejected",
+            "imported 5 points of 3 series",
+        ],
     );
-    assert!(
-        stderr.contains(&format!("{name}:7: field \"name\" is a string")),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains(&format!("{name}:8: no timestamp")),
-        "{stderr}"
-    );
-    assert!(stderr.contains("3 line(s) rejected"), "{stderr}");
-    assert!(stderr.contains("imported 5 points of 3 series"), "{stderr}");
 
     let got = query_json(
         &data,
@@ -171,12 +174,14 @@ fn prometheus_text_from_stdin_with_bad_lines() {
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("<stdin>:5: value \"abc\" is not a number"),
-        "{stderr}"
+    assert_says(
+        &stderr,
+        &[
+            "<stdin>:5: value \"abc\" is not a number",
+            "<stdin>:6: no timestamp",
+            "imported 4 points of 1 series",
+        ],
     );
-    assert!(stderr.contains("<stdin>:6: no timestamp"), "{stderr}");
-    assert!(stderr.contains("imported 4 points of 1 series"), "{stderr}");
     // 10, 25, 5, 15: one counter reset, at 121 s.
     let got = query_json(
         &data,
@@ -248,19 +253,15 @@ fn csv_import_with_labels_then_query_stats_and_inspect() {
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains(&format!("{path}:4: value \"not-a-number\"")),
-        "{stderr}"
+    assert_says(
+        &stderr,
+        &[
+            &format!("{path}:4: value \"not-a-number\""),
+            &format!("{path}:5: timestamp \"yesterday\""),
+            &format!("{path}:6: expected 2 columns, found 1"),
+            "imported 3 points of 1 series",
+        ],
     );
-    assert!(
-        stderr.contains(&format!("{path}:5: timestamp \"yesterday\"")),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains(&format!("{path}:6: expected 2 columns, found 1")),
-        "{stderr}"
-    );
-    assert!(stderr.contains("imported 3 points of 1 series"), "{stderr}");
 
     let got = query_json(
         &data,
@@ -320,8 +321,10 @@ fn csv_import_with_labels_then_query_stats_and_inspect() {
     let out = cli(&data, &["inspect", "--match", "site=lab"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(stdout.contains("1 chunks, 3 points in chunks"), "{stdout}");
-    assert!(stdout.contains("2024-01-01T00:00:00Z"), "{stdout}");
+    assert_says(
+        &stdout,
+        &["1 chunks, 3 points in chunks", "2024-01-01T00:00:00Z"],
+    );
 }
 
 #[test]
