@@ -143,6 +143,37 @@ pub enum Error {
         reason: String,
     },
 
+    /// The backend lost state the engine had written to it (for example Redis restarted
+    /// without its data, or was flushed): answers would be incomplete, so none are given.
+    /// The owner of the engine restores the state (the database re-registers its series and
+    /// chunks from the catalog and storage, then calls [`crate::TimeIndex::mark_rebuilt`]);
+    /// until then calls that read fail with this error. Retrying later is safe.
+    #[error("{engine} lost its state: {reason}")]
+    StateLost {
+        /// The engine whose backend lost state.
+        engine: &'static str,
+        /// What was noticed.
+        reason: String,
+    },
+
+    /// A directory is held by another process or open handle (see [`crate::DirLock`]).
+    #[error("{path} is in use by another process or open handle ({holder} lock held)")]
+    InUse {
+        /// The locked directory.
+        path: String,
+        /// What kind of store the lock protects, e.g. `"database"`.
+        holder: &'static str,
+    },
+
+    /// The engine was opened read-only and refuses writes.
+    #[error("{engine} was opened read-only: {operation} is refused")]
+    ReadOnly {
+        /// The engine.
+        engine: &'static str,
+        /// The refused operation.
+        operation: &'static str,
+    },
+
     /// The engine was closed and takes no more requests.
     #[error("{engine} is closed")]
     Closed {
@@ -196,8 +227,9 @@ impl Error {
         }
     }
 
-    /// True when the operation may succeed if retried unchanged (the backend was unavailable).
+    /// True when the operation may succeed if retried unchanged (the backend was unavailable,
+    /// or lost state that is being restored).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unavailable { .. })
+        matches!(self, Error::Unavailable { .. } | Error::StateLost { .. })
     }
 }

@@ -48,6 +48,11 @@ use crate::types::{ChunkLocation, ChunkReference, SeriesId, TimeRange};
 ///   starts after it returned, including through another instance sharing the same backend.
 /// - A failed call returns an error and leaves the index either unchanged or fully changed for
 ///   that call, so any call can be retried; [`crate::Error::Unavailable`] marks backend outages.
+/// - An index whose backend can lose what was written to it (a Redis restarted empty) must
+///   notice it and never answer a read from the diminished state: reads fail with
+///   [`crate::Error::StateLost`] while writes (`register_series`, `add_chunk`,
+///   `remove_chunks`, `drop_series`) still succeed, so that the owner can register its series
+///   and chunks again; the owner then calls [`TimeIndex::mark_rebuilt`] and reads answer again.
 ///
 /// The conformance kit (`tsdb_core::testkit::index`, feature `testkit`) checks all this.
 #[async_trait]
@@ -82,6 +87,18 @@ pub trait TimeIndex: Send + Sync + Debug + 'static {
 
     /// Forgets a series: its labels and all its chunk references.
     async fn drop_series(&self, series: SeriesId) -> Result<()>;
+
+    /// Whether the backend has lost state since the last check (see the contract); checks
+    /// the backend now. Default: `Ok(false)`, for indexes that cannot lose state.
+    async fn state_lost(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Tells the index that its owner has registered every series and added every chunk again
+    /// after [`crate::Error::StateLost`]; reads answer again. Default: `Ok(())`.
+    async fn mark_rebuilt(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An index behind a pointer: `Arc<DynTimeIndex>`.
@@ -89,6 +106,7 @@ pub type DynTimeIndex = dyn TimeIndex;
 
 macro_rules! forward_index {
     ($($wrapper:ident),*) => {$(
+        #[deny(clippy::missing_trait_methods)]
         #[async_trait]
         impl<T: TimeIndex + ?Sized> TimeIndex for $wrapper<T> {
             fn name(&self) -> &'static str {
@@ -124,6 +142,12 @@ macro_rules! forward_index {
             }
             async fn drop_series(&self, series: SeriesId) -> Result<()> {
                 (**self).drop_series(series).await
+            }
+            async fn state_lost(&self) -> Result<bool> {
+                (**self).state_lost().await
+            }
+            async fn mark_rebuilt(&self) -> Result<()> {
+                (**self).mark_rebuilt().await
             }
         }
     )*};

@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod compressor;
+mod dir_lock;
 mod error;
 mod index;
 mod labels;
@@ -19,6 +20,7 @@ pub use async_trait::async_trait;
 pub use bytes::Bytes;
 
 pub use compressor::{Compressor, DynCompressor};
+pub use dir_lock::DirLock;
 pub use error::{Error, Result};
 pub use index::{DynTimeIndex, TimeIndex};
 pub use labels::{Label, Labels, METRIC_NAME_LABEL};

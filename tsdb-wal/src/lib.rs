@@ -9,4 +9,5 @@ mod scan;
 mod wal;
 
 pub use replay::Replay;
-pub use wal::{Lsn, Wal, WalConfig, WalDurability, WalRecovery, WalStats};
+pub use scan::WalDamage;
+pub use wal::{Lsn, Wal, WalCheckpoint, WalConfig, WalDurability, WalRecovery, WalStats};

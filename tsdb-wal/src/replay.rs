@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use tsdb_core::{Error, Result};
 
 use crate::Lsn;
-use crate::format::{self, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::scan::ScannedSegment;
+use crate::format::{self, RECORD_HEADER_LEN};
+use crate::scan::{ScannedSegment, Span, WalDamage};
 
 /// Read buffer of one segment being replayed.
 const READ_BUFFER: usize = 256 * 1024;
@@ -17,8 +17,7 @@ const READ_BUFFER: usize = 256 * 1024;
 struct Part {
     path: PathBuf,
     file: File,
-    first_lsn: Lsn,
-    valid_end: u64,
+    span: Span,
 }
 
 /// The records present when the WAL was opened, in append (= LSN) order.
@@ -38,31 +37,41 @@ pub struct Replay {
     current: Option<(BufReader<File>, PathBuf, u64, u64, Lsn)>,
     records: u64,
     done: bool,
+    damage: Vec<WalDamage>,
 }
 
 impl Replay {
-    pub(crate) fn new(segments: &mut [ScannedSegment]) -> Result<Replay> {
+    pub(crate) fn new(segments: &mut [ScannedSegment], damage: Vec<WalDamage>) -> Result<Replay> {
         let mut parts = Vec::with_capacity(segments.len());
         let mut records = 0;
         for s in segments.iter() {
-            records += s.next_lsn.get().wrapping_sub(s.first_lsn.get());
-            let file = s
-                .file
-                .try_clone()
-                .map_err(|e| Error::io(s.path.display(), e))?;
-            parts.push(Part {
-                path: s.path.clone(),
-                file,
-                first_lsn: s.first_lsn,
-                valid_end: s.valid_end,
-            });
+            for span in &s.spans {
+                records += span.next_lsn.get() - span.first_lsn.get();
+                let file = s
+                    .file
+                    .try_clone()
+                    .map_err(|e| Error::io(s.path.display(), e))?;
+                parts.push(Part {
+                    path: s.path.clone(),
+                    file,
+                    span: *span,
+                });
+            }
         }
         Ok(Replay {
             parts: parts.into_iter(),
             current: None,
             records,
             done: false,
+            damage,
         })
+    }
+
+    /// Damage open found and the recovery policy let it skip (with
+    /// [`crate::WalRecovery::SkipDamaged`]), and damage in records no longer needed: what
+    /// was lost, and where. Empty for an undamaged log.
+    pub fn damage(&self) -> &[WalDamage] {
+        &self.damage
     }
 
     /// How many records the replay yields in total (counted when the WAL was opened).
@@ -77,14 +86,14 @@ impl Replay {
                     return Ok(None);
                 };
                 let mut file = part.file;
-                file.seek(SeekFrom::Start(SEGMENT_HEADER_LEN as u64))
+                file.seek(SeekFrom::Start(part.span.start))
                     .map_err(|e| Error::io(part.path.display(), e))?;
                 self.current = Some((
                     BufReader::with_capacity(READ_BUFFER, file),
                     part.path,
-                    SEGMENT_HEADER_LEN as u64,
-                    part.valid_end,
-                    part.first_lsn,
+                    part.span.start,
+                    part.span.end,
+                    part.span.first_lsn,
                 ));
             }
             let Some((reader, path, pos, end, next)) = self.current.as_mut() else {

@@ -27,6 +27,19 @@ fn parse_segment_file_name(name: &str) -> Option<Lsn> {
     stem.parse().ok().map(Lsn)
 }
 
+/// A run of consecutive valid records inside a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// Offset of the run's first record.
+    pub(crate) start: u64,
+    /// Offset just past its last record.
+    pub(crate) end: u64,
+    /// LSN of its first record.
+    pub(crate) first_lsn: Lsn,
+    /// LSN after its last record.
+    pub(crate) next_lsn: Lsn,
+}
+
 /// A segment as found (and possibly repaired) by the scan.
 #[derive(Debug)]
 pub(crate) struct ScannedSegment {
@@ -36,12 +49,58 @@ pub(crate) struct ScannedSegment {
     pub(crate) path: PathBuf,
     /// Read handle, kept for replay.
     pub(crate) file: File,
-    /// End of the last valid record (records live in `SEGMENT_HEADER_LEN..valid_end`).
-    pub(crate) valid_end: u64,
+    /// The runs of valid records, in order (more than one only around skipped damage).
+    pub(crate) spans: Vec<Span>,
     /// LSN after its last valid record.
     pub(crate) next_lsn: Lsn,
     /// Size on disk after repair.
     pub(crate) size: u64,
+}
+
+/// Damage that [`crate::Wal::open`] found: bytes that held, or may have held, acknowledged
+/// records, and the LSNs that were lost with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalDamage {
+    /// The segment file.
+    pub segment: PathBuf,
+    /// Byte offset of the damage in it.
+    pub offset: u64,
+    /// Bytes that were skipped or cut (0 for a missing range of records).
+    pub bytes: u64,
+    /// First LSN lost.
+    pub lost_from: Lsn,
+    /// LSN after the last one lost (`None` when unknown: the damage runs to the end of the log).
+    pub lost_to: Option<Lsn>,
+    /// Whether the lost records were still needed (at or after [`crate::WalConfig::needed_from`]);
+    /// damage behind it is only a warning.
+    pub needed: bool,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for WalDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} at offset {} ({} bytes): {}; LSNs {}..{} lost",
+            self.segment.display(),
+            self.offset,
+            self.bytes,
+            self.reason,
+            self.lost_from,
+            self.lost_to
+                .map_or_else(|| "end".to_owned(), |l| l.to_string())
+        )
+    }
+}
+
+/// What the scan decided for one segment, applied once the whole log is classified.
+#[derive(Debug)]
+enum Repair {
+    /// Cut the file at this length.
+    Truncate(u64),
+    /// Rewrite an empty header.
+    ResetHeader,
 }
 
 /// Result of scanning a directory.
@@ -49,6 +108,19 @@ pub(crate) struct ScannedSegment {
 pub(crate) struct Scan {
     /// Segments in LSN order.
     pub(crate) segments: Vec<ScannedSegment>,
+    /// Damage found, needed or not (the caller logs it; needed damage is only here when the
+    /// recovery policy allowed skipping it).
+    pub(crate) damage: Vec<WalDamage>,
+}
+
+/// How to scan: the recovery policy and what the owner knows of the log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanRules {
+    pub(crate) recovery: WalRecovery,
+    pub(crate) read_only: bool,
+    pub(crate) needed_from: Lsn,
+    pub(crate) written_before: Lsn,
+    pub(crate) closed_cleanly: bool,
 }
 
 /// Lists `*.wal` segment files of `dir`, sorted by first LSN.
@@ -72,18 +144,130 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(Lsn, PathBuf)>> {
 }
 
 /// Scans every segment of `dir`; see the README's "Recovery" section for the rules.
-pub(crate) fn scan_dir(dir: &Path, recovery: WalRecovery) -> Result<Scan> {
+///
+/// Two phases: every segment is classified first (nothing is written), then, if the policy
+/// accepts what was found, torn tails are cut and torn headers rewritten (unless read-only).
+pub(crate) fn scan_dir(dir: &Path, rules: ScanRules) -> Result<Scan> {
     let listed = list_segments(dir)?;
     let count = listed.len();
     let mut segments: Vec<ScannedSegment> = Vec::with_capacity(count);
+    let mut damage: Vec<WalDamage> = Vec::new();
+    let mut repairs: Vec<(PathBuf, Lsn, Repair)> = Vec::new();
     for (i, (name_lsn, path)) in listed.into_iter().enumerate() {
         let is_last = i + 1 == count;
-        let expected = segments.last().map(|s| s.next_lsn);
-        if let Some(seg) = scan_segment(&path, name_lsn, is_last, expected, recovery)? {
+        // Continuity with the previous segment; a damaged run at the end of the previous
+        // segment ends where this one starts.
+        if let Some(open) = damage.last_mut()
+            && open.lost_to.is_none()
+        {
+            open.lost_to = Some(name_lsn);
+        }
+        if let Some(prev) = segments.last()
+            && name_lsn != prev.next_lsn
+            && !damage.last().is_some_and(|d| d.lost_to == Some(name_lsn))
+        {
+            if name_lsn < prev.next_lsn {
+                return Err(Error::corrupt(
+                    path.display(),
+                    0,
+                    format!(
+                        "segment starts at LSN {name_lsn} but the previous segment already reaches LSN {}",
+                        prev.next_lsn
+                    ),
+                ));
+            }
+            damage.push(WalDamage {
+                segment: path.clone(),
+                offset: 0,
+                bytes: 0,
+                lost_from: prev.next_lsn,
+                lost_to: Some(name_lsn),
+                needed: false,
+                reason: format!(
+                    "records are missing between segments: the previous segment ends before LSN {}, this one starts at LSN {name_lsn}",
+                    prev.next_lsn
+                ),
+            });
+        }
+        let found = scan_segment(&path, name_lsn, is_last, rules.written_before)?;
+        damage.extend(found.damage);
+        if let Some(repair) = found.repair {
+            repairs.push((path.clone(), name_lsn, repair));
+        }
+        if let Some(seg) = found.segment {
             segments.push(seg);
         }
     }
-    Ok(Scan { segments })
+    // The log ends before what the owner knows was written (a cut at a record boundary, the
+    // newest segment removed).
+    let end = segments.last().map_or(Lsn(1), |s| s.next_lsn);
+    if end < rules.written_before && !damage.iter().any(|d| d.lost_to.is_none()) {
+        let (segment, offset) = segments.last().map_or_else(
+            || (dir.to_path_buf(), 0),
+            |s| {
+                (
+                    s.path.clone(),
+                    s.spans
+                        .last()
+                        .map_or(SEGMENT_HEADER_LEN as u64, |sp| sp.end),
+                )
+            },
+        );
+        damage.push(WalDamage {
+            segment,
+            offset,
+            bytes: 0,
+            lost_from: end,
+            lost_to: Some(rules.written_before),
+            needed: false,
+            reason: format!(
+                "the log ends at LSN {end}, before LSN {}, which its owner recorded as written (a cut file or a removed segment)",
+                rules.written_before
+            ),
+        });
+    }
+    for d in &mut damage {
+        if d.lost_to.is_none() && rules.closed_cleanly {
+            // Nothing was appended after the clean close that recorded `written_before`.
+            d.lost_to = Some(rules.written_before.max(d.lost_from));
+        }
+        d.needed = d.lost_to.is_none_or(|to| to > rules.needed_from);
+    }
+    if rules.recovery == WalRecovery::Strict
+        && let Some(d) = damage.iter().find(|d| d.needed)
+    {
+        return Err(Error::corrupt(
+            d.segment.display(),
+            d.offset,
+            format!(
+                "{}; LSNs from {} lost (acknowledged records may be damaged; open with WalRecovery::SkipDamaged to keep the rest)",
+                d.reason, d.lost_from
+            ),
+        ));
+    }
+    for d in &damage {
+        if d.needed {
+            tracing::warn!(damage = %d, "WAL: skipping damaged records (recovery = SkipDamaged)");
+        } else {
+            tracing::warn!(damage = %d, "WAL: damage in records no longer needed (behind the checkpoint)");
+        }
+    }
+    if !rules.read_only {
+        for (path, first, repair) in &repairs {
+            match repair {
+                Repair::Truncate(len) => truncate_file(path, *len)?,
+                Repair::ResetHeader => reset_segment(path, *first)?,
+            }
+        }
+    }
+    Ok(Scan { segments, damage })
+}
+
+/// What [`scan_segment`] found in one file.
+struct SegmentScan {
+    segment: Option<ScannedSegment>,
+    damage: Vec<WalDamage>,
+    repair: Option<Repair>,
 }
 
 fn read_all(path: &Path) -> Result<(File, Vec<u8>)> {
@@ -121,11 +305,12 @@ fn scan_segment(
     path: &Path,
     name_lsn: Lsn,
     is_last: bool,
-    expected: Option<Lsn>,
-    recovery: WalRecovery,
-) -> Result<Option<ScannedSegment>> {
-    let (_, mut bytes) = read_all(path)?;
-    let mut file_len = bytes.len() as u64;
+    written_before: Lsn,
+) -> Result<SegmentScan> {
+    let (_, bytes) = read_all(path)?;
+    let file_len = bytes.len() as u64;
+    let mut damage = Vec::new();
+    let mut repair = None;
 
     // The header.
     match format::decode_segment_header(&bytes) {
@@ -141,45 +326,53 @@ fn scan_segment(
             // in, so a last segment no longer than a header is a torn creation: nothing in it
             // was ever acknowledged.
             let torn_creation = is_last && bytes.len() <= SEGMENT_HEADER_LEN;
-            if torn_creation || (is_last && recovery == WalRecovery::SkipDamaged) {
+            if torn_creation {
                 tracing::warn!(segment = %path.display(), offset = 0, bytes_dropped = file_len, %reason,
-                    "WAL: rewriting the damaged header of the last segment (torn segment creation)");
-                reset_segment(path, name_lsn)?;
-                // Scan what is on disk now: a header and no records.
-                bytes = format::encode_segment_header(name_lsn).to_vec();
-                file_len = bytes.len() as u64;
-            } else if recovery == WalRecovery::SkipDamaged {
-                tracing::warn!(segment = %path.display(), %reason, bytes_skipped = file_len,
-                    "WAL: skipping a segment with a damaged header (recovery = SkipDamaged)");
-                return Ok(None);
+                    "WAL: rewriting the torn header of the last segment (torn segment creation)");
             } else {
-                return Err(Error::corrupt(path.display(), 0, reason));
+                damage.push(WalDamage {
+                    segment: path.to_path_buf(),
+                    offset: 0,
+                    bytes: file_len,
+                    lost_from: name_lsn,
+                    lost_to: None,
+                    needed: false,
+                    reason: format!("damaged segment header: {reason}"),
+                });
             }
+            if !is_last {
+                return Ok(SegmentScan {
+                    segment: None,
+                    damage,
+                    repair: None,
+                });
+            }
+            let file = File::open(path).map_err(|e| Error::io(path.display(), e))?;
+            return Ok(SegmentScan {
+                segment: Some(ScannedSegment {
+                    first_lsn: name_lsn,
+                    path: path.to_path_buf(),
+                    file,
+                    spans: Vec::new(),
+                    next_lsn: name_lsn,
+                    size: SEGMENT_HEADER_LEN as u64,
+                }),
+                damage,
+                repair: Some(Repair::ResetHeader),
+            });
         }
     }
-    let first_lsn = name_lsn;
 
-    // Continuity with the previous segment.
-    if let Some(expected) = expected
-        && first_lsn != expected
-    {
-        let reason = format!(
-            "segment starts at LSN {first_lsn} but the previous segment ends before LSN {expected}"
-        );
-        if recovery == WalRecovery::SkipDamaged && first_lsn > expected {
-            tracing::warn!(segment = %path.display(), missing_from = %expected, missing_to = %first_lsn,
-                "WAL: records are missing between segments (recovery = SkipDamaged)");
-        } else {
-            return Err(Error::corrupt(path.display(), 0, reason));
-        }
-    }
-
-    // The records.
+    // The records, in runs separated by damage.
+    let mut spans: Vec<Span> = Vec::new();
     let mut offset = SEGMENT_HEADER_LEN;
-    let mut next = first_lsn;
-    let mut valid_end = file_len.min(SEGMENT_HEADER_LEN as u64);
+    let mut next = name_lsn;
+    let mut run = (offset, next);
+    let mut valid_end = SEGMENT_HEADER_LEN as u64;
+    let mut broken = false;
     while offset < bytes.len() {
-        let problem = match format::decode_record(&bytes[offset..]) {
+        let decoded = format::decode_record(&bytes[offset..]);
+        let problem = match decoded {
             Decoded::Record {
                 lsn, encoded_len, ..
             } if lsn == next => {
@@ -194,52 +387,90 @@ fn scan_segment(
                 format!("record checksum mismatch (stored LSN {stored_lsn}, expected {next})")
             }
         };
-        let follower = find_valid_record(&bytes, offset + 1, next);
-        let dropped = file_len - offset as u64;
-        if is_last && follower.is_none() {
-            tracing::warn!(segment = %path.display(), offset, bytes_dropped = dropped, %problem,
-                "WAL: truncating a torn tail");
-            truncate_file(path, offset as u64)?;
-        } else {
-            let context = match follower {
-                Some((at, lsn)) => {
-                    format!("; a valid record with LSN {lsn} follows at offset {at}")
-                }
-                None => "; the segment is not the last one".to_string(),
-            };
-            if recovery != WalRecovery::SkipDamaged {
-                return Err(Error::corrupt(
-                    path.display(),
-                    offset as u64,
-                    format!("{problem}{context} (acknowledged records may be damaged)"),
-                ));
-            }
-            if is_last {
-                tracing::warn!(segment = %path.display(), offset, bytes_dropped = dropped, %problem, %context,
-                    "WAL: truncating the last segment at a damaged record (recovery = SkipDamaged)");
-                truncate_file(path, offset as u64)?;
-            } else {
-                tracing::warn!(segment = %path.display(), offset, bytes_skipped = dropped, %problem, %context,
-                    "WAL: skipping the rest of a damaged segment (recovery = SkipDamaged)");
-            }
+        if run.0 < offset {
+            spans.push(Span {
+                start: run.0 as u64,
+                end: offset as u64,
+                first_lsn: run.1,
+                next_lsn: next,
+            });
         }
+        if let Some((at, lsn)) = find_valid_record(&bytes, offset + 1, next) {
+            // Damage with valid records after it: skip just the damaged bytes.
+            damage.push(WalDamage {
+                segment: path.to_path_buf(),
+                offset: offset as u64,
+                bytes: (at - offset) as u64,
+                lost_from: next,
+                lost_to: Some(lsn),
+                needed: false,
+                reason: format!("{problem}; a valid record with LSN {lsn} follows at offset {at}"),
+            });
+            offset = at;
+            next = lsn;
+            run = (offset, next);
+            continue;
+        }
+        let tail = &bytes[offset..];
+        let torn = matches!(decoded, Decoded::Incomplete) || tail.iter().all(|&b| b == 0);
+        if is_last && torn && next >= written_before {
+            // The remains of a write that was never acknowledged.
+            tracing::warn!(segment = %path.display(), offset, bytes_dropped = tail.len(), %problem,
+                "WAL: cutting a torn tail");
+        } else {
+            let reason = if !is_last {
+                format!("{problem}; the segment is not the last one")
+            } else if torn {
+                format!(
+                    "{problem} at the end of the log, but records up to LSN {} were recorded as written",
+                    written_before.get().saturating_sub(1)
+                )
+            } else {
+                format!(
+                    "{problem}: a complete record is damaged at the end of the log (bit rot or tampering; after a power loss, possibly a torn unacknowledged write)"
+                )
+            };
+            // How far the loss runs is not known here: to the next segment's first LSN
+            // (scan_dir fills it in) or, in the last segment, to the end of the log.
+            damage.push(WalDamage {
+                segment: path.to_path_buf(),
+                offset: offset as u64,
+                bytes: tail.len() as u64,
+                lost_from: next,
+                lost_to: None,
+                needed: false,
+                reason,
+            });
+        }
+        broken = true;
         break;
     }
-    let size = if is_last {
-        valid_end.max(SEGMENT_HEADER_LEN as u64)
-    } else {
-        file_len
-    };
+    if !broken && run.0 < offset {
+        spans.push(Span {
+            start: run.0 as u64,
+            end: valid_end,
+            first_lsn: run.1,
+            next_lsn: next,
+        });
+    }
+    if is_last && valid_end < file_len {
+        repair = Some(Repair::Truncate(valid_end));
+    }
+    let size = if is_last { valid_end } else { file_len };
     // Reopen for replay: the handle stays valid even if the file is deleted later.
     let file = File::open(path).map_err(|e| Error::io(path.display(), e))?;
-    Ok(Some(ScannedSegment {
-        first_lsn,
-        path: path.to_path_buf(),
-        file,
-        valid_end,
-        next_lsn: next,
-        size,
-    }))
+    Ok(SegmentScan {
+        segment: Some(ScannedSegment {
+            first_lsn: name_lsn,
+            path: path.to_path_buf(),
+            file,
+            spans,
+            next_lsn: next,
+            size,
+        }),
+        damage,
+        repair,
+    })
 }
 
 /// Looks for a record with a valid checksum and an LSN `>= min_lsn` starting anywhere in

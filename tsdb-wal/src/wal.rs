@@ -9,15 +9,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tsdb_core::{Error, Result};
+use tsdb_core::{DirLock, Error, Result};
 
 use crate::format::{self, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::group_commit::GroupCommit;
 use crate::replay::Replay;
-use crate::scan::{self, segment_file_name};
+use crate::scan::{self, ScanRules, segment_file_name};
 
 /// Name used in errors.
 const ENGINE: &str = "tsdb-wal";
+/// How long open waits for a handle that was dropped without closing to let go of the
+/// directory lock (its background tasks stop within moments).
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Log sequence number: the position of a record in the log.
 ///
@@ -87,6 +90,43 @@ pub struct WalConfig {
     pub max_record_size: u32,
     /// What open does with damage that is not a torn tail. Default [`WalRecovery::Strict`].
     pub recovery: WalRecovery,
+    /// What the log's owner recorded of it (from its checkpoint), so that open can tell
+    /// harmless damage from lost records. Default: nothing known.
+    pub checkpoint: WalCheckpoint,
+    /// Open without the directory lock and without modifying anything: no torn-tail repair,
+    /// no directory creation; every append fails with [`Error::ReadOnly`]. For tools that
+    /// inspect a log another process may be writing. Default `false`.
+    pub read_only: bool,
+}
+
+/// What the owner of a log knows of it from its own durable records (the database keeps it
+/// in its checkpoint mark). [`Wal::open`] uses it to judge damage:
+///
+/// - records before `needed_from` are durable elsewhere, so damage there is only a warning,
+///   and the log never hands out an LSN below it;
+/// - every record before `written_before` existed when the owner last looked, so a log that
+///   now ends earlier (a cut file, a removed segment) lost acknowledged records, which is
+///   damage, not a torn tail;
+/// - with `closed_cleanly`, nothing was appended after `written_before`, so damage at the very
+///   end of the log is confined to records before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalCheckpoint {
+    /// Records before this LSN are not needed any more.
+    pub needed_from: Lsn,
+    /// The log held every record before this LSN.
+    pub written_before: Lsn,
+    /// Nothing was appended after `written_before`.
+    pub closed_cleanly: bool,
+}
+
+impl Default for WalCheckpoint {
+    fn default() -> Self {
+        WalCheckpoint {
+            needed_from: Lsn(1),
+            written_before: Lsn(1),
+            closed_cleanly: false,
+        }
+    }
 }
 
 impl Default for WalConfig {
@@ -96,6 +136,8 @@ impl Default for WalConfig {
             durability: WalDurability::Always,
             max_record_size: 128 << 20,
             recovery: WalRecovery::Strict,
+            checkpoint: WalCheckpoint::default(),
+            read_only: false,
         }
     }
 }
@@ -174,6 +216,8 @@ struct Inner {
     /// Serializes truncations (segments must be deleted oldest first).
     truncating: tokio::sync::Mutex<()>,
     counters: Counters,
+    /// The directory lock (none when read-only), released by `close` or with the last handle.
+    lock: std::sync::Mutex<Option<DirLock>>,
 }
 
 /// The write-ahead log. Cheap to clone (an `Arc` inside); all methods take `&self` and may be
@@ -221,8 +265,10 @@ fn create_segment(dir: &Path, first: Lsn) -> Result<(File, PathBuf)> {
         .create_new(true)
         .open(&path)
         .map_err(|e| Error::io(path.display(), e))?;
-    file.write_all(&format::encode_segment_header(first))
-        .map_err(|e| Error::io(path.display(), e))?;
+    if let Err(e) = file.write_all(&format::encode_segment_header(first)) {
+        let _ = std::fs::remove_file(&path);
+        return Err(Error::io(path.display(), e));
+    }
     Ok((file, path))
 }
 
@@ -241,11 +287,22 @@ impl Wal {
         if config.durability == WalDurability::Interval(Duration::ZERO) {
             return Err(Error::invalid_input("WAL durability interval must be > 0"));
         }
-        let recovery = config.recovery;
-        let (state, replay, dir_fsyncs) = blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
-            let mut scan = scan::scan_dir(&dir, recovery)?;
-            let replay = Replay::new(&mut scan.segments)?;
+        let rules = ScanRules {
+            recovery: config.recovery,
+            read_only: config.read_only,
+            needed_from: config.checkpoint.needed_from,
+            written_before: config.checkpoint.written_before,
+            closed_cleanly: config.checkpoint.closed_cleanly,
+        };
+        let (state, replay, dir_fsyncs, lock) = blocking(move || {
+            let lock = if rules.read_only {
+                None
+            } else {
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+                Some(DirLock::acquire(&dir, ENGINE, LOCK_WAIT)?)
+            };
+            let mut scan = scan::scan_dir(&dir, rules)?;
+            let replay = Replay::new(&mut scan.segments, scan.damage)?;
             let mut dir_fsyncs = 0;
             let mut sealed: VecDeque<SegmentMeta> = scan
                 .segments
@@ -256,14 +313,37 @@ impl Wal {
                     size: s.size,
                 })
                 .collect();
-            let next_lsn = scan.segments.last().map_or(Lsn(1), |s| s.next_lsn);
-            let (file, active) = match sealed.pop_back() {
+            let scanned_next = scan.segments.last().map_or(Lsn(1), |s| s.next_lsn);
+            // Never hand out an LSN the owner has seen, even if the log lost its newest records.
+            let floor = rules.needed_from.max(rules.written_before);
+            let next_lsn = scanned_next.max(floor);
+            let active = if next_lsn > scanned_next {
+                None
+            } else {
+                sealed.pop_back()
+            };
+            let (file, active) = match active {
+                Some(active) if rules.read_only => {
+                    let file = File::open(&active.path)
+                        .map_err(|e| Error::io(active.path.display(), e))?;
+                    (file, active)
+                }
                 Some(active) => {
                     let file = OpenOptions::new()
                         .append(true)
                         .open(&active.path)
                         .map_err(|e| Error::io(active.path.display(), e))?;
                     (file, active)
+                }
+                None if rules.read_only => {
+                    // Nothing to append to, and nothing will be: a placeholder handle.
+                    let file = File::open(&dir).map_err(|e| Error::io(dir.display(), e))?;
+                    let meta = SegmentMeta {
+                        first_lsn: next_lsn,
+                        path: dir.join(scan::segment_file_name(next_lsn)),
+                        size: 0,
+                    };
+                    (file, meta)
                 }
                 None => {
                     let (file, path) = create_segment(&dir, next_lsn)?;
@@ -288,7 +368,7 @@ impl Wal {
                 poisoned: None,
                 buf: Vec::new(),
             };
-            Ok((state, replay, dir_fsyncs))
+            Ok((state, replay, dir_fsyncs, lock))
         })
         .await?;
         tracing::info!(dir = %config_dir(&state).display(), records = replay.record_count(),
@@ -311,12 +391,13 @@ impl Wal {
             commit,
             truncating: tokio::sync::Mutex::new(()),
             counters,
+            lock: std::sync::Mutex::new(lock),
         });
         {
             let st = inner.state.lock().await;
             inner.publish(&st);
         }
-        if let Some(period) = interval {
+        if let Some(period) = interval.filter(|_| !inner.config.read_only) {
             tokio::spawn(interval_syncer(Arc::downgrade(&inner), period));
         }
         Ok((Wal { inner }, replay))
@@ -378,6 +459,12 @@ impl Wal {
     /// a crash leaves a gap-free log. Returns the number of segments deleted.
     pub async fn truncate_before(&self, lsn: Lsn) -> Result<usize> {
         let inner = &self.inner;
+        if inner.config.read_only {
+            return Err(Error::ReadOnly {
+                engine: ENGINE,
+                operation: "truncate",
+            });
+        }
         let _one_at_a_time = inner.truncating.lock().await;
         let doomed: Vec<PathBuf> = {
             let mut st = inner.state.lock().await;
@@ -432,7 +519,14 @@ impl Wal {
             st.closed = true;
             st.next_lsn.get().saturating_sub(1)
         };
-        self.inner.sync_to(written).await
+        let synced = self.inner.sync_to(written).await;
+        // Another opener may take the directory now: this handle refuses every write.
+        self.inner
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        synced
     }
 
     /// LSN of the oldest record retained, or `None` if the log holds none.
@@ -513,6 +607,12 @@ impl Inner {
         if st.closed {
             return Err(closed());
         }
+        if self.config.read_only {
+            return Err(Error::ReadOnly {
+                engine: ENGINE,
+                operation: "append",
+            });
+        }
         if let Some(reason) = &st.poisoned {
             return Err(poisoned(reason));
         }
@@ -556,14 +656,19 @@ impl Inner {
     }
 
     /// Writes `buf` to the active segment; on success the records in it (up to `next`) count
-    /// as written. A failed write poisons the log.
+    /// as written. A failed write (the disk full, say) is undone by cutting the file back to
+    /// where the write began, so the log takes appends again once the cause is gone; only if
+    /// that cut fails too is the log poisoned.
     fn flush_buf(&self, st: &mut State, buf: &mut Vec<u8>, next: Lsn) -> Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
         if let Err(e) = (&*st.file).write_all(buf) {
             let err = Error::io(st.active.path.display(), e);
-            st.poisoned = Some(err.to_string());
+            if let Err(e2) = st.file.set_len(st.active.size) {
+                st.poisoned = Some(format!("{err}, and cutting the partial write failed: {e2}"));
+            }
+            buf.clear();
             return Err(err);
         }
         let n = buf.len() as u64;
@@ -595,13 +700,9 @@ impl Inner {
             return Err(e);
         }
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        let (file, path) = match create_segment(&self.dir, st.next_lsn) {
-            Ok(created) => created,
-            Err(e) => {
-                st.poisoned = Some(e.to_string());
-                return Err(e);
-            }
-        };
+        // A segment that cannot be created (the disk full) leaves the old one active and
+        // complete; the next append tries again.
+        let (file, path) = create_segment(&self.dir, st.next_lsn)?;
         tracing::debug!(segment = %path.display(), "WAL segment started");
         self.counters
             .bytes_written

@@ -390,8 +390,36 @@ async fn damage_before_valid_records_fails_open_or_is_skipped_on_request() {
         ..config(1 << 20, WalDurability::Never)
     };
     let (wal, replay) = Wal::open(dir.path(), skip).await.expect("skip open");
-    assert_eq!(collect(replay), records[..4]);
-    assert_eq!(wal.append(b"x").await.expect("append"), Lsn(5));
+    // Damage with valid records after it is not a torn tail: only record 5 is lost, and the
+    // records after it are kept.
+    let damage = replay.damage().to_vec();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert_eq!(
+        (damage[0].lost_from, damage[0].lost_to),
+        (Lsn(5), Some(Lsn(6)))
+    );
+    assert_eq!(damage[0].offset, offsets[4] as u64);
+    assert!(damage[0].needed);
+    let mut kept = records[..4].to_vec();
+    kept.extend_from_slice(&records[5..]);
+    assert_eq!(collect(replay), kept);
+    assert_eq!(wal.append(b"x").await.expect("append"), Lsn(11));
+    wal.close().await.expect("close");
+
+    // Once the owner records that records before LSN 6 are not needed any more (its
+    // checkpoint), the same damage is only a warning, even for a strict open.
+    let behind = WalConfig {
+        checkpoint: tsdb_wal::WalCheckpoint {
+            needed_from: Lsn(6),
+            ..Default::default()
+        },
+        ..config(1 << 20, WalDurability::Never)
+    };
+    let (_wal, replay) = Wal::open(dir.path(), behind)
+        .await
+        .expect("strict open behind");
+    assert!(!replay.damage()[0].needed);
+    assert_eq!(collect(replay).len(), 10);
 }
 
 #[tokio::test]
@@ -473,12 +501,16 @@ async fn single_bit_flips_are_detected() {
         let byte = bit / 8;
         match Wal::open(dir.path(), cfg.clone()).await {
             Ok((_wal, replay)) => {
-                // Only damage to the very last record may be taken for a torn tail.
-                assert!(byte >= last, "bit {bit} (byte {byte}) accepted");
+                // Only a flip of the last record's length field, which makes the record look
+                // cut short, may be taken for a torn tail; a complete record that fails its
+                // checksum is damage even at the end of the log.
+                assert!(
+                    (last..last + 4).contains(&byte),
+                    "bit {bit} (byte {byte}) accepted"
+                );
                 assert_eq!(collect(replay), records[..records.len() - 1], "bit {bit}");
             }
             Err(err) => {
-                assert!(byte < last, "bit {bit} in the last record: {err}");
                 let expected_offset = if byte < SEGMENT_HEADER_LEN {
                     0
                 } else {
@@ -487,7 +519,20 @@ async fn single_bit_flips_are_detected() {
                 assert_corrupt(&err, &path, expected_offset as u64);
             }
         }
+        std::fs::write(&path, &bytes).expect("restore");
     }
+    // SkipDamaged keeps every record but the damaged last one.
+    let mut flipped = bytes.clone();
+    flipped[last + RECORD_HEADER_LEN] ^= 1;
+    std::fs::write(&path, &flipped).expect("write");
+    let skip = WalConfig {
+        recovery: WalRecovery::SkipDamaged,
+        ..cfg
+    };
+    let (_wal, replay) = Wal::open(dir.path(), skip).await.expect("skip open");
+    assert_eq!(replay.damage().len(), 1);
+    assert!(replay.damage()[0].needed);
+    assert_eq!(collect(replay), records[..records.len() - 1]);
 }
 
 #[tokio::test]
@@ -593,4 +638,123 @@ async fn skip_damaged_resets_a_last_segment_with_a_damaged_header() {
     let replayed = collect(replay);
     assert_eq!(&replayed[..kept.len()], kept);
     assert_eq!(replayed[kept.len()..], [(lsn, b"after reset".to_vec())]);
+}
+
+#[tokio::test]
+async fn a_second_opener_is_refused_while_the_log_is_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(1 << 20, WalDurability::Never);
+    let (wal, _) = Wal::open(dir.path(), cfg.clone()).await.expect("open");
+    let records = append_all(&wal, 0..5).await;
+    // Cut the active segment's tail as a crash would, then let a second opener try: it must
+    // fail before it repairs (truncates) anything under the live writer.
+    let files = segment_files(dir.path());
+    let before = std::fs::read(&files[0]).expect("read");
+    let err = Wal::open(dir.path(), cfg.clone())
+        .await
+        .expect_err("second opener");
+    assert!(matches!(err, Error::InUse { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&files[0]).expect("read"), before);
+    // The live writer goes on, and after close the directory can be opened again.
+    let lsn = wal.append(b"still mine").await.expect("append");
+    wal.close().await.expect("close");
+    let (_wal, replay) = Wal::open(dir.path(), cfg).await.expect("reopen");
+    let replayed = collect(replay);
+    assert_eq!(replayed[..5], records[..]);
+    assert_eq!(replayed[5], (lsn, b"still mine".to_vec()));
+}
+
+#[tokio::test]
+async fn a_read_only_open_never_modifies_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(1 << 20, WalDurability::Never);
+    let (wal, _) = Wal::open(dir.path(), cfg.clone()).await.expect("open");
+    let records = append_all(&wal, 0..6).await;
+    // A torn tail (half a record) that a writable open would cut.
+    let files = segment_files(dir.path());
+    let mut bytes = std::fs::read(&files[0]).expect("read");
+    bytes.extend_from_slice(&[7, 0, 0, 0, 1, 2]);
+    std::fs::write(&files[0], &bytes).expect("write");
+    let ro = WalConfig {
+        read_only: true,
+        ..cfg.clone()
+    };
+    // Read-only takes no lock: it reads the log of a live writer.
+    let (reader, replay) = Wal::open(dir.path(), ro).await.expect("read-only open");
+    assert_eq!(collect(replay), records);
+    let err = reader.append(b"x").await.expect_err("read-only append");
+    assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
+    assert!(reader.truncate_before(Lsn(3)).await.is_err());
+    assert_eq!(std::fs::read(&files[0]).expect("read"), bytes, "untouched");
+    drop(wal);
+    let missing = WalConfig {
+        read_only: true,
+        ..cfg
+    };
+    assert!(
+        Wal::open(dir.path().join("absent"), missing).await.is_err(),
+        "a read-only open creates no directory"
+    );
+    assert!(!dir.path().join("absent").exists());
+}
+
+#[tokio::test]
+async fn records_the_owner_saw_written_cannot_vanish_silently() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(1 << 20, WalDurability::Never);
+    let (path, bytes, _, offsets) = one_segment_log(dir.path(), 10).await;
+    let files = vec![path];
+    // Cut the log at an exact record boundary: records 9 and 10 are gone, no torn bytes left.
+    std::fs::write(&files[0], &bytes[..offsets[8]]).expect("cut");
+    // Without what the owner knows this looks like a clean log of 8 records...
+    let ro = WalConfig {
+        read_only: true,
+        ..cfg.clone()
+    };
+    let (_r, replay) = Wal::open(dir.path(), ro).await.expect("open");
+    assert_eq!(replay.count(), 8);
+    // ...but the owner recorded 10 records (its checkpoint mark): the loss is reported.
+    let known = WalConfig {
+        checkpoint: tsdb_wal::WalCheckpoint {
+            needed_from: Lsn(4),
+            written_before: Lsn(11),
+            closed_cleanly: false,
+        },
+        ..cfg.clone()
+    };
+    let err = Wal::open(dir.path(), known.clone())
+        .await
+        .expect_err("records 9 and 10 are missing");
+    assert_corrupt(&err, &files[0], offsets[8] as u64);
+    let skip = WalConfig {
+        recovery: WalRecovery::SkipDamaged,
+        ..known
+    };
+    let (wal, replay) = Wal::open(dir.path(), skip).await.expect("skip");
+    let d = replay.damage().to_vec();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].lost_from, d[0].lost_to), (Lsn(9), Some(Lsn(11))));
+    // The lost LSNs are never handed out again.
+    assert_eq!(wal.append(b"next").await.expect("append"), Lsn(11));
+}
+
+#[tokio::test]
+async fn damage_at_the_end_of_a_cleanly_closed_log_behind_the_checkpoint_is_harmless() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, bytes, records, offsets) = one_segment_log(dir.path(), 8).await;
+    let mut flipped = bytes.clone();
+    flipped[*offsets.last().expect("records") + RECORD_HEADER_LEN] ^= 4;
+    std::fs::write(&path, &flipped).expect("write");
+    let clean = WalConfig {
+        checkpoint: tsdb_wal::WalCheckpoint {
+            needed_from: Lsn(9),
+            written_before: Lsn(9),
+            closed_cleanly: true,
+        },
+        ..config(1 << 20, WalDurability::Never)
+    };
+    let (wal, replay) = Wal::open(dir.path(), clean).await.expect("open");
+    assert!(!replay.damage()[0].needed, "{:?}", replay.damage());
+    assert_eq!(collect(replay), records[..7]);
+    assert_eq!(wal.append(b"x").await.expect("append"), Lsn(9));
 }
