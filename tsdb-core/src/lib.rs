@@ -25,7 +25,7 @@ pub use error::{Error, Result};
 pub use index::{DynTimeIndex, TimeIndex};
 pub use labels::{Label, Labels, METRIC_NAME_LABEL};
 pub use matcher::{LabelMatcher, MatchOp};
-pub use storage::{DynStorageEngine, StorageEngine};
+pub use storage::{DynStorageEngine, StorageDamage, StorageEngine};
 pub use types::{
     ChunkLocation, ChunkReference, CodecId, CompressedBlock, DataPoint, SeriesId, TimeRange,
 };

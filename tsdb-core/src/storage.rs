@@ -8,6 +8,22 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::types::{ChunkLocation, ChunkReference, CompressedBlock};
 
+/// Bytes a storage engine found damaged (see [`StorageEngine::damage`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageDamage {
+    /// What held the bytes, e.g. a segment file path.
+    pub source: String,
+    /// Byte offset of the damage in `source`.
+    pub offset: u64,
+    /// Bytes affected (0 when a whole file is missing).
+    pub length: u64,
+    /// What was wrong.
+    pub reason: String,
+    /// The chunk the bytes held, when its header survived: its series and time range tell
+    /// which reads the loss touches. `None` when it is not known.
+    pub chunk: Option<ChunkReference>,
+}
+
 /// Keeps compressed chunks and gives them back.
 ///
 /// # Contract
@@ -57,6 +73,14 @@ pub trait StorageEngine: Send + Sync + Debug + 'static {
     async fn close(&self) -> Result<()> {
         self.sync().await
     }
+
+    /// Damage found so far (at open, or by reads since): bytes that held or may have held
+    /// chunks and fail their checks, and files the engine knows it wrote but cannot find.
+    /// The database records it durably and refuses to answer silently from what is left.
+    /// Default: none known.
+    async fn damage(&self) -> Result<Vec<StorageDamage>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A storage engine behind a pointer: `Arc<DynStorageEngine>`.
@@ -64,6 +88,7 @@ pub type DynStorageEngine = dyn StorageEngine;
 
 macro_rules! forward_storage {
     ($($wrapper:ident),*) => {$(
+        #[deny(clippy::missing_trait_methods)]
         #[async_trait]
         impl<T: StorageEngine + ?Sized> StorageEngine for $wrapper<T> {
             fn name(&self) -> &'static str {
@@ -86,6 +111,9 @@ macro_rules! forward_storage {
             }
             async fn close(&self) -> Result<()> {
                 (**self).close().await
+            }
+            async fn damage(&self) -> Result<Vec<StorageDamage>> {
+                (**self).damage().await
             }
         }
     )*};

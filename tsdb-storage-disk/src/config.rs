@@ -33,6 +33,7 @@ pub enum Durability {
 pub struct LocalDiskConfig {
     durability: Durability,
     segment_size: u64,
+    read_only: bool,
 }
 
 impl LocalDiskConfig {
@@ -66,6 +67,20 @@ impl LocalDiskConfig {
         self.segment_size
     }
 
+    /// Opens without the directory lock and without modifying anything (no torn-tail repair,
+    /// no clean-up, no directory creation); writes and deletions fail with
+    /// [`tsdb_core::Error::ReadOnly`]. For tools that inspect a store another process may be
+    /// writing. Default `false`.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Whether the store is opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if !(Self::MIN_SEGMENT_SIZE..=Self::MAX_SEGMENT_SIZE).contains(&self.segment_size) {
             return Err(Error::invalid_input(format_args!(
@@ -91,6 +106,7 @@ impl Default for LocalDiskConfig {
         LocalDiskConfig {
             durability: Durability::Always,
             segment_size: Self::DEFAULT_SEGMENT_SIZE,
+            read_only: false,
         }
     }
 }

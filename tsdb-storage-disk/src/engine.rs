@@ -12,7 +12,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
 use tokio::sync::watch;
-use tsdb_core::{ChunkLocation, ChunkReference, CompressedBlock, Error, Result, StorageEngine};
+use tsdb_core::{
+    ChunkLocation, ChunkReference, CompressedBlock, DirLock, Error, Result, StorageDamage,
+    StorageEngine,
+};
 
 use crate::config::{Durability, LocalDiskConfig};
 use crate::format::{
@@ -30,6 +33,52 @@ const DELETION_LOG_TMP: &str = "deletions.log.tmp";
 /// Name of the file holding the smallest segment number never used.
 pub(crate) const NEXT_SEGMENT: &str = "next-segment";
 const NEXT_SEGMENT_TMP: &str = "next-segment.tmp";
+/// Name of the file holding the synced watermark: how far the store was durable at the last
+/// explicit `sync` or `close`.
+pub(crate) const SYNCED_END: &str = "synced-end";
+const SYNCED_END_TMP: &str = "synced-end.tmp";
+/// How long open waits for a handle dropped without `close` to release the directory lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Durably records that every byte of segment `segment` before `offset` (and every earlier
+/// segment) was synced: at open, invalid bytes below it are damage, never a torn tail.
+fn write_synced_end(dir: &Path, segment: u64, offset: u64) -> Result<()> {
+    let mut bytes = segment.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&offset.to_le_bytes());
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let tmp = dir.join(SYNCED_END_TMP);
+    let write = || -> io::Result<()> {
+        let f = File::create(&tmp)?;
+        f.write_all_at(&bytes, 0)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(SYNCED_END))
+    };
+    write().map_err(|e| {
+        io_err(
+            format_args!("writing {}", dir.join(SYNCED_END).display()),
+            e,
+        )
+    })?;
+    sync_dir(dir)
+}
+
+/// The watermark stored by [`write_synced_end`]: `(segment, offset)`, `None` when missing or
+/// damaged (then torn tails are judged without it, as before it existed).
+fn read_synced_end(dir: &Path) -> Option<(u64, u64)> {
+    let path = dir.join(SYNCED_END);
+    let bytes = std::fs::read(&path).ok()?;
+    let valid = bytes.len() == 20 && crc32fast::hash(&bytes[..16]).to_le_bytes() == bytes[16..];
+    if !valid {
+        tracing::warn!(file = %path.display(), "damaged synced watermark; torn tails are judged without it");
+        return None;
+    }
+    let mut seg = [0u8; 8];
+    let mut off = [0u8; 8];
+    seg.copy_from_slice(&bytes[..8]);
+    off.copy_from_slice(&bytes[8..16]);
+    Some((u64::from_le_bytes(seg), u64::from_le_bytes(off)))
+}
 
 fn segment_limit() -> Error {
     Error::LimitExceeded {
@@ -115,6 +164,12 @@ struct Inner {
     sync: watch::Sender<SyncState>,
     /// The deletion log; held across its fsync, so deletions run one at a time.
     deletions: tokio::sync::Mutex<DeletionLog>,
+    /// Files or bytes the store knows it had synced but could not find at open.
+    missing: Vec<StorageDamage>,
+    /// The directory lock (none when read-only), released by `close` or with the last handle.
+    lock: Mutex<Option<DirLock>>,
+    /// The synced watermark last written, so an idle store does not rewrite it.
+    marked: tokio::sync::Mutex<Option<(u64, u64)>>,
 }
 
 struct State {
@@ -163,6 +218,13 @@ impl AsRef<[u8]> for MapOwner {
 
 fn io_err(context: impl fmt::Display, source: io::Error) -> Error {
     Error::io(context, source)
+}
+
+fn read_only_err(operation: &'static str) -> Error {
+    Error::ReadOnly {
+        engine: ENGINE,
+        operation,
+    }
 }
 
 fn not_found(location: &ChunkLocation) -> Error {
@@ -247,11 +309,20 @@ impl LocalDiskEngine {
                 "Durability::Interval needs a tokio runtime for its background fsync",
             ));
         }
-        let opened = {
+        let read_only = config.is_read_only();
+        let (opened, lock) = {
             let dir = dir.clone();
-            blocking(move || recover(&dir))
-                .await
-                .map_err(|e| io_err("open of the local-disk store", e))??
+            blocking(move || -> Result<(Opened, Option<DirLock>)> {
+                let lock = if read_only {
+                    None
+                } else {
+                    create_store_dir(&dir)?;
+                    Some(DirLock::acquire(&dir, ENGINE, LOCK_WAIT)?)
+                };
+                Ok((recover(&dir, read_only)?, lock))
+            })
+            .await
+            .map_err(|e| io_err("open of the local-disk store", e))??
         };
         let inner = Arc::new(Inner {
             dir,
@@ -275,8 +346,13 @@ impl LocalDiskEngine {
                 file: None,
                 len: opened.deletion_log_len,
             }),
+            missing: opened.missing,
+            lock: Mutex::new(lock),
+            marked: tokio::sync::Mutex::new(None),
         });
-        if let Durability::Interval(period) = config.get_durability() {
+        if let Durability::Interval(period) = config.get_durability()
+            && !read_only
+        {
             tokio::spawn(background_sync(Arc::downgrade(&inner), period));
         }
         Ok(LocalDiskEngine { inner })
@@ -323,9 +399,11 @@ struct Opened {
     active_len: u64,
     deletion_log_len: u64,
     next_free: u64,
+    missing: Vec<StorageDamage>,
 }
 
-fn recover(dir: &Path) -> Result<Opened> {
+/// Creates the store's directory (and makes its name durable) when it does not exist.
+fn create_store_dir(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
         std::fs::create_dir_all(dir)
             .map_err(|e| io_err(format_args!("creating {}", dir.display()), e))?;
@@ -335,6 +413,22 @@ fn recover(dir: &Path) -> Result<Opened> {
             _ => sync_dir(Path::new("."))?,
         }
     }
+    Ok(())
+}
+
+/// Whether the bytes after the last valid record of the last segment are what an interrupted
+/// write leaves (a record cut short, or zeros), rather than a damaged complete record.
+fn looks_torn(tail: &[u8], segment: u64, offset: u64) -> bool {
+    tail.iter().all(|&b| b == 0)
+        || matches!(
+            parse_record(tail, segment, offset),
+            Err(crate::format::Invalid::Incomplete { .. })
+        )
+}
+
+fn recover(dir: &Path, read_only: bool) -> Result<Opened> {
+    let synced_end = read_synced_end(dir);
+    let mut missing = Vec::new();
     let mut ids = BTreeSet::new();
     let listing =
         std::fs::read_dir(dir).map_err(|e| io_err(format_args!("listing {}", dir.display()), e))?;
@@ -361,26 +455,72 @@ fn recover(dir: &Path) -> Result<Opened> {
         if Some(id) == last {
             let file = OpenOptions::new()
                 .read(true)
-                .write(true)
+                .write(!read_only)
                 .open(&*path)
                 .map_err(|e| io_err(&path, e))?;
             let file_len = file.metadata().map_err(|e| io_err(&path, e))?.len();
-            // Scan through a temporary map, dropped before the file may be truncated.
-            let mut found = {
+            // Read-only: a copy, not a map (a writer opening meanwhile may cut the file). Else
+            // through a temporary map, dropped before the file may be truncated.
+            let (mut found, tail_torn) = if read_only {
+                let len = usize::try_from(file_len).map_err(|_| {
+                    io_err(
+                        &path,
+                        io::Error::other("segment larger than the address space"),
+                    )
+                })?;
+                let mut bytes = vec![0u8; len];
+                file.read_exact_at(&mut bytes, 0)
+                    .map_err(|e| io_err(&path, e))?;
+                let found = scan(&bytes, id);
+                let torn = looks_torn(&bytes[found.valid_end as usize..], id, found.valid_end);
+                (found, torn)
+            } else {
                 let map = map_file(&file, file_len, &path)?;
-                map.as_deref().map_or_else(Scan::default, |m| scan(m, id))
+                let found = map.as_deref().map_or_else(Scan::default, |m| scan(m, id));
+                let torn = map.as_deref().is_none_or(|m| {
+                    looks_torn(&m[found.valid_end as usize..], id, found.valid_end)
+                });
+                (found, torn)
             };
+            // Bytes the last sync made durable are never a torn tail.
+            let durable = match synced_end {
+                Some((seg, off)) if seg == id => off,
+                Some((seg, _)) if seg > id => file_len,
+                _ => 0,
+            };
+            if durable > file_len {
+                missing.push(StorageDamage {
+                    source: path.to_string(),
+                    offset: file_len,
+                    length: durable - file_len,
+                    reason: format!(
+                        "the segment is {file_len} bytes long but {durable} bytes of it were synced: it was cut"
+                    ),
+                    chunk: None,
+                });
+            }
             if found.valid_end < file_len {
-                tracing::warn!(
-                    segment = %path,
-                    offset = found.valid_end,
-                    dropped_bytes = file_len - found.valid_end,
-                    reason = found.tail_reason.as_deref().unwrap_or("invalid bytes"),
-                    "truncating the torn tail of the last segment: the bytes after the last valid record hold no complete record"
-                );
-                file.set_len(found.valid_end)
-                    .map_err(|e| io_err(format_args!("truncating the torn tail of {path}"), e))?;
-                found.damage.retain(|d| d.offset < found.valid_end);
+                let cut = tail_torn && found.valid_end >= durable.min(file_len);
+                if cut && !read_only {
+                    tracing::warn!(
+                        segment = %path,
+                        offset = found.valid_end,
+                        dropped_bytes = file_len - found.valid_end,
+                        reason = found.tail_reason.as_deref().unwrap_or("invalid bytes"),
+                        "truncating the torn tail of the last segment: the bytes after the last valid record hold no complete record"
+                    );
+                    file.set_len(found.valid_end).map_err(|e| {
+                        io_err(format_args!("truncating the torn tail of {path}"), e)
+                    })?;
+                    found.damage.retain(|d| d.offset < found.valid_end);
+                } else if cut {
+                    // What a live writer is still appending is not damage.
+                    found.damage.retain(|d| d.offset < found.valid_end);
+                } else {
+                    // A damaged complete record, or bytes that were synced: damage, kept for
+                    // inspection and reported; new records go after it.
+                    found.valid_end = file_len;
+                }
             }
             log_damage(&path, &found);
             active_len = found.valid_end;
@@ -395,6 +535,24 @@ fn recover(dir: &Path) -> Result<Opened> {
             log_damage(&path, &found);
             segments.insert(id, SegmentState::new(path, found, Storage::Mapped(map)));
         }
+    }
+
+    if let Some((seg, off)) = synced_end
+        && !ids.contains(&seg)
+        && last.is_none_or(|l| seg > l)
+    {
+        missing.push(StorageDamage {
+            source: path_of(seg).to_string(),
+            offset: 0,
+            length: off,
+            reason: format!(
+                "segment {seg} is missing, but {off} bytes of it were synced: the file was removed"
+            ),
+            chunk: None,
+        });
+    }
+    for m in &missing {
+        tracing::error!(source = %m.source, offset = m.offset, reason = %m.reason, "synced chunk data is missing");
     }
 
     // Replay the deletion log. Entries that match nothing (their segment is gone, or their
@@ -445,7 +603,7 @@ fn recover(dir: &Path) -> Result<Opened> {
     // Remove sealed segments with nothing left worth keeping.
     let dead: Vec<u64> = segments
         .iter()
-        .filter(|(id, seg)| Some(**id) != last && seg.is_dead())
+        .filter(|(id, seg)| !read_only && Some(**id) != last && seg.is_dead())
         .map(|(id, _)| *id)
         .collect();
     for id in &dead {
@@ -463,7 +621,7 @@ fn recover(dir: &Path) -> Result<Opened> {
     }
 
     let mut deletion_log_len = (kept.len() * DELETION_ENTRY_LEN) as u64;
-    if rewrite {
+    if rewrite && !read_only {
         let tmp = dir.join(DELETION_LOG_TMP);
         let mut out = Vec::with_capacity(kept.len() * DELETION_ENTRY_LEN);
         for d in &kept {
@@ -485,6 +643,11 @@ fn recover(dir: &Path) -> Result<Opened> {
         .max(last.map_or(0, |id| id.saturating_add(1)));
     let (active, active_file) = match (last, active_file) {
         (Some(id), Some(file)) => (id, file),
+        // Nothing to append to, and nothing will be: a placeholder handle.
+        _ if read_only => (
+            next_free,
+            Arc::new(File::open(dir).map_err(|e| io_err(dir.display(), e))?),
+        ),
         _ => {
             let id = next_free;
             next_free = id.checked_add(1).ok_or_else(segment_limit)?;
@@ -512,6 +675,7 @@ fn recover(dir: &Path) -> Result<Opened> {
         active_len,
         deletion_log_len,
         next_free,
+        missing,
     })
 }
 
@@ -554,6 +718,9 @@ impl Inner {
                 requested: block.data.len() as u64,
                 limit: MAX_PAYLOAD as u64,
             });
+        }
+        if self.config.is_read_only() {
+            return Err(read_only_err("write_chunk"));
         }
         let len = record_len(block.data.len());
         let mut w = self.lock_writer();
@@ -824,6 +991,9 @@ impl Inner {
     }
 
     async fn delete(&self, locations: &[ChunkLocation]) -> Result<()> {
+        if self.config.is_read_only() {
+            return Err(read_only_err("delete_chunks"));
+        }
         let mut log = self.deletions.lock().await;
         let todo: Vec<Deletion> = {
             let st = self.read_state();
@@ -962,16 +1132,78 @@ impl StorageEngine for LocalDiskEngine {
     }
 
     async fn sync(&self) -> Result<()> {
-        let target = self.inner.lock_writer().written;
-        self.inner.sync_to(target).await
+        self.inner.sync_and_mark(false).await
     }
 
     async fn close(&self) -> Result<()> {
-        let target = {
-            let mut w = self.inner.lock_writer();
-            w.closed = true;
-            w.written
+        let result = self.inner.sync_and_mark(true).await;
+        // Another opener may take the directory now: this handle refuses every write.
+        self.inner
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        result
+    }
+
+    async fn damage(&self) -> Result<Vec<StorageDamage>> {
+        Ok(self.inner.damage())
+    }
+}
+
+impl Inner {
+    /// Makes everything written durable, then records how far (the synced watermark), so that
+    /// a later open never takes those bytes for a torn tail. With `close`, stops writes first.
+    async fn sync_and_mark(&self, close: bool) -> Result<()> {
+        let (target, segment, pos) = {
+            let mut w = self.lock_writer();
+            if close {
+                w.closed = true;
+            }
+            (w.written, w.active, w.pos)
         };
-        self.inner.sync_to(target).await
+        self.sync_to(target).await?;
+        if self.config.is_read_only() || target == 0 {
+            return Ok(());
+        }
+        let mut marked = self.marked.lock().await;
+        if *marked == Some((segment, pos)) {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        blocking(move || write_synced_end(&dir, segment, pos))
+            .await
+            .map_err(|e| io_err("writing the synced watermark", e))??;
+        *marked = Some((segment, pos));
+        Ok(())
+    }
+
+    /// Every damaged region not deleted, and every synced file or byte range found missing.
+    fn damage(&self) -> Vec<StorageDamage> {
+        let st = self.read_state();
+        let mut out = self.missing.clone();
+        for (&id, seg) in &st.segments {
+            for d in seg.damage.iter().filter(|d| !d.deleted) {
+                out.push(StorageDamage {
+                    source: seg.path.to_string(),
+                    offset: d.offset,
+                    length: d.len,
+                    reason: d.reason.clone(),
+                    chunk: d.meta.map(|m| ChunkReference {
+                        series_id: m.series_id,
+                        location: ChunkLocation {
+                            segment: id,
+                            offset: d.offset,
+                            length: d.len,
+                        },
+                        start_time: m.start_time,
+                        end_time: m.end_time,
+                        point_count: m.point_count,
+                        codec: m.codec,
+                    }),
+                });
+            }
+        }
+        out
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use tsdb_core::ChunkLocation;
 
-use crate::format::{Invalid, RECORD_MAGIC, RecordMeta, parse_record};
+use crate::format::{Invalid, RECORD_MAGIC, RecordMeta, parse_header, parse_record};
 
 /// File name of segment `id`: twenty decimal digits and `.seg`, so names sort like ids.
 pub(crate) fn segment_file_name(id: u64) -> String {
@@ -41,6 +41,8 @@ pub(crate) struct Damage {
     /// A caller deleted the location that starts here: reads say "not found" and the region
     /// no longer keeps the segment file alive.
     pub(crate) deleted: bool,
+    /// What the damaged record held, when its header survived.
+    pub(crate) meta: Option<RecordMeta>,
 }
 
 /// What a scan of a segment's bytes found.
@@ -82,10 +84,13 @@ pub(crate) fn scan(bytes: &[u8], segment: u64) -> Scan {
                 if scan.tail_reason.is_none() {
                     scan.tail_reason = Some(invalid.to_string());
                 }
-                let end = match invalid {
-                    Invalid::BadChecksum { len: rec_len, .. } => pos + rec_len,
+                let (end, meta) = match invalid {
+                    Invalid::BadChecksum { len: rec_len, .. } => (
+                        pos + rec_len,
+                        parse_header(here, segment, pos).ok().map(|r| r.meta),
+                    ),
                     Invalid::Incomplete { .. } | Invalid::BadHeader(_) => {
-                        resync(bytes, pos + 1, segment).unwrap_or(len)
+                        (resync(bytes, pos + 1, segment).unwrap_or(len), None)
                     }
                 };
                 scan.damage.push(Damage {
@@ -93,6 +98,7 @@ pub(crate) fn scan(bytes: &[u8], segment: u64) -> Scan {
                     len: end - pos,
                     reason: invalid.to_string(),
                     deleted: false,
+                    meta,
                 });
                 pos = end;
             }
@@ -204,6 +210,7 @@ impl SegmentState {
                     len: e.len,
                     reason,
                     deleted: false,
+                    meta: Some(e.meta),
                 });
             }
         }

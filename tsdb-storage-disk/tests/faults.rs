@@ -192,6 +192,10 @@ async fn torn_tail_at_every_offset_is_cut_and_logged() {
     let mut truncations_logged = 0;
     for cut in first_cut..=full_len {
         restore(dir.path(), &pristine);
+        // A crash before the store was ever synced explicitly: no watermark says how far it
+        // was durable, so a cut tail is taken for a torn write (see the next test for a cut
+        // of synced bytes).
+        std::fs::remove_file(dir.path().join("synced-end")).expect("remove watermark");
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(&last_path)
@@ -732,4 +736,150 @@ async fn damage_after_open_is_caught_on_read() {
     )
     .await;
     assert_eq!(failed.len(), 2);
+}
+
+#[tokio::test]
+async fn a_cut_of_synced_bytes_or_a_removed_last_segment_is_reported_not_repaired() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    let pristine = snapshot(dir.path());
+    let last_path = dir.path().join(seg_name(2));
+    let full_len = pristine[&seg_name(2)].len() as u64;
+    // Cut the last segment at an exact record boundary, after a close made it durable.
+    let boundary = chunks
+        .iter()
+        .filter(|(l, _)| l.segment == 2)
+        .map(|(l, _)| l.offset)
+        .max()
+        .expect("a chunk in segment 2");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last_path)
+        .expect("open segment");
+    f.set_len(boundary).expect("cut");
+    drop(f);
+    let e = LocalDiskEngine::open_with(dir.path(), no_fsync())
+        .await
+        .expect("open");
+    let damage = e.damage().await.expect("damage");
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert!(damage[0].source.ends_with(&seg_name(2)), "{damage:?}");
+    assert_eq!(
+        (damage[0].offset, damage[0].length),
+        (boundary, full_len - boundary)
+    );
+    e.close().await.expect("close");
+    drop(e);
+
+    // The newest segment file removed: reported as missing.
+    restore(dir.path(), &pristine);
+    std::fs::remove_file(&last_path).expect("remove the last segment");
+    let e = LocalDiskEngine::open_with(dir.path(), no_fsync())
+        .await
+        .expect("open");
+    let damage = e.damage().await.expect("damage");
+    assert!(
+        damage
+            .iter()
+            .any(|d| d.source.ends_with(&seg_name(2)) && d.reason.contains("missing")),
+        "{damage:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_last_record_is_kept_as_damage_with_its_series_and_times() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    let (last_loc, last_block) = chunks
+        .iter()
+        .filter(|(l, _)| l.segment == 2)
+        .max_by_key(|(l, _)| l.offset)
+        .cloned()
+        .expect("a chunk in segment 2");
+    let path = dir.path().join(seg_name(2));
+    let mut bytes = std::fs::read(&path).expect("read");
+    // A flipped payload bit of the newest record: its header still names its chunk.
+    bytes[(last_loc.offset + 70) as usize] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("write");
+    // Without the watermark too: a damaged complete record is not a torn tail.
+    std::fs::remove_file(dir.path().join("synced-end")).expect("remove watermark");
+    let e = LocalDiskEngine::open_with(dir.path(), no_fsync())
+        .await
+        .expect("open");
+    assert_eq!(
+        std::fs::metadata(&path).expect("stat").len(),
+        bytes.len() as u64,
+        "not truncated"
+    );
+    let err = e.read_chunk(&last_loc).await.expect_err("damaged");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    let damage = e.damage().await.expect("damage");
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    let chunk = damage[0].chunk.expect("the header survived");
+    assert_eq!(chunk, tsdb_core::ChunkReference::new(&last_block, last_loc));
+}
+
+#[tokio::test]
+async fn a_second_opener_never_repairs_under_a_live_writer_and_read_only_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let live = LocalDiskEngine::open_with(dir.path(), no_fsync())
+        .await
+        .expect("open");
+    let block = CompressedBlock {
+        codec: CodecId::GORILLA,
+        series_id: SeriesId(7),
+        start_time: 1,
+        end_time: 2,
+        point_count: 2,
+        data: Bytes::from_static(b"payload"),
+    };
+    let first = live.write_chunk(&block).await.expect("write");
+    // Half a record at the end, as if the live writer were in the middle of an append.
+    let path = dir.path().join(seg_name(first.segment));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open segment");
+    f.write_all(b"GTSC\x01\x00").expect("append");
+    drop(f);
+    let before = std::fs::read(&path).expect("read");
+    let err = LocalDiskEngine::open_with(dir.path(), no_fsync())
+        .await
+        .expect_err("second opener");
+    assert!(matches!(err, Error::InUse { .. }), "{err:?}");
+    // Even with every other file of the directory deleted, the lock holds: it is on the
+    // directory itself.
+    for entry in std::fs::read_dir(dir.path()).expect("list") {
+        let p = entry.expect("entry").path();
+        if p != path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    assert!(matches!(
+        LocalDiskEngine::open_with(dir.path(), no_fsync()).await,
+        Err(Error::InUse { .. })
+    ));
+    let reader = LocalDiskEngine::open_with(dir.path(), no_fsync().read_only(true))
+        .await
+        .expect("read-only open beside the writer");
+    assert_eq!(reader.read_chunk(&first).await.expect("read"), block);
+    assert!(
+        reader.damage().await.expect("damage").is_empty(),
+        "a write in progress is not damage"
+    );
+    assert!(matches!(
+        reader.write_chunk(&block).await,
+        Err(Error::ReadOnly { .. })
+    ));
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "nothing modified"
+    );
+    // After close, the directory can be opened again.
+    live.close().await.expect("close");
+    let reopened = LocalDiskEngine::open_with(dir.path(), no_fsync())
+        .await
+        .expect("reopen after close");
+    assert_eq!(reopened.read_chunk(&first).await.expect("read"), block);
 }
