@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use tsdb_core::{Compressor, Error, Result, StorageEngine, TimeIndex};
+use tsdb_core::{Compressor, DirLock, Error, Result, StorageEngine, TimeIndex};
 
 use crate::config::DatabaseConfig;
 use crate::db::{Engines, TimeSeriesDB};
@@ -61,11 +61,31 @@ impl TimeSeriesDBBuilder {
     /// Opens (or creates) the database: engines that were not set are created from the
     /// configuration, then the catalog and WAL are replayed and background tasks started.
     /// Must be called inside a Tokio runtime.
+    ///
+    /// The data directory is locked (an OS lock on the directory itself) before anything in
+    /// it is read or repaired, so a second opener fails with [`Error::InUse`] and never
+    /// touches the files of a live database. With [`DatabaseConfig::read_only`] nothing is
+    /// locked or written, and a directory that holds no database is an error.
     pub async fn build(self) -> Result<TimeSeriesDB> {
         let config = self.config;
-        tokio::fs::create_dir_all(&config.data_dir)
+        let dir = config.data_dir.clone();
+        let lock = if config.read_only {
+            if !holds_database(&dir) {
+                return Err(Error::invalid_input(format_args!(
+                    "{} holds no database (no series catalog or WAL in it)",
+                    dir.display()
+                )));
+            }
+            None
+        } else {
+            let lock = tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+                DirLock::acquire(&dir, "database", std::time::Duration::from_secs(2))
+            })
             .await
-            .map_err(|e| Error::io(config.data_dir.display(), e))?;
+            .map_err(|e| Error::invalid_input(format_args!("open task failed: {e}")))??;
+            Some(lock)
+        };
         let compressor = match self.compressor {
             Some(c) => c,
             None => default_compressor()?,
@@ -85,9 +105,15 @@ impl TimeSeriesDBBuilder {
                 storage,
                 index,
             },
+            lock,
         )
         .await
     }
+}
+
+/// Whether `dir` looks like a database's data directory.
+pub(crate) fn holds_database(dir: &std::path::Path) -> bool {
+    dir.join("series").is_dir() || dir.join("wal").is_dir()
 }
 
 #[allow(clippy::unnecessary_wraps)]
@@ -107,7 +133,8 @@ async fn default_storage(config: &DatabaseConfig) -> Result<Arc<dyn StorageEngin
         // The WAL protects acknowledged points; storage is synced before the WAL is
         // truncated, so chunk writes need not wait for their own fsync.
         let storage_config = LocalDiskConfig::default()
-            .durability(Durability::Interval(std::time::Duration::from_secs(1)));
+            .durability(Durability::Interval(std::time::Duration::from_secs(1)))
+            .read_only(config.read_only);
         let engine =
             LocalDiskEngine::open_with(config.data_dir.join("chunks"), storage_config).await?;
         Ok(Arc::new(engine))
@@ -122,7 +149,7 @@ async fn default_storage(config: &DatabaseConfig) -> Result<Arc<dyn StorageEngin
 }
 
 async fn default_index(config: &DatabaseConfig) -> Result<Arc<dyn TimeIndex>> {
-    if let Some(url) = &config.redis_url {
+    if let Some(url) = config.redis_url.as_ref().filter(|_| !config.read_only) {
         #[cfg(feature = "index-redis")]
         {
             use crate::index::{RedisIndexConfig, RedisTimeIndex};

@@ -1,10 +1,20 @@
-//! The checkpoint mark: the WAL position before which every record is already in durable
-//! chunks, so that replay can skip it.
+//! The checkpoint mark: what the database knows of its logs, so that opening can tell a torn
+//! tail from lost records and skip what is already in chunks.
 //!
-//! File `<data_dir>/CHECKPOINT`: `lsn: u64 LE | crc32(lsn): u32 LE`, replaced atomically
-//! (write a temporary file, fsync, rename, fsync the directory). A missing or damaged mark
-//! reads as 0: replay then reads the whole WAL, which is slower but loses nothing (replayed
-//! points already in chunks are recognised and skipped).
+//! File `<data_dir>/CHECKPOINT`, replaced atomically (write a temporary file, fsync, rename,
+//! fsync the directory):
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | `needed_from`: WAL records before this LSN are in durable chunks |
+//! | 8 | 8 | `wal_written_before`: the WAL held every record before this LSN (durably) |
+//! | 16 | 8 | `catalog_written_before`: the same for the series catalog |
+//! | 24 | 1 | `clean`: 1 when written by a clean `close` (nothing appended after it) |
+//! | 25 | 4 | CRC-32 of bytes 0..25 |
+//!
+//! The first version (12 bytes: `needed_from` and its CRC) is still read. A missing or
+//! damaged mark reads as "nothing known": replay then reads the whole WAL, which is slower but
+//! loses nothing (points already in chunks are recognised and skipped); the damage is logged.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,39 +22,75 @@ use std::path::Path;
 use tsdb_core::{Error, Result};
 
 const FILE: &str = "CHECKPOINT";
+const LEN: usize = 29;
 
-/// The recorded mark, or 0 when there is none or it is damaged.
-pub(crate) fn read(dir: &Path) -> u64 {
-    let path = dir.join(FILE);
-    let Ok(bytes) = std::fs::read(&path) else {
-        return 0;
-    };
-    let (Some(lsn), Some(crc)) = (bytes.get(..8), bytes.get(8..12)) else {
-        tracing::warn!(
-            "{}: checkpoint mark cut short; replaying the whole WAL",
-            path.display()
-        );
-        return 0;
-    };
-    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    if bytes.len() != 12 || crc32fast::hash(lsn) != crc {
-        tracing::warn!(
-            "{}: checkpoint mark damaged; replaying the whole WAL",
-            path.display()
-        );
-        return 0;
-    }
-    u64::from_le_bytes([
-        lsn[0], lsn[1], lsn[2], lsn[3], lsn[4], lsn[5], lsn[6], lsn[7],
-    ])
+/// What the mark records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub(crate) needed_from: u64,
+    pub(crate) wal_written_before: u64,
+    pub(crate) catalog_written_before: u64,
+    pub(crate) clean: bool,
 }
 
-/// Durably records `lsn` as the mark.
-pub(crate) fn write(dir: &Path, lsn: u64) -> Result<()> {
+impl Default for Mark {
+    fn default() -> Self {
+        Mark {
+            needed_from: 1,
+            wal_written_before: 1,
+            catalog_written_before: 1,
+            clean: false,
+        }
+    }
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+/// The recorded mark; [`Mark::default`] when there is none or it is damaged.
+pub(crate) fn read(dir: &Path) -> Mark {
+    let path = dir.join(FILE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Mark::default();
+    };
+    let crc_ok = |body: usize| {
+        bytes.len() == body + 4 && crc32fast::hash(&bytes[..body]).to_le_bytes() == bytes[body..]
+    };
+    if crc_ok(LEN - 4) {
+        return Mark {
+            needed_from: u64_at(&bytes, 0).max(1),
+            wal_written_before: u64_at(&bytes, 8).max(1),
+            catalog_written_before: u64_at(&bytes, 16).max(1),
+            clean: bytes[24] == 1,
+        };
+    }
+    if crc_ok(8) {
+        return Mark {
+            needed_from: u64_at(&bytes, 0).max(1),
+            ..Mark::default()
+        };
+    }
+    tracing::warn!(
+        "{}: checkpoint mark damaged; replaying the whole WAL",
+        path.display()
+    );
+    Mark::default()
+}
+
+/// Durably records `mark`.
+pub(crate) fn write(dir: &Path, mark: Mark) -> Result<()> {
     let tmp = dir.join("CHECKPOINT.tmp");
     let io = |e| Error::io(tmp.display(), e);
-    let mut bytes = lsn.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&crc32fast::hash(&lsn.to_le_bytes()).to_le_bytes());
+    let mut bytes = Vec::with_capacity(LEN);
+    bytes.extend_from_slice(&mark.needed_from.to_le_bytes());
+    bytes.extend_from_slice(&mark.wal_written_before.to_le_bytes());
+    bytes.extend_from_slice(&mark.catalog_written_before.to_le_bytes());
+    bytes.push(u8::from(mark.clean));
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(&bytes).map_err(io)?;
     f.sync_data().map_err(io)?;
@@ -59,20 +105,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mark_round_trips_and_damage_reads_as_zero() {
+    fn mark_round_trips_and_damage_reads_as_nothing_known() {
         let dir = tempfile::tempdir().expect("temp dir");
-        assert_eq!(read(dir.path()), 0);
-        write(dir.path(), 12_345).expect("write");
-        assert_eq!(read(dir.path()), 12_345);
+        assert_eq!(read(dir.path()), Mark::default());
+        let mark = Mark {
+            needed_from: 12_345,
+            wal_written_before: 12_400,
+            catalog_written_before: 77,
+            clean: true,
+        };
+        write(dir.path(), mark).expect("write");
+        assert_eq!(read(dir.path()), mark);
         let path = dir.path().join(FILE);
         let mut bytes = std::fs::read(&path).expect("read");
         for i in 0..bytes.len() * 8 {
             bytes[i / 8] ^= 1 << (i % 8);
             std::fs::write(&path, &bytes).expect("write damaged");
-            assert_eq!(read(dir.path()), 0, "bit {i} flipped");
+            assert_eq!(read(dir.path()), Mark::default(), "bit {i} flipped");
             bytes[i / 8] ^= 1 << (i % 8);
         }
         std::fs::write(&path, &bytes[..7]).expect("write cut");
-        assert_eq!(read(dir.path()), 0);
+        assert_eq!(read(dir.path()), Mark::default());
+    }
+
+    #[test]
+    fn the_first_version_is_still_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut bytes = 99u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&crc32fast::hash(&99u64.to_le_bytes()).to_le_bytes());
+        std::fs::write(dir.path().join(FILE), &bytes).expect("write");
+        assert_eq!(read(dir.path()).needed_from, 99);
     }
 }

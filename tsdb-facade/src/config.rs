@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use tsdb_wal::WalDurability;
+pub use tsdb_wal::{WalDurability, WalRecovery};
 
 /// Configuration of a [`crate::TimeSeriesDB`]. Build one with struct-update syntax:
 ///
@@ -54,6 +54,22 @@ pub struct DatabaseConfig {
     pub flush_workers: usize,
     /// How often the WAL is truncated behind the chunks made durable. Default: 5 seconds.
     pub checkpoint_interval: Duration,
+    /// What opening does with damage in the WAL or the series catalog that is not a torn
+    /// tail: [`WalRecovery::Strict`] (the default) refuses to open with
+    /// [`crate::Error::Corrupt`] naming the file and offset; [`WalRecovery::SkipDamaged`]
+    /// opens anyway, keeps every record it can read and records what was lost (see
+    /// [`crate::TimeSeriesDB::damage`]). Damage in records the checkpoint no longer needs is
+    /// only a warning either way.
+    pub wal_recovery: WalRecovery,
+    /// How long `flush`, `close` and writers waiting for room wait while storing chunks makes
+    /// no progress (the disk full, the index unreachable) before they return an error; the
+    /// chunks not stored stay in the WAL. Default: 10 seconds.
+    pub stall_timeout: Duration,
+    /// Opens for reading only: nothing in the data directory is created, repaired or written,
+    /// no lock is taken (a live writer may hold it), no background task runs, and every write
+    /// fails with [`crate::Error::ReadOnly`]. The index is a private in-memory one rebuilt
+    /// from disk, whatever `redis_url` says. For tools that inspect a database. Default: `false`.
+    pub read_only: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -73,6 +89,9 @@ impl Default for DatabaseConfig {
             max_buffered_points: 50_000_000,
             flush_workers: 2,
             checkpoint_interval: Duration::from_secs(5),
+            wal_recovery: WalRecovery::Strict,
+            stall_timeout: Duration::from_secs(10),
+            read_only: false,
         }
     }
 }

@@ -14,15 +14,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{Notify, RwLock};
 use tokio::task::JoinHandle;
 use tsdb_core::{
-    CodecId, Compressor, DataPoint, Error, LabelMatcher, Labels, Result, SeriesId, StorageEngine,
-    TimeIndex, TimeRange,
+    CodecId, Compressor, DataPoint, DirLock, Error, LabelMatcher, Labels, Result, SeriesId,
+    StorageEngine, TimeIndex, TimeRange,
 };
-use tsdb_wal::{Wal, WalConfig};
+use tsdb_wal::{Lsn, Wal, WalCheckpoint, WalConfig};
 
+use crate::checkpoint_mark::{self, Mark};
 use crate::config::DatabaseConfig;
+use crate::damage::{Damage, DamageLog};
 use crate::ingest::Heads;
 use crate::read::SeriesPoints;
-use recover::lock_data_dir;
 
 /// Which series a query reads.
 #[derive(Clone, Debug)]
@@ -78,6 +79,10 @@ pub struct DbStats {
     pub wal_bytes: u64,
     /// Bytes appended to the WAL since open.
     pub wal_bytes_written: u64,
+    /// Entries in the damage log (see [`TimeSeriesDB::damage`]); accepted ones included.
+    pub damaged: u64,
+    /// Consecutive failed attempts to store or index a chunk (0 when storing works).
+    pub flush_failures: u64,
 }
 
 /// The database: writes go to the WAL and the head buffers; background tasks seal heads into
@@ -117,34 +122,66 @@ pub(crate) struct Inner {
     room: Notify,
     /// Wakes the maintenance task early (memory pressure, shutdown).
     maintenance_wakeup: Notify,
+    /// Wakes every task that sleeps between retries, at shutdown.
+    stopping: Notify,
     closing: AtomicBool,
     shutdown: AtomicBool,
     newest_timestamp: AtomicI64,
     points_written: AtomicU64,
     chunks_written: AtomicU64,
     points_replayed: AtomicU64,
-    /// The last error of a background task, reported by `close`.
-    background_error: Mutex<Option<String>>,
+    /// The last error of storing or indexing a chunk, and how many attempts failed in a row
+    /// (reset by a success): what `flush` and `close` report when they give up.
+    pub(crate) flush_failure: Mutex<Option<(u64, String)>>,
+    /// Sealed heads stored since open: `flush` and `close` watch it for progress.
+    pub(crate) flush_progress: AtomicU64,
+    /// Losses found (damaged chunks, skipped WAL records, lost labels), kept durably.
+    pub(crate) damage: DamageLog,
+    /// The index reported that its backend lost state: the maintenance task rebuilds it.
+    pub(crate) index_lost: AtomicBool,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Held until `close` or drop: one process (and handle) per data directory.
-    dir_lock: Mutex<Option<std::fs::File>>,
+    dir_lock: Mutex<Option<DirLock>>,
 }
 
 impl TimeSeriesDB {
     /// Opens the database over the given engines: replays the series catalog and the WAL,
     /// reconciles the index with storage, and starts the background tasks.
-    pub(crate) async fn open(config: DatabaseConfig, engines: Engines) -> Result<Self> {
+    pub(crate) async fn open(
+        config: DatabaseConfig,
+        engines: Engines,
+        dir_lock: Option<DirLock>,
+    ) -> Result<Self> {
         let dir = &config.data_dir;
-        let dir_lock = lock_data_dir(dir).await?;
-        let log_config = |segment_size| WalConfig {
+        let mark = checkpoint_mark::read(dir);
+        let log_config = |segment_size, needed_from, written_before| WalConfig {
             segment_size,
             durability: config.wal_durability,
+            recovery: config.wal_recovery,
+            read_only: config.read_only,
+            checkpoint: WalCheckpoint {
+                needed_from: Lsn(needed_from),
+                written_before: Lsn(written_before),
+                closed_cleanly: mark.clean,
+            },
             ..WalConfig::default()
         };
-        let (catalog, catalog_records) =
-            Wal::open(dir.join("series"), log_config(16 << 20)).await?;
-        let (wal, wal_records) =
-            Wal::open(dir.join("wal"), log_config(config.wal_segment_size)).await?;
+        // Every registration is needed for ever: the catalog has no checkpoint of its own.
+        let (catalog, catalog_records) = Wal::open(
+            dir.join("series"),
+            log_config(16 << 20, 1, mark.catalog_written_before),
+        )
+        .await?;
+        let (wal, wal_records) = Wal::open(
+            dir.join("wal"),
+            log_config(
+                config.wal_segment_size,
+                mark.needed_from,
+                mark.wal_written_before,
+            ),
+        )
+        .await?;
+        let damage = DamageLog::load(dir, config.read_only)?;
 
         let mut codecs: HashMap<CodecId, Arc<dyn Compressor>> = HashMap::new();
         codecs.insert(
@@ -165,18 +202,27 @@ impl TimeSeriesDB {
             flush_wakeup: (0..workers).map(|_| Notify::new()).collect(),
             room: Notify::new(),
             maintenance_wakeup: Notify::new(),
+            stopping: Notify::new(),
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             newest_timestamp: AtomicI64::new(i64::MIN),
             points_written: AtomicU64::new(0),
             chunks_written: AtomicU64::new(0),
             points_replayed: AtomicU64::new(0),
-            background_error: Mutex::new(None),
+            flush_failure: Mutex::new(None),
+            flush_progress: AtomicU64::new(0),
+            damage,
+            index_lost: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
-            dir_lock: Mutex::new(Some(dir_lock)),
+            dir_lock: Mutex::new(dir_lock),
             config,
         });
-        inner.recover(catalog_records, wal_records).await?;
+        let skipped_wal_damage = inner.recover(catalog_records, wal_records, mark).await?;
+        if inner.config.read_only {
+            return Ok(TimeSeriesDB { inner });
+        }
+        // From now on records may be appended after what the mark says: it is not clean.
+        inner.write_mark(mark.needed_from, false).await?;
         let mut tasks = Vec::new();
         for w in 0..workers {
             let inner = inner.clone();
@@ -185,12 +231,17 @@ impl TimeSeriesDB {
         let maintenance = inner.clone();
         tasks.push(tokio::spawn(async move { maintenance.maintenance().await }));
         *inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
+        if skipped_wal_damage {
+            // Move the checkpoint past the skipped damage at once, so that the next strict
+            // open does not stop at it again: every replayed point goes into chunks now.
+            inner.flush_all().await?;
+        }
         Ok(TimeSeriesDB { inner })
     }
 
     /// Registers a series (idempotent) and returns its id, [`Labels::series_id`].
     pub async fn register_series(&self, labels: &Labels) -> Result<SeriesId> {
-        self.inner.check_open()?;
+        self.inner.check_writable("register_series")?;
         let id = labels.series_id();
         if !self.inner.heads.is_registered(id) {
             self.inner.register_new(&[(id, labels)]).await?;
@@ -265,7 +316,45 @@ impl TimeSeriesDB {
             points_replayed: i.points_replayed.load(Ordering::Relaxed),
             wal_bytes: i.wal.size_on_disk(),
             wal_bytes_written: i.wal.stats().bytes_written,
+            damaged: i.damage.all().len() as u64,
+            flush_failures: i
+                .flush_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map_or(0, |f| f.0),
         }
+    }
+
+    /// Every loss the database has found and recorded (damaged or missing chunk bytes, WAL
+    /// records skipped by [`crate::WalRecovery::SkipDamaged`], series whose labels were lost),
+    /// oldest first. Survives reopening. Reads that touch an unaccepted entry fail with
+    /// [`Error::Corrupt`]; see [`Damage`].
+    pub fn damage(&self) -> Vec<Damage> {
+        self.inner.damage.all()
+    }
+
+    /// Accepts every recorded loss: reads stop failing because of it (the entries stay
+    /// listed, marked accepted). Returns how many entries were newly accepted.
+    pub async fn accept_damage(&self) -> Result<usize> {
+        self.inner.damage.accept_all()
+    }
+
+    /// Like [`TimeSeriesDB::query`], but a series touched by recorded damage is read from
+    /// what is left instead of failing; the damage it touches is returned beside the points
+    /// (the warnings of a partial answer).
+    pub async fn query_partial(
+        &self,
+        selector: impl Into<Selector>,
+        range: TimeRange,
+    ) -> Result<(Vec<SeriesPoints>, Vec<Damage>)> {
+        self.inner.check_open()?;
+        let mut warnings = Vec::new();
+        let points = self
+            .inner
+            .query_with(selector.into(), range, Some(&mut warnings))
+            .await?;
+        Ok((points, warnings))
     }
 
     /// The engines in use.
@@ -281,7 +370,7 @@ impl TimeSeriesDB {
     /// Seals every head buffer and waits until all of them are chunks in storage and the
     /// index (the WAL is then truncated). Writes may continue meanwhile.
     pub async fn flush(&self) -> Result<()> {
-        self.inner.check_open()?;
+        self.inner.check_writable("flush")?;
         self.inner.flush_all().await
     }
 
@@ -289,16 +378,24 @@ impl TimeSeriesDB {
     /// also does it every minute); returns how many were deleted. Points still in head
     /// buffers are not affected until sealed.
     pub async fn apply_retention(&self) -> Result<usize> {
-        self.inner.check_open()?;
+        self.inner.check_writable("apply_retention")?;
         self.inner.apply_retention().await
     }
 
     /// Stops taking writes, writes every buffered point into chunks, makes storage durable,
     /// truncates the WAL and stops the background tasks. Later calls give [`Error::Closed`].
+    ///
+    /// Returns within about [`DatabaseConfig::stall_timeout`] even when chunks cannot be
+    /// stored (the disk full, the index gone): it then says how many chunks were left, whose
+    /// points stay in the WAL and are replayed by the next open; the engines are closed and
+    /// the directory released either way.
     pub async fn close(&self) -> Result<()> {
         let inner = &self.inner;
         if inner.closing.swap(true, Ordering::SeqCst) {
             return Err(Error::Closed { engine: "database" });
+        }
+        if inner.config.read_only {
+            return Ok(());
         }
         // Wait for writers between WAL append and head apply.
         drop(inner.apply_gate.write().await);
@@ -308,18 +405,32 @@ impl TimeSeriesDB {
         let tasks =
             std::mem::take(&mut *inner.tasks.lock().unwrap_or_else(PoisonError::into_inner));
         for t in tasks {
-            let _ = t.await;
+            let abort = t.abort_handle();
+            if tokio::time::timeout(inner.config.stall_timeout, t)
+                .await
+                .is_err()
+            {
+                tracing::error!("a background task did not stop in time; aborting it");
+                abort.abort();
+            }
         }
-        flushed?;
-        inner.engines.storage.close().await?;
-        inner.wal.close().await?;
-        inner.catalog.close().await?;
+        let storage = inner.engines.storage.close().await;
+        let wal = inner.wal.close().await;
+        let catalog = inner.catalog.close().await;
+        if flushed.is_ok() && storage.is_ok() && wal.is_ok() && catalog.is_ok() {
+            // Everything is in chunks: the next open replays nothing and knows the logs ended
+            // here.
+            inner.write_mark(inner.wal.next_lsn().get(), true).await?;
+        }
         inner
             .dir_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        Ok(())
+        flushed?;
+        storage?;
+        wal?;
+        catalog
     }
 }
 
@@ -340,12 +451,49 @@ impl Inner {
         }
     }
 
+    /// Refuses writes in a read-only database.
+    pub(crate) fn check_writable(&self, operation: &'static str) -> Result<()> {
+        self.check_open()?;
+        if self.config.read_only {
+            return Err(Error::ReadOnly {
+                engine: "database",
+                operation,
+            });
+        }
+        Ok(())
+    }
+
+    /// Durably records the checkpoint mark: WAL records before `needed_from` are in chunks,
+    /// and the logs hold every record they have made durable so far.
+    pub(crate) async fn write_mark(&self, needed_from: u64, clean: bool) -> Result<()> {
+        let durable = |wal: &Wal| wal.stats().durable_lsn.map_or(1, |l| l.get() + 1);
+        let mark = Mark {
+            needed_from,
+            wal_written_before: if clean {
+                self.wal.next_lsn().get()
+            } else {
+                durable(&self.wal)
+            },
+            catalog_written_before: if clean {
+                self.catalog.next_lsn().get()
+            } else {
+                durable(&self.catalog)
+            },
+            clean,
+        };
+        let dir = self.config.data_dir.clone();
+        tokio::task::spawn_blocking(move || checkpoint_mark::write(&dir, mark))
+            .await
+            .map_err(|e| Error::invalid_input(format_args!("checkpoint task failed: {e}")))?
+    }
+
     fn wake_all(&self) {
         for n in self.flush_wakeup.iter() {
             n.notify_one();
         }
         self.maintenance_wakeup.notify_one();
         self.room.notify_waiters();
+        self.stopping.notify_waiters();
     }
 
     fn worker_of(&self, shard: usize) -> usize {

@@ -6,6 +6,7 @@
 mod builder;
 mod checkpoint_mark;
 mod config;
+mod damage;
 mod db;
 mod ingest;
 mod promql_source;
@@ -14,7 +15,8 @@ mod read;
 mod records;
 
 pub use builder::TimeSeriesDBBuilder;
-pub use config::{DatabaseConfig, WalDurability};
+pub use config::{DatabaseConfig, WalDurability, WalRecovery};
+pub use damage::Damage;
 pub use db::{DbStats, Selector, TimeSeriesDB};
 pub use read::SeriesPoints;
 

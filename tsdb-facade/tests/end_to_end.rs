@@ -190,10 +190,7 @@ async fn a_data_dir_is_used_by_one_database_at_a_time() {
         .with_config(config(dir.path()))
         .build()
         .await;
-    assert!(
-        matches!(second, Err(Error::Unavailable { .. })),
-        "got {second:?}"
-    );
+    assert!(matches!(second, Err(Error::InUse { .. })), "got {second:?}");
     db.close().await.expect("close");
     drop(db);
     let again = open(config(dir.path())).await;

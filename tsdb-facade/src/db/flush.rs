@@ -8,55 +8,82 @@ use std::time::Duration;
 
 use tsdb_core::{
     ChunkLocation, ChunkReference, CodecId, CompressedBlock, DataPoint, Error, Result, SeriesId,
+    TimeRange,
 };
 use tsdb_wal::Lsn;
 
 use super::Inner;
-use crate::checkpoint_mark;
+use crate::damage::Damage;
 use crate::ingest::Sealed;
+use crate::records;
+
+/// What became of one attempt to store and index a sealed head.
+pub(super) enum Persisted {
+    /// Stored and indexed.
+    Done,
+    /// Stored, but the index refuses it for good (it knows no such series: the catalog lost
+    /// the labels). The chunk is kept in storage and the loss recorded.
+    Unindexable,
+}
 
 impl Inner {
-    /// Writes one sealed head as a chunk and indexes it, retrying while the engines fail.
-    pub(super) async fn persist(&self, sealed: &Sealed) -> Result<()> {
+    /// Writes one sealed head as a chunk and indexes it (one attempt; the caller retries).
+    pub(super) async fn persist(&self, sealed: &Sealed) -> Result<Persisted> {
+        let stored = *sealed.stored.lock().unwrap_or_else(PoisonError::into_inner);
         let block = self.seal_to_block(sealed).await?;
-        let mut attempt = 0u32;
-        let location = loop {
-            match self.engines.storage.write_chunk(&block).await {
-                Ok(loc) => break loc,
-                Err(e) => self.backoff("writing a chunk", &e, &mut attempt).await?,
+        let location = match stored {
+            Some(location) => location,
+            None => {
+                let location = self.engines.storage.write_chunk(&block).await?;
+                *sealed.stored.lock().unwrap_or_else(PoisonError::into_inner) = Some(location);
+                location
             }
         };
         let reference = ChunkReference::new(&block, location);
-        attempt = 0;
-        loop {
-            match self.engines.index.add_chunk(&reference).await {
-                Ok(()) => break,
-                Err(e) => self.backoff("indexing a chunk", &e, &mut attempt).await?,
+        match self.engines.index.add_chunk(&reference).await {
+            Ok(()) => {}
+            Err(Error::SeriesNotFound { series }) if !self.heads.is_registered(series) => {
+                self.damage.record(Damage {
+                    source: self.config.data_dir.join("series").display().to_string(),
+                    offset: 0,
+                    length: 0,
+                    reason: format!(
+                        "a chunk of this series was stored at {location} but cannot be indexed: the series catalog has no labels for it"
+                    ),
+                    series: Some(series),
+                    range: Some(TimeRange {
+                        start: block.start_time,
+                        end: block.end_time,
+                    }),
+                    accepted: false,
+                })?;
+                return Ok(Persisted::Unindexable);
             }
+            Err(e) => return Err(e),
         }
         self.chunks_written.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(Persisted::Done)
     }
 
-    /// Logs a background failure and sleeps before the next attempt; gives up (returns the
-    /// error) once the database is shutting down and several attempts failed.
-    pub(super) async fn backoff(&self, what: &str, error: &Error, attempt: &mut u32) -> Result<()> {
+    /// Notes a failed attempt (what `flush`, `close` and `stats` report), then sleeps with
+    /// exponential backoff (at most a second, so shutdown is noticed quickly).
+    async fn note_failure(&self, what: &str, error: &Error, attempt: &mut u32) {
         *attempt += 1;
-        tracing::warn!(attempt = *attempt, "{what} failed: {error}");
-        *self
-            .background_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(format!("{what}: {error}"));
-        if self.shutdown.load(Ordering::Relaxed)
-            || (self.closing.load(Ordering::Relaxed) && *attempt >= 5)
-        {
-            return Err(Error::Unavailable {
-                engine: "database",
-                reason: format!("{what} failed {} times, last: {error}", *attempt),
-            });
+        if matches!(error, Error::StateLost { .. }) {
+            self.index_lost.store(true, Ordering::SeqCst);
+            self.maintenance_wakeup.notify_one();
         }
-        tokio::time::sleep(Duration::from_millis(10u64 << (*attempt).min(8))).await;
-        Ok(())
+        tracing::warn!(attempt = *attempt, "{what} failed (will retry): {error}");
+        *self
+            .flush_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            Some((u64::from(*attempt), format!("{what}: {error}")));
+        let pause = Duration::from_millis(10u64 << (*attempt).min(7));
+        let stopping = self.stopping.notified();
+        if !self.shutdown.load(Ordering::SeqCst) {
+            let _ = tokio::time::timeout(pause, stopping).await;
+        }
     }
 
     pub(super) async fn seal_to_block(&self, sealed: &Sealed) -> Result<CompressedBlock> {
@@ -83,31 +110,88 @@ impl Inner {
         compressor.compress(&points).await
     }
 
+    /// Drains the sealed heads of this worker's shards, oldest first per shard. A head that
+    /// cannot be stored stays first in its shard (and its points in the WAL) and is retried
+    /// with backoff until it is, or until shutdown: the worker never gives up silently.
     pub(super) async fn flush_worker(self: Arc<Self>, worker: usize) {
         let shards: Vec<usize> = (worker..self.heads.shard_count())
             .step_by(self.flush_wakeup.len())
             .collect();
+        let mut attempt = 0u32;
         loop {
             let wakeup = self.flush_wakeup[worker].notified();
             let mut did_work = false;
-            for &shard in &shards {
+            let mut failed = false;
+            'shards: for &shard in &shards {
                 while let Some(sealed) = self.heads.next_sealed(shard) {
-                    if let Err(e) = self.persist(&sealed).await {
-                        tracing::error!("giving up on a chunk of series {}: {e}", sealed.series);
+                    if self.shutdown.load(Ordering::SeqCst) {
                         return;
                     }
-                    self.heads.finish_sealed(shard, &sealed);
-                    self.room.notify_waiters();
-                    did_work = true;
+                    match self.persist(&sealed).await {
+                        Ok(Persisted::Done | Persisted::Unindexable) => {
+                            attempt = 0;
+                            self.flush_failure
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .take();
+                            self.heads.finish_sealed(shard, &sealed);
+                            self.flush_progress.fetch_add(1, Ordering::SeqCst);
+                            self.room.notify_waiters();
+                            did_work = true;
+                        }
+                        Err(e) => {
+                            let what = format!("storing a chunk of series {}", sealed.series);
+                            self.note_failure(&what, &e, &mut attempt).await;
+                            failed = true;
+                            break 'shards;
+                        }
+                    }
                 }
             }
             if self.shutdown.load(Ordering::SeqCst) {
                 return;
             }
-            if !did_work {
+            if !did_work && !failed {
                 let _ = tokio::time::timeout(Duration::from_secs(1), wakeup).await;
             }
         }
+    }
+
+    /// Registers every series of the catalog and adds every stored chunk to the index again,
+    /// after the index reported that its backend lost state (a Redis restarted empty); reads
+    /// fail with [`Error::StateLost`] until this is done.
+    pub(super) async fn rebuild_index(&self) -> Result<()> {
+        let dir = self.config.data_dir.join("series");
+        let (_log, catalog) = tsdb_wal::Wal::open(
+            &dir,
+            tsdb_wal::WalConfig {
+                read_only: true,
+                recovery: tsdb_wal::WalRecovery::SkipDamaged,
+                ..tsdb_wal::WalConfig::default()
+            },
+        )
+        .await?;
+        let mut series = 0usize;
+        for record in catalog {
+            let (_, record) = record?;
+            let (id, labels) = records::decode_series(&record)?;
+            self.engines.index.register_series(id, &labels).await?;
+            series += 1;
+        }
+        let chunks = self.engines.storage.list_chunks().await?;
+        for chunk in &chunks {
+            match self.engines.index.add_chunk(chunk).await {
+                Ok(()) | Err(Error::SeriesNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.engines.index.mark_rebuilt().await?;
+        tracing::warn!(
+            series,
+            chunks = chunks.len(),
+            "the index lost its state and was rebuilt from the catalog and storage"
+        );
+        Ok(())
     }
 
     /// Seals old or oversized heads, truncates the WAL behind what storage holds, applies
@@ -139,6 +223,12 @@ impl Inner {
                     n.notify_one();
                 }
             }
+            let lost = self.index_lost.swap(false, Ordering::SeqCst)
+                || self.engines.index.state_lost().await.unwrap_or(false);
+            if lost && let Err(e) = self.rebuild_index().await {
+                tracing::warn!("rebuilding the index failed (will retry): {e}");
+                self.index_lost.store(true, Ordering::SeqCst);
+            }
             if last_checkpoint.elapsed() >= self.config.checkpoint_interval {
                 last_checkpoint = tokio::time::Instant::now();
                 if let Err(e) = self.checkpoint().await {
@@ -168,11 +258,8 @@ impl Inner {
         self.engines.storage.sync().await?;
         self.wal.truncate_before(Lsn(keep_from)).await?;
         // Whole segments are deleted above; the mark lets the next open skip the records of
-        // the current segment that are already in chunks.
-        let dir = self.config.data_dir.clone();
-        tokio::task::spawn_blocking(move || checkpoint_mark::write(&dir, keep_from))
-            .await
-            .map_err(|e| Error::invalid_input(format_args!("checkpoint task failed: {e}")))?
+        // the current segment that are already in chunks, and tells it how far the logs went.
+        self.write_mark(keep_from, false).await
     }
 
     /// Deletes chunks whose newest point is older than the retention period allows.
@@ -212,36 +299,51 @@ impl Inner {
         Ok(expired.len())
     }
 
+    /// Seals every head and waits until all sealed heads are stored, then checkpoints. Fails
+    /// (the chunks stay in the WAL) once storing makes no progress for `stall_timeout`.
     pub(super) async fn flush_all(&self) -> Result<()> {
         if self.heads.seal_all() > 0 {
             for n in self.flush_wakeup.iter() {
                 n.notify_one();
             }
         }
+        let mut progress = self.flush_progress.load(Ordering::SeqCst);
+        let mut since = tokio::time::Instant::now();
         while self.heads.sealed_waiting.load(Ordering::SeqCst) > 0 {
             if self.shutdown.load(Ordering::SeqCst) {
                 break;
             }
             let room = self.room.notified();
             let _ = tokio::time::timeout(Duration::from_millis(20), room).await;
-            let failed = self
-                .background_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            if let Some(reason) = failed
-                && self.closing.load(Ordering::Relaxed)
-                && self.heads.sealed_waiting.load(Ordering::SeqCst) > 0
-            {
-                tracing::warn!("flush is retrying after: {reason}");
+            let now = self.flush_progress.load(Ordering::SeqCst);
+            if now != progress {
+                progress = now;
+                since = tokio::time::Instant::now();
+            } else if since.elapsed() >= self.config.stall_timeout {
+                return Err(self.stalled("flush"));
             }
         }
         if self.heads.sealed_waiting.load(Ordering::SeqCst) > 0 {
-            return Err(Error::Unavailable {
-                engine: "database",
-                reason: "chunks could not be written; they stay in the WAL".into(),
-            });
+            return Err(self.stalled("flush"));
         }
         self.checkpoint().await
+    }
+
+    /// The error of a flush or write that waited `stall_timeout` for storing to progress.
+    pub(super) fn stalled(&self, what: &str) -> Error {
+        let waiting = self.heads.sealed_waiting.load(Ordering::SeqCst);
+        let last = self
+            .flush_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .map_or_else(|| "no error reported, storage is slow".to_owned(), |f| f.1);
+        Error::Unavailable {
+            engine: "database",
+            reason: format!(
+                "{what}: {waiting} chunks could not be stored for {:?} (last error: {last}); their points stay in the WAL and are replayed on the next open",
+                self.config.stall_timeout
+            ),
+        }
     }
 }

@@ -1,8 +1,11 @@
 //! Reads: a series' points over a range from its stored chunks and its head buffers.
 
+use std::sync::atomic::Ordering;
+
 use tsdb_core::{ChunkReference, CodecId, CompressedBlock, Error, Result, SeriesId, TimeRange};
 
 use super::{Inner, Selector};
+use crate::damage::Damage;
 use crate::read::{Columns, SeriesPoints, merge};
 
 impl Inner {
@@ -11,16 +14,29 @@ impl Inner {
         selector: Selector,
         range: TimeRange,
     ) -> Result<Vec<SeriesPoints>> {
+        self.query_with(selector, range, None).await
+    }
+
+    /// [`Self::query`]; with `partial`, damage does not fail the read: what it touches is
+    /// pushed there and the series is read from what is left.
+    pub(super) async fn query_with(
+        &self,
+        selector: Selector,
+        range: TimeRange,
+        mut partial: Option<&mut Vec<Damage>>,
+    ) -> Result<Vec<SeriesPoints>> {
         let ids = match selector {
             Selector::Series(id) => vec![id],
-            Selector::Matchers(m) => self.engines.index.find_series(&m).await?,
+            Selector::Matchers(m) => self.index_read(self.engines.index.find_series(&m).await)?,
         };
         let mut out = Vec::new();
         for id in ids {
-            let Some(labels) = self.engines.index.series_labels(id).await? else {
+            let Some(labels) = self.index_read(self.engines.index.series_labels(id).await)? else {
                 continue;
             };
-            let (timestamps, values) = self.read_series(id, range).await?;
+            let (timestamps, values) = self
+                .read_series_with(id, range, partial.as_deref_mut())
+                .await?;
             if !timestamps.is_empty() {
                 out.push(SeriesPoints {
                     series_id: id,
@@ -33,17 +49,72 @@ impl Inner {
         Ok(out)
     }
 
+    /// Passes an index answer through, noting a lost index state so that the maintenance task
+    /// rebuilds it at once.
+    pub(crate) fn index_read<T>(&self, answer: Result<T>) -> Result<T> {
+        if let Err(Error::StateLost { .. }) = &answer {
+            self.index_lost.store(true, Ordering::SeqCst);
+            self.maintenance_wakeup.notify_one();
+        }
+        answer
+    }
+
+    /// The series' indexed chunks overlapping `range`, after checking the damage log: a read
+    /// that recorded damage touches fails with [`Error::Corrupt`] (or, with `partial`, notes
+    /// the damage and goes on with what is left).
+    pub(crate) async fn chunks_to_read(
+        &self,
+        series: SeriesId,
+        range: TimeRange,
+        partial: Option<&mut Vec<Damage>>,
+    ) -> Result<Vec<ChunkReference>> {
+        if !self.damage.is_empty() {
+            match partial {
+                Some(warnings) => {
+                    for d in self.damage.touching(series, range) {
+                        if !warnings.contains(&d) {
+                            warnings.push(d);
+                        }
+                    }
+                }
+                None => {
+                    if let Some(d) = self.damage.blocking(series, range) {
+                        return Err(d.to_error(series));
+                    }
+                }
+            }
+        }
+        let mut chunks = self.index_read(self.engines.index.query_chunks(series, range).await)?;
+        chunks.sort_by_key(|c| c.location);
+        Ok(chunks)
+    }
+
     /// Every point of one series in `range`, merged oldest source first: stored chunks by
     /// location (write order), then sealed heads, then the live head.
-    pub(crate) async fn read_series(&self, series: SeriesId, range: TimeRange) -> Result<Columns> {
+    async fn read_series_with(
+        &self,
+        series: SeriesId,
+        range: TimeRange,
+        mut partial: Option<&mut Vec<Damage>>,
+    ) -> Result<Columns> {
         // Memory first: a head sealed and indexed meanwhile is then read twice (harmless),
         // never missed.
         let memory = self.heads.snapshot(series)?;
-        let mut chunks = self.engines.index.query_chunks(series, range).await?;
-        chunks.sort_by_key(|c| c.location);
+        let chunks = self
+            .chunks_to_read(series, range, partial.as_deref_mut())
+            .await?;
         let mut sources: Vec<Columns> = Vec::with_capacity(chunks.len() + memory.sealed.len() + 1);
         for chunk in &chunks {
-            sources.push(self.read_chunk(chunk).await?);
+            match self.read_chunk(chunk).await {
+                Ok(columns) => sources.push(columns),
+                Err(e) => match (&e, partial.as_deref_mut()) {
+                    (Error::Corrupt { .. }, Some(warnings)) => {
+                        warnings.extend(self.damage.touching(series, range));
+                        warnings.dedup();
+                    }
+                    _ => return Err(e),
+                },
+            }
         }
         for sealed in &memory.sealed {
             sources.push(sealed.head.points()?);
@@ -54,13 +125,19 @@ impl Inner {
         Ok(merge(sources, range))
     }
 
-    /// The merged points of a series' stored chunks in `range` (no memory sources).
+    /// The merged points of a series' stored chunks in `range` (no memory sources); chunks
+    /// that fail their checks are left out (and recorded as damage).
     pub(super) async fn read_stored(&self, series: SeriesId, range: TimeRange) -> Result<Columns> {
         let mut chunks = self.engines.index.query_chunks(series, range).await?;
         chunks.sort_by_key(|c| c.location);
         let mut sources = Vec::with_capacity(chunks.len());
         for chunk in &chunks {
-            sources.push(self.read_chunk(chunk).await?);
+            match self.read_chunk(chunk).await {
+                Ok(columns) => sources.push(columns),
+                // Recorded as damage; the WAL's copy of its points (if any) is replayed.
+                Err(Error::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(merge(sources, range))
     }
@@ -73,9 +150,55 @@ impl Inner {
         ts: &mut Vec<i64>,
         vs: &mut Vec<f64>,
     ) -> Result<()> {
+        let at = ts.len();
+        let result = self.decode_chunk_into(chunk, ts, vs).await;
+        if result.is_err() {
+            ts.truncate(at);
+            vs.truncate(at);
+        }
+        self.note_damaged(chunk, result)
+    }
+
+    /// Records a chunk that failed its checks on read in the damage log, so that the loss is
+    /// still known after a reopen (when storage may no longer list the chunk at all).
+    fn note_damaged<T>(&self, chunk: &ChunkReference, result: Result<T>) -> Result<T> {
+        if let Err(Error::Corrupt {
+            source_name,
+            offset,
+            reason,
+        }) = &result
+        {
+            let recorded = self.damage.record(Damage {
+                source: source_name.clone(),
+                offset: *offset,
+                length: chunk.location.length,
+                reason: format!(
+                    "chunk at {} failed its checks on read: {reason}",
+                    chunk.location
+                ),
+                series: Some(chunk.series_id),
+                range: Some(TimeRange {
+                    start: chunk.start_time,
+                    end: chunk.end_time,
+                }),
+                accepted: false,
+            });
+            if let Err(e) = recorded {
+                tracing::error!("could not record damage: {e}");
+            }
+        }
+        result
+    }
+
+    async fn decode_chunk_into(
+        &self,
+        chunk: &ChunkReference,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+    ) -> Result<()> {
         let block = self.engines.storage.read_chunk(&chunk.location).await?;
         if block.codec != CodecId::GORILLA {
-            let (t, v) = self.read_chunk(chunk).await?;
+            let (t, v) = self.decode_chunk(chunk).await?;
             ts.extend_from_slice(&t);
             vs.extend_from_slice(&v);
             return Ok(());
@@ -97,6 +220,11 @@ impl Inner {
     /// One stored chunk as columns: Gorilla blocks are decoded in bulk straight into the
     /// columns, other codecs through their `Compressor`.
     pub(crate) async fn read_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
+        let result = self.decode_chunk(chunk).await;
+        self.note_damaged(chunk, result)
+    }
+
+    async fn decode_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
         let block = self.engines.storage.read_chunk(&chunk.location).await?;
         if block.codec == CodecId::GORILLA {
             return decode_gorilla(&block);

@@ -1,20 +1,24 @@
-//! Opening: the data directory's lock, and recovery from the catalog and the WAL.
+//! Opening: recovery from the catalog, storage and the WAL.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use tsdb_core::{ChunkLocation, ChunkReference, Error, Result, SeriesId, TimeRange};
-use tsdb_wal::Replay;
+use tsdb_core::{ChunkLocation, ChunkReference, Result, SeriesId, TimeRange};
+use tsdb_wal::{Replay, WalDamage};
 
 use super::Inner;
-use crate::checkpoint_mark;
+use crate::checkpoint_mark::Mark;
+use crate::damage::Damage;
 use crate::records;
 
 impl Inner {
     /// Rebuilds memory state on open: series from the catalog, the index from storage, heads
-    /// from the WAL.
-    pub(super) async fn recover(&self, catalog: Replay, wal: Replay) -> Result<()> {
+    /// from the WAL; records every loss found on the way in the damage log. Returns whether
+    /// needed WAL records were skipped (with [`tsdb_wal::WalRecovery::SkipDamaged`]).
+    pub(super) async fn recover(&self, catalog: Replay, wal: Replay, mark: Mark) -> Result<bool> {
+        for d in catalog.damage() {
+            self.record_log_damage(d, "series catalog")?;
+        }
         let mut known = BTreeMap::new();
         for record in catalog {
             let (_, record) = record?;
@@ -30,14 +34,27 @@ impl Inner {
         for chunk in self.engines.storage.list_chunks().await? {
             self.newest_timestamp
                 .fetch_max(chunk.end_time, Ordering::Relaxed);
+            // The out-of-order window holds against stored points too, not only buffered ones.
+            self.heads.observe(chunk.series_id, chunk.end_time);
             stored.entry(chunk.series_id).or_default().push(chunk);
+        }
+        for d in self.engines.storage.damage().await? {
+            self.damage.record(Damage {
+                source: d.source,
+                offset: d.offset,
+                length: d.length,
+                reason: d.reason,
+                series: d.chunk.map(|c| c.series_id),
+                range: d.chunk.map(|c| TimeRange {
+                    start: c.start_time,
+                    end: c.end_time,
+                }),
+                accepted: false,
+            })?;
         }
         for (series, chunks) in &stored {
             if !known.contains_key(series) {
-                tracing::warn!(
-                    "{} chunks of series {series} have no labels in the catalog; left unindexed",
-                    chunks.len()
-                );
+                self.record_unlabeled(*series, chunks.iter().map(|c| (c.start_time, c.end_time)))?;
                 continue;
             }
             let indexed = self
@@ -59,15 +76,19 @@ impl Inner {
                 self.engines.index.remove_chunks(*series, &dangling).await?;
             }
         }
+        let mut skipped = false;
+        for d in wal.damage() {
+            skipped |= d.needed;
+            self.record_log_damage(d, "WAL")?;
+        }
         // Replay: the last write of each timestamp wins. Points that storage already holds
         // with the same value (written as chunks before the crash, while their WAL records
         // were kept) are not buffered again.
         let records = wal.record_count();
         let mut writes: HashMap<SeriesId, Vec<(i64, u64, f64)>> = HashMap::new();
-        let skip_before = checkpoint_mark::read(&self.config.data_dir);
         for record in wal {
             let (lsn, record) = record?;
-            if lsn.get() < skip_before {
+            if lsn.get() < mark.needed_from {
                 continue;
             }
             for (series, points) in records::decode_points(&record)? {
@@ -93,6 +114,10 @@ impl Inner {
                 start: first.0,
                 end: last.0,
             };
+            if !known.contains_key(&series) {
+                // Kept (they go into chunks), but no query can select them without labels.
+                self.record_unlabeled(series, [(range.start, range.end)])?;
+            }
             self.newest_timestamp.fetch_max(last.0, Ordering::Relaxed);
             let (stored_ts, stored_vs) = self.read_stored(series, range).await?;
             let shard = self.heads.shard_of(series);
@@ -115,41 +140,56 @@ impl Inner {
                 "WAL replay: {records} records, {replayed} points buffered again, {already_stored} already in chunks"
             );
         }
+        Ok(skipped)
+    }
+
+    /// Records WAL or catalog damage that open found: needed records that were skipped are a
+    /// loss the operator accepted by asking for `SkipDamaged`; damage behind the checkpoint
+    /// only a warning (logged by the WAL, not recorded).
+    fn record_log_damage(&self, d: &WalDamage, log: &str) -> Result<()> {
+        if !d.needed {
+            return Ok(());
+        }
+        let to = d
+            .lost_to
+            .map_or_else(|| "the end".to_owned(), |l| format!("LSN {}", l.get() - 1));
+        self.damage.record(Damage {
+            source: d.segment.display().to_string(),
+            offset: d.offset,
+            length: d.bytes,
+            reason: format!(
+                "{log} records from LSN {} to {to} were skipped (recovery = SkipDamaged): {}",
+                d.lost_from.get(),
+                d.reason
+            ),
+            series: None,
+            range: None,
+            accepted: true,
+        })?;
         Ok(())
     }
-}
 
-/// Takes the exclusive lock of `<data_dir>/LOCK`. A handle dropped without `close` releases it
-/// once its background tasks have stopped, so a busy lock is retried for a few seconds before
-/// giving up.
-pub(super) async fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
-    let path = dir.join("LOCK");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(path.display(), e))?;
-    for attempt in 0..40 {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                if attempt == 0 {
-                    tracing::info!(
-                        "{} is locked; waiting for its holder to stop",
-                        path.display()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path.display(), e)),
+    /// Records that points of `series` exist (in chunks or the WAL) while the catalog has no
+    /// labels for it: the series can no longer be selected.
+    fn record_unlabeled(
+        &self,
+        series: SeriesId,
+        ranges: impl IntoIterator<Item = (i64, i64)>,
+    ) -> Result<()> {
+        let (mut start, mut end) = (i64::MAX, i64::MIN);
+        for (s, e) in ranges {
+            start = start.min(s);
+            end = end.max(e);
         }
+        self.damage.record(Damage {
+            source: self.config.data_dir.join("series").display().to_string(),
+            offset: 0,
+            length: 0,
+            reason: "the series catalog has no labels for this series (the catalog lost records): its points are kept but no query can select them".to_owned(),
+            series: Some(series),
+            range: (start <= end).then_some(TimeRange { start, end }),
+            accepted: false,
+        })?;
+        Ok(())
     }
-    Err(Error::Unavailable {
-        engine: "database",
-        reason: format!(
-            "{} is in use by another process or database handle",
-            dir.display()
-        ),
-    })
 }

@@ -27,7 +27,7 @@ impl Inner {
     }
 
     pub(super) async fn insert_batch(&self, points: &[DataPoint]) -> Result<()> {
-        self.check_open()?;
+        self.check_writable("insert")?;
         if points.is_empty() {
             return Ok(());
         }
@@ -38,6 +38,9 @@ impl Inner {
                 limit: u32::MAX as u64,
             });
         }
+        // Backpressure before the write, so that a write that cannot wait longer fails
+        // without having been made durable (an acknowledged write is never reported failed).
+        self.wait_for_room().await?;
         let batch = Batch::group(points, &self.heads);
         let groups = batch.slices();
         let window = i64::try_from(self.config.out_of_order_window.as_millis()).unwrap_or(i64::MAX);
@@ -65,26 +68,35 @@ impl Inner {
         for shard in sealed_shards {
             self.flush_wakeup[self.worker_of(shard)].notify_one();
         }
-        self.wait_for_room().await;
         Ok(())
     }
 
     /// Backpressure: waits while too many sealed heads wait for storage or heads hold too
-    /// many points.
-    pub(super) async fn wait_for_room(&self) {
+    /// many points; fails with [`Error::Unavailable`] when storing makes no progress for
+    /// `stall_timeout` (the disk full, the index gone), so writers never hang.
+    pub(super) async fn wait_for_room(&self) -> Result<()> {
+        let mut progress = self.flush_progress.load(Ordering::SeqCst);
+        let mut since = tokio::time::Instant::now();
         loop {
             let sealed = self.heads.sealed_waiting.load(Ordering::Relaxed);
             let buffered = self.heads.buffered_points.load(Ordering::Relaxed);
             if sealed <= self.config.flush_queue_capacity
                 && buffered <= self.config.max_buffered_points
             {
-                return;
+                return Ok(());
             }
             if buffered > self.config.max_buffered_points {
                 self.maintenance_wakeup.notify_one();
             }
             if self.shutdown.load(Ordering::Relaxed) {
-                return;
+                return Err(Error::Closed { engine: "database" });
+            }
+            let now = self.flush_progress.load(Ordering::SeqCst);
+            if now != progress {
+                progress = now;
+                since = tokio::time::Instant::now();
+            } else if since.elapsed() >= self.config.stall_timeout {
+                return Err(self.stalled("write refused: the flush queue is full and"));
             }
             let notified = self.room.notified();
             // Re-check after a short wait even without a notification.

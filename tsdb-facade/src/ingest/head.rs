@@ -98,6 +98,19 @@ fn merge_late(ts: &mut Vec<i64>, vs: &mut Vec<f64>, late: &[(i64, f64)]) {
 pub(crate) struct Sealed {
     pub(crate) series: SeriesId,
     pub(crate) head: Head,
+    /// Where storage put the chunk, once it did: a retry after the index failed indexes it
+    /// instead of storing it again.
+    pub(crate) stored: std::sync::Mutex<Option<tsdb_core::ChunkLocation>>,
+}
+
+impl Sealed {
+    pub(crate) fn new(series: SeriesId, head: Head) -> Self {
+        Sealed {
+            series,
+            head,
+            stored: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 #[cfg(test)]

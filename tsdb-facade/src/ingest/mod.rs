@@ -100,6 +100,14 @@ impl Heads {
         true
     }
 
+    /// Raises the series' newest accepted timestamp to `t` (a point stored in a chunk), so
+    /// that the out-of-order window measures from it after a reopen as before.
+    pub(crate) fn observe(&self, series: SeriesId, t: i64) {
+        let mut shard = self.lock(self.shard_of(series));
+        let state = shard.series.entry(series).or_default();
+        state.max_ts = Some(state.max_ts.map_or(t, |m| m.max(t)));
+    }
+
     pub(crate) fn is_registered(&self, series: SeriesId) -> bool {
         self.lock(self.shard_of(series))
             .series
@@ -168,9 +176,7 @@ impl Heads {
                 {
                     self.buffered_points
                         .fetch_sub(full.len() as u64, Ordering::Relaxed);
-                    shard
-                        .sealed
-                        .push_back(Arc::new(Sealed { series, head: full }));
+                    shard.sealed.push_back(Arc::new(Sealed::new(series, full)));
                     sealed += 1;
                 }
             }
@@ -192,7 +198,7 @@ impl Heads {
                 {
                     self.buffered_points
                         .fetch_sub(head.len() as u64, Ordering::Relaxed);
-                    shard.sealed.push_back(Arc::new(Sealed { series, head }));
+                    shard.sealed.push_back(Arc::new(Sealed::new(series, head)));
                     total += 1;
                 }
             }
