@@ -9,8 +9,10 @@
 //! | 0 | 8 | `needed_from`: WAL records before this LSN are in durable chunks |
 //! | 8 | 8 | `wal_written_before`: the WAL held every record before this LSN (durably) |
 //! | 16 | 8 | `catalog_written_before`: the same for the series catalog |
-//! | 24 | 1 | `clean`: 1 when written by a clean `close` (nothing appended after it) |
-//! | 25 | 4 | CRC-32 of bytes 0..25 |
+//! | 24 | 8 | `wal_active`: first LSN of the WAL segment being appended to |
+//! | 32 | 8 | `catalog_active`: the same for the series catalog |
+//! | 40 | 1 | `clean`: 1 when written by a clean `close` (nothing appended after it) |
+//! | 41 | 4 | CRC-32 of bytes 0..41 |
 //!
 //! The first version (12 bytes: `needed_from` and its CRC) is still read. A missing or
 //! damaged mark reads as "nothing known": replay then reads the whole WAL, which is slower but
@@ -22,7 +24,7 @@ use std::path::Path;
 use tsdb_core::{Error, Result};
 
 const FILE: &str = "CHECKPOINT";
-const LEN: usize = 29;
+const LEN: usize = 45;
 
 /// What the mark records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +32,8 @@ pub(crate) struct Mark {
     pub(crate) needed_from: u64,
     pub(crate) wal_written_before: u64,
     pub(crate) catalog_written_before: u64,
+    pub(crate) wal_active: u64,
+    pub(crate) catalog_active: u64,
     pub(crate) clean: bool,
 }
 
@@ -39,6 +43,8 @@ impl Default for Mark {
             needed_from: 1,
             wal_written_before: 1,
             catalog_written_before: 1,
+            wal_active: 0,
+            catalog_active: 0,
             clean: false,
         }
     }
@@ -64,7 +70,9 @@ pub(crate) fn read(dir: &Path) -> Mark {
             needed_from: u64_at(&bytes, 0).max(1),
             wal_written_before: u64_at(&bytes, 8).max(1),
             catalog_written_before: u64_at(&bytes, 16).max(1),
-            clean: bytes[24] == 1,
+            wal_active: u64_at(&bytes, 24),
+            catalog_active: u64_at(&bytes, 32),
+            clean: bytes[40] == 1,
         };
     }
     if crc_ok(8) {
@@ -88,6 +96,8 @@ pub(crate) fn write(dir: &Path, mark: Mark) -> Result<()> {
     bytes.extend_from_slice(&mark.needed_from.to_le_bytes());
     bytes.extend_from_slice(&mark.wal_written_before.to_le_bytes());
     bytes.extend_from_slice(&mark.catalog_written_before.to_le_bytes());
+    bytes.extend_from_slice(&mark.wal_active.to_le_bytes());
+    bytes.extend_from_slice(&mark.catalog_active.to_le_bytes());
     bytes.push(u8::from(mark.clean));
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
@@ -112,6 +122,8 @@ mod tests {
             needed_from: 12_345,
             wal_written_before: 12_400,
             catalog_written_before: 77,
+            wal_active: 12_001,
+            catalog_active: 1,
             clean: true,
         };
         write(dir.path(), mark).expect("write");

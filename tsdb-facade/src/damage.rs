@@ -67,6 +67,20 @@ impl Damage {
     }
 }
 
+impl Damage {
+    /// The error a read gets from damage of unknown series.
+    pub(crate) fn to_error_unknown(&self) -> Error {
+        Error::corrupt(
+            &self.source,
+            self.offset,
+            format_args!(
+                "{}; points of any series may be missing here (ask for partial results, or accept the damage, to read what is left)",
+                self.reason
+            ),
+        )
+    }
+}
+
 impl fmt::Display for Damage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} at offset {}", self.source, self.offset)?;
@@ -286,6 +300,14 @@ impl DamageLog {
         self.lock()
             .iter()
             .find(|d| !d.accepted && d.touches(series, range))
+            .cloned()
+    }
+
+    /// The first unaccepted entry of unknown series whose times overlap `range`.
+    pub(crate) fn blocking_unknown(&self, range: TimeRange) -> Option<Damage> {
+        self.lock()
+            .iter()
+            .find(|d| !d.accepted && d.series.is_none() && d.touches(SeriesId(0), range))
             .cloned()
     }
 

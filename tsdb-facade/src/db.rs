@@ -25,6 +25,9 @@ use crate::damage::{Damage, DamageLog};
 use crate::ingest::Heads;
 use crate::read::SeriesPoints;
 
+/// How often the log ends are recorded between checkpoints while the logs grow.
+const MARK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Which series a query reads.
 #[derive(Clone, Debug)]
 pub enum Selector {
@@ -139,6 +142,9 @@ pub(crate) struct Inner {
     pub(crate) damage: DamageLog,
     /// The index reported that its backend lost state: the maintenance task rebuilds it.
     pub(crate) index_lost: AtomicBool,
+    /// `needed_from` of the newest checkpoint mark, and the mark last written.
+    marked_needed_from: AtomicU64,
+    last_mark: Mutex<Option<Mark>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Held until `close` or drop: one process (and handle) per data directory.
     dir_lock: Mutex<Option<DirLock>>,
@@ -154,7 +160,7 @@ impl TimeSeriesDB {
     ) -> Result<Self> {
         let dir = &config.data_dir;
         let mark = checkpoint_mark::read(dir);
-        let log_config = |segment_size, needed_from, written_before| WalConfig {
+        let log_config = |segment_size, needed_from, written_before, active| WalConfig {
             segment_size,
             durability: config.wal_durability,
             recovery: config.wal_recovery,
@@ -163,13 +169,19 @@ impl TimeSeriesDB {
                 needed_from: Lsn(needed_from),
                 written_before: Lsn(written_before),
                 closed_cleanly: mark.clean,
+                active_segment: Lsn(active),
             },
             ..WalConfig::default()
         };
         // Every registration is needed for ever: the catalog has no checkpoint of its own.
         let (catalog, catalog_records) = Wal::open(
             dir.join("series"),
-            log_config(16 << 20, 1, mark.catalog_written_before),
+            log_config(
+                16 << 20,
+                1,
+                mark.catalog_written_before,
+                mark.catalog_active,
+            ),
         )
         .await?;
         let (wal, wal_records) = Wal::open(
@@ -178,6 +190,7 @@ impl TimeSeriesDB {
                 config.wal_segment_size,
                 mark.needed_from,
                 mark.wal_written_before,
+                mark.wal_active,
             ),
         )
         .await?;
@@ -213,6 +226,8 @@ impl TimeSeriesDB {
             flush_progress: AtomicU64::new(0),
             damage,
             index_lost: AtomicBool::new(false),
+            marked_needed_from: AtomicU64::new(mark.needed_from),
+            last_mark: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
             dir_lock: Mutex::new(dir_lock),
             config,
@@ -230,6 +245,10 @@ impl TimeSeriesDB {
         }
         let maintenance = inner.clone();
         tasks.push(tokio::spawn(async move { maintenance.maintenance().await }));
+        let marker = inner.clone();
+        tasks.push(tokio::spawn(
+            async move { marker.keep_log_ends_marked().await },
+        ));
         *inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
         if skipped_wal_damage {
             // Move the checkpoint past the skipped damage at once, so that the next strict
@@ -467,6 +486,8 @@ impl Inner {
     /// and the logs hold every record they have made durable so far.
     pub(crate) async fn write_mark(&self, needed_from: u64, clean: bool) -> Result<()> {
         let durable = |wal: &Wal| wal.stats().durable_lsn.map_or(1, |l| l.get() + 1);
+        self.marked_needed_from
+            .fetch_max(needed_from, Ordering::SeqCst);
         let mark = Mark {
             needed_from,
             wal_written_before: if clean {
@@ -479,12 +500,51 @@ impl Inner {
             } else {
                 durable(&self.catalog)
             },
+            wal_active: self.wal.active_segment().get(),
+            catalog_active: self.catalog.active_segment().get(),
             clean,
         };
+        if !clean
+            && self
+                .last_mark
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                == Some(&mark)
+        {
+            return Ok(());
+        }
         let dir = self.config.data_dir.clone();
         tokio::task::spawn_blocking(move || checkpoint_mark::write(&dir, mark))
             .await
-            .map_err(|e| Error::invalid_input(format_args!("checkpoint task failed: {e}")))?
+            .map_err(|e| Error::invalid_input(format_args!("checkpoint task failed: {e}")))??;
+        *self
+            .last_mark
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(mark);
+        Ok(())
+    }
+
+    /// Between checkpoints, records how far the logs are durable every [`MARK_INTERVAL`]
+    /// while they grow, so that a cut or removed log segment loses no more than that window
+    /// silently (a torn write and a cut of the newest records look alike; older records are
+    /// known to the mark, and their loss is reported).
+    async fn keep_log_ends_marked(self: Arc<Self>) {
+        loop {
+            let stopping = self.stopping.notified();
+            if self.shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            let _ = tokio::time::timeout(MARK_INTERVAL, stopping).await;
+            if self.shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            let _one_at_a_time = self.checkpoint_lock.lock().await;
+            let needed_from = self.marked_needed_from.load(Ordering::SeqCst);
+            if let Err(e) = self.write_mark(needed_from, false).await {
+                tracing::warn!("recording the log ends failed: {e}");
+            }
+        }
     }
 
     fn wake_all(&self) {

@@ -121,6 +121,7 @@ pub(crate) struct ScanRules {
     pub(crate) needed_from: Lsn,
     pub(crate) written_before: Lsn,
     pub(crate) closed_cleanly: bool,
+    pub(crate) active_segment: Lsn,
 }
 
 /// Lists `*.wal` segment files of `dir`, sorted by first LSN.
@@ -196,6 +197,26 @@ pub(crate) fn scan_dir(dir: &Path, rules: ScanRules) -> Result<Scan> {
         }
         if let Some(seg) = found.segment {
             segments.push(seg);
+        }
+    }
+    // The segment the owner saw being appended to is gone: records appended to it since the
+    // owner looked may be lost (truncation never deletes the active segment).
+    let active = rules.active_segment;
+    if active.get() > 0 && !segments.iter().any(|s| s.first_lsn == active) {
+        let next = segments.iter().map(|s| s.first_lsn).find(|&f| f > active);
+        if !damage
+            .iter()
+            .any(|d| d.lost_from <= active && d.lost_to.is_none_or(|t| t > active))
+        {
+            damage.push(WalDamage {
+                segment: dir.join(segment_file_name(active)),
+                offset: 0,
+                bytes: 0,
+                lost_from: active,
+                lost_to: next,
+                needed: false,
+                reason: "the segment that was being appended to at the last checkpoint is missing (removed)".to_owned(),
+            });
         }
     }
     // The log ends before what the owner knows was written (a cut at a record boundary, the

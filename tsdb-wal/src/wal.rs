@@ -108,7 +108,10 @@ pub struct WalConfig {
 ///   now ends earlier (a cut file, a removed segment) lost acknowledged records, which is
 ///   damage, not a torn tail;
 /// - with `closed_cleanly`, nothing was appended after `written_before`, so damage at the very
-///   end of the log is confined to records before it.
+///   end of the log is confined to records before it;
+/// - `active_segment` (when not `Lsn(0)`) is the first LSN of the segment that was being
+///   appended to ([`Wal::active_segment`]); it is never deleted by truncation, so when its
+///   file is gone, records appended to it since may be lost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalCheckpoint {
     /// Records before this LSN are not needed any more.
@@ -117,6 +120,8 @@ pub struct WalCheckpoint {
     pub written_before: Lsn,
     /// Nothing was appended after `written_before`.
     pub closed_cleanly: bool,
+    /// The segment being appended to, by its first LSN; `Lsn(0)` when not known.
+    pub active_segment: Lsn,
 }
 
 impl Default for WalCheckpoint {
@@ -125,6 +130,7 @@ impl Default for WalCheckpoint {
             needed_from: Lsn(1),
             written_before: Lsn(1),
             closed_cleanly: false,
+            active_segment: Lsn(0),
         }
     }
 }
@@ -205,6 +211,7 @@ struct Counters {
     size_on_disk: AtomicU64,
     first_lsn: AtomicU64,
     next_lsn: AtomicU64,
+    active_first: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -293,6 +300,7 @@ impl Wal {
             needed_from: config.checkpoint.needed_from,
             written_before: config.checkpoint.written_before,
             closed_cleanly: config.checkpoint.closed_cleanly,
+            active_segment: config.checkpoint.active_segment,
         };
         let (state, replay, dir_fsyncs, lock) = blocking(move || {
             let lock = if rules.read_only {
@@ -543,6 +551,12 @@ impl Wal {
         (c.first_lsn.load(Ordering::Acquire) < next).then(|| Lsn(next - 1))
     }
 
+    /// The first LSN of the segment appends go to (its file name); for the owner's
+    /// [`WalCheckpoint::active_segment`].
+    pub fn active_segment(&self) -> Lsn {
+        Lsn(self.inner.counters.active_first.load(Ordering::Acquire))
+    }
+
     /// The LSN the next appended record gets.
     pub fn next_lsn(&self) -> Lsn {
         Lsn(self.inner.counters.next_lsn.load(Ordering::Acquire))
@@ -597,6 +611,8 @@ impl Inner {
         let size = st.active.size + st.sealed.iter().map(|s| s.size).sum::<u64>();
         c.first_lsn.store(first.get(), Ordering::Release);
         c.next_lsn.store(st.next_lsn.get(), Ordering::Release);
+        c.active_first
+            .store(st.active.first_lsn.get(), Ordering::Release);
         c.size_on_disk.store(size, Ordering::Release);
         c.segments
             .store(st.sealed.len() as u64 + 1, Ordering::Release);

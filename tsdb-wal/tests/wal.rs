@@ -719,6 +719,7 @@ async fn records_the_owner_saw_written_cannot_vanish_silently() {
             needed_from: Lsn(4),
             written_before: Lsn(11),
             closed_cleanly: false,
+            active_segment: Lsn(0),
         },
         ..cfg.clone()
     };
@@ -750,6 +751,7 @@ async fn damage_at_the_end_of_a_cleanly_closed_log_behind_the_checkpoint_is_harm
             needed_from: Lsn(9),
             written_before: Lsn(9),
             closed_cleanly: true,
+            active_segment: Lsn(1),
         },
         ..config(1 << 20, WalDurability::Never)
     };
@@ -757,4 +759,43 @@ async fn damage_at_the_end_of_a_cleanly_closed_log_behind_the_checkpoint_is_harm
     assert!(!replay.damage()[0].needed, "{:?}", replay.damage());
     assert_eq!(collect(replay), records[..7]);
     assert_eq!(wal.append(b"x").await.expect("append"), Lsn(9));
+}
+
+#[tokio::test]
+async fn a_removed_active_segment_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(1 << 20, WalDurability::Never);
+    let (wal, _) = Wal::open(dir.path(), cfg.clone()).await.expect("open");
+    append_all(&wal, 0..3).await;
+    // The owner checkpoints here: everything so far is in its chunks.
+    let seen = tsdb_wal::WalCheckpoint {
+        needed_from: wal.next_lsn(),
+        written_before: wal.next_lsn(),
+        closed_cleanly: false,
+        active_segment: wal.active_segment(),
+    };
+    append_all(&wal, 3..6).await; // needed: after the checkpoint
+    wal.close().await.expect("close");
+    for f in segment_files(dir.path()) {
+        std::fs::remove_file(f).expect("remove");
+    }
+    let known = WalConfig {
+        checkpoint: seen,
+        ..cfg.clone()
+    };
+    let err = Wal::open(dir.path(), known.clone())
+        .await
+        .expect_err("the active segment is gone");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // Had the owner closed cleanly at its checkpoint, nothing needed would be lost.
+    let clean = WalConfig {
+        checkpoint: tsdb_wal::WalCheckpoint {
+            closed_cleanly: true,
+            ..seen
+        },
+        ..cfg
+    };
+    let (wal, replay) = Wal::open(dir.path(), clean).await.expect("open");
+    assert!(replay.damage().iter().all(|d| !d.needed));
+    assert_eq!(wal.next_lsn(), Lsn(4));
 }

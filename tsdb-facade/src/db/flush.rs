@@ -42,15 +42,17 @@ impl Inner {
         let reference = ChunkReference::new(&block, location);
         match self.engines.index.add_chunk(&reference).await {
             Ok(()) => {}
-            Err(Error::SeriesNotFound { series }) if !self.heads.is_registered(series) => {
+            // The database registers every series of its catalog in the index, so an index
+            // that does not know the series means the catalog lost its labels.
+            Err(Error::SeriesNotFound { series }) => {
                 self.damage.record(Damage {
                     source: self.config.data_dir.join("series").display().to_string(),
                     offset: 0,
                     length: 0,
                     reason: format!(
-                        "a chunk of this series was stored at {location} but cannot be indexed: the series catalog has no labels for it"
+                        "a chunk of series {series} was stored at {location} but cannot be indexed: the series catalog has no labels for it"
                     ),
-                    series: Some(series),
+                    series: None,
                     range: Some(TimeRange {
                         start: block.start_time,
                         end: block.end_time,
@@ -256,10 +258,15 @@ impl Inner {
                 .unwrap_or_else(|| self.wal.next_lsn().get())
         };
         self.engines.storage.sync().await?;
+        // The mark records how far the logs are durable: make that everything written.
+        self.wal.sync().await?;
+        self.catalog.sync().await?;
+        // The mark first, then the truncation: the mark never names a deleted segment. It
+        // lets the next open skip the records already in chunks and tells it how far the
+        // logs went.
+        self.write_mark(keep_from, false).await?;
         self.wal.truncate_before(Lsn(keep_from)).await?;
-        // Whole segments are deleted above; the mark lets the next open skip the records of
-        // the current segment that are already in chunks, and tells it how far the logs went.
-        self.write_mark(keep_from, false).await
+        Ok(())
     }
 
     /// Deletes chunks whose newest point is older than the retention period allows.

@@ -25,6 +25,13 @@ impl Inner {
         range: TimeRange,
         mut partial: Option<&mut Vec<Damage>>,
     ) -> Result<Vec<SeriesPoints>> {
+        // Damage whose series is unknown might concern any selection, found or not.
+        if let Some(d) = self.damage.blocking_unknown(range) {
+            match partial.as_deref_mut() {
+                Some(warnings) => warnings.push(d),
+                None => return Err(d.to_error_unknown()),
+            }
+        }
         let ids = match selector {
             Selector::Series(id) => vec![id],
             Selector::Matchers(m) => self.index_read(self.engines.index.find_series(&m).await)?,

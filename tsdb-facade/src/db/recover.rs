@@ -170,7 +170,8 @@ impl Inner {
     }
 
     /// Records that points of `series` exist (in chunks or the WAL) while the catalog has no
-    /// labels for it: the series can no longer be selected.
+    /// labels for it. No query can select the series, and any matcher might have selected
+    /// it, so the damage covers every series over those times.
     fn record_unlabeled(
         &self,
         series: SeriesId,
@@ -185,8 +186,10 @@ impl Inner {
             source: self.config.data_dir.join("series").display().to_string(),
             offset: 0,
             length: 0,
-            reason: "the series catalog has no labels for this series (the catalog lost records): its points are kept but no query can select them".to_owned(),
-            series: Some(series),
+            reason: format!(
+                "the series catalog has no labels for series {series} (the catalog lost records): its points are kept, but no query can select them"
+            ),
+            series: None,
             range: (start <= end).then_some(TimeRange { start, end }),
             accepted: false,
         })?;

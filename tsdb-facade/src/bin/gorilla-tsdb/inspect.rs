@@ -18,6 +18,14 @@ pub(crate) struct StatsArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct RepairArgs {
+    /// Accept every recorded loss: queries touching it stop failing (the entries stay listed,
+    /// marked accepted).
+    #[arg(long)]
+    accept_damage: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct InspectArgs {
     /// Label matchers selecting the series (as in `query --match`); at least one.
     #[arg(long = "match", short = 'm', value_name = "MATCHER", required = true)]
@@ -53,14 +61,14 @@ pub(crate) async fn stats(data_dir: &Path, args: StatsArgs) -> Result<ExitCode, 
             data_dir.display()
         )));
     }
-    let db = crate::open(data_dir, WalDurability::Never).await?;
+    let db = crate::open_read_only(data_dir).await?;
     let gathered = async {
         let counters = db.stats();
         let chunks = db.storage().list_chunks().await?;
-        Ok::<_, Error>((counters, chunks))
+        Ok::<_, Error>((counters, chunks, db.damage()))
     }
     .await;
-    let (counters, chunks) = crate::finish(db, gathered).await?;
+    let (counters, chunks, damage) = crate::finish(db, gathered).await?;
     let mut by_codec: BTreeMap<u16, CodecTotals> = BTreeMap::new();
     for c in &chunks {
         let t = by_codec.entry(c.codec.0).or_default();
@@ -88,6 +96,16 @@ pub(crate) async fn stats(data_dir: &Path, args: StatsArgs) -> Result<ExitCode, 
             "chunk_bytes": chunk_bytes,
             "bytes_on_disk": on_disk,
             "bytes_per_point": per_point(chunk_bytes, chunk_points),
+            "damage": damage.iter().map(|d| serde_json::json!({
+                "source": d.source,
+                "offset": d.offset,
+                "length": d.length,
+                "series": d.series.map(|s| s.0),
+                "start": d.range.map(|r| r.start),
+                "end": d.range.map(|r| r.end),
+                "reason": d.reason,
+                "accepted": d.accepted,
+            })).collect::<Vec<_>>(),
             "by_codec": by_codec.iter().map(|(id, t)| serde_json::json!({
                 "codec": codec_name(*id),
                 "chunks": t.chunks,
@@ -128,6 +146,50 @@ pub(crate) async fn stats(data_dir: &Path, args: StatsArgs) -> Result<ExitCode, 
             per_point(t.bytes, t.points)
         );
     }
+    print_damage(&damage);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_damage(damage: &[gorilla_tsdb::Damage]) {
+    let open = damage.iter().filter(|d| !d.accepted).count();
+    println!();
+    println!(
+        "damage           {} recorded, {open} not accepted{}",
+        damage.len(),
+        if open > 0 {
+            " (queries touching it fail; see `gorilla-tsdb repair`)"
+        } else {
+            ""
+        }
+    );
+    for d in damage {
+        println!("  {d}");
+    }
+}
+
+/// `gorilla-tsdb repair`.
+pub(crate) async fn repair(data_dir: &Path, args: RepairArgs) -> Result<ExitCode, Error> {
+    if !data_dir.join("series").is_dir() && !data_dir.join("wal").is_dir() {
+        return Err(Error::invalid_input(format_args!(
+            "{} holds no database",
+            data_dir.display()
+        )));
+    }
+    let db = crate::open(data_dir, WalDurability::Always).await?;
+    let result = async {
+        let accepted = if args.accept_damage {
+            db.accept_damage().await?
+        } else {
+            0
+        };
+        Ok::<_, Error>((db.damage(), accepted))
+    }
+    .await;
+    let (damage, accepted) = crate::finish(db, result).await?;
+    print_damage(&damage);
+    if args.accept_damage {
+        println!("accepted {accepted} entries");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -145,7 +207,7 @@ pub(crate) async fn inspect(data_dir: &Path, args: InspectArgs) -> Result<ExitCo
         .iter()
         .map(|m| parse_matcher(m))
         .collect::<Result<Vec<_>, _>>()?;
-    let db = crate::open(data_dir, WalDurability::Never).await?;
+    let db = crate::open_read_only(data_dir).await?;
     let gathered = async {
         let mut out = Vec::new();
         for (id, labels) in db.find_series(&matchers).await? {

@@ -9,9 +9,12 @@ mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
-use clap::{Parser, Subcommand};
-use gorilla_tsdb::{DatabaseConfig, Error, TimeSeriesDB, TimeSeriesDBBuilder, WalDurability};
+use clap::{Parser, Subcommand, ValueEnum};
+use gorilla_tsdb::{
+    DatabaseConfig, Error, TimeSeriesDB, TimeSeriesDBBuilder, WalDurability, WalRecovery,
+};
 
 /// Import, query and inspect a Gorilla TSDB data directory.
 #[derive(Debug, Parser)]
@@ -26,9 +29,27 @@ struct Cli {
     )]
     data_dir: PathBuf,
 
+    /// What opening for writing does with damage in the WAL or the series catalog:
+    /// `strict` refuses to open and names the file and offset; `skip-damaged` keeps every
+    /// record it can read and records what was lost (shown by `stats` and `repair`).
+    #[arg(long, global = true, value_enum, default_value_t = Recovery::Strict)]
+    wal_recovery: Recovery,
+
     #[command(subcommand)]
     command: Command,
 }
+
+/// `--wal-recovery`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Recovery {
+    /// Refuse to open a damaged log.
+    Strict,
+    /// Open anyway, skipping damaged records.
+    SkipDamaged,
+}
+
+/// The recovery policy of this run, set once from the command line.
+static WAL_RECOVERY: OnceLock<WalRecovery> = OnceLock::new();
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -43,6 +64,9 @@ enum Command {
     Stats(inspect::StatsArgs),
     /// The chunks of the series selected by label matchers.
     Inspect(inspect::InspectArgs),
+    /// Opens the database for writing (recovering it), lists every loss it has recorded and,
+    /// with `--accept-damage`, accepts them so that queries stop failing on them.
+    Repair(inspect::RepairArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +78,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let _ = WAL_RECOVERY.set(match cli.wal_recovery {
+        Recovery::Strict => WalRecovery::Strict,
+        Recovery::SkipDamaged => WalRecovery::SkipDamaged,
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,7 +107,22 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Query(args) => query::run(&cli.data_dir, *args).await,
         Command::Stats(args) => inspect::stats(&cli.data_dir, args).await,
         Command::Inspect(args) => inspect::inspect(&cli.data_dir, args).await,
+        Command::Repair(args) => inspect::repair(&cli.data_dir, args).await,
     }
+}
+
+/// Opens the data directory for reading only: nothing is created, repaired or written, and
+/// a database another process is writing can be read. A directory without a database is an
+/// error.
+async fn open_read_only(data_dir: &std::path::Path) -> Result<TimeSeriesDB, Error> {
+    TimeSeriesDBBuilder::new()
+        .with_config(DatabaseConfig {
+            data_dir: data_dir.to_path_buf(),
+            read_only: true,
+            ..DatabaseConfig::default()
+        })
+        .build()
+        .await
 }
 
 /// Opens the data directory. Imports skip per-write fsyncs: `close` makes everything durable
@@ -93,6 +136,7 @@ async fn open(
         .with_config(DatabaseConfig {
             data_dir: data_dir.to_path_buf(),
             wal_durability: durability,
+            wal_recovery: WAL_RECOVERY.get().copied().unwrap_or_default(),
             ..DatabaseConfig::default()
         })
         .build()
