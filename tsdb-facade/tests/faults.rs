@@ -511,3 +511,134 @@ async fn a_second_opener_fails_before_touching_a_live_database() {
     assert!(matches!(read_only_elsewhere, Error::InvalidInput { .. }));
     assert!(!dir.path().join("nothing-here").exists());
 }
+
+/// A small tmpfs, mounted for one test and unmounted after it (needs root).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `mib` MiB; `None` (after saying so loudly) when this is not possible
+    /// here, except under `CI=true`, where it fails.
+    fn mount(mib: u32) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(SmallDisk { dir }),
+            other => {
+                let why = format!(
+                    "SKIPPED: cannot mount a small tmpfs for the disk-full test (needs root): {other:?}"
+                );
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{why} (CI=true: failing instead of skipping)"
+                );
+                eprintln!("{why}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the file system of `dir` up with a file; returns its path.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    let block = vec![0xA5u8; 64 << 10];
+    while f.write_all(&block).is_ok() {}
+    let small = [0xA5u8; 512];
+    while f.write_all(&small).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_writes_clearly_and_they_work_again_once_space_is_freed() {
+    let Some(disk) = SmallDisk::mount(8) else {
+        return;
+    };
+    let data = disk.path().join("db");
+    let db = open(config(&data)).await.expect("open");
+    let mut acknowledged = Expected::new();
+    for i in 0..SERIES {
+        let p = points_of(i, 0, 400);
+        db.insert_series(&series(i), &p).await.expect("insert");
+        acknowledged.insert(i, p);
+    }
+    let filler = fill(disk.path());
+
+    // Writes fail with a clear error, each within the probe bound; none hangs.
+    let mut failed = 0;
+    for round in 0..30 {
+        let p = points_of(0, 400 + round * 50, 50);
+        match tokio::time::timeout(PROBE, db.insert_series(&series(0), &p))
+            .await
+            .expect("a write hung on a full disk")
+        {
+            Ok(()) => acknowledged.get_mut(&0).expect("series").extend(p),
+            Err(e) => {
+                assert!(
+                    matches!(e, Error::Io { .. } | Error::Unavailable { .. }),
+                    "unexpected error on a full disk: {e}"
+                );
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed > 0, "the disk never filled up");
+    let flushed = tokio::time::timeout(PROBE, db.flush())
+        .await
+        .expect("flush hung on a full disk");
+    assert!(flushed.is_err(), "flush cannot succeed on a full disk");
+
+    // Space comes back: the same handle takes writes again, no reopen needed.
+    std::fs::remove_file(&filler).expect("free space");
+    let p = points_of(0, 10_000, 100);
+    tokio::time::timeout(PROBE, db.insert_series(&series(0), &p))
+        .await
+        .expect("a write hung after space was freed")
+        .expect("writes work again once space is freed");
+    acknowledged.get_mut(&0).expect("series").extend(p);
+    tokio::time::timeout(PROBE, db.flush())
+        .await
+        .expect("flush hung")
+        .expect("flush works again once space is freed");
+    db.close().await.expect("close");
+    drop(db);
+
+    let db = open(config(&data)).await.expect("reopen");
+    for (i, want) in &acknowledged {
+        let got: Vec<(i64, f64)> = db
+            .query(&series(*i), TimeRange::ALL)
+            .await
+            .expect("query")
+            .iter()
+            .flat_map(|s| s.iter())
+            .collect();
+        assert!(
+            &got == want,
+            "series {i}: {} points, {} acknowledged",
+            got.len(),
+            want.len()
+        );
+    }
+    db.close().await.expect("close");
+}
