@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let opts = EngineOptions::default()
         .with_max_samples(200_000)
+        .with_max_processed_samples(200_000)
         .with_max_subquery_steps(2_000);
     let engine = Engine::new(source(), opts);
     let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else {

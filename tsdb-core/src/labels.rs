@@ -33,6 +33,23 @@ pub struct Label {
 /// name order, `__name__` included, the name's UTF-8 bytes, a `0xFF` byte, the value's bytes and
 /// another `0xFF`. This derivation is part of the on-disk contract and never changes.
 ///
+/// # Size limits
+/// So that one series cannot take unbounded memory (in the index, in every query that touches
+/// it), [`Labels::new`] and [`Labels::from_pairs`] refuse, with [`Error::InvalidLabels`]
+/// naming the label and its size:
+///
+/// - a label name longer than [`Labels::MAX_NAME_BYTES`] (1 KiB);
+/// - a label value, the metric name included, longer than [`Labels::MAX_VALUE_BYTES`]
+///   (16 KiB);
+/// - more than [`Labels::MAX_LABELS`] labels (128, `__name__` included);
+/// - a label set whose canonical encoding is longer than [`Labels::MAX_BYTES`] (64 KiB).
+///
+/// These are far above what real series carry (VictoriaMetrics refuses values over 4 KiB
+/// and more than 30 labels by default; Prometheus sets no limit) while refusing the
+/// megabyte-sized values that only mistakes or abuse produce. Decoding with
+/// [`Labels::from_canonical_bytes`] does not apply them, so that series stored before the
+/// limits existed stay readable.
+///
 /// ```
 /// use tsdb_core::Labels;
 /// let labels = Labels::new("cpu_seconds_total", [("mode", "idle"), ("host", "a")])?;
@@ -46,7 +63,26 @@ pub struct Labels {
 }
 
 impl Labels {
+    /// Longest accepted label name, in bytes: 1 KiB. See [size limits](Labels#size-limits).
+    pub const MAX_NAME_BYTES: usize = 1024;
+
+    /// Longest accepted label value (the metric name included), in bytes: 16 KiB. See
+    /// [size limits](Labels#size-limits).
+    pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+
+    /// Most labels of one series, `__name__` included: 128. See
+    /// [size limits](Labels#size-limits).
+    pub const MAX_LABELS: usize = 128;
+
+    /// Longest accepted [canonical encoding](Labels::canonical_bytes) of one label set (every
+    /// name and value plus two separator bytes per label), in bytes: 64 KiB. See
+    /// [size limits](Labels#size-limits).
+    pub const MAX_BYTES: usize = 64 * 1024;
+
     /// Labels of a series of `metric` with the given `(name, value)` pairs, in any order.
+    ///
+    /// Fails with [`Error::InvalidLabels`] when a rule or a [size limit](Labels#size-limits)
+    /// is broken.
     pub fn new<K, V>(metric: &str, pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self>
     where
         K: AsRef<str>,
@@ -67,19 +103,38 @@ impl Labels {
     }
 
     /// Labels from pairs that include the metric name as `__name__`, in any order.
+    ///
+    /// Fails with [`Error::InvalidLabels`] when a rule or a [size limit](Labels#size-limits)
+    /// is broken.
     pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self>
     where
         K: Into<String>,
         V: Into<String>,
     {
-        let mut sorted: Vec<Label> = pairs
-            .into_iter()
-            .map(|(name, value)| Label {
+        Self::build(pairs, true)
+    }
+
+    /// [`Labels::from_pairs`], with the size limits checked or not.
+    fn build<K, V>(pairs: impl IntoIterator<Item = (K, V)>, bounded: bool) -> Result<Self>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut sorted: Vec<Label> = Vec::new();
+        let mut total = 0usize;
+        for (name, value) in pairs {
+            let label = Label {
                 name: name.into(),
                 value: value.into(),
-            })
-            .filter(|l| !l.value.is_empty() || l.name == METRIC_NAME_LABEL)
-            .collect();
+            };
+            if label.value.is_empty() && label.name != METRIC_NAME_LABEL {
+                continue;
+            }
+            if bounded {
+                check_size(&label, sorted.len(), &mut total)?;
+            }
+            sorted.push(label);
+        }
         sorted.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         for pair in sorted.windows(2) {
             if pair[0].name == pair[1].name {
@@ -163,7 +218,9 @@ impl Labels {
         out
     }
 
-    /// Decodes [`Labels::canonical_bytes`], validating it as [`Labels::from_pairs`] does.
+    /// Decodes [`Labels::canonical_bytes`], validating it as [`Labels::from_pairs`] does except
+    /// for the [size limits](Labels#size-limits): a label set stored before they existed
+    /// still decodes (its size is bounded by the bytes given anyway).
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self> {
         let mut fields = bytes.split(|&b| b == SEPARATOR);
         let mut pairs = Vec::new();
@@ -194,7 +251,7 @@ impl Labels {
                 "missing final separator",
             ));
         }
-        Self::from_pairs(pairs)
+        Self::build(pairs, false)
     }
 
     /// The stable id of this series (see [`Labels`] for the derivation).
@@ -226,6 +283,59 @@ impl fmt::Display for Labels {
             f.write_str("}")?;
         }
         Ok(())
+    }
+}
+
+/// Checks one more label against the size limits; `count` labels were accepted before it and
+/// their canonical encoding takes `total` bytes (updated).
+fn check_size(label: &Label, count: usize, total: &mut usize) -> Result<()> {
+    let (name, value) = (&label.name, &label.value);
+    if name.len() > Labels::MAX_NAME_BYTES {
+        return Err(invalid(format_args!(
+            "label name {} is {} bytes long, the limit is {} bytes",
+            preview(name),
+            name.len(),
+            Labels::MAX_NAME_BYTES
+        )));
+    }
+    if value.len() > Labels::MAX_VALUE_BYTES {
+        let what = if name == METRIC_NAME_LABEL {
+            "the metric name".to_owned()
+        } else {
+            format!("the value of label {name:?}")
+        };
+        return Err(invalid(format_args!(
+            "{what} is {} bytes long, the limit is {} bytes",
+            value.len(),
+            Labels::MAX_VALUE_BYTES
+        )));
+    }
+    if count >= Labels::MAX_LABELS {
+        return Err(invalid(format_args!(
+            "label {} would be label number {}, the limit is {} labels (__name__ included)",
+            preview(name),
+            count + 1,
+            Labels::MAX_LABELS
+        )));
+    }
+    *total += name.len() + value.len() + 2;
+    if *total > Labels::MAX_BYTES {
+        return Err(invalid(format_args!(
+            "with label {} the label set takes at least {} bytes, the limit is {} bytes",
+            preview(name),
+            *total,
+            Labels::MAX_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// A label name for an error message, quoted, cut after 64 characters.
+fn preview(name: &str) -> String {
+    const KEEP: usize = 64;
+    match name.char_indices().nth(KEEP) {
+        Some((at, _)) => format!("{:?}...", &name[..at]),
+        None => format!("{name:?}"),
     }
 }
 
@@ -286,6 +396,87 @@ mod tests {
         ] {
             assert!(matches!(bad, Err(Error::InvalidLabels { .. })), "{bad:?}");
         }
+    }
+
+    fn reason(result: Result<Labels>) -> String {
+        match result {
+            Err(Error::InvalidLabels { reason }) => reason,
+            other => panic!("expected InvalidLabels, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn oversized_label_values_are_refused_naming_the_label_and_size() {
+        let at_limit = "v".repeat(Labels::MAX_VALUE_BYTES);
+        Labels::new("m", [("path", at_limit.as_str())]).expect("a value at the limit is fine");
+        let ten_mb = "v".repeat(10 * 1024 * 1024);
+        let r = reason(Labels::new("m", [("path", ten_mb.as_str())]));
+        assert!(
+            r.contains("\"path\"") && r.contains("10485760 bytes") && r.contains("16384"),
+            "{r}"
+        );
+        let over = "v".repeat(Labels::MAX_VALUE_BYTES + 1);
+        let r = reason(Labels::from_pairs([
+            ("__name__", "m"),
+            ("a", over.as_str()),
+        ]));
+        assert!(r.contains("16385 bytes"), "{r}");
+        let r = reason(Labels::new(&over, Vec::<(&str, &str)>::new()));
+        assert!(
+            r.contains("metric name") && r.contains("16385 bytes"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn oversized_label_names_are_refused() {
+        let at_limit = "n".repeat(Labels::MAX_NAME_BYTES);
+        Labels::new("m", [(at_limit.as_str(), "v")]).expect("a name at the limit is fine");
+        let over = "n".repeat(Labels::MAX_NAME_BYTES + 1);
+        let r = reason(Labels::new("m", [(over.as_str(), "v")]));
+        assert!(r.contains("1025 bytes") && r.contains("1024"), "{r}");
+        // The name is cut in the message.
+        assert!(r.len() < 300, "{r}");
+    }
+
+    #[test]
+    fn too_many_labels_are_refused() {
+        let pairs = |n: usize| -> Vec<(String, String)> {
+            (0..n).map(|i| (format!("l{i}"), "v".to_owned())).collect()
+        };
+        Labels::new("m", pairs(Labels::MAX_LABELS - 1)).expect("128 labels with __name__");
+        let r = reason(Labels::new("m", pairs(Labels::MAX_LABELS)));
+        assert!(r.contains("label number 129") && r.contains("128"), "{r}");
+        // Empty values are no labels and do not count.
+        let mut with_empty = pairs(Labels::MAX_LABELS - 1);
+        with_empty.push(("empty".into(), String::new()));
+        Labels::new("m", with_empty).expect("empty values are dropped first");
+    }
+
+    #[test]
+    fn label_sets_over_the_total_size_are_refused() {
+        let big = "v".repeat(Labels::MAX_VALUE_BYTES);
+        let pairs: Vec<(String, &str)> = (0..4).map(|i| (format!("l{i}"), big.as_str())).collect();
+        let r = reason(Labels::new("m", pairs));
+        assert!(r.contains("65536"), "{r}");
+        let pairs: Vec<(String, &str)> = (0..3).map(|i| (format!("l{i}"), big.as_str())).collect();
+        Labels::new("m", pairs).expect("three values at the limit fit in 64 KiB");
+    }
+
+    #[test]
+    fn decoding_does_not_apply_the_size_limits() {
+        // A label set stored before the limits existed stays readable.
+        let mut bytes = b"__name__\xFFm\xFFpath\xFF".to_vec();
+        bytes.extend(std::iter::repeat_n(b'v', Labels::MAX_VALUE_BYTES + 1));
+        bytes.push(SEPARATOR);
+        let labels = Labels::from_canonical_bytes(&bytes).expect("old oversized label decodes");
+        assert_eq!(
+            labels.get("path").map(str::len),
+            Some(Labels::MAX_VALUE_BYTES + 1)
+        );
+        assert_eq!(labels.canonical_bytes(), bytes);
+        // The other rules still hold.
+        assert!(Labels::from_canonical_bytes(b"__name__\xFF1m\xFF").is_err());
     }
 
     #[test]

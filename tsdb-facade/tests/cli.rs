@@ -525,3 +525,212 @@ fn promql_queries_run_instant_and_range() {
         text(&out.stderr)
     );
 }
+
+/// Imports `cpu_usage{host="a"|"b"|"c"}` at 1,700,000,000 s and 60 s later into `dir/db`.
+fn three_hosts(dir: &Path) -> std::path::PathBuf {
+    let lp = dir.join("in.lp");
+    std::fs::write(
+        &lp,
+        "cpu,host=a usage=1 1700000000000000000\n\
+         cpu,host=b usage=2 1700000000000000000\n\
+         cpu,host=c usage=3 1700000000000000000\n\
+         cpu,host=a usage=4 1700000060000000000\n\
+         cpu,host=b usage=5 1700000060000000000\n\
+         cpu,host=c usage=6 1700000060000000000\n",
+    )
+    .expect("write input");
+    let data = dir.join("db");
+    let out = cli(
+        &data,
+        &["import", "--no-progress", lp.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "import: {}", text(&out.stderr));
+    data
+}
+
+const RANGE: [&str; 6] = [
+    "--start",
+    "1700000000000",
+    "--end",
+    "1700000060000",
+    "--step",
+    "30s",
+];
+
+#[test]
+fn query_output_is_cut_at_max_output_series_with_a_note() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = three_hosts(dir.path());
+    // Flag query: two of the three series, valid JSON, exit status 2.
+    let mut args = vec!["query", "--metric", "cpu_usage", "-o", "json"];
+    args.extend(RANGE);
+    args.extend(["--max-output-series", "2"]);
+    let out = cli(&data, &args);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(doc["series"].as_array().map(Vec::len), Some(2));
+    assert_says(
+        &text(&out.stderr),
+        &["printed 2 of 3 series", "--max-output-series"],
+    );
+    // PromQL instant vector: one sample of three.
+    let out = cli(
+        &data,
+        &[
+            "query",
+            "cpu_usage",
+            "--time",
+            "1700000060000",
+            "-o",
+            "json",
+            "--max-output-series",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    assert_eq!(doc["result"].as_array().map(Vec::len), Some(1));
+    assert_says(&text(&out.stderr), &["printed 1 of 3 series"]);
+    // Within the limit nothing is left out.
+    let mut args = vec!["query", "cpu_usage", "-o", "csv"];
+    args.extend(RANGE);
+    let out = cli(&data, &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 1 + 3 * 3);
+}
+
+#[test]
+fn query_output_stops_at_max_output_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = three_hosts(dir.path());
+    for promql in [false, true] {
+        let mut args = if promql {
+            vec!["query", "cpu_usage"]
+        } else {
+            vec!["query", "--metric", "cpu_usage"]
+        };
+        args.extend(RANGE);
+        args.extend(["--max-output-bytes", "120"]);
+        let out = cli(&data, &args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "promql {promql}: {stderr}");
+        // What fitted, and a newline ending the cut line.
+        assert!(out.stdout.len() <= 121, "{}", out.stdout.len());
+        assert_says(
+            &stderr,
+            &[
+                "the output was cut after",
+                "bytes of output (--max-output-bytes)",
+                "the limit is 120",
+            ],
+        );
+        // Without the flag the whole answer is printed.
+        args.truncate(args.len() - 2);
+        let out = cli(&data, &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(out.stdout.len() > 121);
+    }
+}
+
+#[test]
+fn query_memory_limits_come_from_the_flags() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = three_hosts(dir.path());
+    // PromQL: Prometheus's --query.max-samples.
+    let mut args = vec!["query", "cpu_usage", "--max-samples", "4"];
+    args.extend(RANGE);
+    let out = cli(&data, &args);
+    assert!(!out.status.success());
+    assert_says(
+        &text(&out.stderr),
+        &[
+            "samples loaded into memory in query execution",
+            "the limit is 4",
+        ],
+    );
+    // Flag query: the values held for the answer.
+    let mut args = vec!["query", "--metric", "cpu_usage", "--max-samples", "4"];
+    args.extend(RANGE);
+    let out = cli(&data, &args);
+    assert!(!out.status.success());
+    assert_says(&text(&out.stderr), &["values held", "the limit is 4"]);
+    // Series, both kinds.
+    for mut args in [
+        vec!["query", "cpu_usage", "--max-series", "2"],
+        vec!["query", "--metric", "cpu_usage", "--max-series", "2"],
+    ] {
+        args.extend(RANGE);
+        let out = cli(&data, &args);
+        assert!(!out.status.success());
+        assert_says(
+            &text(&out.stderr),
+            &["series", "would be 3", "the limit is 2"],
+        );
+    }
+    // Label values made by label_replace.
+    let doubled = r#"label_replace(cpu_usage, "host", "$1$1", "host", "(.*)")"#;
+    let out = cli(
+        &data,
+        &[
+            "query",
+            doubled,
+            "--time",
+            "1700000060000",
+            "--max-label-value-bytes",
+            "1",
+        ],
+    );
+    assert!(!out.status.success());
+    assert_says(
+        &text(&out.stderr),
+        &[
+            "bytes of a label value made by the query would be 2",
+            "the limit is 1",
+        ],
+    );
+    // The query of the fault report fails at once at the default 16 KiB.
+    let mut nested = "cpu_usage".to_owned();
+    for _ in 0..28 {
+        nested = format!(r#"label_replace({nested}, "host", "$1$1", "host", "(.*)")"#);
+    }
+    let out = cli(&data, &["query", &nested, "--time", "1700000060000"]);
+    assert!(!out.status.success());
+    assert_says(
+        &text(&out.stderr),
+        &[
+            "bytes of a label value made by the query would be 32768",
+            "the limit is 16384",
+        ],
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn import_rejects_oversized_labels_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lp = dir.path().join("in.lp");
+    let huge = "x".repeat(20_000);
+    std::fs::write(
+        &lp,
+        format!(
+            "cpu,host={huge} usage=1 1700000000000000000\n\
+             cpu,host=a usage=2 1700000000000000000\n"
+        ),
+    )
+    .expect("write input");
+    let data = dir.path().join("db");
+    let out = cli(
+        &data,
+        &["import", "--no-progress", lp.to_str().expect("utf-8")],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_says(
+        &stderr,
+        &[
+            ":1: invalid labels: the value of label \"host\" is 20000 bytes long",
+            "the limit is 16384 bytes",
+            "imported 1 points of 1 series",
+        ],
+    );
+}

@@ -552,6 +552,7 @@ async fn queries_over_the_limits_are_refused_naming_the_limit() {
             max_series: 4,
             max_points: 400,
             max_steps: 101,
+            max_samples: 404,
         }))
         .await
         .expect("within limits");

@@ -13,13 +13,21 @@ use promql_parser::parser::{
 };
 use tsdb_core::{LabelMatcher, MatchOp, TimeRange};
 
-use crate::error::{PromqlError, Result};
+use crate::error::{PromqlError, Resource, Result};
 use crate::functions;
 use crate::labels::{LabelSet, NAME};
-use crate::source::{SeriesSource, is_stale};
+use crate::source::{SelectLimits, SeriesSource, is_stale};
 use crate::value::{Sample, Series, Value};
 
 /// Limits and defaults of an [`Engine`].
+///
+/// Every query runs within a memory budget: the samples, series and label bytes it holds at
+/// once, and the size of any label name or value a function makes. Going over one fails the
+/// query with [`PromqlError::ResourceLimit`] naming the [`Resource`], how much was needed and
+/// the limit; nothing is returned and nothing grows further. What is *held* is what this
+/// engine keeps in memory: the points fetched for the selectors (for the whole query), the
+/// result built so far (a range query's series), and the values of the step being evaluated
+/// (an expression's inputs while its output is built, as Prometheus counts them).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct EngineOptions {
@@ -27,18 +35,43 @@ pub struct EngineOptions {
     pub lookback_delta_ms: i64,
     /// Step of subqueries that give none (Prometheus: the global evaluation interval, 1 minute).
     pub default_subquery_step_ms: i64,
-    /// Most steps of a range query (Prometheus refuses more than 11,000).
+    /// Most steps of a range query (Prometheus refuses more than 11,000). Default 11,000.
     pub max_steps: usize,
-    /// Most samples loaded from the source plus samples produced while evaluating (each
-    /// expression node evaluated at one step counts as one too).
+    /// Most samples held in memory at once, as Prometheus's `--query.max-samples`: points
+    /// fetched from the source, points of range vectors, samples of instant vectors and of
+    /// the result. Default 50,000,000 (Prometheus's default); over it the query fails with
+    /// [`Resource::Samples`] ("query processing would load too many samples into memory in
+    /// query execution").
     pub max_samples: usize,
-    /// Most evaluation steps in all subqueries of one query.
+    /// Most series held at once: fetched from the source (all selectors together), in any
+    /// one intermediate vector or range vector, and in the result. Default 10,000,000;
+    /// [`Resource::Series`] when over.
+    pub max_series: usize,
+    /// Most bytes of label names and values held at once, counted per sample (each sample
+    /// of an instant vector carries its own label set) and per series of fetched data,
+    /// range vectors and the result. Default 2 GiB; [`Resource::LabelBytes`] when over.
+    pub max_label_bytes: usize,
+    /// Longest label value a function (`label_replace`, `label_join`) may make, in bytes.
+    /// Default [`tsdb_core::Labels::MAX_VALUE_BYTES`] (16 KiB), the longest value a series
+    /// can be stored with; [`Resource::LabelValueBytes`] when over. The value is measured
+    /// before it is built.
+    pub max_label_value_bytes: usize,
+    /// Longest label name a query may create (`label_replace`, `label_join`,
+    /// `count_values`), in bytes. Default [`tsdb_core::Labels::MAX_NAME_BYTES`] (1 KiB);
+    /// [`Resource::LabelNameBytes`] when over.
+    pub max_label_name_bytes: usize,
+    /// Most samples processed in all (fetched, then every value each expression produces at
+    /// every step, plus one per expression evaluated), a bound on the work of a query since
+    /// the engine has no timeout. Default 10,000,000,000; [`PromqlError::LimitExceeded`]
+    /// `"samples processed"` when over.
+    pub max_processed_samples: u64,
+    /// Most evaluation steps in all subqueries of one query. Default 1,000,000.
     pub max_subquery_steps: usize,
-    /// Longest accepted query text, in bytes.
+    /// Longest accepted query text, in bytes. Default 16 KiB.
     pub max_query_len: usize,
-    /// Deepest accepted nesting of expressions.
+    /// Deepest accepted nesting of expressions. Default 200.
     pub max_depth: usize,
-    /// Most operators (outside label matchers) in one query.
+    /// Most operators (outside label matchers) in one query. Default 1,000.
     pub max_operators: usize,
 }
 
@@ -49,6 +82,11 @@ impl Default for EngineOptions {
             default_subquery_step_ms: 60 * 1000,
             max_steps: 11_000,
             max_samples: 50_000_000,
+            max_series: 10_000_000,
+            max_label_bytes: 2 * 1024 * 1024 * 1024,
+            max_label_value_bytes: tsdb_core::Labels::MAX_VALUE_BYTES,
+            max_label_name_bytes: tsdb_core::Labels::MAX_NAME_BYTES,
+            max_processed_samples: 10_000_000_000,
             max_subquery_steps: 1_000_000,
             max_query_len: 16 * 1024,
             max_depth: 200,
@@ -64,9 +102,63 @@ impl EngineOptions {
         self
     }
 
+    /// Sets [`EngineOptions::max_series`].
+    pub fn with_max_series(mut self, n: usize) -> Self {
+        self.max_series = n;
+        self
+    }
+
+    /// Sets [`EngineOptions::max_label_bytes`].
+    pub fn with_max_label_bytes(mut self, bytes: usize) -> Self {
+        self.max_label_bytes = bytes;
+        self
+    }
+
+    /// Sets [`EngineOptions::max_label_value_bytes`].
+    pub fn with_max_label_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_label_value_bytes = bytes;
+        self
+    }
+
+    /// Sets [`EngineOptions::max_label_name_bytes`].
+    pub fn with_max_label_name_bytes(mut self, bytes: usize) -> Self {
+        self.max_label_name_bytes = bytes;
+        self
+    }
+
+    /// Sets [`EngineOptions::max_processed_samples`].
+    pub fn with_max_processed_samples(mut self, n: u64) -> Self {
+        self.max_processed_samples = n;
+        self
+    }
+
     /// Sets [`EngineOptions::max_subquery_steps`].
     pub fn with_max_subquery_steps(mut self, n: usize) -> Self {
         self.max_subquery_steps = n;
+        self
+    }
+
+    /// Sets [`EngineOptions::max_steps`].
+    pub fn with_max_steps(mut self, n: usize) -> Self {
+        self.max_steps = n;
+        self
+    }
+
+    /// Sets [`EngineOptions::max_query_len`].
+    pub fn with_max_query_len(mut self, bytes: usize) -> Self {
+        self.max_query_len = bytes;
+        self
+    }
+
+    /// Sets [`EngineOptions::max_depth`].
+    pub fn with_max_depth(mut self, n: usize) -> Self {
+        self.max_depth = n;
+        self
+    }
+
+    /// Sets [`EngineOptions::max_operators`].
+    pub fn with_max_operators(mut self, n: usize) -> Self {
+        self.max_operators = n;
         self
     }
 
@@ -769,11 +861,25 @@ impl<S: SeriesSource> Engine<S> {
         let mut out: BTreeMap<LabelSet, Vec<(i64, f64)>> = BTreeMap::new();
         let mut t = start;
         loop {
-            match ev.eval(&q.expr, t)? {
-                Val::Scalar(v) => out.entry(LabelSet::default()).or_default().push((t, v)),
+            // The step's intermediate values are dropped once it is evaluated; the result
+            // built so far stays held.
+            let step_mark = ev.mark();
+            let v = ev.eval(&q.expr, t)?;
+            ev.release_to(step_mark);
+            let mut new_label_bytes = 0;
+            let samples = match v {
+                Val::Scalar(v) => {
+                    out.entry(LabelSet::default()).or_default().push((t, v));
+                    1
+                }
                 Val::Vector(v) => {
+                    let n = v.len();
                     for s in v {
-                        let pts = out.entry(s.labels).or_default();
+                        let label_bytes = s.labels.bytes();
+                        let pts = out.entry(s.labels).or_insert_with(|| {
+                            new_label_bytes += label_bytes;
+                            Vec::new()
+                        });
                         if pts.last().is_some_and(|p| p.0 == t) {
                             return Err(PromqlError::exec(
                                 "vector cannot contain metrics with the same labelset",
@@ -781,9 +887,12 @@ impl<S: SeriesSource> Engine<S> {
                         }
                         pts.push((t, s.v));
                     }
+                    n
                 }
                 _ => return Err(PromqlError::exec("range query of a non-vector")),
-            }
+            };
+            ev.check_series(out.len())?;
+            ev.hold(samples, new_label_bytes)?;
             match t.checked_add(step) {
                 Some(n) if n <= end => t = n,
                 _ => break,
@@ -799,22 +908,71 @@ impl<S: SeriesSource> Engine<S> {
         let mut needs = Vec::new();
         plan(&q.expr, start, end, start, end, &self.opts, &mut needs)?;
         let mut data = HashMap::new();
-        let mut loaded = 0usize;
+        let opts = &self.opts;
+        let (mut loaded, mut loaded_series, mut label_bytes) = (0usize, 0usize, 0usize);
         for need in needs {
             let range = TimeRange {
                 start: need.lo,
                 end: need.hi.max(need.lo),
             };
-            let series = self.source.select(&need.matchers, range).await?;
+            // The source gets what is left of the budget, so that it can refuse a selection
+            // before materialising it.
+            let limits = SelectLimits::new(
+                opts.max_samples.saturating_sub(loaded),
+                opts.max_series.saturating_sub(loaded_series),
+            );
+            let series = self
+                .source
+                .select_bounded(&need.matchers, range, limits)
+                .await
+                .map_err(|e| match e {
+                    tsdb_core::Error::LimitExceeded {
+                        what, requested, ..
+                    } if what == SelectLimits::POINTS || what == SelectLimits::SERIES => {
+                        let requested = usize::try_from(requested).unwrap_or(usize::MAX);
+                        if what == SelectLimits::POINTS {
+                            PromqlError::resource(
+                                Resource::Samples,
+                                loaded.saturating_add(requested),
+                                opts.max_samples,
+                            )
+                        } else {
+                            PromqlError::resource(
+                                Resource::Series,
+                                loaded_series.saturating_add(requested),
+                                opts.max_series,
+                            )
+                        }
+                    }
+                    other => PromqlError::from(other),
+                })?;
             let mut fetched = Vec::with_capacity(series.len());
             for s in series {
+                // Checked again: a source need not honour the limits.
                 loaded = loaded.saturating_add(s.timestamps.len());
-                if loaded > self.opts.max_samples {
-                    return Err(PromqlError::LimitExceeded {
-                        what: "samples loaded",
-                        requested: loaded,
-                        limit: self.opts.max_samples,
-                    });
+                if loaded > opts.max_samples {
+                    return Err(PromqlError::resource(
+                        Resource::Samples,
+                        loaded,
+                        opts.max_samples,
+                    ));
+                }
+                loaded_series += 1;
+                if loaded_series > opts.max_series {
+                    return Err(PromqlError::resource(
+                        Resource::Series,
+                        loaded_series,
+                        opts.max_series,
+                    ));
+                }
+                label_bytes = label_bytes
+                    .saturating_add(s.labels.iter().map(|l| l.name.len() + l.value.len()).sum());
+                if label_bytes > opts.max_label_bytes {
+                    return Err(PromqlError::resource(
+                        Resource::LabelBytes,
+                        label_bytes,
+                        opts.max_label_bytes,
+                    ));
                 }
                 if s.timestamps.len() != s.values.len() {
                     return Err(PromqlError::Source(format!(
@@ -838,7 +996,11 @@ impl<S: SeriesSource> Engine<S> {
             data,
             start,
             end,
-            samples: Cell::new(loaded),
+            held: Cell::new(Held {
+                samples: loaded,
+                label_bytes,
+            }),
+            processed: Cell::new(loaded as u64),
             sub_steps: Cell::new(0),
         })
     }
@@ -942,24 +1104,141 @@ impl Val {
     }
 }
 
+/// What a query holds in memory at one moment, for the budget of [`EngineOptions`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Held {
+    samples: usize,
+    label_bytes: usize,
+}
+
+/// The samples and label bytes a value holds, and its number of series.
+fn footprint(v: &Val) -> (usize, usize, usize) {
+    match v {
+        Val::Scalar(_) => (1, 0, 0),
+        Val::Str(_) => (0, 0, 0),
+        Val::Vector(v) => (v.len(), v.iter().map(|s| s.labels.bytes()).sum(), v.len()),
+        Val::Matrix(m) => (
+            m.iter().map(|s| s.points.len()).sum(),
+            m.iter().map(|s| s.labels.bytes()).sum(),
+            m.len(),
+        ),
+    }
+}
+
 pub(crate) struct Evaluator<'a> {
     opts: &'a EngineOptions,
     data: HashMap<usize, Vec<Fetched>>,
     pub(crate) start: i64,
     pub(crate) end: i64,
-    samples: Cell<usize>,
+    /// Held now: fetched data, the result so far, live intermediate values.
+    held: Cell<Held>,
+    /// Processed so far, never released (the work bound).
+    processed: Cell<u64>,
     sub_steps: Cell<usize>,
 }
 
 impl Evaluator<'_> {
-    fn charge(&self, n: usize) -> Result<()> {
-        let total = self.samples.get().saturating_add(n);
-        self.samples.set(total);
+    /// What is held now, to go back to with [`Evaluator::release_to`].
+    pub(crate) fn mark(&self) -> Held {
+        self.held.get()
+    }
+
+    /// Forgets what was held since `mark` (those values were dropped).
+    pub(crate) fn release_to(&self, mark: Held) {
+        self.held.set(mark);
+    }
+
+    /// Counts `samples` and `label_bytes` more as held (and the samples as processed),
+    /// failing when a budget is over.
+    pub(crate) fn hold(&self, samples: usize, label_bytes: usize) -> Result<()> {
+        let now = self.held.get();
+        let held = Held {
+            samples: now.samples.saturating_add(samples),
+            label_bytes: now.label_bytes.saturating_add(label_bytes),
+        };
+        self.held.set(held);
+        if held.samples > self.opts.max_samples {
+            return Err(PromqlError::resource(
+                Resource::Samples,
+                held.samples,
+                self.opts.max_samples,
+            ));
+        }
+        if held.label_bytes > self.opts.max_label_bytes {
+            return Err(PromqlError::resource(
+                Resource::LabelBytes,
+                held.label_bytes,
+                self.opts.max_label_bytes,
+            ));
+        }
+        self.work(samples as u64)
+    }
+
+    /// Fails when `samples` more would not fit in the budget (nothing is counted).
+    pub(crate) fn check_room(&self, samples: usize) -> Result<()> {
+        let total = self.held.get().samples.saturating_add(samples);
         if total > self.opts.max_samples {
+            return Err(PromqlError::resource(
+                Resource::Samples,
+                total,
+                self.opts.max_samples,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fails when one value holds more series than allowed.
+    pub(crate) fn check_series(&self, series: usize) -> Result<()> {
+        if series > self.opts.max_series {
+            return Err(PromqlError::resource(
+                Resource::Series,
+                series,
+                self.opts.max_series,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more samples processed.
+    fn work(&self, n: u64) -> Result<()> {
+        let total = self.processed.get().saturating_add(n);
+        self.processed.set(total);
+        if total > self.opts.max_processed_samples {
             return Err(PromqlError::LimitExceeded {
                 what: "samples processed",
-                requested: total,
-                limit: self.opts.max_samples,
+                requested: usize::try_from(total).unwrap_or(usize::MAX),
+                limit: usize::try_from(self.opts.max_processed_samples).unwrap_or(usize::MAX),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails when a label value of `len` bytes made by a function is too long; `context`
+    /// names where (only built on failure).
+    pub(crate) fn check_label_value(
+        &self,
+        len: usize,
+        context: impl FnOnce() -> String,
+    ) -> Result<()> {
+        if len > self.opts.max_label_value_bytes {
+            return Err(PromqlError::ResourceLimit {
+                resource: Resource::LabelValueBytes,
+                requested: len,
+                limit: self.opts.max_label_value_bytes,
+                context: context(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails when a label name a query creates is too long.
+    pub(crate) fn check_label_name(&self, name: &str, context: &str) -> Result<()> {
+        if name.len() > self.opts.max_label_name_bytes {
+            return Err(PromqlError::ResourceLimit {
+                resource: Resource::LabelNameBytes,
+                requested: name.len(),
+                limit: self.opts.max_label_name_bytes,
+                context: context.to_owned(),
             });
         }
         Ok(())
@@ -974,9 +1253,28 @@ impl Evaluator<'_> {
         }
     }
 
+    /// Evaluates `e` at `t`; its value is counted as held until the caller releases it.
     pub(crate) fn eval(&self, e: &Expr, t: i64) -> Result<Val> {
-        // Every node evaluated counts as one sample, so work without data is bounded too.
-        self.charge(1)?;
+        // Every node evaluated counts as one sample processed, so work without data is
+        // bounded too.
+        self.work(1)?;
+        if let Expr::Paren(p) = e {
+            return self.eval(&p.expr, t);
+        }
+        let mark = self.mark();
+        let v = self.eval_node(e, t)?;
+        let (samples, label_bytes, series) = footprint(&v);
+        self.check_series(series)?;
+        // The output is counted while the inputs are still held, then the inputs are let go.
+        self.hold(samples, label_bytes)?;
+        self.release_to(Held {
+            samples: mark.samples.saturating_add(samples),
+            label_bytes: mark.label_bytes.saturating_add(label_bytes),
+        });
+        Ok(v)
+    }
+
+    fn eval_node(&self, e: &Expr, t: i64) -> Result<Val> {
         match e {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Val::Str(s.val.clone())),
@@ -1047,7 +1345,6 @@ impl Evaluator<'_> {
                 ts: pt,
             });
         }
-        self.charge(out.len())?;
         Ok(out)
     }
 
@@ -1055,6 +1352,7 @@ impl Evaluator<'_> {
     fn range_of(&self, vs: &VectorSelector, lo: i64, hi: i64) -> Result<Vec<Rng>> {
         let series = self.series_of(vs)?;
         let mut out = Vec::new();
+        let mut copied = 0usize;
         for s in series {
             let a = s.ts.partition_point(|&x| x < lo);
             let b = s.ts.partition_point(|&x| x <= hi);
@@ -1070,7 +1368,8 @@ impl Evaluator<'_> {
             if points.is_empty() {
                 continue;
             }
-            self.charge(points.len())?;
+            copied += points.len();
+            self.check_room(copied)?;
             out.push(Rng {
                 labels: s.labels.clone(),
                 points,
@@ -1111,25 +1410,46 @@ impl Evaluator<'_> {
             });
         }
         self.sub_steps.set(total as usize);
+        let start_mark = self.mark();
         let mut out: BTreeMap<LabelSet, Vec<(i64, f64)>> = BTreeMap::new();
         while s <= te {
-            match self.eval(&sq.expr, s)? {
+            // Each inner step's values are dropped once its samples are copied into `out`,
+            // which stays held until the subquery's value is.
+            let step_mark = self.mark();
+            let v = self.eval(&sq.expr, s)?;
+            self.release_to(step_mark);
+            let mut new_label_bytes = 0;
+            let samples = match v {
                 Val::Vector(v) => {
-                    self.charge(v.len())?;
+                    let n = v.len();
                     for smp in v {
-                        out.entry(smp.labels).or_default().push((s, smp.v));
+                        let label_bytes = smp.labels.bytes();
+                        out.entry(smp.labels)
+                            .or_insert_with(|| {
+                                new_label_bytes += label_bytes;
+                                Vec::new()
+                            })
+                            .push((s, smp.v));
                     }
+                    n
                 }
-                Val::Scalar(v) => out.entry(LabelSet::default()).or_default().push((s, v)),
+                Val::Scalar(v) => {
+                    out.entry(LabelSet::default()).or_default().push((s, v));
+                    1
+                }
                 other => {
                     return Err(PromqlError::exec(format!("subquery of a {}", other.kind())));
                 }
-            }
+            };
+            self.check_series(out.len())?;
+            self.hold(samples, new_label_bytes)?;
             match s.checked_add(step) {
                 Some(n) => s = n,
                 None => break,
             }
         }
+        // The caller counts the value returned, which takes over what `out` held.
+        self.release_to(start_mark);
         Ok(out
             .into_iter()
             .map(|(labels, points)| Rng { labels, points })
@@ -1193,6 +1513,9 @@ impl Evaluator<'_> {
             )?)),
             None => None,
         };
+        if let Some(Val::Str(name)) = &param {
+            self.check_label_name(name, "count_values() label")?;
+        }
         let input = self.eval_vector(&a.expr, t)?;
         crate::aggregate::aggregate(op, param, input, a.modifier.as_ref()).map(Val::Vector)
     }
@@ -1495,6 +1818,15 @@ impl<T: SeriesSource + ?Sized> SeriesSource for Arc<T> {
         range: TimeRange,
     ) -> tsdb_core::Result<Vec<SeriesData>> {
         (**self).select(matchers, range).await
+    }
+
+    async fn select_bounded(
+        &self,
+        matchers: &[LabelMatcher],
+        range: TimeRange,
+        limits: SelectLimits,
+    ) -> tsdb_core::Result<Vec<SeriesData>> {
+        (**self).select_bounded(matchers, range, limits).await
     }
 }
 

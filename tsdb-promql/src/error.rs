@@ -28,6 +28,21 @@ pub enum PromqlError {
     /// (many-to-many matching, a bad label name, a range query of a range vector, ...).
     #[error("execution error: {0}")]
     Execution(String),
+    /// Evaluation would hold more in memory than a budget of
+    /// [`EngineOptions`](crate::EngineOptions) allows (samples, series, label bytes), or would
+    /// make a label name or value longer than allowed. Nothing is returned.
+    #[error("{}", resource_message(*resource, *requested, *limit, context))]
+    ResourceLimit {
+        /// Which budget.
+        resource: Resource,
+        /// How much the query needed (at least).
+        requested: usize,
+        /// The configured limit.
+        limit: usize,
+        /// Where a label limit was hit (e.g. `label_replace() destination "dst"`); empty for
+        /// the memory budgets.
+        context: String,
+    },
     /// Evaluation would touch more samples or steps than allowed.
     #[error("limit exceeded: {what} would be {requested}, the limit is {limit}")]
     LimitExceeded {
@@ -46,9 +61,91 @@ pub enum PromqlError {
     Source(String),
 }
 
+/// A budget of a query's memory, named by [`PromqlError::ResourceLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Resource {
+    /// Samples held in memory at once ([`EngineOptions::max_samples`](crate::EngineOptions)).
+    Samples,
+    /// Series held in memory ([`EngineOptions::max_series`](crate::EngineOptions)).
+    Series,
+    /// Bytes of label names and values held in memory
+    /// ([`EngineOptions::max_label_bytes`](crate::EngineOptions)).
+    LabelBytes,
+    /// Bytes of one label value a function makes
+    /// ([`EngineOptions::max_label_value_bytes`](crate::EngineOptions)).
+    LabelValueBytes,
+    /// Bytes of one label name a function makes
+    /// ([`EngineOptions::max_label_name_bytes`](crate::EngineOptions)).
+    LabelNameBytes,
+}
+
+impl Resource {
+    /// What is counted, as a phrase (also the `what` of the [`tsdb_core::Error::LimitExceeded`]
+    /// this converts to).
+    pub fn what(self) -> &'static str {
+        match self {
+            Resource::Samples => "samples loaded into memory in query execution",
+            Resource::Series => "series held in memory in query execution",
+            Resource::LabelBytes => "label bytes held in memory in query execution",
+            Resource::LabelValueBytes => "bytes of a label value made by the query",
+            Resource::LabelNameBytes => "bytes of a label name made by the query",
+        }
+    }
+}
+
+fn resource_message(resource: Resource, requested: usize, limit: usize, context: &str) -> String {
+    let at = if context.is_empty() {
+        String::new()
+    } else {
+        format!(" in {context}")
+    };
+    match resource {
+        // Prometheus's wording for --query.max-samples.
+        Resource::Samples => format!(
+            "query processing would load too many samples into memory in query execution \
+             ({requested} samples at once, the limit is {limit})"
+        ),
+        Resource::Series => format!(
+            "query processing would hold too many series in memory in query execution \
+             ({requested} series, the limit is {limit})"
+        ),
+        Resource::LabelBytes => format!(
+            "query processing would hold too many label bytes in memory in query execution \
+             ({requested} bytes of label names and values, the limit is {limit})"
+        ),
+        Resource::LabelValueBytes => {
+            format!("label value too long{at}: {requested} bytes, the limit is {limit} bytes")
+        }
+        Resource::LabelNameBytes => {
+            format!("label name too long{at}: {requested} bytes, the limit is {limit} bytes")
+        }
+    }
+}
+
 impl PromqlError {
     pub(crate) fn exec(msg: impl Into<String>) -> Self {
         PromqlError::Execution(msg.into())
+    }
+
+    pub(crate) fn resource(resource: Resource, requested: usize, limit: usize) -> Self {
+        PromqlError::ResourceLimit {
+            resource,
+            requested,
+            limit,
+            context: String::new(),
+        }
+    }
+
+    /// True for the errors of a configured limit: [`PromqlError::ResourceLimit`],
+    /// [`PromqlError::LimitExceeded`] and [`PromqlError::TooComplex`].
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            PromqlError::ResourceLimit { .. }
+                | PromqlError::LimitExceeded { .. }
+                | PromqlError::TooComplex { .. }
+        )
     }
 }
 
@@ -64,14 +161,37 @@ impl From<PromqlError> for tsdb_core::Error {
                 requested: requested as u64,
                 limit: limit as u64,
             },
+            PromqlError::ResourceLimit {
+                resource,
+                requested,
+                limit,
+                ..
+            } => tsdb_core::Error::LimitExceeded {
+                what: resource.what(),
+                requested: requested as u64,
+                limit: limit as u64,
+            },
             other => tsdb_core::Error::invalid_input(other),
         }
     }
 }
 
 impl From<tsdb_core::Error> for PromqlError {
+    /// A limit of the source stays a [`PromqlError::LimitExceeded`]; other errors become
+    /// [`PromqlError::Source`].
     fn from(e: tsdb_core::Error) -> Self {
-        PromqlError::Source(e.to_string())
+        match e {
+            tsdb_core::Error::LimitExceeded {
+                what,
+                requested,
+                limit,
+            } => PromqlError::LimitExceeded {
+                what,
+                requested: usize::try_from(requested).unwrap_or(usize::MAX),
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            },
+            other => PromqlError::Source(other.to_string()),
+        }
     }
 }
 

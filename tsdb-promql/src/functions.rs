@@ -176,6 +176,59 @@ fn expand(template: &str, caps: &regex::Captures<'_>) -> String {
     out
 }
 
+/// The length of [`expand`]'s result, found without building it (so that a value over the
+/// limit is refused before it takes memory). Follows the rules of `regex`'s
+/// `Captures::expand`: `$$` is `$`; `$name` takes the longest run of `[0-9A-Za-z_]`;
+/// `${name}` anything up to `}`; a name that parses as a number is a group index; an unknown
+/// group is empty; a `$` that starts no reference is kept.
+fn expanded_len(template: &str, caps: &regex::Captures<'_>) -> usize {
+    let group_len = |name: &str| match name.parse::<usize>() {
+        Ok(i) => caps.get(i).map_or(0, |m| m.len()),
+        Err(_) => caps.name(name).map_or(0, |m| m.len()),
+    };
+    let mut rest = template;
+    let mut len = 0usize;
+    while let Some(i) = rest.find('$') {
+        len += i;
+        rest = &rest[i..];
+        let after = &rest[1..];
+        if after.starts_with('$') {
+            len += 1;
+            rest = &rest[2..];
+            continue;
+        }
+        if let Some(braced) = after.strip_prefix('{') {
+            if let Some(close) = braced.find('}') {
+                len += group_len(&braced[..close]);
+                rest = &braced[close + 1..];
+                continue;
+            }
+        } else {
+            let name_len = after
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                .count();
+            if name_len > 0 {
+                len += group_len(&after[..name_len]);
+                rest = &after[name_len..];
+                continue;
+            }
+        }
+        // Not a reference: the `$` is kept as it is.
+        len += 1;
+        rest = after;
+    }
+    len + rest.len()
+}
+
+/// A label name for an error's context: quoted, cut after 64 characters.
+fn quoted(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((at, _)) => format!("{:?}...", &name[..at]),
+        None => format!("{name:?}"),
+    }
+}
+
 fn histogram_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
     if q.is_nan() {
         return f64::NAN;
@@ -384,10 +437,14 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
                     "invalid destination label name in label_replace(): {dst}"
                 )));
             }
+            ev.check_label_name(dst, "label_replace() destination")?;
             let mut out = Vec::with_capacity(v.len());
             for mut s in v {
                 let value = s.labels.get(src).unwrap_or_default().to_owned();
                 if let Some(caps) = re.captures(&value) {
+                    ev.check_label_value(expanded_len(repl, &caps), || {
+                        format!("label_replace() destination {}", quoted(dst))
+                    })?;
                     let res = expand(repl, &caps);
                     s.labels.set(dst, &res);
                 }
@@ -415,21 +472,26 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
                     "invalid destination label name in label_join(): {dst}"
                 )));
             }
+            ev.check_label_name(&dst, "label_join() destination")?;
             let sep = strs[1].clone();
             let srcs = &strs[2..];
-            Ok(Val::Vector(
-                v.into_iter()
-                    .map(|mut s| {
-                        let joined = srcs
-                            .iter()
-                            .map(|n| s.labels.get(n).unwrap_or_default())
-                            .collect::<Vec<_>>()
-                            .join(&sep);
-                        s.labels.set(&dst, &joined);
-                        s
-                    })
-                    .collect(),
-            ))
+            let mut out = Vec::with_capacity(v.len());
+            for mut s in v {
+                let len = srcs
+                    .iter()
+                    .map(|n| s.labels.get(n).map_or(0, str::len))
+                    .sum::<usize>()
+                    .saturating_add(sep.len().saturating_mul(srcs.len().saturating_sub(1)));
+                ev.check_label_value(len, || format!("label_join() destination {}", quoted(&dst)))?;
+                let joined = srcs
+                    .iter()
+                    .map(|n| s.labels.get(n).unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(&sep);
+                s.labels.set(&dst, &joined);
+                out.push(s);
+            }
+            Ok(Val::Vector(out))
         }
         "absent" => {
             let v = vec_arg(0)?;
@@ -575,5 +637,59 @@ fn parse_le(s: &str) -> Option<f64> {
         "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
         "NaN" | "nan" => Some(f64::NAN),
         t => t.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn expanded_len_matches_expand_on_the_usual_templates() {
+        let re = Regex::new("^(?s:(?P<first>a+)(b*)(?P<x_1>c)?)$").expect("regex");
+        let caps = re.captures("aaabbc").expect("matches");
+        for template in [
+            "",
+            "$1",
+            "$1$1",
+            "${1}x",
+            "$1x",
+            "$first-$2",
+            "${first}",
+            "$$1",
+            "$",
+            "a$",
+            "$$",
+            "${",
+            "${unclosed",
+            "$-",
+            "$9",
+            "$x_1",
+            "${x_1}",
+            "$0",
+            "${}",
+            "é$1é",
+            "$é",
+        ] {
+            assert_eq!(
+                expanded_len(template, &caps),
+                expand(template, &caps).len(),
+                "{template:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn expanded_len_matches_expand(
+            template in "[$\\{\\}a-c0-3_xé-]{0,24}",
+            value in "[abc]{0,8}",
+        ) {
+            let re = Regex::new("^(?s:(?P<a>a*)(b*)(?P<c_1>c*))$").expect("regex");
+            if let Some(caps) = re.captures(&value) {
+                prop_assert_eq!(expanded_len(&template, &caps), expand(&template, &caps).len());
+            }
+        }
     }
 }

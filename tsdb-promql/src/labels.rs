@@ -8,8 +8,44 @@ use serde::{Serialize, Serializer};
 pub(crate) const NAME: &str = "__name__";
 
 /// A set of `name="value"` pairs sorted by name, with no empty values; `__name__` is optional.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LabelSet(Vec<(String, String)>);
+#[derive(Clone, Default)]
+pub struct LabelSet {
+    pairs: Vec<(String, String)>,
+    /// Sum of the names' and values' lengths, kept up to date for the memory budget.
+    bytes: usize,
+}
+
+impl PartialEq for LabelSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.pairs == other.pairs
+    }
+}
+
+impl Eq for LabelSet {}
+
+impl PartialOrd for LabelSet {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for LabelSet {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.pairs.cmp(&other.pairs)
+    }
+}
+
+impl std::hash::Hash for LabelSet {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.pairs.hash(state);
+    }
+}
+
+impl fmt::Debug for LabelSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LabelSet").field(&self.pairs).finish()
+    }
+}
 
 impl LabelSet {
     /// The set of the given pairs; later duplicates replace earlier ones, empty values are dropped.
@@ -25,29 +61,44 @@ impl LabelSet {
 
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
+        self.pairs
             .binary_search_by(|(k, _)| k.as_str().cmp(name))
             .ok()
-            .map(|i| self.0[i].1.as_str())
+            .map(|i| self.pairs[i].1.as_str())
     }
 
     /// Sets `name` to `value`; an empty value removes the label.
     pub fn set(&mut self, name: &str, value: &str) {
-        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+        match self.pairs.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                let (k, v) = self.pairs.remove(i);
+                self.bytes -= k.len() + v.len();
             }
-            Ok(i) => value.clone_into(&mut self.0[i].1),
+            Ok(i) => {
+                let old = &mut self.pairs[i].1;
+                self.bytes = self.bytes - old.len() + value.len();
+                value.clone_into(old);
+            }
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, (name.to_owned(), value.to_owned())),
+            Err(i) => {
+                self.bytes += name.len() + value.len();
+                self.pairs.insert(i, (name.to_owned(), value.to_owned()));
+            }
         }
     }
 
     /// Removes `name`.
     pub fn remove(&mut self, name: &str) {
-        if let Ok(i) = self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
-            self.0.remove(i);
+        if let Ok(i) = self.pairs.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
+            let (k, v) = self.pairs.remove(i);
+            self.bytes -= k.len() + v.len();
         }
+    }
+
+    /// Total length in bytes of the names and values: what the memory budget
+    /// ([`EngineOptions::max_label_bytes`](crate::EngineOptions)) counts for this set.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The metric name, if any.
@@ -57,22 +108,30 @@ impl LabelSet {
 
     /// The pairs, sorted by name.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + '_ {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// Number of labels, `__name__` included.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.pairs.len()
     }
 
     /// True when there is no label at all.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.pairs.is_empty()
     }
 
     /// Keeps only the labels for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
-        self.0.retain(|(k, _)| keep(k));
+        let mut dropped = 0;
+        self.pairs.retain(|(k, v)| {
+            let kept = keep(k);
+            if !kept {
+                dropped += k.len() + v.len();
+            }
+            kept
+        });
+        self.bytes -= dropped;
     }
 
     /// This set without `__name__`.
@@ -84,12 +143,12 @@ impl LabelSet {
 
 impl From<&tsdb_core::Labels> for LabelSet {
     fn from(labels: &tsdb_core::Labels) -> Self {
-        LabelSet(
-            labels
-                .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect(),
-        )
+        let pairs: Vec<(String, String)> = labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        let bytes = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        LabelSet { pairs, bytes }
     }
 }
 
@@ -118,5 +177,42 @@ impl Serialize for LabelSet {
     /// As a JSON object `{"name": "value", ...}`, like Prometheus's HTTP API.
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.collect_map(self.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recount(l: &LabelSet) -> usize {
+        l.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+
+    #[test]
+    fn byte_count_follows_every_change() {
+        let mut l = LabelSet::from_pairs([("__name__", "up"), ("job", "node")]);
+        assert_eq!(l.bytes(), 8 + 2 + 3 + 4);
+        l.set("job", "a-much-longer-value");
+        assert_eq!(l.bytes(), recount(&l));
+        l.set("instance", "x");
+        assert_eq!(l.bytes(), recount(&l));
+        l.set("instance", "");
+        assert_eq!(l.bytes(), recount(&l));
+        l.retain(|k| k != "job");
+        assert_eq!(l.bytes(), recount(&l));
+        l = l.without_name();
+        assert_eq!((l.bytes(), l.len()), (0, 0));
+        let core = tsdb_core::Labels::new("m", [("a", "b")]).expect("valid");
+        assert_eq!(LabelSet::from(&core).bytes(), 8 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn equality_and_order_ignore_the_cached_count() {
+        let a = LabelSet::from_pairs([("a", "1"), ("b", "2")]);
+        let mut b = LabelSet::from_pairs([("a", "1")]);
+        b.set("b", "2");
+        assert_eq!(a, b);
+        assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
+        assert_eq!(format!("{a:?}"), r#"LabelSet([("a", "1"), ("b", "2")])"#);
     }
 }

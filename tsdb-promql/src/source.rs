@@ -26,6 +26,54 @@ pub struct SeriesData {
     pub values: Vec<f64>,
 }
 
+/// How much one [`SeriesSource::select_bounded`] may return: what is left of the query's
+/// memory budget when the selector is fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SelectLimits {
+    /// Most points, all series together.
+    pub max_points: usize,
+    /// Most series.
+    pub max_series: usize,
+}
+
+impl SelectLimits {
+    /// The `what` of the [`tsdb_core::Error::LimitExceeded`] for too many points; the engine
+    /// reports it as [`Resource::Samples`](crate::Resource::Samples).
+    pub const POINTS: &'static str = "points selected";
+    /// The `what` of the [`tsdb_core::Error::LimitExceeded`] for too many series; the engine
+    /// reports it as [`Resource::Series`](crate::Resource::Series).
+    pub const SERIES: &'static str = "series selected";
+
+    /// Limits of `max_points` points and `max_series` series.
+    pub fn new(max_points: usize, max_series: usize) -> Self {
+        SelectLimits {
+            max_points,
+            max_series,
+        }
+    }
+
+    /// Checks a selection against the limits: [`tsdb_core::Error::LimitExceeded`] with
+    /// `what` [`SelectLimits::SERIES`] or [`SelectLimits::POINTS`] when over.
+    pub fn check(&self, series: usize, points: usize) -> tsdb_core::Result<()> {
+        if series > self.max_series {
+            return Err(tsdb_core::Error::LimitExceeded {
+                what: Self::SERIES,
+                requested: series as u64,
+                limit: self.max_series as u64,
+            });
+        }
+        if points > self.max_points {
+            return Err(tsdb_core::Error::LimitExceeded {
+                what: Self::POINTS,
+                requested: points as u64,
+                limit: self.max_points as u64,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The data access the engine needs: implemented in memory by [`MemorySource`] and for the
 /// database by its facade.
 #[async_trait]
@@ -38,6 +86,25 @@ pub trait SeriesSource: Send + Sync {
         matchers: &[LabelMatcher],
         range: TimeRange,
     ) -> tsdb_core::Result<Vec<SeriesData>>;
+
+    /// [`SeriesSource::select`] within `limits`: when the selection would hold more series
+    /// or points, [`tsdb_core::Error::LimitExceeded`] (see [`SelectLimits::check`]; a
+    /// source may count the points it would have to decode, an upper bound of those it
+    /// returns). This is what the engine calls.
+    ///
+    /// The default selects, then checks; a source that can count before reading should
+    /// override it so that a selection over the budget is refused before it is materialised.
+    async fn select_bounded(
+        &self,
+        matchers: &[LabelMatcher],
+        range: TimeRange,
+        limits: SelectLimits,
+    ) -> tsdb_core::Result<Vec<SeriesData>> {
+        let found = self.select(matchers, range).await?;
+        let points = found.iter().map(|s| s.timestamps.len()).sum();
+        limits.check(found.len(), points)?;
+        Ok(found)
+    }
 }
 
 /// An in-memory [`SeriesSource`], used by the test-script runner and tests.
@@ -126,6 +193,27 @@ impl SeriesSource for MemorySource {
         matchers: &[LabelMatcher],
         range: TimeRange,
     ) -> tsdb_core::Result<Vec<SeriesData>> {
+        self.select_within(matchers, range, SelectLimits::new(usize::MAX, usize::MAX))
+    }
+
+    /// Counts each series before copying it: a selection over the limits copies nothing more.
+    async fn select_bounded(
+        &self,
+        matchers: &[LabelMatcher],
+        range: TimeRange,
+        limits: SelectLimits,
+    ) -> tsdb_core::Result<Vec<SeriesData>> {
+        self.select_within(matchers, range, limits)
+    }
+}
+
+impl MemorySource {
+    fn select_within(
+        &self,
+        matchers: &[LabelMatcher],
+        range: TimeRange,
+        limits: SelectLimits,
+    ) -> tsdb_core::Result<Vec<SeriesData>> {
         let all = self
             .series
             .read()
@@ -134,6 +222,7 @@ impl SeriesSource for MemorySource {
                 reason: "lock poisoned".into(),
             })?;
         let mut out = Vec::new();
+        let mut points = 0usize;
         for s in all.iter() {
             if !matchers.iter().all(|m| m.matches(s.labels.get(m.name()))) {
                 continue;
@@ -143,6 +232,8 @@ impl SeriesSource for MemorySource {
             if lo >= hi {
                 continue;
             }
+            points += hi - lo;
+            limits.check(out.len() + 1, points)?;
             out.push(SeriesData {
                 labels: s.labels.clone(),
                 timestamps: s.timestamps[lo..hi].to_vec(),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tsdb_core::Labels;
-use tsdb_promql::{Engine, EngineOptions, MemorySource, PromqlError, Value};
+use tsdb_promql::{Engine, EngineOptions, MemorySource, PromqlError, Resource, Value};
 
 fn source() -> Arc<MemorySource> {
     let s = MemorySource::new();
@@ -183,7 +183,17 @@ fn sample_and_subquery_limits_are_enforced() {
     let e = rt
         .block_on(small.instant_query("count_over_time(m[20m])", 1_200_000))
         .expect_err("42 points exceed 10");
-    assert!(matches!(e, PromqlError::LimitExceeded { .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            PromqlError::ResourceLimit {
+                resource: Resource::Samples,
+                limit: 10,
+                ..
+            }
+        ),
+        "{e}"
+    );
     let few_steps = Engine::new(
         source(),
         EngineOptions::default().with_max_subquery_steps(100),

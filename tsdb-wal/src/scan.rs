@@ -165,7 +165,7 @@ pub(crate) fn scan_dir(dir: &Path, rules: ScanRules) -> Result<Scan> {
         }
         if let Some(prev) = segments.last()
             && name_lsn != prev.next_lsn
-            && !damage.last().is_some_and(|d| d.lost_to == Some(name_lsn))
+            && damage.last().is_none_or(|d| d.lost_to != Some(name_lsn))
         {
             if name_lsn < prev.next_lsn {
                 return Err(Error::corrupt(

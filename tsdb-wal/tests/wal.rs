@@ -703,7 +703,7 @@ async fn records_the_owner_saw_written_cannot_vanish_silently() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(1 << 20, WalDurability::Never);
     let (path, bytes, _, offsets) = one_segment_log(dir.path(), 10).await;
-    let files = vec![path];
+    let files = [path];
     // Cut the log at an exact record boundary: records 9 and 10 are gone, no torn bytes left.
     std::fs::write(&files[0], &bytes[..offsets[8]]).expect("cut");
     // Without what the owner knows this looks like a clean log of 8 records...

@@ -245,30 +245,36 @@ impl Aggregator {
         }
     }
 
-    /// Adds one series' values; `series_labels` is only kept for topk/bottomk.
+    /// Adds one series' values; `series_labels` is only kept for topk/bottomk. Returns how
+    /// many values the aggregator holds more: a slot per step for a new group of a streaming
+    /// aggregation, the series' values otherwise.
     pub(crate) fn add(
         &mut self,
         group: ResultLabels,
         series_labels: impl FnOnce() -> ResultLabels,
         values: StepValues,
-    ) {
+    ) -> u64 {
         if values.steps.is_empty() {
-            return;
+            return 0;
         }
         if self.op.is_streaming() {
-            let totals = self
-                .totals
-                .entry(group)
-                .or_insert_with(|| Totals::new(self.steps, self.op));
+            let mut added = 0;
+            let totals = self.totals.entry(group).or_insert_with(|| {
+                added = self.steps as u64;
+                Totals::new(self.steps, self.op)
+            });
             for (&s, &v) in values.steps.iter().zip(&values.values) {
                 totals.add(self.op, s as usize, v);
             }
+            added
         } else {
             let keep = match self.op {
                 Aggregation::Topk(_) | Aggregation::Bottomk(_) => series_labels(),
                 _ => ResultLabels::new(),
             };
+            let added = values.values.len() as u64;
             self.held.entry(group).or_default().push((keep, values));
+            added
         }
     }
 

@@ -1,16 +1,25 @@
 //! Evaluation of a [`RangeQuery`] against the database: planning (index lookups, limits),
 //! parallel reading and evaluation, aggregation.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use tsdb_core::{ChunkReference, Error, Labels, Result, SeriesId, TimeRange};
+use tsdb_core::{ChunkReference, Error, LabelMatcher, Labels, Result, SeriesId, TimeRange};
 
 use super::{
-    Aggregator, QueryResult, QueryStats, RangeFunction, RangeQuery, ResultSeries, StepValues,
+    Aggregator, QueryLimits, QueryResult, QueryStats, RangeFunction, RangeQuery, ResultSeries,
+    StepValues,
 };
 use crate::db::{Inner, TimeSeriesDB};
 use crate::ingest::MemorySnapshot;
-use crate::read::{Columns, merge};
+use crate::read::{Columns, SeriesPoints, merge};
+
+/// The `what` of [`Error::LimitExceeded`] for [`QueryLimits::max_series`].
+pub(crate) const SERIES_SELECTED: &str = "series selected by the query";
+/// The `what` of [`Error::LimitExceeded`] for [`QueryLimits::max_points`].
+pub(crate) const POINTS_READ: &str = "points read by the query";
+/// The `what` of [`Error::LimitExceeded`] for [`QueryLimits::max_samples`].
+pub(crate) const VALUES_HELD: &str = "values held for the query's answer";
 
 /// What the planner found for one series: its labels, the stored chunks overlapping the
 /// read range (oldest write first) and what memory holds of it.
@@ -32,50 +41,17 @@ impl TimeSeriesDB {
     /// An unknown series or label selects nothing and gives an empty result. An inverted range,
     /// a step or window that is not positive give [`Error::InvalidInput`]; a query selecting
     /// more series or points (or steps) than [`RangeQuery::limits`] allow gives
-    /// [`Error::LimitExceeded`] before anything is read.
+    /// [`Error::LimitExceeded`] before anything is read, and one whose answer would hold more
+    /// values than [`QueryLimits::max_samples`] stops with it as soon as it goes over.
     pub async fn range_query(&self, query: &RangeQuery) -> Result<QueryResult> {
         query.validate()?;
         let inner = self.inner();
         inner.check_open()?;
         let steps = Arc::new(query.step_timestamps()?);
-        let ids = inner.engines.index.find_series(&query.matchers).await?;
-        let limits = query.limits;
-        if ids.len() > limits.max_series {
-            return Err(Error::LimitExceeded {
-                what: "series selected by the query",
-                requested: ids.len() as u64,
-                limit: limits.max_series as u64,
-            });
-        }
-        let range = query.read_range();
-        let mut planned = Vec::with_capacity(ids.len());
-        let mut points = 0u64;
-        for id in ids {
-            let Some(p) = plan(inner, id, range).await? else {
-                continue;
-            };
-            points += p
-                .chunks
-                .iter()
-                .map(|c| u64::from(c.point_count))
-                .sum::<u64>();
-            points += p
-                .memory
-                .sealed
-                .iter()
-                .map(|s| s.head.len() as u64)
-                .sum::<u64>();
-            points += p.memory.head.as_ref().map_or(0, |h| h.0.len() as u64);
-            if points > limits.max_points {
-                return Err(Error::LimitExceeded {
-                    what: "points read by the query",
-                    requested: points,
-                    limit: limits.max_points,
-                });
-            }
-            planned.push(p);
-        }
+        let (planned, points) =
+            plan_within(inner, &query.matchers, query.read_range(), &query.limits).await?;
         let series = planned.len() as u64;
+        let budget = Arc::new(Budget::new(query.limits.max_samples));
 
         let parallelism = cores();
         let slices = if planned.len() < 16 || points < 50_000 {
@@ -89,7 +65,7 @@ impl TimeSeriesDB {
             ..QueryStats::default()
         };
         if slices <= 1 {
-            let (partial, s) = evaluate_slice(inner, query, &steps, planned).await?;
+            let (partial, s) = evaluate_slice(inner, query, &steps, planned, &budget).await?;
             partials.push(partial);
             add_stats(&mut stats, s);
         } else {
@@ -102,8 +78,9 @@ impl TimeSeriesDB {
                 let inner = inner.clone();
                 let query = query.clone();
                 let steps = steps.clone();
+                let budget = budget.clone();
                 tasks.push(tokio::spawn(async move {
-                    evaluate_slice(&inner, &query, &steps, slice).await
+                    evaluate_slice(&inner, &query, &steps, slice, &budget).await
                 }));
             }
             for t in tasks {
@@ -146,6 +123,131 @@ impl TimeSeriesDB {
     }
 }
 
+impl TimeSeriesDB {
+    /// The points of every series matched by all `matchers` in `range` (inclusive), as
+    /// [`TimeSeriesDB::query`] gives them, within `limits`: when more than
+    /// [`QueryLimits::max_series`] series match, or their stored chunks overlapping the range
+    /// plus their buffered points are more than [`QueryLimits::max_points`] (counted from
+    /// chunk headers), [`Error::LimitExceeded`] before any chunk is decoded. The PromQL
+    /// engine reads the database through this, with what is left of its memory budget.
+    pub async fn query_within(
+        &self,
+        matchers: &[LabelMatcher],
+        range: TimeRange,
+        limits: &QueryLimits,
+    ) -> Result<Vec<SeriesPoints>> {
+        let inner = self.inner();
+        inner.check_open()?;
+        let (planned, _) = plan_within(inner, matchers, range, limits).await?;
+        let mut out = Vec::with_capacity(planned.len());
+        for p in planned {
+            let (timestamps, values) = read_planned(inner, &p, range).await?;
+            if !timestamps.is_empty() {
+                out.push(SeriesPoints {
+                    series_id: p.labels.series_id(),
+                    labels: p.labels,
+                    timestamps,
+                    values,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Finds and plans the series of `matchers` over `range`, refusing them when they are more
+/// than `limits` allow; returns them with the number of points they would decode.
+async fn plan_within(
+    inner: &Inner,
+    matchers: &[LabelMatcher],
+    range: TimeRange,
+    limits: &QueryLimits,
+) -> Result<(Vec<Planned>, u64)> {
+    let ids = inner.index_read(inner.engines.index.find_series(matchers).await)?;
+    if ids.len() > limits.max_series {
+        return Err(Error::LimitExceeded {
+            what: SERIES_SELECTED,
+            requested: ids.len() as u64,
+            limit: limits.max_series as u64,
+        });
+    }
+    let mut planned = Vec::with_capacity(ids.len());
+    let mut points = 0u64;
+    for id in ids {
+        let Some(p) = plan(inner, id, range).await? else {
+            continue;
+        };
+        points += p
+            .chunks
+            .iter()
+            .map(|c| u64::from(c.point_count))
+            .sum::<u64>();
+        points += p
+            .memory
+            .sealed
+            .iter()
+            .map(|s| s.head.len() as u64)
+            .sum::<u64>();
+        points += p.memory.head.as_ref().map_or(0, |h| h.0.len() as u64);
+        if points > limits.max_points {
+            return Err(Error::LimitExceeded {
+                what: POINTS_READ,
+                requested: points,
+                limit: limits.max_points,
+            });
+        }
+        planned.push(p);
+    }
+    Ok((planned, points))
+}
+
+/// The merged points in `range` of one planned series: its planned chunks (oldest write
+/// first), then sealed heads, then the live head; a later write of a timestamp wins.
+async fn read_planned(inner: &Inner, p: &Planned, range: TimeRange) -> Result<Columns> {
+    let mut sources: Vec<Columns> = Vec::with_capacity(p.chunks.len() + p.memory.sealed.len() + 1);
+    for chunk in &p.chunks {
+        sources.push(inner.read_chunk(chunk).await?);
+    }
+    for sealed in &p.memory.sealed {
+        sources.push(sealed.head.points()?);
+    }
+    if let Some(head) = &p.memory.head {
+        sources.push(head.clone());
+    }
+    Ok(merge(sources, range))
+}
+
+/// The values a query holds for its answer, shared by its parallel slices.
+struct Budget {
+    held: AtomicU64,
+    limit: u64,
+}
+
+impl Budget {
+    fn new(limit: u64) -> Self {
+        Budget {
+            held: AtomicU64::new(0),
+            limit,
+        }
+    }
+
+    /// Counts `n` more values held; [`Error::LimitExceeded`] when over the limit.
+    fn hold(&self, n: u64) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let total = self.held.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+        if total > self.limit {
+            return Err(Error::LimitExceeded {
+                what: VALUES_HELD,
+                requested: total,
+                limit: self.limit,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The cores available to this process, looked up once: `available_parallelism` reads cgroup
 /// files on every call, which cost more than a small query itself.
 fn cores() -> usize {
@@ -160,15 +262,16 @@ fn add_stats(total: &mut QueryStats, s: QueryStats) {
 }
 
 /// Memory first, then the index: a head sealed and indexed in between is seen twice
-/// (harmless, the merge keeps one), never missed.
+/// (harmless, the merge keeps one), never missed. Recorded damage the read would touch fails
+/// it, as every read of the database does.
 async fn plan(inner: &Inner, id: SeriesId, range: TimeRange) -> Result<Option<Planned>> {
-    let Some(labels) = inner.engines.index.series_labels(id).await? else {
+    let Some(labels) = inner.index_read(inner.engines.index.series_labels(id).await)? else {
         return Ok(None);
     };
     let memory = inner.heads.snapshot(id)?;
-    let mut chunks = inner.engines.index.query_chunks(id, range).await?;
+    // Sorted by location.
+    let mut chunks = inner.chunks_to_read(id, range, None).await?;
     chunks.retain(|c| c.time_range().overlaps(&range));
-    chunks.sort_by_key(|c| c.location);
     Ok(Some(Planned {
         labels,
         chunks,
@@ -183,6 +286,7 @@ async fn evaluate_slice(
     query: &RangeQuery,
     steps: &[i64],
     slice: Vec<Planned>,
+    budget: &Budget,
 ) -> Result<(Partial, QueryStats)> {
     let mut stats = QueryStats::default();
     let mut partial = match &query.aggregation {
@@ -194,14 +298,16 @@ async fn evaluate_slice(
         let values = evaluate_series(inner, query, steps, &p, &mut scratch, &mut stats).await?;
         match (&mut partial, &query.aggregation) {
             (Partial::Aggregated(agg), Some((_, grouping))) => {
-                agg.add(
+                let added = agg.add(
                     grouping.group_of(&p.labels),
                     || query.output_labels(&p.labels),
                     values,
                 );
+                budget.hold(added)?;
             }
             (Partial::Series(out), _) => {
                 if !values.steps.is_empty() {
+                    budget.hold(values.values.len() as u64)?;
                     out.push(ResultSeries {
                         labels: query.output_labels(&p.labels),
                         timestamps: values.steps.iter().map(|&k| steps[k as usize]).collect(),
@@ -253,18 +359,8 @@ async fn evaluate_series(
         return Ok(query.evaluate(steps, &ts[lo..hi], &vs[lo..hi]));
     }
     // General case: overlapping chunks or out-of-order memory; merge, newest source winning.
-    let mut sources: Vec<Columns> = Vec::with_capacity(p.chunks.len() + p.memory.sealed.len() + 1);
-    for chunk in &p.chunks {
-        sources.push(inner.read_chunk(chunk).await?);
-    }
+    let (ts, vs) = read_planned(inner, p, range).await?;
     stats.chunks_read += p.chunks.len() as u64;
-    for sealed in &p.memory.sealed {
-        sources.push(sealed.head.points()?);
-    }
-    if let Some(head) = &p.memory.head {
-        sources.push(head.clone());
-    }
-    let (ts, vs) = merge(sources, range);
     stats.points_read += ts.len() as u64;
     Ok(query.evaluate(steps, &ts, &vs))
 }

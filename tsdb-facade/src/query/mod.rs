@@ -6,14 +6,18 @@
 //! 1. the index finds the series matching [`RangeQuery::matchers`];
 //! 2. for each series the index lists the chunks overlapping `[start - window, end]`
 //!    (pruning by time before anything is read), and the head buffers give the points not yet
-//!    in chunks; the query is refused when the series or points exceed [`QueryLimits`];
+//!    in chunks; the query is refused when the series or points exceed [`QueryLimits`]
+//!    (before anything is decoded);
 //! 3. series are read and evaluated in parallel (one task per slice of series, all cores):
 //!    only overlapping chunks are decoded, in bulk into columns;
 //! 4. at each step `t` of the grid `start, start + step, ... <= end`, the [`RangeFunction`]
 //!    gets the points in `(t - window, t]`; without a function, the series' value at `t` is
 //!    its last point in `(t - window, t]` (the lookback of an instant selector);
 //! 5. an [`Aggregation`] combines the series of each group; sum, avg, min, max, count, stddev
-//!    and stdvar keep running totals only (per-series results are never materialized).
+//!    and stdvar keep running totals only (per-series results are never materialized);
+//! 6. the values the query holds for its answer (result values, or an aggregation's slots
+//!    per group and step) are counted as they are made: over [`QueryLimits::max_samples`]
+//!    the query stops with [`Error::LimitExceeded`].
 //!
 //! Semantics follow PromQL (left-open windows as in Prometheus 3 and VictoriaMetrics).
 //!
@@ -40,6 +44,7 @@ pub use aggregate::{Aggregation, Grouping};
 pub use functions::RangeFunction;
 
 pub(crate) use aggregate::Aggregator;
+pub(crate) use exec::{POINTS_READ, SERIES_SELECTED};
 
 /// Default window of a selection without a function: Prometheus' lookback delta, 5 minutes.
 pub const DEFAULT_LOOKBACK_MS: i64 = 300_000;
@@ -48,17 +53,23 @@ pub const DEFAULT_LOOKBACK_MS: i64 = 300_000;
 /// aggregation changed the meaning of the value), or the labels of an aggregation group.
 pub type ResultLabels = BTreeMap<String, String>;
 
-/// Bounds a query must stay within; a query over them is refused with
-/// [`Error::LimitExceeded`] before any chunk is read.
+/// Bounds a query must stay within, each refused with [`Error::LimitExceeded`] naming it:
+/// series, points and steps before any chunk is read, the values held for the answer as soon
+/// as they would go over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueryLimits {
     /// Most series a query may select. Default: 1,000,000.
     pub max_series: usize,
     /// Most points a query may read (stored chunks overlapping the range plus buffered
-    /// points). Default: 200,000,000.
+    /// points), counted from chunk headers before anything is decoded. Default: 200,000,000.
     pub max_points: u64,
     /// Most steps of the evaluation grid. Default: 1,000,000.
     pub max_steps: usize,
+    /// Most values the query may hold for its answer at once: the values of the result
+    /// series without aggregation; with one, a slot per group and step (sum, avg, ...) or
+    /// every series' values (quantile, topk, bottomk). Default: 50,000,000, as PromQL's
+    /// `max_samples`.
+    pub max_samples: u64,
 }
 
 impl Default for QueryLimits {
@@ -67,7 +78,34 @@ impl Default for QueryLimits {
             max_series: 1_000_000,
             max_points: 200_000_000,
             max_steps: 1_000_000,
+            max_samples: 50_000_000,
         }
+    }
+}
+
+impl QueryLimits {
+    /// Sets [`QueryLimits::max_series`].
+    pub fn with_max_series(mut self, n: usize) -> Self {
+        self.max_series = n;
+        self
+    }
+
+    /// Sets [`QueryLimits::max_points`].
+    pub fn with_max_points(mut self, n: u64) -> Self {
+        self.max_points = n;
+        self
+    }
+
+    /// Sets [`QueryLimits::max_steps`].
+    pub fn with_max_steps(mut self, n: usize) -> Self {
+        self.max_steps = n;
+        self
+    }
+
+    /// Sets [`QueryLimits::max_samples`].
+    pub fn with_max_samples(mut self, n: u64) -> Self {
+        self.max_samples = n;
+        self
     }
 }
 

@@ -1,14 +1,20 @@
 //! `gorilla-tsdb query`: matchers, range, step, function, grouping; table, JSON or CSV.
+//!
+//! Both kinds of query (flags, PROMQL) run within memory limits (`--max-samples`,
+//! `--max-series`, ...) and what is printed is bounded: at most `--max-output-series` series
+//! (the rest is left out with a note, exit status 2) and `--max-output-bytes` bytes (printing
+//! stops with an error).
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use gorilla_tsdb::promql::EngineOptions;
 use gorilla_tsdb::query::{
     Aggregation, DEFAULT_LOOKBACK_MS, Grouping, QueryLimits, QueryResult, RangeFunction, RangeQuery,
 };
-use gorilla_tsdb::{Error, LabelMatcher, MatchOp, WalDurability};
+use gorilla_tsdb::{Error, LabelMatcher, MatchOp};
 
 use crate::time::{format_time, now_ms, parse_duration, parse_time};
 
@@ -73,13 +79,133 @@ pub(crate) struct QueryArgs {
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
 
-    /// Refuse queries selecting more series than this.
-    #[arg(long, default_value_t = QueryLimits::default().max_series)]
-    max_series: usize,
+    /// Refuse queries selecting more series than this; with PROMQL, holding more series at
+    /// once (fetched, or in any intermediate result). Default: 1,000,000 for flag queries,
+    /// 10,000,000 with PROMQL.
+    #[arg(long)]
+    max_series: Option<usize>,
 
-    /// Refuse queries reading more points than this.
+    /// Refuse flag queries reading more points than this (counted from chunk headers, before
+    /// anything is decoded).
     #[arg(long, default_value_t = QueryLimits::default().max_points)]
     max_points: u64,
+
+    /// Most samples a query may hold in memory at once. With PROMQL: Prometheus's
+    /// --query.max-samples (points fetched, which the database counts before decoding them,
+    /// intermediate vectors and the result); for flag queries, the values of the result or of
+    /// the aggregation's per-step state.
+    #[arg(long, default_value_t = QueryLimits::default().max_samples)]
+    max_samples: u64,
+
+    /// With PROMQL: most bytes of label names and values a query may hold at once.
+    #[arg(long, default_value_t = EngineOptions::default().max_label_bytes)]
+    max_label_bytes: usize,
+
+    /// With PROMQL: longest label value `label_replace`/`label_join` may make, in bytes (the
+    /// longest value a series can be stored with).
+    #[arg(long, default_value_t = EngineOptions::default().max_label_value_bytes)]
+    max_label_value_bytes: usize,
+
+    /// Print at most this many series (samples of an instant vector): the others are left
+    /// out with a note on stderr, and the exit status is 2.
+    #[arg(long, default_value_t = DEFAULT_MAX_OUTPUT_SERIES)]
+    max_output_series: usize,
+
+    /// Stop printing after this many bytes: the output is cut there, with an error (exit
+    /// status 1).
+    #[arg(long, default_value_t = DEFAULT_MAX_OUTPUT_BYTES)]
+    max_output_bytes: u64,
+}
+
+/// Default of `--max-output-series`.
+const DEFAULT_MAX_OUTPUT_SERIES: usize = 10_000;
+
+/// Default of `--max-output-bytes`: 256 MiB.
+const DEFAULT_MAX_OUTPUT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The `what` of the error for `--max-output-bytes`.
+const OUTPUT_BYTES: &str = "bytes of output (--max-output-bytes)";
+
+/// A writer that takes at most `limit` bytes: a write that would go over fails, and
+/// `wanted` tells (at least) how many bytes the whole output needed.
+struct Bounded<W> {
+    inner: W,
+    written: u64,
+    limit: u64,
+    wanted: Option<u64>,
+}
+
+impl<W: Write> Write for Bounded<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let after = self.written.saturating_add(buf.len() as u64);
+        if after > self.limit {
+            self.wanted = Some(after);
+            return Err(std::io::Error::other("the output limit is reached"));
+        }
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Prints to stdout through `body`, at most `limit` bytes: beyond that what fitted is
+/// printed and the error is [`Error::LimitExceeded`].
+fn print_bounded(
+    limit: u64,
+    body: impl FnOnce(&mut Bounded<BufWriter<std::io::StdoutLock<'static>>>) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    let mut out = Bounded {
+        inner: BufWriter::new(std::io::stdout().lock()),
+        written: 0,
+        limit,
+        wanted: None,
+    };
+    let written = body(&mut out).and_then(|()| out.flush());
+    match (written, out.wanted) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(wanted)) => {
+            // What fitted is printed; a cut line is ended so that the note stands apart.
+            let _ = out.inner.write_all(b"\n").and_then(|()| out.inner.flush());
+            eprintln!(
+                "note: the output was cut after {} bytes; narrow the query or raise \
+                 --max-output-bytes",
+                out.written
+            );
+            Err(Error::LimitExceeded {
+                what: OUTPUT_BYTES,
+                requested: wanted,
+                limit,
+            })
+        }
+        (Err(e), None) => Err(Error::io("stdout", e)),
+    }
+}
+
+/// Keeps the first `max` items; returns how many there were when some were dropped.
+fn keep_first<T>(items: &mut Vec<T>, max: usize) -> Option<usize> {
+    let total = items.len();
+    (total > max).then(|| {
+        items.truncate(max);
+        total
+    })
+}
+
+/// Tells on stderr what `--max-output-series` left out; the exit status to return.
+fn output_status(truncated: Option<usize>, max: usize) -> ExitCode {
+    match truncated {
+        Some(total) => {
+            eprintln!(
+                "note: printed {max} of {total} series; the others were left out \
+                 (raise --max-output-series to print them)"
+            );
+            ExitCode::from(2)
+        }
+        None => ExitCode::SUCCESS,
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -144,12 +270,14 @@ fn build(args: &QueryArgs) -> Result<RangeQuery, Error> {
         Some(w) => parse_duration(w)?,
         None => DEFAULT_LOOKBACK_MS,
     };
+    let defaults = QueryLimits::default();
     let mut q = RangeQuery::new(matchers, start, end, step)
         .with_window(window)
         .with_limits(QueryLimits {
-            max_series: args.max_series,
+            max_series: args.max_series.unwrap_or(defaults.max_series),
             max_points: args.max_points,
-            ..QueryLimits::default()
+            max_samples: args.max_samples,
+            ..defaults
         });
     if let Some(f) = &args.function {
         q = q.with_function(f.parse::<RangeFunction>()?, window);
@@ -177,27 +305,38 @@ pub(crate) async fn run(data_dir: &Path, args: QueryArgs) -> Result<ExitCode, Er
         return run_promql(data_dir, text, &args).await;
     }
     let query = build(&args)?;
-    let db = crate::open(data_dir, WalDurability::Never).await?;
+    let db = crate::open_read_only(data_dir).await?;
     let result = db.range_query(&query).await;
-    let result = crate::finish(db, result).await?;
-    let mut out = std::io::stdout().lock();
-    let written = match args.output {
-        Output::Table => write_table(&mut out, &result),
-        Output::Json => write_json(&mut out, &result),
-        Output::Csv => write_csv(&mut out, &result),
-    };
-    written.map_err(|e| Error::io("stdout", e))?;
-    Ok(ExitCode::SUCCESS)
+    let mut result = crate::finish(db, result).await?;
+    let truncated = keep_first(&mut result.series, args.max_output_series);
+    print_bounded(args.max_output_bytes, |out| match args.output {
+        Output::Table => write_table(out, &result),
+        Output::Json => write_json(out, &result),
+        Output::Csv => write_csv(out, &result),
+    })?;
+    Ok(output_status(truncated, args.max_output_series))
+}
+
+/// The PromQL engine's options from the flags.
+fn engine_options(args: &QueryArgs) -> EngineOptions {
+    let opts = EngineOptions::default()
+        .with_max_samples(usize::try_from(args.max_samples).unwrap_or(usize::MAX))
+        .with_max_label_bytes(args.max_label_bytes)
+        .with_max_label_value_bytes(args.max_label_value_bytes);
+    match args.max_series {
+        Some(n) => opts.with_max_series(n),
+        None => opts,
+    }
 }
 
 /// Evaluates a PromQL expression: an instant query with `--time`, else a range query.
 async fn run_promql(data_dir: &Path, text: &str, args: &QueryArgs) -> Result<ExitCode, Error> {
-    use gorilla_tsdb::promql::{Engine, EngineOptions, Value, parse};
-    let opts = EngineOptions::default();
+    use gorilla_tsdb::promql::{Engine, Value, parse};
+    let opts = engine_options(args);
     // Parse before opening the database, so that a typo costs nothing.
     parse(text, &opts)?;
     let now = now_ms();
-    let db = std::sync::Arc::new(crate::open(data_dir, WalDurability::Never).await?);
+    let db = std::sync::Arc::new(crate::open_read_only(data_dir).await?);
     let engine = Engine::new(db.clone(), opts);
     let result = match &args.time {
         Some(t) => match parse_time(t, now) {
@@ -225,69 +364,70 @@ async fn run_promql(data_dir: &Path, text: &str, args: &QueryArgs) -> Result<Exi
     drop(engine);
     let db = std::sync::Arc::into_inner(db)
         .ok_or_else(|| Error::invalid_input("the database is still in use after the query"))?;
-    let value = crate::finish(db, result).await?;
-    let mut out = std::io::stdout().lock();
-    let written = match args.output {
+    let mut value = crate::finish(db, result).await?;
+    let truncated = match &mut value {
+        Value::Vector(samples) => keep_first(samples, args.max_output_series),
+        Value::Matrix(series) => keep_first(series, args.max_output_series),
+        Value::Scalar { .. } | Value::String { .. } => None,
+    };
+    print_bounded(args.max_output_bytes, |out| match args.output {
         Output::Table => writeln!(out, "{value}"),
-        Output::Json => serde_json::to_writer_pretty(&mut out, &value)
+        Output::Json => serde_json::to_writer_pretty(&mut *out, &value)
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out)),
-        Output::Csv => write_promql_csv(&mut out, &value),
-    };
-    written.map_err(|e| Error::io("stdout", e))?;
-    Ok(ExitCode::SUCCESS)
+        Output::Csv => write_promql_csv(out, &value),
+    })?;
+    Ok(output_status(truncated, args.max_output_series))
 }
 
-/// One output row: labels, timestamp, value.
-type PromqlRow = (Vec<(String, String)>, i64, f64);
-
-/// CSV `timestamp,value,<labels...>` rows of a PromQL result.
+/// CSV `timestamp,value,<labels...>` rows of a PromQL result, written as they are made.
 fn write_promql_csv(
     out: &mut impl Write,
     value: &gorilla_tsdb::promql::Value,
 ) -> std::io::Result<()> {
-    use gorilla_tsdb::promql::{Value, format_float};
-    let rows: Vec<PromqlRow> = match value {
-        Value::Scalar { timestamp, value } => vec![(Vec::new(), *timestamp, *value)],
-        Value::String { .. } => Vec::new(),
-        Value::Vector(samples) => samples
-            .iter()
-            .map(|s| (owned(s.metric.iter()), s.timestamp, s.value))
-            .collect(),
-        Value::Matrix(series) => series
-            .iter()
-            .flat_map(|s| {
-                let labels = owned(s.metric.iter());
-                s.points.iter().map(move |&(t, v)| (labels.clone(), t, v))
-            })
-            .collect(),
+    use gorilla_tsdb::promql::{LabelSet, Value, format_float};
+    let label_sets: Vec<&LabelSet> = match value {
+        Value::Vector(samples) => samples.iter().map(|s| &s.metric).collect(),
+        Value::Matrix(series) => series.iter().map(|s| &s.metric).collect(),
+        Value::Scalar { .. } | Value::String { .. } => Vec::new(),
     };
-    let mut names: Vec<String> = rows
+    let mut names: Vec<&str> = label_sets
         .iter()
-        .flat_map(|r| r.0.iter().map(|l| l.0.clone()))
+        .flat_map(|labels| labels.iter().map(|(k, _)| k))
         .collect();
-    names.sort();
+    names.sort_unstable();
     names.dedup();
     let mut w = csv::Writer::from_writer(out);
-    let mut header = vec!["timestamp".to_owned(), "value".to_owned()];
-    header.extend(names.iter().cloned());
-    w.write_record(&header)?;
-    for (labels, t, v) in rows {
-        let mut row = vec![t.to_string(), format_float(v)];
-        row.extend(names.iter().map(|n| {
-            labels
-                .iter()
-                .find(|l| &l.0 == n)
-                .map(|l| l.1.clone())
-                .unwrap_or_default()
-        }));
-        w.write_record(&row)?;
+    w.write_record(
+        ["timestamp", "value"]
+            .into_iter()
+            .chain(names.iter().copied()),
+    )?;
+    let mut row = |labels: Option<&LabelSet>, t: i64, v: f64| -> std::io::Result<()> {
+        let (t, v) = (t.to_string(), format_float(v));
+        let cols = names
+            .iter()
+            .map(|n| labels.and_then(|l| l.get(n)).unwrap_or_default());
+        w.write_record([t.as_str(), v.as_str()].into_iter().chain(cols))?;
+        Ok(())
+    };
+    match value {
+        Value::Scalar { timestamp, value } => row(None, *timestamp, *value)?,
+        Value::String { .. } => {}
+        Value::Vector(samples) => {
+            for s in samples {
+                row(Some(&s.metric), s.timestamp, s.value)?;
+            }
+        }
+        Value::Matrix(series) => {
+            for s in series {
+                for &(t, v) in &s.points {
+                    row(Some(&s.metric), t, v)?;
+                }
+            }
+        }
     }
     w.flush()
-}
-
-fn owned<'a>(labels: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(String, String)> {
-    labels.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
 fn labels_text(labels: &gorilla_tsdb::query::ResultLabels) -> String {
@@ -300,35 +440,45 @@ fn labels_text(labels: &gorilla_tsdb::query::ResultLabels) -> String {
     format!("{name}{{{}}}", inner.join(", "))
 }
 
+/// An aligned table, written row by row (label text is made once per series).
 fn write_table(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
-    let rows: Vec<(String, String, String)> = r
+    let labels: Vec<String> = r.series.iter().map(|s| labels_text(&s.labels)).collect();
+    let with_rows = || {
+        r.series
+            .iter()
+            .zip(&labels)
+            .filter(|(s, _)| !s.timestamps.is_empty())
+    };
+    let w0 = with_rows().map(|(_, l)| l.len()).max().unwrap_or(6).max(6);
+    let w1 = r
         .series
         .iter()
-        .flat_map(|s| {
-            let l = labels_text(&s.labels);
-            s.timestamps
-                .iter()
-                .zip(&s.values)
-                .map(move |(&t, &v)| (l.clone(), format_time(t), v.to_string()))
-        })
-        .collect();
-    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(6).max(6);
-    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(4).max(4);
+        .flat_map(|s| s.timestamps.iter())
+        .map(|&t| format_time(t).len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     writeln!(out, "{:<w0$}  {:<w1$}  value", "series", "time")?;
-    for (l, t, v) in &rows {
-        writeln!(out, "{l:<w0$}  {t:<w1$}  {v}")?;
+    let mut rows = 0usize;
+    for (s, l) in with_rows() {
+        for (&t, &v) in s.timestamps.iter().zip(&s.values) {
+            writeln!(out, "{l:<w0$}  {:<w1$}  {v}", format_time(t))?;
+            rows += 1;
+        }
     }
     writeln!(
         out,
         "({} series, {} values; read {} points of {} series from {} chunks)",
         r.series.len(),
-        rows.len(),
+        rows,
         r.stats.points_read,
         r.stats.series,
         r.stats.chunks_read
     )
 }
 
+/// The JSON document `{"series": [...], "stats": {...}, "steps": n}`, pretty-printed, written
+/// one series at a time (the document is never built whole).
 fn write_json(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
     use serde_json::{Value, json};
     // JSON has no NaN or infinities: they are written as strings, as Prometheus does.
@@ -339,21 +489,40 @@ fn write_json(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
             Value::String(v.to_string())
         }
     };
-    let doc = json!({
-        "steps": r.steps.len(),
-        "series": r.series.iter().map(|s| json!({
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).map_err(std::io::Error::other);
+    out.write_all(b"{\n  \"series\": [")?;
+    for (i, s) in r.series.iter().enumerate() {
+        let doc = json!({
             "labels": s.labels,
             "values": s.timestamps.iter().zip(&s.values)
                 .map(|(&t, &v)| json!([t, num(v)])).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "stats": {
-            "series": r.stats.series,
-            "chunks_read": r.stats.chunks_read,
-            "points_read": r.stats.points_read,
-        },
+        });
+        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        // Nested two levels deep: JSON text has no raw newline inside strings, so every line
+        // is indented alike.
+        for (j, line) in pretty(&doc)?.lines().enumerate() {
+            if j > 0 {
+                out.write_all(b"\n")?;
+            }
+            write!(out, "    {line}")?;
+        }
+    }
+    if !r.series.is_empty() {
+        out.write_all(b"\n  ")?;
+    }
+    let stats = json!({
+        "series": r.stats.series,
+        "chunks_read": r.stats.chunks_read,
+        "points_read": r.stats.points_read,
     });
-    serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::other)?;
-    writeln!(out)
+    write!(out, "],\n  \"stats\": ")?;
+    for (j, line) in pretty(&stats)?.lines().enumerate() {
+        if j > 0 {
+            write!(out, "\n  ")?;
+        }
+        out.write_all(line.as_bytes())?;
+    }
+    writeln!(out, ",\n  \"steps\": {}\n}}", r.steps.len())
 }
 
 fn write_csv(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
