@@ -734,3 +734,75 @@ fn import_rejects_oversized_labels_and_keeps_the_rest() {
         ],
     );
 }
+
+#[test]
+fn read_commands_work_beside_a_live_writer_and_writers_are_refused() {
+    use gorilla_tsdb::{DatabaseConfig, Labels, TimeRange, TimeSeriesDBBuilder};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("db");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let config = DatabaseConfig {
+        data_dir: data.clone(),
+        chunk_max_points: 100,
+        ..Default::default()
+    };
+    let db = rt
+        .block_on(
+            TimeSeriesDBBuilder::new()
+                .with_config(config.clone())
+                .build(),
+        )
+        .expect("the live writer opens");
+    let labels = Labels::new("live", [("host", "a")]).expect("labels");
+    let mut written = 0i64;
+    let mut write = |n: i64| {
+        let points: Vec<(i64, f64)> = (written..written + n)
+            .map(|i| (1_700_000_000_000 + i * 1000, i as f64))
+            .collect();
+        rt.block_on(db.insert_series(&labels, &points))
+            .expect("write");
+        written += n;
+    };
+    write(250);
+    // Many read-only commands while the writer goes on writing: each sees a consistent
+    // database and none touches the writer's files.
+    for round in 0..12 {
+        let stats = cli(&data, &["stats"]);
+        assert!(stats.status.success(), "stats: {}", text(&stats.stderr));
+        assert_says(&text(&stats.stdout), &["series           1"]);
+        let query = cli(&data, &["query", "live"]);
+        assert!(query.status.success(), "query: {}", text(&query.stderr));
+        if round % 4 == 0 {
+            let import = cli_stdin(&data, &["import", "--format", "prometheus"], "live 1 1\n");
+            assert!(!import.status.success(), "a second writer must be refused");
+            assert_says(&text(&import.stderr), &["in use"]);
+        }
+        write(40);
+    }
+    rt.block_on(db.close()).expect("close");
+    drop(db);
+    let db = rt
+        .block_on(TimeSeriesDBBuilder::new().with_config(config).build())
+        .expect("reopen");
+    let found = rt
+        .block_on(db.query(&labels, TimeRange::ALL))
+        .expect("query");
+    assert_eq!(
+        found[0].len() as i64,
+        written,
+        "every acknowledged point is there"
+    );
+    rt.block_on(db.close()).expect("close");
+    // Read commands on a directory without a database say so and create nothing.
+    let empty = dir.path().join("nothing");
+    let out = cli(&empty, &["stats"]);
+    assert!(!out.status.success());
+    let out = cli(&empty, &["query", "live"]);
+    assert!(!out.status.success());
+    assert_says(&text(&out.stderr), &["holds no database"]);
+    assert!(
+        !empty.exists(),
+        "a read command created {}",
+        empty.display()
+    );
+}
