@@ -642,3 +642,76 @@ async fn a_full_disk_fails_writes_clearly_and_they_work_again_once_space_is_free
     }
     db.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_wal_damage_names_the_series_and_times_it_lost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let expected = build(dir.path(), false).await;
+    // The newest WAL record (the last write: series 5, its last 150 points) gets a wrong
+    // checksum: a complete record that fails its check is damage, not a torn write.
+    let wal_dir = dir.path().join("wal");
+    let last = std::fs::read_dir(&wal_dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .max()
+        .expect("a WAL segment");
+    let mut bytes = std::fs::read(&last).expect("read");
+    let mut at = 24;
+    let mut last_record = None;
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
+        last_record = Some(at);
+        at += 16 + len;
+    }
+    let rec = last_record.expect("a record");
+    bytes[rec + 5] ^= 0x01; // its CRC field
+    std::fs::write(&last, &bytes).expect("write");
+
+    let err = open(config(dir.path())).await.expect_err("strict refuses");
+    assert!(
+        matches!(&err, Error::Corrupt { offset, .. } if *offset == rec as u64),
+        "{err}"
+    );
+    let db = open(DatabaseConfig {
+        wal_recovery: WalRecovery::SkipDamaged,
+        ..config(dir.path())
+    })
+    .await
+    .expect("open with SkipDamaged");
+    let damage = db.damage();
+    let lost = points_of(5, 700, 150);
+    let named = damage
+        .iter()
+        .find(|d| d.series == Some(series(5).series_id()))
+        .unwrap_or_else(|| panic!("the lost series is named: {damage:?}"));
+    let range = named.range.expect("times");
+    assert_eq!(
+        (range.start, range.end),
+        (lost[0].0, lost[lost.len() - 1].0)
+    );
+    assert!(named.accepted, "skipping was asked for");
+    // Everything else is there; the skipped points are missing, and a partial read says so.
+    for (i, want) in &expected {
+        let got = db.query(&series(*i), TimeRange::ALL).await.expect("query");
+        let n = got.first().map_or(0, |s| s.len());
+        if *i == 5 {
+            assert_eq!(n, want.len() - lost.len());
+        } else {
+            assert_eq!(n, want.len());
+        }
+    }
+    let (_, warnings) = db
+        .query_partial(&series(5), TimeRange::ALL)
+        .await
+        .expect("partial");
+    assert!(
+        warnings
+            .iter()
+            .any(|d| d.series == Some(series(5).series_id()))
+    );
+    db.close().await.expect("close");
+    // The damage was checkpointed past: a strict open works again, and still lists it.
+    let db = open(config(dir.path())).await.expect("strict reopen");
+    assert!(!db.damage().is_empty());
+    db.close().await.expect("close");
+}

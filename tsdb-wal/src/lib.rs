@@ -9,5 +9,5 @@ mod scan;
 mod wal;
 
 pub use replay::Replay;
-pub use scan::WalDamage;
+pub use scan::{SALVAGE_LIMIT, WalDamage};
 pub use wal::{Lsn, Wal, WalCheckpoint, WalConfig, WalDurability, WalRecovery, WalStats};

@@ -76,7 +76,14 @@ pub struct WalDamage {
     pub needed: bool,
     /// What was wrong.
     pub reason: String,
+    /// The damaged bytes as found (the first [`SALVAGE_LIMIT`] of them; empty for a missing
+    /// range), so that the owner can still tell what they held, e.g. which series a damaged
+    /// record named. Nothing in them is trustworthy.
+    pub content: Vec<u8>,
 }
+
+/// How many damaged bytes a [`WalDamage`] keeps for salvage.
+pub const SALVAGE_LIMIT: usize = 4 << 20;
 
 impl std::fmt::Display for WalDamage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,6 +191,7 @@ pub(crate) fn scan_dir(dir: &Path, rules: ScanRules) -> Result<Scan> {
                 lost_from: prev.next_lsn,
                 lost_to: Some(name_lsn),
                 needed: false,
+                content: Vec::new(),
                 reason: format!(
                     "records are missing between segments: the previous segment ends before LSN {}, this one starts at LSN {name_lsn}",
                     prev.next_lsn
@@ -215,6 +223,7 @@ pub(crate) fn scan_dir(dir: &Path, rules: ScanRules) -> Result<Scan> {
                 lost_from: active,
                 lost_to: next,
                 needed: false,
+                content: Vec::new(),
                 reason: "the segment that was being appended to at the last checkpoint is missing (removed)".to_owned(),
             });
         }
@@ -241,6 +250,7 @@ pub(crate) fn scan_dir(dir: &Path, rules: ScanRules) -> Result<Scan> {
             lost_from: end,
             lost_to: Some(rules.written_before),
             needed: false,
+            content: Vec::new(),
             reason: format!(
                 "the log ends at LSN {end}, before LSN {}, which its owner recorded as written (a cut file or a removed segment)",
                 rules.written_before
@@ -358,6 +368,7 @@ fn scan_segment(
                     lost_from: name_lsn,
                     lost_to: None,
                     needed: false,
+                    content: bytes[..bytes.len().min(SALVAGE_LIMIT)].to_vec(),
                     reason: format!("damaged segment header: {reason}"),
                 });
             }
@@ -425,6 +436,7 @@ fn scan_segment(
                 lost_from: next,
                 lost_to: Some(lsn),
                 needed: false,
+                content: bytes[offset..at.min(offset + SALVAGE_LIMIT)].to_vec(),
                 reason: format!("{problem}; a valid record with LSN {lsn} follows at offset {at}"),
             });
             offset = at;
@@ -460,6 +472,7 @@ fn scan_segment(
                 lost_from: next,
                 lost_to: None,
                 needed: false,
+                content: tail[..tail.len().min(SALVAGE_LIMIT)].to_vec(),
                 reason,
             });
         }

@@ -153,22 +153,41 @@ impl Inner {
         let to = d
             .lost_to
             .map_or_else(|| "the end".to_owned(), |l| format!("LSN {}", l.get() - 1));
-        self.damage.record(Damage {
+        let salvaged = salvage(d);
+        let named = if salvaged.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = salvaged
+                .iter()
+                .map(|(s, r)| match r {
+                    Some(r) => format!("{s} (times {}..={})", r.start, r.end),
+                    None => s.to_string(),
+                })
+                .collect();
+            format!(
+                "; the damaged bytes still name series {} (unverified)",
+                list.join(", ")
+            )
+        };
+        let damage = |series, range| Damage {
             source: d.segment.display().to_string(),
             offset: d.offset,
             length: d.bytes,
             reason: format!(
-                "{log} records from LSN {} to {to} were skipped (recovery = SkipDamaged): {}",
+                "{log} records from LSN {} to {to} were skipped (recovery = SkipDamaged): {}{named}",
                 d.lost_from.get(),
                 d.reason
             ),
-            series: None,
-            range: None,
+            series,
+            range,
             accepted: true,
-        })?;
+        };
+        self.damage.record(damage(None, None))?;
+        for (series, range) in salvaged {
+            self.damage.record(damage(Some(series), range))?;
+        }
         Ok(())
     }
-
     /// Records that points of `series` exist (in chunks or the WAL) while the catalog has no
     /// labels for it. No query can select the series, and any matcher might have selected
     /// it, so the damage covers every series over those times.
@@ -195,4 +214,50 @@ impl Inner {
         })?;
         Ok(())
     }
+}
+
+/// What the damaged bytes of a WAL or catalog record still say: the series (and, for point
+/// records, the time range) of every record-shaped run of bytes whose LSN lies in the lost
+/// range and whose payload still decodes. The checksum failed, so none of it is trusted; it
+/// only tells the operator what was probably lost.
+fn salvage(d: &WalDamage) -> Vec<(SeriesId, Option<TimeRange>)> {
+    let bytes = &d.content;
+    let lost_to = d.lost_to.map_or(u64::MAX, |l| l.get());
+    let mut found: BTreeMap<SeriesId, Option<TimeRange>> = BTreeMap::new();
+    let mut at = 0usize;
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let mut lsn = [0u8; 8];
+        lsn.copy_from_slice(&bytes[at + 8..at + 16]);
+        let lsn = u64::from_le_bytes(lsn);
+        let payload = bytes.get(at + 16..(at + 16).saturating_add(len as usize));
+        let (Some(payload), true) = (payload, (d.lost_from.get()..lost_to).contains(&lsn)) else {
+            at += 1;
+            continue;
+        };
+        if let Ok(groups) = records::decode_points(payload) {
+            for (series, points) in groups {
+                let (lo, hi) = points.iter().fold((i64::MAX, i64::MIN), |(lo, hi), p| {
+                    (lo.min(p.0), hi.max(p.0))
+                });
+                let range = found.entry(series).or_insert(None);
+                if lo <= hi {
+                    *range = Some(match *range {
+                        Some(r) => TimeRange {
+                            start: r.start.min(lo),
+                            end: r.end.max(hi),
+                        },
+                        None => TimeRange { start: lo, end: hi },
+                    });
+                }
+            }
+        } else if let Ok((series, _)) = records::decode_series(payload) {
+            found.entry(series).or_insert(None);
+        } else {
+            at += 1;
+            continue;
+        }
+        at += 16 + len as usize;
+    }
+    found.into_iter().collect()
 }
