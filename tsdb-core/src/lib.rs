@@ -8,6 +8,7 @@ mod dir_lock;
 mod error;
 mod index;
 mod labels;
+pub mod marker;
 mod matcher;
 mod storage;
 mod types;

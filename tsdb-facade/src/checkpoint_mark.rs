@@ -1,8 +1,8 @@
 //! The checkpoint mark: what the database knows of its logs, so that opening can tell a torn
 //! tail from lost records and skip what is already in chunks.
 //!
-//! File `<data_dir>/CHECKPOINT`, replaced atomically (write a temporary file, fsync, rename,
-//! fsync the directory):
+//! File `<data_dir>/CHECKPOINT`, a [`tsdb_core::marker`] file (replaced atomically, checked by
+//! a CRC-32 after the body):
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
@@ -18,13 +18,13 @@
 //! damaged mark reads as "nothing known": replay then reads the whole WAL, which is slower but
 //! loses nothing (points already in chunks are recognised and skipped); the damage is logged.
 
-use std::io::Write;
 use std::path::Path;
 
-use tsdb_core::{Error, Result};
+use tsdb_core::{Result, marker};
 
 const FILE: &str = "CHECKPOINT";
-const LEN: usize = 45;
+/// Bytes of the body (the file is the body and its CRC-32, see [`tsdb_core::marker`]).
+const BODY: usize = 41;
 
 /// What the mark records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,56 +58,46 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// The recorded mark; [`Mark::default`] when there is none or it is damaged.
 pub(crate) fn read(dir: &Path) -> Mark {
-    let path = dir.join(FILE);
-    let Ok(bytes) = std::fs::read(&path) else {
-        return Mark::default();
+    let body = match marker::read(dir, FILE) {
+        Ok(Some(body)) => body,
+        Ok(None) => return Mark::default(),
+        Err(e) => {
+            tracing::warn!("checkpoint mark unreadable ({e}); replaying the whole WAL");
+            return Mark::default();
+        }
     };
-    let crc_ok = |body: usize| {
-        bytes.len() == body + 4 && crc32fast::hash(&bytes[..body]).to_le_bytes() == bytes[body..]
-    };
-    if crc_ok(LEN - 4) {
-        return Mark {
-            needed_from: u64_at(&bytes, 0).max(1),
-            wal_written_before: u64_at(&bytes, 8).max(1),
-            catalog_written_before: u64_at(&bytes, 16).max(1),
-            wal_active: u64_at(&bytes, 24),
-            catalog_active: u64_at(&bytes, 32),
-            clean: bytes[40] == 1,
-        };
-    }
-    if crc_ok(8) {
-        return Mark {
-            needed_from: u64_at(&bytes, 0).max(1),
+    match body.len() {
+        BODY => Mark {
+            needed_from: u64_at(&body, 0).max(1),
+            wal_written_before: u64_at(&body, 8).max(1),
+            catalog_written_before: u64_at(&body, 16).max(1),
+            wal_active: u64_at(&body, 24),
+            catalog_active: u64_at(&body, 32),
+            clean: body[40] == 1,
+        },
+        8 => Mark {
+            needed_from: u64_at(&body, 0).max(1),
             ..Mark::default()
-        };
+        },
+        n => {
+            tracing::warn!(
+                "checkpoint mark has {n} bytes, a size no version writes; replaying the whole WAL"
+            );
+            Mark::default()
+        }
     }
-    tracing::warn!(
-        "{}: checkpoint mark damaged; replaying the whole WAL",
-        path.display()
-    );
-    Mark::default()
 }
 
 /// Durably records `mark`.
 pub(crate) fn write(dir: &Path, mark: Mark) -> Result<()> {
-    let tmp = dir.join("CHECKPOINT.tmp");
-    let io = |e| Error::io(tmp.display(), e);
-    let mut bytes = Vec::with_capacity(LEN);
-    bytes.extend_from_slice(&mark.needed_from.to_le_bytes());
-    bytes.extend_from_slice(&mark.wal_written_before.to_le_bytes());
-    bytes.extend_from_slice(&mark.catalog_written_before.to_le_bytes());
-    bytes.extend_from_slice(&mark.wal_active.to_le_bytes());
-    bytes.extend_from_slice(&mark.catalog_active.to_le_bytes());
-    bytes.push(u8::from(mark.clean));
-    let crc = crc32fast::hash(&bytes);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&bytes).map_err(io)?;
-    f.sync_data().map_err(io)?;
-    std::fs::rename(&tmp, dir.join(FILE)).map_err(io)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir.display(), e))
+    let mut body = Vec::with_capacity(BODY);
+    body.extend_from_slice(&mark.needed_from.to_le_bytes());
+    body.extend_from_slice(&mark.wal_written_before.to_le_bytes());
+    body.extend_from_slice(&mark.catalog_written_before.to_le_bytes());
+    body.extend_from_slice(&mark.wal_active.to_le_bytes());
+    body.extend_from_slice(&mark.catalog_active.to_le_bytes());
+    body.push(u8::from(mark.clean));
+    marker::write(dir, FILE, &body)
 }
 
 #[cfg(test)]

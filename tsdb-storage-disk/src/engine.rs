@@ -14,7 +14,7 @@ use memmap2::{Mmap, MmapOptions};
 use tokio::sync::watch;
 use tsdb_core::{
     ChunkLocation, ChunkReference, CompressedBlock, DirLock, Error, Result, StorageDamage,
-    StorageEngine,
+    StorageEngine, marker,
 };
 
 use crate::config::{Durability, LocalDiskConfig};
@@ -32,53 +32,11 @@ pub(crate) const DELETION_LOG: &str = "deletions.log";
 const DELETION_LOG_TMP: &str = "deletions.log.tmp";
 /// Name of the file holding the smallest segment number never used.
 pub(crate) const NEXT_SEGMENT: &str = "next-segment";
-const NEXT_SEGMENT_TMP: &str = "next-segment.tmp";
 /// Name of the file holding the synced watermark: how far the store was durable at the last
 /// explicit `sync` or `close`.
 pub(crate) const SYNCED_END: &str = "synced-end";
-const SYNCED_END_TMP: &str = "synced-end.tmp";
 /// How long open waits for a handle dropped without `close` to release the directory lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Durably records that every byte of segment `segment` before `offset` (and every earlier
-/// segment) was synced: at open, invalid bytes below it are damage, never a torn tail.
-fn write_synced_end(dir: &Path, segment: u64, offset: u64) -> Result<()> {
-    let mut bytes = segment.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&offset.to_le_bytes());
-    let crc = crc32fast::hash(&bytes);
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    let tmp = dir.join(SYNCED_END_TMP);
-    let write = || -> io::Result<()> {
-        let f = File::create(&tmp)?;
-        f.write_all_at(&bytes, 0)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(SYNCED_END))
-    };
-    write().map_err(|e| {
-        io_err(
-            format_args!("writing {}", dir.join(SYNCED_END).display()),
-            e,
-        )
-    })?;
-    sync_dir(dir)
-}
-
-/// The watermark stored by [`write_synced_end`]: `(segment, offset)`, `None` when missing or
-/// damaged (then torn tails are judged without it, as before it existed).
-fn read_synced_end(dir: &Path) -> Option<(u64, u64)> {
-    let path = dir.join(SYNCED_END);
-    let bytes = std::fs::read(&path).ok()?;
-    let valid = bytes.len() == 20 && crc32fast::hash(&bytes[..16]).to_le_bytes() == bytes[16..];
-    if !valid {
-        tracing::warn!(file = %path.display(), "damaged synced watermark; torn tails are judged without it");
-        return None;
-    }
-    let mut seg = [0u8; 8];
-    let mut off = [0u8; 8];
-    seg.copy_from_slice(&bytes[..8]);
-    off.copy_from_slice(&bytes[8..16]);
-    Some((u64::from_le_bytes(seg), u64::from_le_bytes(off)))
-}
 
 fn segment_limit() -> Error {
     Error::LimitExceeded {
@@ -92,46 +50,45 @@ fn segment_limit() -> Error {
 /// segment `next - 1` is created, so that numbers are never reused even if the newest segment
 /// files disappear.
 fn write_next_segment(dir: &Path, next: u64) -> Result<()> {
-    let mut bytes = next.to_le_bytes().to_vec();
-    bytes.extend_from_slice(&crc32fast::hash(&next.to_le_bytes()).to_le_bytes());
-    let tmp = dir.join(NEXT_SEGMENT_TMP);
-    let write = || -> io::Result<()> {
-        let f = File::create(&tmp)?;
-        f.write_all_at(&bytes, 0)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(NEXT_SEGMENT))
-    };
-    write().map_err(|e| {
-        io_err(
-            format_args!("writing {}", dir.join(NEXT_SEGMENT).display()),
-            e,
-        )
-    })?;
-    sync_dir(dir)
+    marker::write(dir, NEXT_SEGMENT, &next.to_le_bytes())
 }
 
 /// The number stored by [`write_next_segment`], `None` when the file is missing or damaged.
 fn read_next_segment(dir: &Path) -> Option<u64> {
-    let path = dir.join(NEXT_SEGMENT);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "cannot read the next segment number");
+    read_marker_u64s::<1>(dir, NEXT_SEGMENT).map(|[n]| n)
+}
+
+/// Durably records that every byte of segment `segment` before `offset` (and every earlier
+/// segment) was synced: at open, invalid bytes below it are damage, never a torn tail.
+fn write_synced_end(dir: &Path, segment: u64, offset: u64) -> Result<()> {
+    let mut body = segment.to_le_bytes().to_vec();
+    body.extend_from_slice(&offset.to_le_bytes());
+    marker::write(dir, SYNCED_END, &body)
+}
+
+/// The watermark stored by [`write_synced_end`]: `(segment, offset)`, `None` when missing or
+/// damaged (then torn tails are judged without it, as before it existed).
+fn read_synced_end(dir: &Path) -> Option<(u64, u64)> {
+    read_marker_u64s::<2>(dir, SYNCED_END).map(|[s, o]| (s, o))
+}
+
+/// A marker file holding `N` little-endian `u64`s; `None` (logged) when missing or damaged.
+fn read_marker_u64s<const N: usize>(dir: &Path, name: &str) -> Option<[u64; N]> {
+    let body = match marker::read(dir, name) {
+        Ok(Some(body)) if body.len() == N * 8 => body,
+        Ok(None) => return None,
+        Ok(Some(_)) | Err(_) => {
+            tracing::warn!(file = %dir.join(name).display(), "damaged marker file; going on without it");
             return None;
         }
     };
-    let valid = bytes.len() == 12 && {
-        let (num, crc) = bytes.split_at(8);
-        crc32fast::hash(num).to_le_bytes() == crc
-    };
-    if !valid {
-        tracing::warn!(file = %path.display(), "damaged next segment number; numbering continues after the newest segment file");
-        return None;
+    let mut out = [0u64; N];
+    for (i, v) in out.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&body[i * 8..i * 8 + 8]);
+        *v = u64::from_le_bytes(b);
     }
-    let mut num = [0u8; 8];
-    num.copy_from_slice(&bytes[..8]);
-    Some(u64::from_le_bytes(num))
+    Some(out)
 }
 
 /// A crash-safe [`StorageEngine`] keeping chunks in append-only segment files of a local

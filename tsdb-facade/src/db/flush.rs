@@ -314,19 +314,14 @@ impl Inner {
                 n.notify_one();
             }
         }
-        let mut progress = self.flush_progress.load(Ordering::SeqCst);
-        let mut since = tokio::time::Instant::now();
+        let mut watch = self.progress_watch();
         while self.heads.sealed_waiting.load(Ordering::SeqCst) > 0 {
             if self.shutdown.load(Ordering::SeqCst) {
                 break;
             }
             let room = self.room.notified();
             let _ = tokio::time::timeout(Duration::from_millis(20), room).await;
-            let now = self.flush_progress.load(Ordering::SeqCst);
-            if now != progress {
-                progress = now;
-                since = tokio::time::Instant::now();
-            } else if since.elapsed() >= self.config.stall_timeout {
+            if self.stalled_since(&mut watch) {
                 return Err(self.stalled("flush"));
             }
         }
@@ -334,6 +329,24 @@ impl Inner {
             return Err(self.stalled("flush"));
         }
         self.checkpoint().await
+    }
+
+    /// Starts watching whether sealed heads get stored (see [`Self::stalled_since`]).
+    pub(super) fn progress_watch(&self) -> (u64, tokio::time::Instant) {
+        (
+            self.flush_progress.load(Ordering::SeqCst),
+            tokio::time::Instant::now(),
+        )
+    }
+
+    /// True once no sealed head was stored for `stall_timeout` since `watch` last saw one.
+    pub(super) fn stalled_since(&self, watch: &mut (u64, tokio::time::Instant)) -> bool {
+        let now = self.flush_progress.load(Ordering::SeqCst);
+        if now != watch.0 {
+            *watch = (now, tokio::time::Instant::now());
+            return false;
+        }
+        watch.1.elapsed() >= self.config.stall_timeout
     }
 
     /// The error of a flush or write that waited `stall_timeout` for storing to progress.

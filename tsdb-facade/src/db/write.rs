@@ -75,8 +75,7 @@ impl Inner {
     /// many points; fails with [`Error::Unavailable`] when storing makes no progress for
     /// `stall_timeout` (the disk full, the index gone), so writers never hang.
     pub(super) async fn wait_for_room(&self) -> Result<()> {
-        let mut progress = self.flush_progress.load(Ordering::SeqCst);
-        let mut since = tokio::time::Instant::now();
+        let mut watch = self.progress_watch();
         loop {
             let sealed = self.heads.sealed_waiting.load(Ordering::Relaxed);
             let buffered = self.heads.buffered_points.load(Ordering::Relaxed);
@@ -91,11 +90,7 @@ impl Inner {
             if self.shutdown.load(Ordering::Relaxed) {
                 return Err(Error::Closed { engine: "database" });
             }
-            let now = self.flush_progress.load(Ordering::SeqCst);
-            if now != progress {
-                progress = now;
-                since = tokio::time::Instant::now();
-            } else if since.elapsed() >= self.config.stall_timeout {
+            if self.stalled_since(&mut watch) {
                 return Err(self.stalled("write refused: the flush queue is full and"));
             }
             let notified = self.room.notified();
