@@ -3,23 +3,13 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod builder;
-mod checkpoint_mark;
-mod config;
-mod damage;
-mod db;
-mod ingest;
-mod promql_source;
-pub mod query;
-mod read;
-mod records;
+// The database: builder, configuration, handle, statistics, damage, reads.
+pub use tsdb_database::{
+    Damage, DatabaseConfig, DbStats, Selector, SeriesPoints, TimeSeriesDB, TimeSeriesDBBuilder,
+    WalDurability, WalRecovery,
+};
 
-pub use builder::TimeSeriesDBBuilder;
-pub use config::{DatabaseConfig, WalDurability, WalRecovery};
-pub use damage::Damage;
-pub use db::{DbStats, Selector, TimeSeriesDB};
-pub use read::SeriesPoints;
-
+// The contract's types and traits, at the top for convenience.
 pub use tsdb_core::{
     ChunkLocation, ChunkReference, CodecId, CompressedBlock, Compressor, DataPoint, DynCompressor,
     DynStorageEngine, DynTimeIndex, Error, Label, LabelMatcher, Labels, MatchOp, Result, SeriesId,
@@ -29,6 +19,12 @@ pub use tsdb_core::{
 /// The contract crate, for engine authors: traits, types and (feature `testkit`) the
 /// conformance kit.
 pub use tsdb_core as core;
+
+/// The database engine crate (builder, ingestion, flush, recovery, reads).
+pub use tsdb_database as database;
+
+/// The typed query API: range functions over a sliding window, aggregations across series.
+pub use tsdb_database::query;
 
 /// PromQL with the semantics of Prometheus 2.42, evaluated against a [`TimeSeriesDB`] (which
 /// implements [`promql::SeriesSource`]).

@@ -8,7 +8,7 @@ pub use tsdb_wal::{WalDurability, WalRecovery};
 /// Configuration of a [`crate::TimeSeriesDB`]. Build one with struct-update syntax:
 ///
 /// ```
-/// use gorilla_tsdb::DatabaseConfig;
+/// use tsdb_database::DatabaseConfig;
 /// use std::path::PathBuf;
 /// let config = DatabaseConfig {
 ///     data_dir: PathBuf::from("/var/lib/tsdb"),

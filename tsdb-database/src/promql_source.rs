@@ -9,8 +9,8 @@
 //! read.
 //!
 //! ```no_run
-//! # async fn run(db: std::sync::Arc<gorilla_tsdb::TimeSeriesDB>) -> Result<(), Box<dyn std::error::Error>> {
-//! use gorilla_tsdb::promql::{Engine, EngineOptions};
+//! # async fn run(db: std::sync::Arc<tsdb_database::TimeSeriesDB>) -> Result<(), Box<dyn std::error::Error>> {
+//! use tsdb_promql::{Engine, EngineOptions};
 //! let engine = Engine::new(db, EngineOptions::default());
 //! let value = engine.instant_query("sum by (region) (rate(http_requests_total[5m]))", 1_700_000_000_000).await?;
 //! println!("{value}");

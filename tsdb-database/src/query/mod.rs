@@ -22,14 +22,14 @@
 //! Semantics follow PromQL (left-open windows as in Prometheus 3 and VictoriaMetrics).
 //!
 //! ```
-//! use gorilla_tsdb::query::{Aggregation, Grouping, RangeFunction, RangeQuery};
-//! use gorilla_tsdb::LabelMatcher;
+//! use tsdb_database::query::{Aggregation, Grouping, RangeFunction, RangeQuery};
+//! use tsdb_core::LabelMatcher;
 //! // sum by (region) (avg_over_time(cpu[5m])) over one hour at a one-minute step
 //! let q = RangeQuery::new(vec![LabelMatcher::metric("cpu")], 0, 3_600_000, 60_000)
 //!     .with_function(RangeFunction::Avg, 300_000)
 //!     .with_aggregation(Aggregation::Sum, Grouping::By(vec!["region".into()]));
 //! assert_eq!(q.step_timestamps()?.len(), 61);
-//! # Ok::<(), gorilla_tsdb::Error>(())
+//! # Ok::<(), tsdb_core::Error>(())
 //! ```
 
 mod aggregate;

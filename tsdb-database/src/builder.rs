@@ -11,8 +11,8 @@ use crate::db::{Engines, TimeSeriesDB};
 /// engines the crate's features provide (see the crate documentation).
 ///
 /// ```no_run
-/// use gorilla_tsdb::{DatabaseConfig, TimeSeriesDBBuilder};
-/// # async fn run() -> Result<(), gorilla_tsdb::Error> {
+/// use tsdb_database::{DatabaseConfig, TimeSeriesDBBuilder};
+/// # async fn run() -> Result<(), tsdb_database::Error> {
 /// let db = TimeSeriesDBBuilder::new()
 ///     .with_config(DatabaseConfig { data_dir: "/tmp/metrics".into(), ..Default::default() })
 ///     .build()
@@ -129,7 +129,7 @@ fn default_compressor() -> Result<Arc<dyn Compressor>> {
 async fn default_storage(config: &DatabaseConfig) -> Result<Arc<dyn StorageEngine>> {
     #[cfg(feature = "storage-disk")]
     {
-        use crate::storage::{Durability, LocalDiskConfig, LocalDiskEngine};
+        use tsdb_storage_disk::{Durability, LocalDiskConfig, LocalDiskEngine};
         // The WAL protects acknowledged points; storage is synced before the WAL is
         // truncated, so chunk writes need not wait for their own fsync.
         let storage_config = LocalDiskConfig::default()
@@ -152,7 +152,7 @@ async fn default_index(config: &DatabaseConfig) -> Result<Arc<dyn TimeIndex>> {
     if let Some(url) = config.redis_url.as_ref().filter(|_| !config.read_only) {
         #[cfg(feature = "index-redis")]
         {
-            use crate::index::{RedisIndexConfig, RedisTimeIndex};
+            use tsdb_index_redis::{RedisIndexConfig, RedisTimeIndex};
             let redis =
                 RedisIndexConfig::new(url.clone()).with_prefix(config.redis_key_prefix.clone());
             let index = RedisTimeIndex::connect(redis).await?;
@@ -160,11 +160,11 @@ async fn default_index(config: &DatabaseConfig) -> Result<Arc<dyn TimeIndex>> {
         }
         #[cfg(not(feature = "index-redis"))]
         return Err(Error::invalid_input(format!(
-            "redis_url is set ({url}) but gorilla_tsdb was built without the `index-redis` feature"
+            "redis_url is set ({url}) but tsdb-database was built without the `index-redis` feature"
         )));
     }
     #[cfg(feature = "index-memory")]
-    return Ok(Arc::new(crate::index::MemoryTimeIndex::new()));
+    return Ok(Arc::new(tsdb_index_memory::MemoryTimeIndex::new()));
     #[cfg(not(feature = "index-memory"))]
     return Err(Error::invalid_input(
         "no index: call with_index, set redis_url (feature `index-redis`) or enable the `index-memory` feature",
