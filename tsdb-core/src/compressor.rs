@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
-use crate::types::{CodecId, CompressedBlock, DataPoint};
+use crate::error::{Error, Result};
+use crate::types::{CodecId, CompressedBlock, DataPoint, SeriesId};
 
 /// A codec for the points of one series.
 ///
@@ -25,6 +25,13 @@ use crate::types::{CodecId, CompressedBlock, DataPoint};
 ///   with the block's `point_count`, `start_time` or `end_time`, with [`crate::Error::Corrupt`].
 ///   It never panics and never allocates much more than the input justifies.
 ///
+/// - The column methods ([`Compressor::compress_columns`], [`Compressor::decompress_into`]) are
+///   the same codec seen through columns; their defaults go through `compress`/`decompress`,
+///   and a codec overrides them when it can do better. They must agree with the point methods.
+/// - Codec ids below `0x8000` belong to this project; a third-party codec uses one in
+///   `0x8000..=0xFFFF` (the kit checks it, and the database refuses a reserved id that is not
+///   the project's own codec).
+///
 /// The conformance kit (`tsdb_core::testkit::compressor`, feature `testkit`) checks all this.
 #[async_trait]
 pub trait Compressor: Send + Sync + Debug + 'static {
@@ -39,6 +46,53 @@ pub trait Compressor: Send + Sync + Debug + 'static {
 
     /// Decodes a block written by [`Compressor::compress`].
     async fn decompress(&self, block: &CompressedBlock) -> Result<Vec<DataPoint>>;
+
+    /// Encodes the points of one series given as columns (`timestamps[i]`, `values[i]`), as
+    /// [`Compressor::compress`] would encode them. Lengths that differ are
+    /// [`Error::InvalidInput`]. The default builds the points and calls `compress`.
+    async fn compress_columns(
+        &self,
+        series: SeriesId,
+        timestamps: &[i64],
+        values: &[f64],
+    ) -> Result<CompressedBlock> {
+        if timestamps.len() != values.len() {
+            return Err(Error::invalid_input(format_args!(
+                "{} timestamps but {} values",
+                timestamps.len(),
+                values.len()
+            )));
+        }
+        let points: Vec<DataPoint> = timestamps
+            .iter()
+            .zip(values)
+            .map(|(&t, &v)| DataPoint::new(series, t, v))
+            .collect();
+        self.compress(&points).await
+    }
+
+    /// Appends the points of a block to the columns, in the block's order (the hot path of
+    /// reads). On error the columns may hold part of the block; callers truncate them. The
+    /// default calls `decompress`.
+    async fn decompress_into(
+        &self,
+        block: &CompressedBlock,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<()> {
+        let points = self.decompress(block).await?;
+        timestamps.extend(points.iter().map(|p| p.timestamp));
+        values.extend(points.iter().map(|p| p.value));
+        Ok(())
+    }
+
+    /// Whether the blocks this codec writes are exactly the Gorilla bit format of the
+    /// `tsdb-gorilla` crate, so that a database whose head buffers already hold a series in
+    /// that format may store those bytes without encoding them again. Default `false`; only
+    /// the Gorilla codec itself says yes.
+    fn writes_gorilla_format(&self) -> bool {
+        false
+    }
 }
 
 /// A compressor behind a pointer: `Arc<DynCompressor>`.
@@ -46,6 +100,7 @@ pub type DynCompressor = dyn Compressor;
 
 macro_rules! forward_compressor {
     ($($wrapper:ident),*) => {$(
+        #[deny(clippy::missing_trait_methods)]
         #[async_trait]
         impl<T: Compressor + ?Sized> Compressor for $wrapper<T> {
             fn name(&self) -> &'static str {
@@ -59,6 +114,25 @@ macro_rules! forward_compressor {
             }
             async fn decompress(&self, block: &CompressedBlock) -> Result<Vec<DataPoint>> {
                 (**self).decompress(block).await
+            }
+            async fn compress_columns(
+                &self,
+                series: SeriesId,
+                timestamps: &[i64],
+                values: &[f64],
+            ) -> Result<CompressedBlock> {
+                (**self).compress_columns(series, timestamps, values).await
+            }
+            async fn decompress_into(
+                &self,
+                block: &CompressedBlock,
+                timestamps: &mut Vec<i64>,
+                values: &mut Vec<f64>,
+            ) -> Result<()> {
+                (**self).decompress_into(block, timestamps, values).await
+            }
+            fn writes_gorilla_format(&self) -> bool {
+                (**self).writes_gorilla_format()
             }
         }
     )*};

@@ -158,6 +158,15 @@ impl TimeSeriesDB {
         engines: Engines,
         dir_lock: Option<DirLock>,
     ) -> Result<Self> {
+        let codec = engines.compressor.codec_id();
+        let ours = codec == CodecId::GORILLA && engines.compressor.writes_gorilla_format();
+        if codec.0 == 0 || (codec.0 < 0x8000 && !ours) {
+            return Err(Error::invalid_input(format_args!(
+                "codec {} ({}) uses a reserved id: third-party codecs pick one in 0x8000..=0xFFFF",
+                engines.compressor.name(),
+                codec
+            )));
+        }
         let dir = &config.data_dir;
         let mark = checkpoint_mark::read(dir);
         let log_config = |segment_size, needed_from, written_before, active| WalConfig {

@@ -142,6 +142,89 @@ impl Compressor for GorillaCompressor {
     async fn decompress(&self, block: &CompressedBlock) -> Result<Vec<DataPoint>> {
         self.decompress_sync(block)
     }
+
+    async fn compress_columns(
+        &self,
+        series: SeriesId,
+        timestamps: &[i64],
+        values: &[f64],
+    ) -> Result<CompressedBlock> {
+        let point_count = u32::try_from(timestamps.len()).map_err(|_| {
+            Error::invalid_input(format_args!(
+                "a block holds at most {} points, got {}",
+                u32::MAX,
+                timestamps.len()
+            ))
+        })?;
+        let data = crate::encode_columns(timestamps, values)?;
+        if timestamps.is_empty() {
+            return self.compress_sync(&[]);
+        }
+        let (mut start_time, mut end_time) = (i64::MAX, i64::MIN);
+        for &t in timestamps {
+            start_time = start_time.min(t);
+            end_time = end_time.max(t);
+        }
+        Ok(CompressedBlock {
+            codec: CodecId::GORILLA,
+            series_id: series,
+            start_time,
+            end_time,
+            point_count,
+            data: Bytes::from(data),
+        })
+    }
+
+    async fn decompress_into(
+        &self,
+        block: &CompressedBlock,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<()> {
+        self.decompress_columns(block, timestamps, values)
+    }
+
+    fn writes_gorilla_format(&self) -> bool {
+        true
+    }
+}
+
+impl GorillaCompressor {
+    /// [`Compressor::decompress_into`] without `async`: bulk decoding straight into the
+    /// columns' spare room, checked against the block's point count and time range.
+    pub fn decompress_columns(
+        &self,
+        block: &CompressedBlock,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<()> {
+        if block.codec != CodecId::GORILLA {
+            return Err(Error::UnsupportedCodec {
+                engine: "gorilla",
+                codec: block.codec,
+            });
+        }
+        let mut dec = Decoder::new(&block.data)?;
+        if dec.point_count() != u64::from(block.point_count) {
+            return Err(Error::corrupt(
+                SOURCE,
+                1,
+                format_args!(
+                    "header holds {} points but the block says {}",
+                    dec.point_count(),
+                    block.point_count
+                ),
+            ));
+        }
+        let at = timestamps.len();
+        let n = block.point_count as usize;
+        timestamps.resize(at + n, 0);
+        values.resize(at + n, 0.0);
+        let got = dec.decode_into(&mut timestamps[at..], &mut values[at..])?;
+        timestamps.truncate(at + got);
+        values.truncate(at + got);
+        Ok(())
+    }
 }
 
 /// `DataPoint`s as a decoding [`Sink`], noting the smallest and largest timestamp.

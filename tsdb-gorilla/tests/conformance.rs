@@ -4,5 +4,9 @@ use tsdb_gorilla::GorillaCompressor;
 
 #[tokio::test]
 async fn gorilla_compressor_conforms() {
-    tsdb_core::testkit::compressor::run_all(&GorillaCompressor::new()).await;
+    tsdb_core::testkit::compressor::run_all_assigned(
+        &GorillaCompressor::new(),
+        tsdb_core::CodecId::GORILLA,
+    )
+    .await;
 }

@@ -7,8 +7,28 @@ use crate::compressor::Compressor;
 use crate::error::Error;
 use crate::types::{CodecId, CompressedBlock, DataPoint, SeriesId};
 
-/// Runs every check of this module.
+/// Runs every check of this module on a third-party codec, whose id must be outside the
+/// range this project reserves (`0x8000..=0xFFFF`).
 pub async fn run_all(c: &dyn Compressor) {
+    assert!(
+        c.codec_id().0 >= 0x8000,
+        "{}: codec id {} is reserved for this project's codecs; third-party codecs pick one in 0x8000..=0xFFFF",
+        c.name(),
+        c.codec_id()
+    );
+    run_checks(c).await;
+}
+
+/// Runs every check on one of this project's codecs, whose id is assigned in the reserved
+/// range (`id` must be the one it reports).
+pub async fn run_all_assigned(c: &dyn Compressor, id: CodecId) {
+    assert_eq!(c.codec_id(), id, "{}: not the assigned codec id", c.name());
+    assert!(id.0 != 0 && id.0 < 0x8000, "{id} is not a reserved id");
+    run_checks(c).await;
+}
+
+async fn run_checks(c: &dyn Compressor) {
+    columns_agree_with_points(c).await;
     round_trips_adversarial_series(c).await;
     handles_empty_and_single_point(c).await;
     rejects_mixed_series(c).await;
@@ -16,6 +36,62 @@ pub async fn run_all(c: &dyn Compressor) {
     rejects_truncated_and_extended_blocks(c).await;
     rejects_metadata_mismatch(c).await;
     survives_damaged_bytes(c).await;
+}
+
+/// The column methods encode and decode the same as the point methods.
+pub async fn columns_agree_with_points(c: &dyn Compressor) {
+    for (name, points) in adversarial_series() {
+        let series = points[0].series_id;
+        let ts: Vec<i64> = points.iter().map(|p| p.timestamp).collect();
+        let vs: Vec<f64> = points.iter().map(|p| p.value).collect();
+        let by_points = c
+            .compress(&points)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: compress failed: {e}"));
+        let by_columns = c
+            .compress_columns(series, &ts, &vs)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: compress_columns failed: {e}"));
+        assert_eq!(
+            (
+                by_columns.codec,
+                by_columns.series_id,
+                by_columns.start_time,
+                by_columns.end_time,
+                by_columns.point_count
+            ),
+            (
+                by_points.codec,
+                by_points.series_id,
+                by_points.start_time,
+                by_points.end_time,
+                by_points.point_count
+            ),
+            "{name}: compress_columns writes other metadata than compress"
+        );
+        let (mut got_t, mut got_v) = (vec![7i64], vec![7.0f64]);
+        c.decompress_into(&by_columns, &mut got_t, &mut got_v)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: decompress_into failed: {e}"));
+        assert_eq!(
+            (got_t[0], got_v[0]),
+            (7, 7.0),
+            "{name}: decompress_into must append"
+        );
+        let got: Vec<DataPoint> = got_t[1..]
+            .iter()
+            .zip(&got_v[1..])
+            .map(|(&t, &v)| DataPoint::new(series, t, v))
+            .collect();
+        assert_bit_exact(name, &got, &points);
+    }
+    assert!(
+        c.compress_columns(SeriesId(1), &[1, 2], &[1.0])
+            .await
+            .is_err(),
+        "{}: columns of different lengths must be refused",
+        c.name()
+    );
 }
 
 fn assert_bit_exact(name: &str, got: &[DataPoint], want: &[DataPoint]) {

@@ -90,12 +90,14 @@ impl Inner {
 
     pub(super) async fn seal_to_block(&self, sealed: &Sealed) -> Result<CompressedBlock> {
         let compressor = &self.engines.compressor;
-        if compressor.codec_id() == CodecId::GORILLA
+        // Head buffers hold Gorilla blocks: a codec that writes that very format takes them
+        // as they are, every other codec encodes the points itself.
+        if compressor.writes_gorilla_format()
             && let Some(data) = sealed.head.clean_block()
         {
             let (start_time, end_time) = sealed.head.time_range().unwrap_or((0, 0));
             return Ok(CompressedBlock {
-                codec: CodecId::GORILLA,
+                codec: compressor.codec_id(),
                 series_id: sealed.series,
                 start_time,
                 end_time,
@@ -104,12 +106,7 @@ impl Inner {
             });
         }
         let (ts, vs) = sealed.head.points()?;
-        let points: Vec<DataPoint> = ts
-            .iter()
-            .zip(&vs)
-            .map(|(&t, &v)| DataPoint::new(sealed.series, t, v))
-            .collect();
-        compressor.compress(&points).await
+        compressor.compress_columns(sealed.series, &ts, &vs).await
     }
 
     /// Drains the sealed heads of this worker's shards, oldest first per shard. A head that

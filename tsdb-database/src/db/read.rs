@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use tsdb_core::{ChunkReference, CodecId, CompressedBlock, Error, Result, SeriesId, TimeRange};
+use tsdb_core::{ChunkReference, CompressedBlock, Error, Result, SeriesId, TimeRange};
 
 use super::{Inner, Selector};
 use crate::damage::Damage;
@@ -197,6 +197,10 @@ impl Inner {
         result
     }
 
+    /// Decodes one stored chunk through the codec that wrote it (whatever it is), then checks
+    /// what came out against the chunk's header: as many points as it says, every timestamp
+    /// inside its time range. A codec that loses or invents points gives [`Error::Corrupt`],
+    /// never a silently short answer.
     async fn decode_chunk_into(
         &self,
         chunk: &ChunkReference,
@@ -204,38 +208,6 @@ impl Inner {
         vs: &mut Vec<f64>,
     ) -> Result<()> {
         let block = self.engines.storage.read_chunk(&chunk.location).await?;
-        if block.codec != CodecId::GORILLA {
-            let (t, v) = self.decode_chunk(chunk).await?;
-            ts.extend_from_slice(&t);
-            vs.extend_from_slice(&v);
-            return Ok(());
-        }
-        let mut dec = tsdb_gorilla::Decoder::new(&block.data)?;
-        if dec.point_count() != u64::from(block.point_count) {
-            return Err(point_count_mismatch(&block, dec.point_count()));
-        }
-        let at = ts.len();
-        let n = block.point_count as usize;
-        ts.resize(at + n, 0);
-        vs.resize(at + n, 0.0);
-        let got = dec.decode_into(&mut ts[at..], &mut vs[at..])?;
-        ts.truncate(at + got);
-        vs.truncate(at + got);
-        Ok(())
-    }
-
-    /// One stored chunk as columns: Gorilla blocks are decoded in bulk straight into the
-    /// columns, other codecs through their `Compressor`.
-    pub(crate) async fn read_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
-        let result = self.decode_chunk(chunk).await;
-        self.note_damaged(chunk, result)
-    }
-
-    async fn decode_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
-        let block = self.engines.storage.read_chunk(&chunk.location).await?;
-        if block.codec == CodecId::GORILLA {
-            return decode_gorilla(&block);
-        }
         let codec = self
             .codecs
             .get(&block.codec)
@@ -243,32 +215,52 @@ impl Inner {
                 engine: "database",
                 codec: block.codec,
             })?;
-        let points = codec.decompress(&block).await?;
-        Ok(points.iter().map(|p| (p.timestamp, p.value)).unzip())
+        let at = ts.len();
+        codec.decompress_into(&block, ts, vs).await?;
+        check_decoded(&block, chunk, codec.name(), &ts[at..], vs.len() - at)
+    }
+
+    /// One stored chunk as columns, decoded by its codec and checked against its header.
+    pub(crate) async fn read_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
+        let mut columns = (Vec::new(), Vec::new());
+        let result = self
+            .decode_chunk_into(chunk, &mut columns.0, &mut columns.1)
+            .await
+            .map(|()| columns);
+        self.note_damaged(chunk, result)
     }
 }
 
-pub(super) fn point_count_mismatch(block: &CompressedBlock, found: u64) -> Error {
-    Error::corrupt(
-        format_args!("chunk of series {}", block.series_id),
-        0,
-        format_args!(
-            "block holds {found} points, its header says {}",
+/// Checks decoded columns against the block's header (see `decode_chunk_into`).
+fn check_decoded(
+    block: &CompressedBlock,
+    chunk: &ChunkReference,
+    codec: &str,
+    ts: &[i64],
+    values: usize,
+) -> Result<()> {
+    let wrong = |what: String| {
+        Err(Error::corrupt(
+            format_args!("chunk at {} of series {}", chunk.location, block.series_id),
+            0,
+            format_args!("codec {codec} ({}) decoded {what}", block.codec),
+        ))
+    };
+    if ts.len() != values || ts.len() != block.point_count as usize {
+        return wrong(format!(
+            "{} timestamps and {values} values, the header says {} points",
+            ts.len(),
             block.point_count
-        ),
-    )
-}
-
-/// Decodes a Gorilla block into columns, checking its point count against its header.
-pub(super) fn decode_gorilla(block: &CompressedBlock) -> Result<Columns> {
-    let mut dec = tsdb_gorilla::Decoder::new(&block.data)?;
-    if dec.point_count() != u64::from(block.point_count) {
-        return Err(point_count_mismatch(block, dec.point_count()));
+        ));
     }
-    let n = block.point_count as usize;
-    let (mut ts, mut vs) = (vec![0i64; n], vec![0f64; n]);
-    let got = dec.decode_into(&mut ts, &mut vs)?;
-    ts.truncate(got);
-    vs.truncate(got);
-    Ok((ts, vs))
+    let (lo, hi) = ts
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    if !ts.is_empty() && (lo != block.start_time || hi != block.end_time) {
+        return wrong(format!(
+            "timestamps spanning [{lo}, {hi}], the header says [{}, {}]",
+            block.start_time, block.end_time
+        ));
+    }
+    Ok(())
 }
