@@ -66,7 +66,7 @@ pub(crate) fn aggregate(
         let n = members.len() as f64;
         let v = match op {
             token::T_SUM => kahan(vals()),
-            token::T_AVG => mean(vals()),
+            token::T_AVG => running_mean(vals()),
             token::T_COUNT | token::T_COUNT_VALUES => n,
             token::T_GROUP => 1.0,
             token::T_MIN => vals().fold(
@@ -137,18 +137,23 @@ pub(crate) fn kahan(vals: impl Iterator<Item = f64>) -> f64 {
     if sum.is_finite() { sum + c } else { sum }
 }
 
-/// Arithmetic mean; an incremental mean when the plain sum would overflow.
-pub(crate) fn mean(vals: impl Iterator<Item = f64> + Clone) -> f64 {
-    let n = vals.clone().count() as f64;
-    let sum = kahan(vals.clone());
-    if sum.is_finite() || vals.clone().any(|v| v.is_infinite() || v.is_nan()) {
-        return sum / n;
+/// The mean of the `avg` aggregation as Prometheus 2.42 computes it: starting from the first
+/// value, each further value moves the mean by `v/n - mean/n` (both terms divided first, so
+/// that values near the float limits do not overflow); once the mean is infinite, finite
+/// values and infinities of the same sign leave it as is.
+pub(crate) fn running_mean(mut vals: impl Iterator<Item = f64>) -> f64 {
+    let Some(mut mean) = vals.next() else {
+        return f64::NAN;
+    };
+    let mut n = 1.0f64;
+    for v in vals {
+        n += 1.0;
+        if mean.is_infinite() && (v.is_finite() || (v.is_infinite() && (v > 0.0) == (mean > 0.0))) {
+            continue;
+        }
+        mean += v / n - mean / n;
     }
-    let mut m = 0.0;
-    for (i, v) in vals.enumerate() {
-        m += (v - m) / (i as f64 + 1.0);
-    }
-    m
+    mean
 }
 
 /// The `k` largest (`top`) or smallest samples, chosen as Prometheus does: a binary heap of

@@ -231,6 +231,7 @@ pub fn parse(text: &str, opts: &EngineOptions) -> Result<Query> {
             message,
         });
     }
+    register_functions_missing_from_parser();
     // The parser is a third-party crate: should it still panic on some input, the query
     // fails with a parse error instead of taking the caller down.
     let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(text)).map_err(|_| {
@@ -249,6 +250,26 @@ pub fn parse(text: &str, opts: &EngineOptions) -> Result<Query> {
         });
     }
     Ok(Query { expr })
+}
+
+/// Teaches `promql-parser` the functions of Prometheus 2.42 that it no longer knows (once per
+/// process): `holt_winters(range-vector, scalar, scalar)`, renamed
+/// `double_exponential_smoothing` in later Prometheus versions, which the parser now knows
+/// under the new name only.
+fn register_functions_missing_from_parser() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use promql_parser::parser::function::{Function, register_extra_functions};
+        use promql_parser::parser::value::ValueType;
+        // An error means the parser knows the name itself again: its own definition is used.
+        let _ = register_extra_functions(vec![Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        )]);
+    });
 }
 
 /// Finds a duration written as a bare number (`m offset 1e30`, `m[5m:NaN]`) that no
@@ -1281,15 +1302,19 @@ impl Evaluator<'_> {
             Expr::Paren(p) => self.eval(&p.expr, t),
             Expr::Unary(u) => match self.eval(&u.expr, t)? {
                 Val::Scalar(v) => Ok(Val::Scalar(-v)),
-                Val::Vector(v) => Ok(Val::Vector(
-                    v.into_iter()
+                Val::Vector(v) => {
+                    let out: Vec<Smp> = v
+                        .into_iter()
                         .map(|s| Smp {
                             labels: s.labels.without_name(),
                             v: -s.v,
                             ts: s.ts,
                         })
-                        .collect(),
-                )),
+                        .collect();
+                    // Series that differed only by their name now collide.
+                    check_unique(&out)?;
+                    Ok(Val::Vector(out))
+                }
                 other => Err(PromqlError::exec(format!(
                     "unary minus of a {}",
                     other.kind()
@@ -1596,17 +1621,12 @@ fn is_comparison(op: u16) -> bool {
     TokenType::new(op).is_comparison_operator()
 }
 
-/// Arithmetic drops the metric name; filtering comparisons keep it.
+/// The arithmetic operators drop the metric name; filtering comparisons keep it, and so does
+/// `atan2` (Prometheus 2.42 leaves it out of the operators that drop the name).
 fn drops_name(op: u16) -> bool {
     matches!(
         op,
-        token::T_ADD
-            | token::T_SUB
-            | token::T_MUL
-            | token::T_DIV
-            | token::T_MOD
-            | token::T_POW
-            | token::T_ATAN2
+        token::T_ADD | token::T_SUB | token::T_MUL | token::T_DIV | token::T_MOD | token::T_POW
     )
 }
 

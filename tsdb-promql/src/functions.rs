@@ -4,7 +4,7 @@ use chrono::{DateTime, Datelike, Timelike};
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
-use crate::aggregate::{kahan, mean, valid_label_name};
+use crate::aggregate::{kahan, valid_label_name};
 use crate::engine::{Evaluator, Rng, Smp, Val, dur_ms, offset_ms, selector_matchers};
 use crate::error::{PromqlError, Result};
 use crate::labels::{LabelSet, NAME};
@@ -100,6 +100,58 @@ fn linear_regression(points: &[(i64, f64)], at: i64) -> (f64, f64) {
     let var = sum_x2 - sum_x * sum_x / n;
     let slope = cov / var;
     (slope, sum_y / n - slope * sum_x / n)
+}
+
+/// Go's `math.Min`: -Inf if either is -Inf, else NaN if either is NaN; -0 is below +0.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a == f64::NEG_INFINITY || b == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { a } else { b }
+    } else if a < b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Go's `math.Max`: +Inf if either is +Inf, else NaN if either is NaN; +0 is above -0.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a == f64::INFINITY || b == f64::INFINITY {
+        f64::INFINITY
+    } else if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_positive() { a } else { b }
+    } else if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `avg_over_time` as Prometheus 2.42 computes it: a running mean (each step adds
+/// `v/n - mean/n`, so values near the float limits do not overflow), Kahan-compensated;
+/// once the mean is infinite, finite values and infinities of the same sign leave it as is.
+fn mean_over_time(vals: impl Iterator<Item = f64>) -> f64 {
+    let (mut mean, mut c, mut n) = (0.0f64, 0.0f64, 0.0f64);
+    for v in vals {
+        n += 1.0;
+        if mean.is_infinite() && (v.is_finite() || (v.is_infinite() && (v > 0.0) == (mean > 0.0))) {
+            continue;
+        }
+        let inc = v / n - mean / n;
+        let t = mean + inc;
+        if mean.abs() >= inc.abs() {
+            c += (mean - t) + inc;
+        } else {
+            c += (inc - t) + mean;
+        }
+        mean = t;
+    }
+    if mean.is_infinite() { mean } else { mean + c }
 }
 
 fn min_max(points: &[(i64, f64)], max: bool) -> f64 {
@@ -363,17 +415,17 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
             if hi < lo {
                 return Ok(Val::Vector(Vec::new()));
             }
-            Ok(map_vector(v, false, |x| lo.max(hi.min(x))))
+            Ok(map_vector(v, false, |x| go_max(lo, go_min(hi, x))))
         }
         "clamp_min" => {
             let v = vec_arg(0)?;
             let lo = scalar_arg(1)?;
-            Ok(map_vector(v, false, |x| lo.max(x)))
+            Ok(map_vector(v, false, |x| go_max(lo, x)))
         }
         "clamp_max" => {
             let v = vec_arg(0)?;
             let hi = scalar_arg(1)?;
-            Ok(map_vector(v, false, |x| hi.min(x)))
+            Ok(map_vector(v, false, |x| go_min(hi, x)))
         }
         "time" => Ok(Val::Scalar(t as f64 / 1000.0)),
         "timestamp" => {
@@ -540,18 +592,25 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
                 })
             }))
         }
-        "holt_winters" | "double_exponential_smoothing" => {
+        // Prometheus 2.42's name; its later name `double_exponential_smoothing`, which the
+        // parser knows, is newer syntax and falls to the `Unsupported` arm below.
+        "holt_winters" => {
             let (m, _, _) = mat_arg(0)?;
             let (sf, tf) = (scalar_arg(1)?, scalar_arg(2)?);
-            if !(sf > 0.0 && sf < 1.0) {
-                return Err(PromqlError::exec(format!(
-                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}"
-                )));
-            }
-            if !(tf > 0.0 && tf < 1.0) {
-                return Err(PromqlError::exec(format!(
-                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf}"
-                )));
+            // As in 2.42, the factors are checked only when there is a series to smooth (an
+            // empty selection is no error), and NaN passes the check (it is neither <= 0
+            // nor >= 1).
+            if m.iter().any(|s| !s.points.is_empty()) {
+                if sf <= 0.0 || sf >= 1.0 {
+                    return Err(PromqlError::exec(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                    )));
+                }
+                if tf <= 0.0 || tf >= 1.0 {
+                    return Err(PromqlError::exec(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                    )));
+                }
             }
             Ok(over_time(m, false, |p| holt_winters(p, sf, tf)))
         }
@@ -566,7 +625,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
             Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
         })),
         "avg_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| {
-            Some(mean(p.iter().map(|x| x.1)))
+            Some(mean_over_time(p.iter().map(|x| x.1)))
         })),
         "sum_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| {
             Some(kahan(p.iter().map(|x| x.1)))
@@ -595,11 +654,14 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
             let v = vec_arg(1)?;
             let mut groups: Vec<(LabelSet, Vec<(f64, f64)>)> = Vec::new();
             let mut index = std::collections::HashMap::new();
+            // Buckets are grouped by all their labels but `le`, the metric name included: two
+            // histograms that differ only by name stay apart, and as both lose the name in
+            // the output, the duplicate check of the caller refuses the result (as 2.42 does).
             for s in v {
                 let Some(le) = s.labels.get("le").and_then(parse_le) else {
                     continue;
                 };
-                let mut key = s.labels.clone().without_name();
+                let mut key = s.labels;
                 key.remove("le");
                 let i = *index.entry(key.clone()).or_insert_with(|| {
                     groups.push((key, Vec::new()));
@@ -611,7 +673,7 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
                 groups
                     .into_iter()
                     .map(|(labels, b)| Smp {
-                        labels,
+                        labels: labels.without_name(),
                         v: histogram_quantile(q, b),
                         ts: t,
                     })

@@ -1,7 +1,8 @@
 //! A runner for Prometheus's PromQL test-script format.
 //!
 //! Supported commands: `load <interval>` followed by indented series lines (`metric{l="v"}
-//! 0+10x100 _ stale 5 _x3 1x4`), `clear`, and `eval instant at <time> <expr>`,
+//! 0+10x100 _ stale 5 _x3 1x4`; as in Prometheus's grammar `1x4` and `0+10x4` are five values,
+//! `_x3` three missing ones), `clear`, and `eval instant at <time> <expr>`,
 //! `eval_ordered instant at ...`, `eval_fail instant at ...` followed by the expected samples
 //! (`{l="v"} 3`, or a bare number for a scalar result). Floats are compared with Prometheus's
 //! relative tolerance of 1e-6; `NaN` equals `NaN`.
@@ -113,10 +114,12 @@ pub fn expand_item(item: &str) -> Result<Vec<Option<f64>>, String> {
     let split = (1..bytes.len())
         .rev()
         .find(|&i| (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E'));
+    // As in Prometheus's series grammar, `vxN` and `a+bxN` both give N+1 values (the first
+    // and N more); only `_xN` gives exactly N.
     match split {
         None => {
             let v = parse_value(head).ok_or_else(bad)?;
-            Ok(vec![Some(v); times])
+            Ok(vec![Some(v); times + 1])
         }
         Some(i) => {
             let base = parse_value(&head[..i]).ok_or_else(bad)?;
@@ -532,8 +535,10 @@ mod tests {
         assert_eq!(expand_item("_x2").expect("valid"), vec![None, None]);
         assert_eq!(
             expand_item("7x2").expect("valid"),
-            vec![Some(7.0), Some(7.0)]
+            vec![Some(7.0), Some(7.0), Some(7.0)]
         );
+        // `0x10` is zero repeated (11 values), not a hexadecimal number.
+        assert_eq!(expand_item("0x10").expect("valid"), vec![Some(0.0); 11]);
         assert_eq!(expand_item("1e+3").expect("valid"), vec![Some(1000.0)]);
         assert!(expand_item("stale").expect("valid")[0].is_some_and(crate::is_stale));
         assert!(expand_item("abc").is_err());
