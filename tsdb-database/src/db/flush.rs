@@ -7,8 +7,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tsdb_core::{
-    ChunkLocation, ChunkReference, CodecId, CompressedBlock, DataPoint, Error, Result, SeriesId,
-    TimeRange,
+    ChunkLocation, ChunkReference, CompressedBlock, Error, Result, SeriesId, TimeRange,
 };
 use tsdb_wal::Lsn;
 
