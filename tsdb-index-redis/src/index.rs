@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tsdb_core::{
     TimeIndex, TimeRange,
 };
 
+use crate::epoch::{self, Epoch, Verdict};
 use crate::keys::{self, Keys};
 use crate::scripts;
 
@@ -65,17 +67,24 @@ impl RedisIndexConfig {
 
 /// A [`TimeIndex`] kept in Redis, shared by every instance with the same Redis and prefix.
 ///
-/// Cheap to clone (clones share one reconnecting connection). Each write is one Lua script,
-/// so it applies in full or not at all; every call is bounded by the configured timeout.
+/// Cheap to clone (clones share one reconnecting connection and one epoch). Each write is one
+/// Lua script, so it applies in full or not at all; every call is bounded by the configured
+/// timeout. Every read checks the epoch key in the same atomic round trip, so a Redis that
+/// lost its data gives [`Error::StateLost`], never a diminished answer (see the crate docs,
+/// "Failure model").
 #[derive(Clone)]
 pub struct RedisTimeIndex {
     conn: ConnectionManager,
     keys: Keys,
+    /// The name of the epoch key, built once.
+    epoch_key: Arc<[u8]>,
     config: RedisIndexConfig,
     /// An upper bound, learned from answers, of `end - start` over the chunks of the series
     /// queried so far: `query_chunks` scans from `range.start - bound` and checks the series'
     /// real maximum in the same round trip.
-    duration_bound: std::sync::Arc<AtomicU64>,
+    duration_bound: Arc<AtomicU64>,
+    /// The adopted epoch and whether this instance is lost.
+    epoch: Arc<Epoch>,
 }
 
 impl fmt::Debug for RedisTimeIndex {
@@ -84,6 +93,7 @@ impl fmt::Debug for RedisTimeIndex {
             .field("url", &self.config.url)
             .field("prefix", &self.config.prefix)
             .field("timeout", &self.config.timeout)
+            .field("lost", &self.epoch.is_lost())
             .finish_non_exhaustive()
     }
 }
@@ -107,6 +117,28 @@ fn map_err(e: RedisError) -> Error {
             engine: ENGINE,
             source: Box::new(e),
         }
+    }
+}
+
+/// Converts one reply (an element of a pipeline's answer).
+fn parse<T: FromRedisValue>(v: Value) -> Result<T> {
+    T::from_redis_value(v).map_err(|e| map_err(e.into()))
+}
+
+/// Splits a script's `{status, epoch}` reply.
+fn status_and_epoch(reply: Value, script: &str) -> Result<(Value, Option<Vec<u8>>)> {
+    match reply {
+        Value::Array(items) if items.len() <= 2 => {
+            let mut items = items.into_iter();
+            let status = items.next().unwrap_or(Value::Nil);
+            let epoch = items.next().map(parse).transpose()?.flatten();
+            Ok((status, epoch))
+        }
+        other => Err(Error::corrupt(
+            format_args!("redis {script} script reply"),
+            0,
+            format_args!("unexpected reply {other:?}"),
+        )),
     }
 }
 
@@ -153,12 +185,146 @@ impl RedisTimeIndex {
             ConnectionManager::new_with_config(client, manager_config),
         )
         .await?;
+        let keys = Keys::new(&config.prefix);
+        let epoch_key: Arc<[u8]> = keys.epoch().into();
+        // Adopt the epoch, creating it if there is none, in one transaction that also tells
+        // whether index keys exist without one.
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("EXISTS")
+            .arg(keys.all_series())
+            .arg(keys.names())
+            .cmd("SET")
+            .arg(&*epoch_key)
+            .arg(epoch::new_token())
+            .arg("NX")
+            .cmd("GET")
+            .arg(&*epoch_key);
+        let mut c = conn.clone();
+        let (existing, created, current): (u64, Option<String>, Option<Vec<u8>>) =
+            bounded(config.timeout, pipe.query_async(&mut c)).await?;
+        let Some(current) = current else {
+            return Err(Error::corrupt(
+                String::from_utf8_lossy(&epoch_key),
+                0,
+                "no epoch right after SET NX",
+            ));
+        };
+        if created.is_some() && existing > 0 {
+            // Written by a version of this crate without epochs, or the key was deleted (or
+            // evicted): either way the keys here are all there is to trust.
+            tracing::warn!(
+                prefix = %config.prefix,
+                "redis index keys without an epoch key: starting a new epoch over them"
+            );
+        }
         Ok(RedisTimeIndex {
             conn,
-            keys: Keys::new(&config.prefix),
+            keys,
+            epoch: Arc::new(Epoch::new(&epoch_key, current)),
+            epoch_key,
             config,
             duration_bound: Default::default(),
         })
+    }
+
+    /// The epoch token this instance trusts (see the crate docs, "Failure model"): instances
+    /// whose reads answer share one.
+    pub fn epoch(&self) -> String {
+        String::from_utf8_lossy(&self.epoch.adopted()).into_owned()
+    }
+
+    /// A MULTI/EXEC pipeline that reads the epoch key first; add the read's commands and run it
+    /// with [`RedisTimeIndex::run_read`].
+    fn read_pipe(&self) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.atomic().cmd("GET").arg(&*self.epoch_key);
+        pipe
+    }
+
+    /// Runs a [`RedisTimeIndex::read_pipe`] and returns the replies after the epoch's, once
+    /// the epoch shows that they were read from the whole state.
+    async fn run_read(&self, pipe: &redis::Pipeline) -> Result<std::vec::IntoIter<Value>> {
+        self.fail_if_lost().await?;
+        let mut replies = self.run_pipe::<Vec<Value>>(pipe).await?.into_iter();
+        let seen: Option<Vec<u8>> = parse(replies.next().unwrap_or(Value::Nil))?;
+        match self.epoch.observe(seen.as_deref()) {
+            Verdict::Intact => Ok(replies),
+            Verdict::Lost => Err(self.lost_error().await),
+        }
+    }
+
+    /// The next reply of a [`RedisTimeIndex::run_read`].
+    fn next_reply<T: FromRedisValue>(replies: &mut std::vec::IntoIter<Value>) -> Result<T> {
+        match replies.next() {
+            Some(v) => parse(v),
+            None => Err(Error::corrupt(
+                "redis transaction reply",
+                0,
+                "fewer replies than commands",
+            )),
+        }
+    }
+
+    /// `Err(StateLost)` while lost; reads call it before anything else.
+    async fn fail_if_lost(&self) -> Result<()> {
+        if self.epoch.is_lost() {
+            return Err(self.lost_error().await);
+        }
+        Ok(())
+    }
+
+    /// The error a read of a lost instance returns: [`Error::StateLost`] once the loss is
+    /// pinned (pinning it first if needed: one round trip), or the error that kept it from
+    /// being pinned ([`Error::Unavailable`] when Redis is down).
+    async fn lost_error(&self) -> Error {
+        if self.epoch.pinned_reason().is_none() {
+            match self.current_epoch().await {
+                Ok(current) => self.epoch.pin(current),
+                Err(e) => return e,
+            }
+        }
+        match self.epoch.pinned_reason() {
+            Some(reason) => Error::StateLost {
+                engine: ENGINE,
+                reason,
+            },
+            // `mark_rebuilt` cleared the loss meanwhile: the caller may simply retry.
+            None => Error::Unavailable {
+                engine: ENGINE,
+                reason: "the index was rebuilt during this call; retry it".to_owned(),
+            },
+        }
+    }
+
+    /// The epoch token in Redis now, created (`SET NX`) if the key is missing.
+    async fn current_epoch(&self) -> Result<Vec<u8>> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&*self.epoch_key)
+            .arg(epoch::new_token())
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&*self.epoch_key);
+        let (current,): (Option<Vec<u8>>,) = self.run_pipe(&pipe).await?;
+        current.ok_or_else(|| {
+            Error::corrupt(
+                String::from_utf8_lossy(&self.epoch_key),
+                0,
+                "no epoch right after SET NX",
+            )
+        })
+    }
+
+    /// Runs a write script and returns its status, after noting the epoch it saw (a write
+    /// never fails because of the epoch).
+    async fn run_write(&self, inv: &redis::ScriptInvocation<'_>, script: &str) -> Result<Value> {
+        let reply = self.run_script::<Value>(inv).await?;
+        let (status, seen) = status_and_epoch(reply, script)?;
+        self.epoch.observe(seen.as_deref());
+        Ok(status)
     }
 
     /// The configuration this index was made with.
@@ -192,18 +358,38 @@ impl RedisTimeIndex {
         bounded(self.config.timeout, inv.invoke_async(&mut conn)).await
     }
 
-    async fn read_labels(&self, series: SeriesId) -> Result<Option<(Vec<u8>, Labels)>> {
+    /// The series' labels and the epoch read with them, in one transaction.
+    async fn read_labels(
+        &self,
+        series: SeriesId,
+    ) -> Result<(Option<Vec<u8>>, Option<(Vec<u8>, Labels)>)> {
         let key = self.keys.labels(series);
-        let raw: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(&key)).await?;
-        raw.map(|bytes| {
-            let labels = Labels::from_canonical_bytes(&bytes).map_err(|e| match e {
-                Error::Corrupt { offset, reason, .. } => Error::corrupt(&key, offset, reason),
-                Error::InvalidLabels { reason } => Error::corrupt(&key, 0, reason),
-                other => other,
-            })?;
-            Ok((bytes, labels))
-        })
-        .transpose()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("GET")
+            .arg(&*self.epoch_key)
+            .cmd("GET")
+            .arg(&key);
+        let (seen, raw): (Option<Vec<u8>>, Option<Vec<u8>>) = self.run_pipe(&pipe).await?;
+        let labels = raw
+            .map(|bytes| {
+                let labels = Labels::from_canonical_bytes(&bytes).map_err(|e| match e {
+                    Error::Corrupt { offset, reason, .. } => Error::corrupt(&key, offset, reason),
+                    Error::InvalidLabels { reason } => Error::corrupt(&key, 0, reason),
+                    other => other,
+                })?;
+                Ok((bytes, labels))
+            })
+            .transpose()?;
+        Ok((seen, labels))
+    }
+
+    /// Every member of a name or value dictionary, checked against the epoch.
+    async fn read_dictionary(&self, key: Vec<u8>) -> Result<Vec<String>> {
+        let mut pipe = self.read_pipe();
+        pipe.cmd("ZRANGE").arg(&key).arg(0).arg(-1);
+        let raw: Vec<Vec<u8>> = Self::next_reply(&mut self.run_read(&pipe).await?)?;
+        raw.into_iter().map(|b| utf8(b, &key)).collect()
     }
 
     fn plan(&self, m: &LabelMatcher) -> Plan {
@@ -296,10 +482,11 @@ impl TimeIndex for RedisTimeIndex {
         inv.key(self.keys.labels(series))
             .key(self.keys.all_series())
             .key(self.keys.names())
+            .key(&*self.epoch_key)
             .arg(&canonical)
             .arg(&id[..]);
         self.push_label_keys(&mut inv, labels);
-        match self.run_script::<Value>(&inv).await? {
+        match self.run_write(&inv, "register").await? {
             Value::Int(0 | 1) => Ok(()),
             Value::BulkString(existing) => Err(Error::SeriesIdCollision {
                 series,
@@ -317,10 +504,17 @@ impl TimeIndex for RedisTimeIndex {
     }
 
     async fn series_labels(&self, series: SeriesId) -> Result<Option<Labels>> {
-        Ok(self.read_labels(series).await?.map(|(_, l)| l))
+        self.fail_if_lost().await?;
+        let (seen, labels) = self.read_labels(series).await?;
+        match self.epoch.observe(seen.as_deref()) {
+            Verdict::Intact => Ok(labels.map(|(_, l)| l)),
+            Verdict::Lost => Err(self.lost_error().await),
+        }
     }
 
     async fn find_series(&self, matchers: &[LabelMatcher]) -> Result<Vec<SeriesId>> {
+        // Each round trip below checks the epoch; this covers answers that need none.
+        self.fail_if_lost().await?;
         // Round trip 1: the value dictionaries of the matchers that need one.
         let plans: Vec<Plan> = matchers.iter().map(|m| self.plan(m)).collect();
         let dict_matchers: Vec<&LabelMatcher> = matchers
@@ -331,7 +525,7 @@ impl TimeIndex for RedisTimeIndex {
             .collect();
         let mut dictionaries: Vec<Vec<Vec<u8>>> = Vec::new();
         if !dict_matchers.is_empty() {
-            let mut pipe = redis::pipe();
+            let mut pipe = self.read_pipe();
             for m in &dict_matchers {
                 let prefix = m.regex_literal_prefix();
                 // A regex with a literal prefix cannot match "", so its selection (`=~`) or
@@ -353,7 +547,11 @@ impl TimeIndex for RedisTimeIndex {
                         .arg(-1);
                 }
             }
-            dictionaries = self.run_pipe(&pipe).await?;
+            dictionaries = self
+                .run_read(&pipe)
+                .await?
+                .map(parse)
+                .collect::<Result<_>>()?;
         }
         // Resolve every matcher to postings keys.
         let mut selections: Vec<(Vec<Vec<u8>>, bool)> = Vec::with_capacity(plans.len());
@@ -394,7 +592,7 @@ impl TimeIndex for RedisTimeIndex {
         // A selection of many postings lists (a regex over a high-cardinality label) is merged
         // by Redis in one ZUNION (score-0 sets list the union in byte order, i.e. id order);
         // a few lists are read as they are, which costs Redis less than building a union.
-        let mut pipe = redis::pipe();
+        let mut pipe = self.read_pipe();
         for (keys, _) in &selections {
             if keys.len() > MERGE_ABOVE {
                 pipe.cmd("ZUNION").arg(keys.len()).arg(keys);
@@ -410,16 +608,9 @@ impl TimeIndex for RedisTimeIndex {
                 .arg(0)
                 .arg(-1);
         }
-        let mut replies: std::vec::IntoIter<Vec<Vec<u8>>> =
-            self.run_pipe::<Vec<Vec<Vec<u8>>>>(&pipe).await?.into_iter();
+        let mut replies = self.run_read(&pipe).await?;
         let mut next_ids = |key: &[u8]| -> Result<Vec<SeriesId>> {
-            let raw = replies.next().ok_or_else(|| {
-                Error::corrupt(
-                    "redis find_series pipeline reply",
-                    0,
-                    "fewer replies than commands",
-                )
-            })?;
+            let raw: Vec<Vec<u8>> = Self::next_reply(&mut replies)?;
             raw.iter().map(|b| keys::decode_id(b, key)).collect()
         };
         let mut include: Option<Vec<SeriesId>> = None;
@@ -457,19 +648,11 @@ impl TimeIndex for RedisTimeIndex {
     }
 
     async fn label_names(&self) -> Result<Vec<String>> {
-        let key = self.keys.names();
-        let raw: Vec<Vec<u8>> = self
-            .run(redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1))
-            .await?;
-        raw.into_iter().map(|b| utf8(b, &key)).collect()
+        self.read_dictionary(self.keys.names()).await
     }
 
     async fn label_values(&self, name: &str) -> Result<Vec<String>> {
-        let key = self.keys.values(name);
-        let raw: Vec<Vec<u8>> = self
-            .run(redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1))
-            .await?;
-        raw.into_iter().map(|b| utf8(b, &key)).collect()
+        self.read_dictionary(self.keys.values(name)).await
     }
 
     async fn add_chunk(&self, chunk: &ChunkReference) -> Result<()> {
@@ -486,10 +669,13 @@ impl TimeIndex for RedisTimeIndex {
             .key(self.keys.chunks(series))
             .key(self.keys.locations(series))
             .key(self.keys.max_duration(series))
+            .key(&*self.epoch_key)
             .arg(&keys::encode_entry(chunk)[..])
             .arg(&keys::location_bytes(&chunk.location)[..])
             .arg(&duration.to_be_bytes()[..]);
-        match self.run_script::<i64>(&inv).await? {
+        // A series that a Redis restarted empty no longer has is `SeriesNotFound`, at once;
+        // the epoch in the same reply then shows the loss, so reads give `StateLost`.
+        match parse::<i64>(self.run_write(&inv, "add_chunk").await?)? {
             -1 => Err(Error::SeriesNotFound { series }),
             _ => Ok(()),
         }
@@ -509,13 +695,15 @@ impl TimeIndex for RedisTimeIndex {
         let chunks_key = self.keys.chunks(series);
         let max_key = self.keys.max_duration(series);
         let mut bound = self.duration_bound.load(Ordering::Relaxed);
-        let mut pipe = redis::pipe();
+        let mut pipe = self.read_pipe();
         pipe.cmd("ZRANGE").arg(&max_key).arg(-1).arg(-1);
         pipe.cmd("ZRANGEBYLEX")
             .arg(&chunks_key)
             .arg(lex_from(scan_start(range.start, bound)))
             .arg(lex_through(range.end));
-        let (max, mut entries): (Vec<Vec<u8>>, Vec<Vec<u8>>) = self.run_pipe(&pipe).await?;
+        let mut replies = self.run_read(&pipe).await?;
+        let max: Vec<Vec<u8>> = Self::next_reply(&mut replies)?;
+        let mut entries: Vec<Vec<u8>> = Self::next_reply(&mut replies)?;
         let actual = match max.first() {
             Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| {
                 Error::corrupt(
@@ -530,14 +718,12 @@ impl TimeIndex for RedisTimeIndex {
             // This series has longer chunks than any seen: scan again from further back.
             self.duration_bound.fetch_max(actual, Ordering::Relaxed);
             bound = actual;
-            entries = self
-                .run(
-                    redis::cmd("ZRANGEBYLEX")
-                        .arg(&chunks_key)
-                        .arg(lex_from(scan_start(range.start, bound)))
-                        .arg(lex_through(range.end)),
-                )
-                .await?;
+            let mut pipe = self.read_pipe();
+            pipe.cmd("ZRANGEBYLEX")
+                .arg(&chunks_key)
+                .arg(lex_from(scan_start(range.start, bound)))
+                .arg(lex_through(range.end));
+            entries = Self::next_reply(&mut self.run_read(&pipe).await?)?;
         }
         entries
             .iter()
@@ -552,18 +738,22 @@ impl TimeIndex for RedisTimeIndex {
         }
         let mut inv = scripts::REMOVE_CHUNKS.prepare_invoke();
         inv.key(self.keys.chunks(series))
-            .key(self.keys.locations(series));
+            .key(self.keys.locations(series))
+            .key(&*self.epoch_key);
         for l in locations {
             inv.arg(&keys::location_bytes(l)[..]);
         }
-        self.run_script::<i64>(&inv).await.map(|_| ())
+        parse::<i64>(self.run_write(&inv, "remove_chunks").await?).map(|_| ())
     }
 
     async fn drop_series(&self, series: SeriesId) -> Result<()> {
         // Read the labels to name the postings keys, then drop atomically if they are
         // unchanged (a concurrent drop and re-register with other labels makes us re-read).
+        // A write: works while lost (the epoch read is only noted).
         for _ in 0..8 {
-            let Some((canonical, labels)) = self.read_labels(series).await? else {
+            let (seen, found) = self.read_labels(series).await?;
+            self.epoch.observe(seen.as_deref());
+            let Some((canonical, labels)) = found else {
                 return Ok(());
             };
             let id = keys::id_bytes(series);
@@ -574,10 +764,11 @@ impl TimeIndex for RedisTimeIndex {
                 .key(self.keys.max_duration(series))
                 .key(self.keys.all_series())
                 .key(self.keys.names())
+                .key(&*self.epoch_key)
                 .arg(&canonical)
                 .arg(&id[..]);
             self.push_label_keys(&mut inv, &labels);
-            if self.run_script::<i64>(&inv).await? != -1 {
+            if parse::<i64>(self.run_write(&inv, "drop").await?)? != -1 {
                 return Ok(());
             }
         }
@@ -585,5 +776,30 @@ impl TimeIndex for RedisTimeIndex {
             engine: ENGINE,
             reason: format!("series {series} kept changing during drop_series"),
         })
+    }
+
+    async fn state_lost(&self) -> Result<bool> {
+        if !self.epoch.is_lost() {
+            let seen: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(&*self.epoch_key)).await?;
+            if self.epoch.observe(seen.as_deref()) == Verdict::Intact {
+                return Ok(false);
+            }
+        }
+        match self.lost_error().await {
+            Error::StateLost { .. } => Ok(true),
+            // Rebuilt meanwhile.
+            Error::Unavailable { .. } if !self.epoch.is_lost() => Ok(false),
+            e => Err(e),
+        }
+    }
+
+    async fn mark_rebuilt(&self) -> Result<()> {
+        let current = self.current_epoch().await?;
+        self.epoch
+            .rebuilt(current)
+            .map_err(|reason| Error::StateLost {
+                engine: ENGINE,
+                reason,
+            })
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
+//! | `{P}:epoch` | string | the epoch token (see [`crate::epoch`]) |
 //! | `{P}:series` | sorted set, scores 0 | every series id, 8 bytes big-endian |
 //! | `{P}:names` | sorted set, scores 0 | every label name in use |
 //! | `{P}:values:<name>` | sorted set, scores 0 | every value of label `<name>` in use |
@@ -38,6 +39,10 @@ impl Keys {
         let mut k = format!("{{{}}}:", self.prefix).into_bytes();
         k.extend_from_slice(rest);
         k
+    }
+
+    pub(crate) fn epoch(&self) -> Vec<u8> {
+        self.global(b"epoch")
     }
 
     pub(crate) fn all_series(&self) -> Vec<u8> {
