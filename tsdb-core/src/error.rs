@@ -165,6 +165,27 @@ pub enum Error {
         holder: &'static str,
     },
 
+    /// An earlier write or fsync failed in a way that leaves durability unknown (after a failed
+    /// fsync the kernel may have dropped the dirty pages), so the engine refuses every later
+    /// write until it is reopened, which recovers from what is on disk.
+    #[error("{engine} refuses writes after an earlier failure ({reason}); reopen it to recover")]
+    Poisoned {
+        /// The engine.
+        engine: &'static str,
+        /// The failure that poisoned it.
+        reason: String,
+    },
+
+    /// A task the operation ran on (a blocking file task, a query slice) panicked or was
+    /// cancelled; the operation did not complete.
+    #[error("{task} task failed: {reason}")]
+    TaskFailed {
+        /// What the task was doing.
+        task: &'static str,
+        /// The panic message or cancellation.
+        reason: String,
+    },
+
     /// The engine was opened read-only and refuses writes.
     #[error("{engine} was opened read-only: {operation} is refused")]
     ReadOnly {
@@ -215,6 +236,14 @@ impl Error {
     /// Builds [`Error::InvalidInput`].
     pub fn invalid_input(reason: impl fmt::Display) -> Self {
         Error::InvalidInput {
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Builds [`Error::TaskFailed`] from a task's join error (a panic or a cancellation).
+    pub fn task_failed(task: &'static str, reason: impl fmt::Display) -> Self {
+        Error::TaskFailed {
+            task,
             reason: reason.to_string(),
         }
     }

@@ -83,7 +83,7 @@ impl TimeSeriesDBBuilder {
                 DirLock::acquire(&dir, "database", std::time::Duration::from_secs(2))
             })
             .await
-            .map_err(|e| Error::invalid_input(format_args!("open task failed: {e}")))??;
+            .map_err(|e| Error::task_failed("open", e))??;
             Some(lock)
         };
         let compressor = match self.compressor {

@@ -526,7 +526,7 @@ impl Inner {
         let dir = self.config.data_dir.clone();
         tokio::task::spawn_blocking(move || checkpoint_mark::write(&dir, mark))
             .await
-            .map_err(|e| Error::invalid_input(format_args!("checkpoint task failed: {e}")))??;
+            .map_err(|e| Error::task_failed("checkpoint mark", e))??;
         *self
             .last_mark
             .lock()

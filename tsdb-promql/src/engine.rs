@@ -13,7 +13,7 @@ use promql_parser::parser::{
 };
 use tsdb_core::{LabelMatcher, MatchOp, TimeRange};
 
-use crate::error::{PromqlError, Resource, Result};
+use crate::error::{PromqlError, Resource, Result, SourceError};
 use crate::functions;
 use crate::labels::{LabelSet, NAME};
 use crate::source::{SelectLimits, SeriesSource, is_stale};
@@ -996,12 +996,12 @@ impl<S: SeriesSource> Engine<S> {
                     ));
                 }
                 if s.timestamps.len() != s.values.len() {
-                    return Err(PromqlError::Source(format!(
+                    return Err(PromqlError::Source(SourceError::message(format_args!(
                         "series {} has {} timestamps but {} values",
                         s.labels,
                         s.timestamps.len(),
                         s.values.len()
-                    )));
+                    ))));
                 }
                 fetched.push(Fetched {
                     labels: LabelSet::from(&s.labels),

@@ -56,9 +56,41 @@ pub enum PromqlError {
     /// The query uses a feature this engine does not implement.
     #[error("not supported: {0}")]
     Unsupported(String),
-    /// The series source failed.
+    /// The series source failed; the error it returned is kept (see
+    /// [`PromqlError::source_error`]), so that its kind survives: a storage outage seen
+    /// through PromQL is still [`PromqlError::is_retryable`].
     #[error("series source: {0}")]
-    Source(String),
+    Source(#[source] SourceError),
+}
+
+/// The error a [`crate::SeriesSource`] returned, shared so that [`PromqlError`] stays `Clone`.
+#[derive(Debug, Clone)]
+pub struct SourceError(pub std::sync::Arc<tsdb_core::Error>);
+
+impl SourceError {
+    /// A source error from a message (for sources that have no `tsdb_core::Error`).
+    pub fn message(msg: impl std::fmt::Display) -> Self {
+        SourceError(std::sync::Arc::new(tsdb_core::Error::invalid_input(msg)))
+    }
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+impl PartialEq for SourceError {
+    /// Equal when they say the same (the underlying error is not comparable).
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
 }
 
 /// A budget of a query's memory, named by [`PromqlError::ResourceLimit`].
@@ -137,6 +169,21 @@ impl PromqlError {
         }
     }
 
+    /// The series source's own error, when the query failed because of it.
+    pub fn source_error(&self) -> Option<&tsdb_core::Error> {
+        match self {
+            PromqlError::Source(e) => Some(&e.0),
+            _ => None,
+        }
+    }
+
+    /// True when retrying the query unchanged may succeed: the source's backend was
+    /// unavailable or is being restored ([`tsdb_core::Error::is_retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        self.source_error()
+            .is_some_and(tsdb_core::Error::is_retryable)
+    }
+
     /// True for the errors of a configured limit: [`PromqlError::ResourceLimit`],
     /// [`PromqlError::LimitExceeded`] and [`PromqlError::TooComplex`].
     pub fn is_limit(&self) -> bool {
@@ -171,6 +218,13 @@ impl From<PromqlError> for tsdb_core::Error {
                 requested: requested as u64,
                 limit: limit as u64,
             },
+            // The source's own error comes back as it was, kind and all.
+            PromqlError::Source(SourceError(e)) => {
+                std::sync::Arc::try_unwrap(e).unwrap_or_else(|shared| tsdb_core::Error::Engine {
+                    engine: "promql",
+                    source: Box::new(SourceError(shared)),
+                })
+            }
             other => tsdb_core::Error::invalid_input(other),
         }
     }
@@ -178,7 +232,7 @@ impl From<PromqlError> for tsdb_core::Error {
 
 impl From<tsdb_core::Error> for PromqlError {
     /// A limit of the source stays a [`PromqlError::LimitExceeded`]; other errors become
-    /// [`PromqlError::Source`].
+    /// [`PromqlError::Source`], keeping the error itself.
     fn from(e: tsdb_core::Error) -> Self {
         match e {
             tsdb_core::Error::LimitExceeded {
@@ -190,7 +244,7 @@ impl From<tsdb_core::Error> for PromqlError {
                 requested: usize::try_from(requested).unwrap_or(usize::MAX),
                 limit: usize::try_from(limit).unwrap_or(usize::MAX),
             },
-            other => PromqlError::Source(other.to_string()),
+            other => PromqlError::Source(SourceError(std::sync::Arc::new(other))),
         }
     }
 }

@@ -131,10 +131,11 @@ impl MemorySource {
     /// Adds points to the series `labels` (created when new). Points may come in any order;
     /// a point at an existing timestamp replaces it.
     pub fn add(&self, labels: Labels, points: &[(i64, f64)]) -> Result<()> {
-        let mut all = self
-            .series
-            .write()
-            .map_err(|_| PromqlError::Source("memory source lock poisoned".into()))?;
+        let mut all = self.series.write().map_err(|_| {
+            PromqlError::Source(crate::error::SourceError::message(
+                "memory source lock poisoned",
+            ))
+        })?;
         let idx = match all.iter().position(|s| s.labels == labels) {
             Some(i) => i,
             None => {

@@ -192,12 +192,10 @@ fn not_found(location: &ChunkLocation) -> Error {
 }
 
 fn poisoned_err(reason: &str) -> Error {
-    Error::io(
-        "local-disk store",
-        io::Error::other(format!(
-            "an earlier write or fsync failed, so no write can be promised durable: {reason}"
-        )),
-    )
+    Error::Poisoned {
+        engine: ENGINE,
+        reason: reason.to_owned(),
+    }
 }
 
 /// Runs blocking file work off the async worker threads when a tokio runtime is around.

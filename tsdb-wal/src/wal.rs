@@ -241,21 +241,16 @@ fn closed() -> Error {
 }
 
 fn poisoned(reason: &str) -> Error {
-    Error::io(
-        ENGINE,
-        std::io::Error::other(format!(
-            "an earlier write or fsync failed ({reason}); reopen the WAL to recover"
-        )),
-    )
+    Error::Poisoned {
+        engine: ENGINE,
+        reason: reason.to_owned(),
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Engine {
-            engine: ENGINE,
-            source: Box::new(e),
-        })?
+        .map_err(|e| Error::task_failed("WAL file", e))?
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -86,7 +86,7 @@ impl TimeSeriesDB {
             for t in tasks {
                 let (partial, s) = t
                     .await
-                    .map_err(|e| Error::invalid_input(format_args!("query task failed: {e}")))??;
+                    .map_err(|e| Error::task_failed("query slice", e))??;
                 partials.push(partial);
                 add_stats(&mut stats, s);
             }
