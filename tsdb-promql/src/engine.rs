@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::token::{self, TokenType};
 use promql_parser::parser::{
-    AggregateExpr, AtModifier, BinaryExpr, Call, Expr, LabelModifier, Offset, SubqueryExpr,
-    VectorMatchCardinality, VectorSelector,
+    AggregateExpr, AtModifier, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, Offset,
+    SubqueryExpr, VectorMatchCardinality, VectorSelector,
 };
 use tsdb_core::{LabelMatcher, MatchOp, TimeRange};
 
 use crate::error::{PromqlError, Resource, Result, SourceError};
 use crate::functions;
+use crate::functions::RangeFunction;
 use crate::labels::{LabelSet, NAME};
 use crate::source::{SelectLimits, SeriesSource, is_stale};
 use crate::value::{Sample, Series, Value};
@@ -925,12 +926,93 @@ impl<S: SeriesSource> Engine<S> {
             .collect())
     }
 
-    async fn prepare(&self, q: &Query, start: i64, end: i64, _step: i64) -> Result<Evaluator<'_>> {
-        let mut needs = Vec::new();
-        plan(&q.expr, start, end, start, end, &self.opts, &mut needs)?;
-        let mut data = HashMap::new();
+    async fn prepare(&self, q: &Query, start: i64, end: i64, step: i64) -> Result<Evaluator<'_>> {
         let opts = &self.opts;
         let (mut loaded, mut loaded_series, mut label_bytes) = (0usize, 0usize, 0usize);
+        // First what the source evaluates itself; its selectors are then not fetched.
+        let mut steps = Vec::new();
+        let mut t = start;
+        loop {
+            steps.push(t);
+            match t.checked_add(step) {
+                Some(n) if step > 0 && n <= end => t = n,
+                _ => break,
+            }
+        }
+        let mut candidates = Vec::new();
+        rollup_candidates(&q.expr, &steps, start, end, opts, &mut candidates)?;
+        let mut rolled: HashMap<usize, Rolled> = HashMap::new();
+        let mut satisfied = std::collections::HashSet::new();
+        for c in candidates {
+            let limits = SelectLimits::new(
+                opts.max_samples.saturating_sub(loaded),
+                opts.max_series.saturating_sub(loaded_series),
+            );
+            let Some(series) = self
+                .source
+                .select_rollup(&c.request, limits)
+                .await
+                .map_err(|e| limit_error(e, loaded, loaded_series, opts))?
+            else {
+                continue;
+            };
+            let mut out = Vec::with_capacity(series.len());
+            for s in series {
+                loaded = loaded.saturating_add(s.points.len());
+                loaded_series += 1;
+                let labels = LabelSet::from(&s.labels);
+                label_bytes = label_bytes.saturating_add(labels.bytes());
+                if loaded > opts.max_samples {
+                    return Err(PromqlError::resource(
+                        Resource::Samples,
+                        loaded,
+                        opts.max_samples,
+                    ));
+                }
+                if loaded_series > opts.max_series {
+                    return Err(PromqlError::resource(
+                        Resource::Series,
+                        loaded_series,
+                        opts.max_series,
+                    ));
+                }
+                if label_bytes > opts.max_label_bytes {
+                    return Err(PromqlError::resource(
+                        Resource::LabelBytes,
+                        label_bytes,
+                        opts.max_label_bytes,
+                    ));
+                }
+                let mut values = vec![None; c.request.times.len()];
+                for &(i, v, ts) in &s.points {
+                    if let Some(slot) = values.get_mut(i as usize) {
+                        *slot = Some((v, ts));
+                    }
+                }
+                out.push(RolledOut {
+                    labels: if c.keep_name {
+                        labels
+                    } else {
+                        labels.without_name()
+                    },
+                    values,
+                });
+            }
+            // The engine's own order of series: by their labels.
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            satisfied.insert(c.selector);
+            rolled.insert(
+                c.node,
+                Rolled {
+                    times: c.request.times,
+                    series: out,
+                },
+            );
+        }
+        let mut needs = Vec::new();
+        plan(&q.expr, start, end, start, end, opts, &mut needs)?;
+        needs.retain(|n| !satisfied.contains(&n.key));
+        let mut data = HashMap::new();
         for need in needs {
             let range = TimeRange {
                 start: need.lo,
@@ -946,27 +1028,7 @@ impl<S: SeriesSource> Engine<S> {
                 .source
                 .select_bounded(&need.matchers, range, limits)
                 .await
-                .map_err(|e| match e {
-                    tsdb_core::Error::LimitExceeded {
-                        what, requested, ..
-                    } if what == SelectLimits::POINTS || what == SelectLimits::SERIES => {
-                        let requested = usize::try_from(requested).unwrap_or(usize::MAX);
-                        if what == SelectLimits::POINTS {
-                            PromqlError::resource(
-                                Resource::Samples,
-                                loaded.saturating_add(requested),
-                                opts.max_samples,
-                            )
-                        } else {
-                            PromqlError::resource(
-                                Resource::Series,
-                                loaded_series.saturating_add(requested),
-                                opts.max_series,
-                            )
-                        }
-                    }
-                    other => PromqlError::from(other),
-                })?;
+                .map_err(|e| limit_error(e, loaded, loaded_series, opts))?;
             let mut fetched = Vec::with_capacity(series.len());
             for s in series {
                 // Checked again: a source need not honour the limits.
@@ -1015,6 +1077,7 @@ impl<S: SeriesSource> Engine<S> {
         Ok(Evaluator {
             opts: &self.opts,
             data,
+            rolled,
             start,
             end,
             held: Cell::new(Held {
@@ -1149,6 +1212,8 @@ fn footprint(v: &Val) -> (usize, usize, usize) {
 pub(crate) struct Evaluator<'a> {
     opts: &'a EngineOptions,
     data: HashMap<usize, Vec<Fetched>>,
+    /// Nodes the source evaluated itself, by node address.
+    rolled: HashMap<usize, Rolled>,
     pub(crate) start: i64,
     pub(crate) end: i64,
     /// Held now: fetched data, the result so far, live intermediate values.
@@ -1337,7 +1402,20 @@ impl Evaluator<'_> {
                 }
                 Ok(v)
             }
-            Expr::Call(c) => self.call(c, t),
+            Expr::Call(c) => match self.rolled.get(&(c as *const Call as usize)) {
+                Some(rolled) => {
+                    let te = match pushdown_matrix(c) {
+                        Some((_, ms)) => self
+                            .at_time(&ms.vs.at, t)
+                            .saturating_sub(offset_ms(&ms.vs.offset)),
+                        None => t,
+                    };
+                    let out = rolled.at(te, false);
+                    check_unique(&out)?;
+                    Ok(Val::Vector(out))
+                }
+                None => self.call(c, t),
+            },
             Expr::Extension(_) => Err(PromqlError::Unsupported("extension expressions".into())),
         }
     }
@@ -1353,6 +1431,9 @@ impl Evaluator<'_> {
         let te = self
             .at_time(&vs.at, t)
             .saturating_sub(offset_ms(&vs.offset));
+        if let Some(rolled) = self.rolled.get(&(vs as *const VectorSelector as usize)) {
+            return Ok(rolled.at(te, true));
+        }
         let series = self.series_of(vs)?;
         let mut out = Vec::new();
         for s in series {
@@ -1848,6 +1929,190 @@ impl<T: SeriesSource + ?Sized> SeriesSource for Arc<T> {
     ) -> tsdb_core::Result<Vec<SeriesData>> {
         (**self).select_bounded(matchers, range, limits).await
     }
+
+    async fn select_rollup(
+        &self,
+        request: &crate::source::RollupRequest,
+        limits: SelectLimits,
+    ) -> tsdb_core::Result<Option<Vec<crate::source::RolledSeries>>> {
+        (**self).select_rollup(request, limits).await
+    }
 }
 
 use crate::source::SeriesData;
+
+/// A node the source evaluated itself: its values at each evaluation time.
+#[derive(Debug)]
+struct Rolled {
+    /// Evaluation times (window ends), ascending.
+    times: Vec<i64>,
+    series: Vec<RolledOut>,
+}
+
+#[derive(Debug)]
+struct RolledOut {
+    /// The output labels (the name dropped where the function drops it).
+    labels: LabelSet,
+    /// Value and sample timestamp at each time, if any.
+    values: Vec<Option<(f64, i64)>>,
+}
+
+impl Rolled {
+    /// The node's vector at window end `te`; `sample_ts` keeps the samples' own timestamps
+    /// (an instant selector, for `timestamp()`), else 0 as range functions give.
+    fn at(&self, te: i64, sample_ts: bool) -> Vec<Smp> {
+        let Ok(i) = self.times.binary_search(&te) else {
+            return Vec::new();
+        };
+        self.series
+            .iter()
+            .filter_map(|s| {
+                s.values[i].map(|(v, ts)| Smp {
+                    labels: s.labels.clone(),
+                    v,
+                    ts: if sample_ts { ts } else { 0 },
+                })
+            })
+            .collect()
+    }
+}
+
+/// A node whose values the source may compute itself.
+struct Candidate {
+    /// The node evaluated (a call, or an instant selector).
+    node: usize,
+    /// The selector it reads, so that it is not fetched as well.
+    selector: usize,
+    request: crate::source::RollupRequest,
+    keep_name: bool,
+}
+
+/// The range function of `c` and its matrix selector, when every other argument is a
+/// literal: what a source can evaluate.
+fn pushdown_matrix(c: &Call) -> Option<(RangeFunction, &MatrixSelector)> {
+    fn unparen(mut e: &Expr) -> &Expr {
+        while let Expr::Paren(p) = e {
+            e = &p.expr;
+        }
+        e
+    }
+    let args: Vec<&Expr> = c.args.args.iter().map(|a| unparen(a)).collect();
+    let (function, matrix) = match (c.func.name, args.as_slice()) {
+        ("quantile_over_time", [Expr::NumberLiteral(q), m]) => {
+            (RangeFunction::QuantileOverTime(q.val), *m)
+        }
+        (name, [m]) => (RangeFunction::simple(name)?, *m),
+        _ => return None,
+    };
+    match matrix {
+        Expr::MatrixSelector(ms) => Some((function, ms)),
+        _ => None,
+    }
+}
+
+/// Window ends of a selector with `at` and `offset` for the query's evaluation `steps`.
+fn window_ends(
+    steps: &[i64],
+    at: &Option<AtModifier>,
+    offset: &Option<Offset>,
+    qstart: i64,
+    qend: i64,
+) -> Vec<i64> {
+    let off = offset_ms(offset);
+    let mut ends: Vec<i64> = match at {
+        None => steps.iter().map(|t| t.saturating_sub(off)).collect(),
+        Some(AtModifier::Start) => vec![qstart.saturating_sub(off)],
+        Some(AtModifier::End) => vec![qend.saturating_sub(off)],
+        Some(AtModifier::At(t)) => vec![system_time_ms(t).saturating_sub(off)],
+    };
+    ends.sort_unstable();
+    ends.dedup();
+    ends
+}
+
+/// Collects the nodes a source may evaluate at the query's own steps: range functions over
+/// a selector, and instant selectors (not inside subqueries, whose steps are their own).
+fn rollup_candidates(
+    e: &Expr,
+    steps: &[i64],
+    qstart: i64,
+    qend: i64,
+    opts: &EngineOptions,
+    out: &mut Vec<Candidate>,
+) -> Result<()> {
+    use crate::source::{RollupKind, RollupRequest};
+    match e {
+        Expr::Call(c) => {
+            if let Some((function, ms)) = pushdown_matrix(c) {
+                out.push(Candidate {
+                    node: c as *const Call as usize,
+                    selector: &ms.vs as *const VectorSelector as usize,
+                    request: RollupRequest {
+                        matchers: selector_matchers(&ms.vs)?,
+                        times: window_ends(steps, &ms.vs.at, &ms.vs.offset, qstart, qend),
+                        kind: RollupKind::Range {
+                            function,
+                            range_ms: dur_ms(&ms.range),
+                        },
+                    },
+                    keep_name: function.keeps_name(),
+                });
+                return Ok(());
+            }
+            for a in &c.args.args {
+                rollup_candidates(a, steps, qstart, qend, opts, out)?;
+            }
+        }
+        Expr::VectorSelector(vs) => out.push(Candidate {
+            node: vs as *const VectorSelector as usize,
+            selector: vs as *const VectorSelector as usize,
+            request: RollupRequest {
+                matchers: selector_matchers(vs)?,
+                times: window_ends(steps, &vs.at, &vs.offset, qstart, qend),
+                kind: RollupKind::Instant {
+                    lookback_ms: opts.lookback_delta_ms,
+                },
+            },
+            keep_name: true,
+        }),
+        // A range vector kept as such (holt_winters, absent_over_time, ...) needs the samples;
+        // a subquery evaluates at its own steps.
+        Expr::MatrixSelector(_) | Expr::Subquery(_) => {}
+        other => {
+            for c in children(other) {
+                rollup_candidates(c, steps, qstart, qend, opts, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A source's limit error as the engine reports it.
+fn limit_error(
+    e: tsdb_core::Error,
+    loaded: usize,
+    loaded_series: usize,
+    opts: &EngineOptions,
+) -> PromqlError {
+    match e {
+        tsdb_core::Error::LimitExceeded {
+            what, requested, ..
+        } if what == SelectLimits::POINTS || what == SelectLimits::SERIES => {
+            let requested = usize::try_from(requested).unwrap_or(usize::MAX);
+            if what == SelectLimits::POINTS {
+                PromqlError::resource(
+                    Resource::Samples,
+                    loaded.saturating_add(requested),
+                    opts.max_samples,
+                )
+            } else {
+                PromqlError::resource(
+                    Resource::Series,
+                    loaded_series.saturating_add(requested),
+                    opts.max_series,
+                )
+            }
+        }
+        other => PromqlError::from(other),
+    }
+}

@@ -567,21 +567,12 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
                 ts: t,
             }]))
         }
-        "rate" | "increase" | "delta" => {
+        "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" => {
+            let f = RangeFunction::from_call(c, ev, t)?
+                .ok_or_else(|| PromqlError::exec(format!("{name} needs a range vector")))?;
             let (m, s, e) = mat_arg(0)?;
-            let counter = name != "delta";
-            let rate = name == "rate";
-            Ok(over_time(m, false, |p| {
-                let (first, last) = (p.first()?.0, p.last()?.0);
-                let samples = WindowSamples::new(first, last, p.iter().map(|x| x.1), counter)?;
-                extrapolated(samples, (s, e), counter, rate)
-            }))
+            Ok(over_time(m, f.keeps_name(), |p| f.apply(p, (s, e))))
         }
-        "irate" => Ok(over_time(mat_arg(0)?.0, false, |p| instant_delta(p, true))),
-        "idelta" => Ok(over_time(mat_arg(0)?.0, false, |p| instant_delta(p, false))),
-        "deriv" => Ok(over_time(mat_arg(0)?.0, false, |p| {
-            (p.len() >= 2).then(|| linear_regression(p, p[0].0).0)
-        })),
         "predict_linear" => {
             let (m, _, _) = mat_arg(0)?;
             let d = scalar_arg(1)?;
@@ -614,40 +605,13 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
             }
             Ok(over_time(m, false, |p| holt_winters(p, sf, tf)))
         }
-        "changes" => Ok(over_time(mat_arg(0)?.0, false, |p| {
-            Some(
-                p.windows(2)
-                    .filter(|w| w[0].1 != w[1].1 && !(w[0].1.is_nan() && w[1].1.is_nan()))
-                    .count() as f64,
-            )
-        })),
-        "resets" => Ok(over_time(mat_arg(0)?.0, false, |p| {
-            Some(p.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
-        })),
-        "avg_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| {
-            Some(mean_over_time(p.iter().map(|x| x.1)))
-        })),
-        "sum_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| {
-            Some(kahan(p.iter().map(|x| x.1)))
-        })),
-        "count_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| Some(p.len() as f64))),
-        "min_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| Some(min_max(p, false)))),
-        "max_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| Some(min_max(p, true)))),
-        "stddev_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| {
-            Some(variance(p.iter().map(|x| x.1)).sqrt())
-        })),
-        "stdvar_over_time" => Ok(over_time(mat_arg(0)?.0, false, |p| {
-            Some(variance(p.iter().map(|x| x.1)))
-        })),
-        "last_over_time" => Ok(over_time(mat_arg(0)?.0, true, |p| p.last().map(|x| x.1))),
-        "present_over_time" => Ok(over_time(mat_arg(0)?.0, false, |_| Some(1.0))),
-        "quantile_over_time" => {
-            let q = scalar_arg(0)?;
-            let (m, _, _) = mat_arg(1)?;
-            Ok(over_time(m, false, |p| {
-                let mut v: Vec<f64> = p.iter().map(|x| x.1).collect();
-                Some(quantile(q, &mut v))
-            }))
+        "changes" | "resets" | "avg_over_time" | "sum_over_time" | "count_over_time"
+        | "min_over_time" | "max_over_time" | "stddev_over_time" | "stdvar_over_time"
+        | "last_over_time" | "present_over_time" | "quantile_over_time" => {
+            let f = RangeFunction::from_call(c, ev, t)?
+                .ok_or_else(|| PromqlError::exec(format!("{name} needs a range vector")))?;
+            let (m, s, e) = mat_arg(if name == "quantile_over_time" { 1 } else { 0 })?;
+            Ok(over_time(m, f.keeps_name(), |p| f.apply(p, (s, e))))
         }
         "histogram_quantile" => {
             let q = scalar_arg(0)?;
@@ -752,6 +716,140 @@ mod tests {
             if let Some(caps) = re.captures(&value) {
                 prop_assert_eq!(expanded_len(&template, &caps), expand(&template, &caps).len());
             }
+        }
+    }
+}
+
+/// A range function over a range vector whose other arguments are constants: the part of a
+/// query a series source may evaluate itself, close to its storage (see
+/// [`crate::SeriesSource::select_rollup`]). [`RangeFunction::apply`] is the one
+/// implementation of its arithmetic, used by the engine and by sources alike.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum RangeFunction {
+    /// `rate`.
+    Rate,
+    /// `increase`.
+    Increase,
+    /// `delta`.
+    Delta,
+    /// `irate`.
+    Irate,
+    /// `idelta`.
+    Idelta,
+    /// `deriv`.
+    Deriv,
+    /// `changes`.
+    Changes,
+    /// `resets`.
+    Resets,
+    /// `avg_over_time`.
+    AvgOverTime,
+    /// `sum_over_time`.
+    SumOverTime,
+    /// `count_over_time`.
+    CountOverTime,
+    /// `min_over_time`.
+    MinOverTime,
+    /// `max_over_time`.
+    MaxOverTime,
+    /// `stddev_over_time`.
+    StddevOverTime,
+    /// `stdvar_over_time`.
+    StdvarOverTime,
+    /// `last_over_time`.
+    LastOverTime,
+    /// `present_over_time`.
+    PresentOverTime,
+    /// `quantile_over_time(q, ...)`.
+    QuantileOverTime(f64),
+}
+
+impl RangeFunction {
+    /// The function of a call with its constant arguments evaluated (`None` for other
+    /// functions).
+    pub(crate) fn from_call(c: &Call, ev: &Evaluator<'_>, t: i64) -> Result<Option<Self>> {
+        Ok(Some(match c.func.name {
+            "quantile_over_time" => {
+                RangeFunction::QuantileOverTime(ev.eval_scalar(arg(c, 0)?, t, c.func.name)?)
+            }
+            name => match Self::simple(name) {
+                Some(f) => f,
+                None => return Ok(None),
+            },
+        }))
+    }
+
+    /// The function named `name` when it takes no argument but the range vector.
+    pub(crate) fn simple(name: &str) -> Option<Self> {
+        Some(match name {
+            "rate" => RangeFunction::Rate,
+            "increase" => RangeFunction::Increase,
+            "delta" => RangeFunction::Delta,
+            "irate" => RangeFunction::Irate,
+            "idelta" => RangeFunction::Idelta,
+            "deriv" => RangeFunction::Deriv,
+            "changes" => RangeFunction::Changes,
+            "resets" => RangeFunction::Resets,
+            "avg_over_time" => RangeFunction::AvgOverTime,
+            "sum_over_time" => RangeFunction::SumOverTime,
+            "count_over_time" => RangeFunction::CountOverTime,
+            "min_over_time" => RangeFunction::MinOverTime,
+            "max_over_time" => RangeFunction::MaxOverTime,
+            "stddev_over_time" => RangeFunction::StddevOverTime,
+            "stdvar_over_time" => RangeFunction::StdvarOverTime,
+            "last_over_time" => RangeFunction::LastOverTime,
+            "present_over_time" => RangeFunction::PresentOverTime,
+            _ => return None,
+        })
+    }
+
+    /// Whether the result keeps the metric name (only `last_over_time` does, in 2.42).
+    pub fn keeps_name(self) -> bool {
+        self == RangeFunction::LastOverTime
+    }
+
+    /// The function's value over one window: `points` are the window's samples in time order
+    /// (staleness markers already left out), `window` its `[start, end]` in ms. `None` when
+    /// the function has no value there (too few samples).
+    pub fn apply(self, points: &[(i64, f64)], window: (i64, i64)) -> Option<f64> {
+        let values = || points.iter().map(|x| x.1);
+        match self {
+            RangeFunction::Rate | RangeFunction::Increase | RangeFunction::Delta => {
+                let counter = self != RangeFunction::Delta;
+                let (first, last) = (points.first()?.0, points.last()?.0);
+                let samples = WindowSamples::new(first, last, values(), counter)?;
+                extrapolated(samples, window, counter, self == RangeFunction::Rate)
+            }
+            RangeFunction::Irate => instant_delta(points, true),
+            RangeFunction::Idelta => instant_delta(points, false),
+            RangeFunction::Deriv => {
+                (points.len() >= 2).then(|| linear_regression(points, points[0].0).0)
+            }
+            RangeFunction::Changes => Some(
+                points
+                    .windows(2)
+                    .filter(|w| w[0].1 != w[1].1 && !(w[0].1.is_nan() && w[1].1.is_nan()))
+                    .count() as f64,
+            ),
+            RangeFunction::Resets => {
+                Some(points.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
+            }
+            RangeFunction::AvgOverTime => (!points.is_empty()).then(|| mean_over_time(values())),
+            RangeFunction::SumOverTime => (!points.is_empty()).then(|| kahan(values())),
+            RangeFunction::CountOverTime => (!points.is_empty()).then_some(points.len() as f64),
+            RangeFunction::MinOverTime => (!points.is_empty()).then(|| min_max(points, false)),
+            RangeFunction::MaxOverTime => (!points.is_empty()).then(|| min_max(points, true)),
+            RangeFunction::StddevOverTime => {
+                (!points.is_empty()).then(|| variance(values()).sqrt())
+            }
+            RangeFunction::StdvarOverTime => (!points.is_empty()).then(|| variance(values())),
+            RangeFunction::LastOverTime => points.last().map(|x| x.1),
+            RangeFunction::PresentOverTime => (!points.is_empty()).then_some(1.0),
+            RangeFunction::QuantileOverTime(q) => (!points.is_empty()).then(|| {
+                let mut v: Vec<f64> = values().collect();
+                quantile(q, &mut v)
+            }),
         }
     }
 }

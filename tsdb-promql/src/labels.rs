@@ -1,6 +1,7 @@
 //! Label sets of query results, which (unlike [`tsdb_core::Labels`]) may lack a metric name.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
@@ -8,9 +9,12 @@ use serde::{Serialize, Serializer};
 pub(crate) const NAME: &str = "__name__";
 
 /// A set of `name="value"` pairs sorted by name, with no empty values; `__name__` is optional.
+///
+/// Cloning is cheap (the pairs are shared, copied on the first change): evaluation hands the
+/// same label set from step to step.
 #[derive(Clone, Default)]
 pub struct LabelSet {
-    pairs: Vec<(String, String)>,
+    pairs: Arc<Vec<(String, String)>>,
     /// Sum of the names' and values' lengths, kept up to date for the memory budget.
     bytes: usize,
 }
@@ -71,18 +75,19 @@ impl LabelSet {
     pub fn set(&mut self, name: &str, value: &str) {
         match self.pairs.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
             Ok(i) if value.is_empty() => {
-                let (k, v) = self.pairs.remove(i);
+                let (k, v) = Arc::make_mut(&mut self.pairs).remove(i);
                 self.bytes -= k.len() + v.len();
             }
+            Ok(i) if self.pairs[i].1 == value => {}
             Ok(i) => {
-                let old = &mut self.pairs[i].1;
+                let old = &mut Arc::make_mut(&mut self.pairs)[i].1;
                 self.bytes = self.bytes - old.len() + value.len();
                 value.clone_into(old);
             }
             Err(_) if value.is_empty() => {}
             Err(i) => {
                 self.bytes += name.len() + value.len();
-                self.pairs.insert(i, (name.to_owned(), value.to_owned()));
+                Arc::make_mut(&mut self.pairs).insert(i, (name.to_owned(), value.to_owned()));
             }
         }
     }
@@ -90,7 +95,7 @@ impl LabelSet {
     /// Removes `name`.
     pub fn remove(&mut self, name: &str) {
         if let Ok(i) = self.pairs.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
-            let (k, v) = self.pairs.remove(i);
+            let (k, v) = Arc::make_mut(&mut self.pairs).remove(i);
             self.bytes -= k.len() + v.len();
         }
     }
@@ -123,8 +128,11 @@ impl LabelSet {
 
     /// Keeps only the labels for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        if self.pairs.iter().all(|(k, _)| keep(k)) {
+            return;
+        }
         let mut dropped = 0;
-        self.pairs.retain(|(k, v)| {
+        Arc::make_mut(&mut self.pairs).retain(|(k, v)| {
             let kept = keep(k);
             if !kept {
                 dropped += k.len() + v.len();
@@ -148,7 +156,10 @@ impl From<&tsdb_core::Labels> for LabelSet {
             .map(|l| (l.name.clone(), l.value.clone()))
             .collect();
         let bytes = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
-        LabelSet { pairs, bytes }
+        LabelSet {
+            pairs: Arc::new(pairs),
+            bytes,
+        }
     }
 }
 

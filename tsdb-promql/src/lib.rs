@@ -14,6 +14,10 @@ mod value;
 
 pub use engine::{Engine, EngineOptions, Query, convert_matcher, parse};
 pub use error::{PromqlError, Resource, Result, SourceError};
+pub use functions::RangeFunction;
 pub use labels::LabelSet;
-pub use source::{MemorySource, STALE_NAN_BITS, SelectLimits, SeriesData, SeriesSource, is_stale};
+pub use source::{
+    MemorySource, RolledSeries, RollupKind, RollupRequest, STALE_NAN_BITS, SelectLimits,
+    SeriesData, SeriesSource, is_stale,
+};
 pub use value::{Sample, Series, Value, format_float};

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use tsdb_core::{LabelMatcher, Labels, TimeRange};
 
 use crate::error::{PromqlError, Result};
+use crate::functions::RangeFunction;
 
 /// The stale-marker NaN Prometheus writes when a series disappears; it ends the lookback.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -74,6 +75,137 @@ impl SelectLimits {
     }
 }
 
+/// What the engine asks a source to evaluate itself (see [`SeriesSource::select_rollup`]):
+/// one selector at many times, either through a range function or as an instant selector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RollupRequest {
+    /// The selector's matchers.
+    pub matchers: Vec<LabelMatcher>,
+    /// Evaluation times (ms), ascending and unique: the end of each window, offset and `@`
+    /// already applied.
+    pub times: Vec<i64>,
+    /// What to compute at each time.
+    pub kind: RollupKind,
+}
+
+/// What a [`RollupRequest`] computes at each time `t`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum RollupKind {
+    /// `function(selector[range])`: the function over the samples in `[t - range_ms, t]`,
+    /// staleness markers left out.
+    Range {
+        /// The function.
+        function: RangeFunction,
+        /// The range of the selector, ms.
+        range_ms: i64,
+    },
+    /// An instant selector: the newest sample in `[t - lookback_ms, t]`, unless it is a
+    /// staleness marker.
+    Instant {
+        /// The lookback delta, ms.
+        lookback_ms: i64,
+    },
+}
+
+/// One series' answers to a [`RollupRequest`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct RolledSeries {
+    /// The series.
+    pub labels: Labels,
+    /// `(index into the request's times, value, timestamp of the sample it came from)` for
+    /// every time the series has a value at, ascending by index. (The sample timestamp is the
+    /// evaluation time for range functions.)
+    pub points: Vec<(u32, f64, i64)>,
+}
+
+impl RollupRequest {
+    /// The samples the request reads: from the first window's start to the last time.
+    pub fn read_range(&self) -> TimeRange {
+        let (first, last) = (
+            self.times.first().copied().unwrap_or(0),
+            self.times.last().copied().unwrap_or(0),
+        );
+        let back = match self.kind {
+            RollupKind::Range { range_ms, .. } => range_ms,
+            RollupKind::Instant { lookback_ms } => lookback_ms,
+        };
+        TimeRange {
+            start: first.saturating_sub(back),
+            end: last,
+        }
+    }
+
+    /// Evaluates the request over one series' samples (ascending, unique timestamps, as
+    /// [`SeriesData`] holds them), appending to `out` (cleared first). `scratch` is reused
+    /// between calls. This is the arithmetic the engine itself uses, so a source that calls
+    /// it answers exactly as the engine would.
+    pub fn evaluate(
+        &self,
+        timestamps: &[i64],
+        values: &[f64],
+        scratch: &mut Vec<(i64, f64)>,
+        out: &mut Vec<(u32, f64, i64)>,
+    ) {
+        out.clear();
+        let n = timestamps.len().min(values.len());
+        let (mut lo, mut hi) = (0usize, 0usize);
+        for (i, &t) in self.times.iter().enumerate() {
+            // Times ascend: both window edges only move forward.
+            while hi < n && timestamps[hi] <= t {
+                hi += 1;
+            }
+            match self.kind {
+                RollupKind::Range { function, range_ms } => {
+                    let start = t.saturating_sub(range_ms);
+                    while lo < hi && timestamps[lo] < start {
+                        lo += 1;
+                    }
+                    scratch.clear();
+                    scratch.extend(
+                        timestamps[lo..hi]
+                            .iter()
+                            .zip(&values[lo..hi])
+                            .filter(|(_, v)| !is_stale(**v))
+                            .map(|(t, v)| (*t, *v)),
+                    );
+                    if scratch.is_empty() {
+                        continue;
+                    }
+                    if let Some(v) = function.apply(scratch, (start, t)) {
+                        out.push((i as u32, v, t));
+                    }
+                }
+                RollupKind::Instant { lookback_ms } => {
+                    if hi == 0 {
+                        continue;
+                    }
+                    let (pt, pv) = (timestamps[hi - 1], values[hi - 1]);
+                    if pt < t.saturating_sub(lookback_ms) || is_stale(pv) {
+                        continue;
+                    }
+                    out.push((i as u32, pv, pt));
+                }
+            }
+        }
+    }
+
+    /// Evaluates the request over whole series (what a source that only has points can do).
+    pub fn evaluate_all(&self, series: Vec<SeriesData>) -> Vec<RolledSeries> {
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        series
+            .into_iter()
+            .filter_map(|s| {
+                self.evaluate(&s.timestamps, &s.values, &mut scratch, &mut out);
+                (!out.is_empty()).then(|| RolledSeries {
+                    labels: s.labels,
+                    points: out.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// The data access the engine needs: implemented in memory by [`MemorySource`] and for the
 /// database by its facade.
 #[async_trait]
@@ -105,6 +237,25 @@ pub trait SeriesSource: Send + Sync {
         limits.check(found.len(), points)?;
         Ok(found)
     }
+
+    /// Evaluates `request` itself, close to the data: a range function over a selector, or an
+    /// instant selector, at every evaluation time of a query, so that the engine never holds
+    /// the selection's samples. A source can then read only what the windows need, in bulk,
+    /// on every core, and answer some functions from what it knows without decoding (a
+    /// chunk's point count). It must answer exactly as [`RollupRequest::evaluate`] would over
+    /// [`SeriesSource::select`]'s answer (series without any value may be left out), within
+    /// `limits` (points are the answers, not the samples read).
+    ///
+    /// `Ok(None)` (the default) means "not supported": the engine then selects the samples
+    /// and evaluates them itself.
+    async fn select_rollup(
+        &self,
+        request: &RollupRequest,
+        limits: SelectLimits,
+    ) -> tsdb_core::Result<Option<Vec<RolledSeries>>> {
+        let _ = (request, limits);
+        Ok(None)
+    }
 }
 
 /// An in-memory [`SeriesSource`], used by the test-script runner and tests.
@@ -120,12 +271,21 @@ pub trait SeriesSource: Send + Sync {
 #[derive(Debug, Default)]
 pub struct MemorySource {
     series: RwLock<Vec<SeriesData>>,
+    /// Answer [`SeriesSource::select_rollup`] (with [`RollupRequest::evaluate_all`]) instead
+    /// of leaving the evaluation to the engine: both paths are then tested.
+    rollups: std::sync::atomic::AtomicBool,
 }
 
 impl MemorySource {
     /// An empty source.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether the source evaluates rollups itself (see [`SeriesSource::select_rollup`]);
+    /// off by default.
+    pub fn set_rollups(&self, on: bool) {
+        self.rollups.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Adds points to the series `labels` (created when new). Points may come in any order;
@@ -205,6 +365,22 @@ impl SeriesSource for MemorySource {
         limits: SelectLimits,
     ) -> tsdb_core::Result<Vec<SeriesData>> {
         self.select_within(matchers, range, limits)
+    }
+
+    async fn select_rollup(
+        &self,
+        request: &RollupRequest,
+        limits: SelectLimits,
+    ) -> tsdb_core::Result<Option<Vec<RolledSeries>>> {
+        if !self.rollups.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let all = SelectLimits::new(usize::MAX, limits.max_series);
+        let series = self.select_within(&request.matchers, request.read_range(), all)?;
+        let rolled = request.evaluate_all(series);
+        let points = rolled.iter().map(|s| s.points.len()).sum();
+        limits.check(rolled.len(), points)?;
+        Ok(Some(rolled))
     }
 }
 

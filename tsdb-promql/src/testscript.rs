@@ -355,19 +355,31 @@ pub fn run_script(text: &str, opts: &EngineOptions) -> ScriptReport {
             expr: expr.to_owned(),
             expected,
         };
-        let result = runtime.block_on(engine.instant_query(&case.expr, case.time_ms));
-        let mut outcome = check(&case, result);
-        // As Prometheus's runner does: the same query in range mode (one minute either side,
-        // one-minute step) must give the same answer at the evaluation time.
-        if outcome.is_ok() && case.kind == Kind::Eval {
-            let range = runtime.block_on(engine.range_query(
-                &case.expr,
-                case.time_ms - 60_000,
-                case.time_ms + 60_000,
-                60_000,
-            ));
-            outcome = check_range(&case, range).map_err(|why| format!("in range mode: {why}"));
+        // Every case twice: evaluated by the engine over the selected samples, and with the
+        // source evaluating range functions and instant selectors itself (a database's path).
+        let mut outcome = Ok(());
+        for rollups in [false, true] {
+            if outcome.is_err() {
+                break;
+            }
+            source.set_rollups(rollups);
+            let mode = if rollups { " (source rollups)" } else { "" };
+            let result = runtime.block_on(engine.instant_query(&case.expr, case.time_ms));
+            outcome = check(&case, result).map_err(|why| format!("{why}{mode}"));
+            // As Prometheus's runner does: the same query in range mode (one minute either
+            // side, one-minute step) must give the same answer at the evaluation time.
+            if outcome.is_ok() && case.kind == Kind::Eval {
+                let range = runtime.block_on(engine.range_query(
+                    &case.expr,
+                    case.time_ms - 60_000,
+                    case.time_ms + 60_000,
+                    60_000,
+                ));
+                outcome =
+                    check_range(&case, range).map_err(|why| format!("in range mode{mode}: {why}"));
+            }
         }
+        source.set_rollups(false);
         match outcome {
             Ok(()) => report.passed += 1,
             Err(why) => fail(&mut report, case.line, format!("{}: {why}", case.expr)),
