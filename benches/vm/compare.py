@@ -43,8 +43,9 @@ def main():
             raise SystemExit(f"import failed: {resp.status} {body[:500]!r}")
     conn.request("GET", "/internal/force_flush")
     conn.getresponse().read()
-    t0, t_last, q2_end = ours["t0"] // 1000, ours["t_last"] // 1000, ours["q2_end"] // 1000
-    q4 = {"query": "sum(count_over_time(bench_gauge[100000s]))", "time": t_last}
+    t_eval, q2_end = ours["eval"] / 1000, ours["q2_end"] // 1000
+    q3_start, q3_end = ours["q3_start"] // 1000, ours["q3_end"] // 1000
+    q4 = {"query": "sum(count_over_time(bench_gauge[30h]))", "time": t_eval}
     deadline = time.monotonic() + 300
     while True:
         r = get("/api/v1/query", dict(q4, nocache=1))["data"]["result"]
@@ -62,13 +63,13 @@ def main():
     queries = {
         "Q1": ("/api/v1/query", lambda i: {
             "query": f'avg_over_time(bench_gauge{{host="h{i % ours["series"]}"}}[1h])',
-            "time": t_last}, 300),
+            "time": t_eval}, 300),
         "Q2": ("/api/v1/query_range", lambda i: {
             "query": "sum by (region) (bench_gauge)",
             "start": q2_end - 3600, "end": q2_end, "step": "60s"}, 30),
         "Q3": ("/api/v1/query_range", lambda i: {
             "query": "sum by (region) (avg_over_time(bench_gauge[5m]))",
-            "start": t0, "end": t_last, "step": "300s"}, 10),
+            "start": q3_start, "end": q3_end, "step": "300s"}, 10),
         "Q4": ("/api/v1/query", lambda i: q4, 10),
     }
 

@@ -5,6 +5,7 @@
 mod flush;
 mod read;
 mod recover;
+mod rollup;
 mod write;
 
 use std::collections::HashMap;

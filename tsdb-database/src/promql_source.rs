@@ -1,7 +1,11 @@
 //! PromQL over the database: [`TimeSeriesDB`] is a [`tsdb_promql::SeriesSource`], so the
 //! `tsdb-promql` engine evaluates queries directly against it.
 //!
-//! The engine fetches each selector through [`SeriesSource::select_bounded`] with what is
+//! Range functions over a selector and instant selectors are evaluated by the database itself
+//! ([`SeriesSource::select_rollup`]), on every core and one series at a time per core, with
+//! the engine's own arithmetic; everything else is evaluated by the engine.
+//!
+//! The engine fetches each other selector through [`SeriesSource::select_bounded`] with what is
 //! left of its memory budget ([`tsdb_promql::EngineOptions::max_samples`] and
 //! [`max_series`](tsdb_promql::EngineOptions::max_series)); the database counts the series
 //! and the points of their chunks from the index before decoding anything
@@ -19,7 +23,7 @@
 
 use async_trait::async_trait;
 use tsdb_core::{Error, LabelMatcher, Result, TimeRange};
-use tsdb_promql::{SelectLimits, SeriesData, SeriesSource};
+use tsdb_promql::{RolledSeries, RollupRequest, SelectLimits, SeriesData, SeriesSource};
 
 use crate::db::TimeSeriesDB;
 use crate::query::{POINTS_READ, QueryLimits, SERIES_SELECTED};
@@ -74,5 +78,16 @@ impl SeriesSource for TimeSeriesDB {
                 other => other,
             })?;
         Ok(series_data(found))
+    }
+
+    /// Evaluated here, near the data: each series' chunks overlapping the windows are
+    /// decoded in bulk into reused buffers and evaluated at once, on every core, so that the
+    /// engine receives answers, never the selection's samples.
+    async fn select_rollup(
+        &self,
+        request: &RollupRequest,
+        limits: SelectLimits,
+    ) -> Result<Option<Vec<RolledSeries>>> {
+        self.inner().rollup(request, limits).await.map(Some)
     }
 }

@@ -1,0 +1,135 @@
+//! Reads evaluated near the data: the PromQL engine's range functions and instant selectors
+//! ([`tsdb_promql::RollupRequest`]) over every selected series, on every core, one series
+//! at a time per core, so that a query never holds its selection's samples.
+
+use std::sync::{Arc, OnceLock};
+
+use tsdb_core::{Error, LabelMatcher, Result, SeriesId, TimeRange};
+use tsdb_promql::{RolledSeries, RollupRequest, SelectLimits};
+
+use super::Inner;
+use crate::read::merge;
+
+/// The cores available to this process, looked up once (`available_parallelism` reads
+/// cgroup files).
+pub(crate) fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Below this many series a request is evaluated on the calling task.
+const SERIES_PER_TASK: usize = 16;
+
+/// Reused buffers of one task.
+#[derive(Default)]
+struct Scratch {
+    ts: Vec<i64>,
+    vs: Vec<f64>,
+    window: Vec<(i64, f64)>,
+    out: Vec<(u32, f64, i64)>,
+}
+
+impl Inner {
+    /// Evaluates `request` over every series its matchers select, within `limits` (the
+    /// series selected, and the answers' points).
+    pub(crate) async fn rollup(
+        self: &Arc<Self>,
+        request: &RollupRequest,
+        limits: SelectLimits,
+    ) -> Result<Vec<RolledSeries>> {
+        // Damage whose series is unknown might concern any selection.
+        if let Some(d) = self.damage.blocking_unknown(request.read_range()) {
+            return Err(d.to_error_unknown());
+        }
+        let ids = self.series_for(&request.matchers).await?;
+        limits.check(ids.len(), 0)?;
+        let request = Arc::new(request.clone());
+        let parts = cores().min(ids.len().div_ceil(SERIES_PER_TASK)).max(1);
+        let mut rolled = Vec::with_capacity(ids.len());
+        if parts == 1 {
+            rolled = self.rollup_part(&request, &ids).await?;
+        } else {
+            let per = ids.len().div_ceil(parts);
+            let tasks: Vec<_> = ids
+                .chunks(per)
+                .map(|part| {
+                    let (inner, request, part) = (self.clone(), request.clone(), part.to_vec());
+                    tokio::spawn(async move { inner.rollup_part(&request, &part).await })
+                })
+                .collect();
+            for t in tasks {
+                rolled.extend(t.await.map_err(|e| Error::task_failed("rollup", e))??);
+            }
+        }
+        let points = rolled.iter().map(|s| s.points.len()).sum();
+        limits.check(rolled.len(), points)?;
+        Ok(rolled)
+    }
+
+    async fn series_for(&self, matchers: &[LabelMatcher]) -> Result<Vec<SeriesId>> {
+        self.index_read(self.engines.index.find_series(matchers).await)
+    }
+
+    /// One task's share: each series read (its chunks overlapping the windows, its buffered
+    /// points) and evaluated in turn, through the same buffers.
+    async fn rollup_part(
+        &self,
+        request: &RollupRequest,
+        ids: &[SeriesId],
+    ) -> Result<Vec<RolledSeries>> {
+        let range = request.read_range();
+        let mut s = Scratch::default();
+        let mut out = Vec::new();
+        for &id in ids {
+            let Some(labels) = self.index_read(self.engines.index.series_labels(id).await)? else {
+                continue;
+            };
+            self.read_columns(id, range, &mut s).await?;
+            request.evaluate(&s.ts, &s.vs, &mut s.window, &mut s.out);
+            if !s.out.is_empty() {
+                out.push(RolledSeries {
+                    labels,
+                    points: s.out.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The series' points in `range` into `s.ts`/`s.vs`, sorted and unique. Chunks that do
+    /// not overlap each other, with nothing buffered, are decoded straight into the buffers;
+    /// anything else goes through the general merge.
+    async fn read_columns(&self, id: SeriesId, range: TimeRange, s: &mut Scratch) -> Result<()> {
+        s.ts.clear();
+        s.vs.clear();
+        let memory = self.heads.snapshot(id)?;
+        let mut chunks = self.chunks_to_read(id, range, None).await?;
+        chunks.sort_by_key(|c| (c.start_time, c.location));
+        let disjoint = chunks.windows(2).all(|w| w[0].end_time < w[1].start_time);
+        if memory.sealed.is_empty() && memory.head.is_none() && disjoint {
+            for chunk in &chunks {
+                self.read_chunk_into(chunk, &mut s.ts, &mut s.vs).await?;
+            }
+            if s.ts.is_sorted_by(|a, b| a < b) {
+                return Ok(());
+            }
+            s.ts.clear();
+            s.vs.clear();
+        }
+        chunks.sort_by_key(|c| c.location);
+        let mut sources = Vec::with_capacity(chunks.len() + memory.sealed.len() + 1);
+        for chunk in &chunks {
+            sources.push(self.read_chunk(chunk).await?);
+        }
+        for sealed in &memory.sealed {
+            sources.push(sealed.head.points()?);
+        }
+        if let Some(head) = memory.head {
+            sources.push(head);
+        }
+        let (ts, vs) = merge(sources, range);
+        s.ts = ts;
+        s.vs = vs;
+        Ok(())
+    }
+}
