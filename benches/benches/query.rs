@@ -308,7 +308,12 @@ fn main() {
         ("Q4", &|_| q4(), 20),
     ];
     let mut parts = Vec::new();
+    // `QUERY_BENCH_ONLY=Q3` times one query alone (for a profile).
+    let only = std::env::var("QUERY_BENCH_ONLY").ok();
     for (name, make, runs) in queries {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let (lat, answer) = time_query(&rt, &engine, make, runs, budget);
         let median = percentile(&lat, 0.5);
         let p99 = percentile(&lat, 0.99);

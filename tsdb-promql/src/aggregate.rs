@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use promql_parser::parser::LabelModifier;
 use promql_parser::parser::token;
 
@@ -27,14 +29,56 @@ fn group_labels(labels: &LabelSet, modifier: Option<&LabelModifier>) -> LabelSet
     }
 }
 
+/// The group of each label set an aggregation has seen, kept across the steps of a query:
+/// the same series come back at every step, and working out their group again (copying
+/// their labels, hashing them) would cost more than the aggregation itself. Groups are
+/// interned, so that label sets of one group share one [`LabelSet::identity`].
+#[derive(Debug, Default)]
+pub(crate) struct GroupCache {
+    /// `(modifier address, label set identity)` to (the label set, kept alive so that its
+    /// identity is not reused, and its interned group).
+    by_source: FxHashMap<(usize, usize), (LabelSet, LabelSet)>,
+    interned: HashMap<LabelSet, LabelSet>,
+}
+
+impl GroupCache {
+    /// Starts again when full; only between aggregations, so that within one the groups of
+    /// equal label sets stay one.
+    fn trim(&mut self) {
+        if self.by_source.len() >= Self::MAX {
+            self.by_source.clear();
+            self.interned.clear();
+        }
+    }
+
+    /// Entries above which the cache starts again (label sets made at every step, e.g. by
+    /// `label_replace`, would otherwise pile up).
+    const MAX: usize = 1 << 18;
+
+    fn group(&mut self, labels: &LabelSet, modifier: Option<&LabelModifier>) -> LabelSet {
+        let key = (
+            modifier.map_or(0, |m| m as *const LabelModifier as usize),
+            labels.identity(),
+        );
+        if let Some((_, group)) = self.by_source.get(&key) {
+            return group.clone();
+        }
+        let g = group_labels(labels, modifier);
+        let group = self.interned.entry(g.clone()).or_insert(g).clone();
+        self.by_source.insert(key, (labels.clone(), group.clone()));
+        group
+    }
+}
+
 pub(crate) fn aggregate(
     op: u16,
     param: Option<Val>,
     input: Vec<Smp>,
     modifier: Option<&LabelModifier>,
+    cache: &mut GroupCache,
 ) -> Result<Vec<Smp>> {
-    // Groups in order of first appearance.
-    let mut index: HashMap<LabelSet, usize> = HashMap::new();
+    // Groups in order of first appearance; interned groups are told apart by identity.
+    let mut index: FxHashMap<usize, usize> = FxHashMap::default();
     let mut groups: Vec<(LabelSet, Vec<Smp>)> = Vec::new();
     let count_values_label = match (&param, op) {
         (Some(Val::Str(s)), token::T_COUNT_VALUES) => {
@@ -45,15 +89,27 @@ pub(crate) fn aggregate(
         }
         _ => None,
     };
+    let mut by_value: HashMap<LabelSet, usize> = HashMap::new();
+    cache.trim();
     for s in input {
-        let mut key = group_labels(&s.labels, modifier);
-        if let Some(name) = &count_values_label {
-            key.set(name, &crate::value::format_float(s.v));
-        }
-        let i = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
-        });
+        let i = match &count_values_label {
+            // The value is part of the group: no caching.
+            Some(name) => {
+                let mut key = group_labels(&s.labels, modifier);
+                key.set(name, &crate::value::format_float(s.v));
+                *by_value.entry(key.clone()).or_insert_with(|| {
+                    groups.push((key, Vec::new()));
+                    groups.len() - 1
+                })
+            }
+            None => {
+                let key = cache.group(&s.labels, modifier);
+                *index.entry(key.identity()).or_insert_with(|| {
+                    groups.push((key, Vec::new()));
+                    groups.len() - 1
+                })
+            }
+        };
         groups[i].1.push(s);
     }
     let scalar_param = match param {

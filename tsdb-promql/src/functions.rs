@@ -65,11 +65,12 @@ fn window(ev: &Evaluator<'_>, e: &Expr, t: i64) -> Option<(i64, i64)> {
     Some((end.saturating_sub(dur_ms(range)), end))
 }
 
-fn instant_delta(points: &[(i64, f64)], rate: bool) -> Option<f64> {
-    if points.len() < 2 {
+fn instant_delta(ts: &[i64], vs: &[f64], rate: bool) -> Option<f64> {
+    let n = ts.len();
+    if n < 2 {
         return None;
     }
-    let (p, l) = (points[points.len() - 2], points[points.len() - 1]);
+    let (p, l) = ((ts[n - 2], vs[n - 2]), (ts[n - 1], vs[n - 1]));
     let mut r = if rate && l.1 < p.1 { l.1 } else { l.1 - p.1 };
     if rate {
         let dt = l.0 - p.0;
@@ -82,19 +83,19 @@ fn instant_delta(points: &[(i64, f64)], rate: bool) -> Option<f64> {
 }
 
 /// Least-squares slope and intercept at `at` (ms) of the points.
-fn linear_regression(points: &[(i64, f64)], at: i64) -> (f64, f64) {
-    let init = points[0].1;
-    if points.iter().all(|p| p.1 == init) {
+fn linear_regression(ts: &[i64], vs: &[f64], at: i64) -> (f64, f64) {
+    let init = vs[0];
+    if vs.iter().all(|&v| v == init) {
         if init.is_infinite() {
             return (f64::NAN, f64::NAN);
         }
         return (0.0, init);
     }
-    let n = points.len() as f64;
-    let xs = || points.iter().map(|p| (p.0 - at) as f64 / 1000.0);
+    let n = vs.len() as f64;
+    let xs = || ts.iter().map(|&t| (t - at) as f64 / 1000.0);
     let sum_x = kahan(xs());
-    let sum_y = kahan(points.iter().map(|p| p.1));
-    let sum_xy = kahan(points.iter().map(|p| (p.0 - at) as f64 / 1000.0 * p.1));
+    let sum_y = kahan(vs.iter().copied());
+    let sum_xy = kahan(xs().zip(vs).map(|(x, &y)| x * y));
     let sum_x2 = kahan(xs().map(|x| x * x));
     let cov = sum_xy - sum_x * sum_y / n;
     let var = sum_x2 - sum_x * sum_x / n;
@@ -135,9 +136,17 @@ fn go_max(a: f64, b: f64) -> f64 {
 /// `avg_over_time` as Prometheus 2.42 computes it: a running mean (each step adds
 /// `v/n - mean/n`, so values near the float limits do not overflow), Kahan-compensated;
 /// once the mean is infinite, finite values and infinities of the same sign leave it as is.
-fn mean_over_time(vals: impl Iterator<Item = f64>) -> f64 {
+fn mean_over_time(vals: &[f64]) -> f64 {
+    // With finite values whose sum does not overflow, the compensated sum over the count is
+    // the same mean to the last bit or so, without a division per value on the critical path.
+    if vals.iter().all(|v| v.is_finite()) {
+        let sum = kahan(vals.iter().copied());
+        if sum.is_finite() {
+            return sum / vals.len() as f64;
+        }
+    }
     let (mut mean, mut c, mut n) = (0.0f64, 0.0f64, 0.0f64);
-    for v in vals {
+    for &v in vals {
         n += 1.0;
         if mean.is_infinite() && (v.is_finite() || (v.is_infinite() && (v > 0.0) == (mean > 0.0))) {
             continue;
@@ -154,8 +163,8 @@ fn mean_over_time(vals: impl Iterator<Item = f64>) -> f64 {
     if mean.is_infinite() { mean } else { mean + c }
 }
 
-fn min_max(points: &[(i64, f64)], max: bool) -> f64 {
-    points.iter().map(|p| p.1).fold(f64::NAN, |acc, v| {
+fn min_max(vs: &[f64], max: bool) -> f64 {
+    vs.iter().copied().fold(f64::NAN, |acc, v| {
         if acc.is_nan() || (max && v > acc) || (!max && v < acc) {
             v
         } else {
@@ -578,7 +587,8 @@ pub(crate) fn call(ev: &Evaluator<'_>, c: &Call, t: i64) -> Result<Val> {
             let d = scalar_arg(1)?;
             Ok(over_time(m, false, |p| {
                 (p.len() >= 2).then(|| {
-                    let (slope, icpt) = linear_regression(p, t);
+                    let (ts, vs): (Vec<i64>, Vec<f64>) = p.iter().copied().unzip();
+                    let (slope, icpt) = linear_regression(&ts, &vs, t);
                     slope * d + icpt
                 })
             }))
@@ -813,43 +823,45 @@ impl RangeFunction {
     /// (staleness markers already left out), `window` its `[start, end]` in ms. `None` when
     /// the function has no value there (too few samples).
     pub fn apply(self, points: &[(i64, f64)], window: (i64, i64)) -> Option<f64> {
-        let values = || points.iter().map(|x| x.1);
+        let (ts, vs): (Vec<i64>, Vec<f64>) = points.iter().copied().unzip();
+        self.apply_columns(&ts, &vs, window)
+    }
+
+    /// [`RangeFunction::apply`] over the window's samples as columns (`timestamps[i]`,
+    /// `values[i]`, equal lengths).
+    pub fn apply_columns(self, ts: &[i64], vs: &[f64], window: (i64, i64)) -> Option<f64> {
+        if ts.is_empty() || ts.len() != vs.len() {
+            return None;
+        }
         match self {
             RangeFunction::Rate | RangeFunction::Increase | RangeFunction::Delta => {
                 let counter = self != RangeFunction::Delta;
-                let (first, last) = (points.first()?.0, points.last()?.0);
-                let samples = WindowSamples::new(first, last, values(), counter)?;
+                let (first, last) = (ts[0], ts[ts.len() - 1]);
+                let samples = WindowSamples::new(first, last, vs.iter().copied(), counter)?;
                 extrapolated(samples, window, counter, self == RangeFunction::Rate)
             }
-            RangeFunction::Irate => instant_delta(points, true),
-            RangeFunction::Idelta => instant_delta(points, false),
-            RangeFunction::Deriv => {
-                (points.len() >= 2).then(|| linear_regression(points, points[0].0).0)
-            }
+            RangeFunction::Irate => instant_delta(ts, vs, true),
+            RangeFunction::Idelta => instant_delta(ts, vs, false),
+            RangeFunction::Deriv => (ts.len() >= 2).then(|| linear_regression(ts, vs, ts[0]).0),
             RangeFunction::Changes => Some(
-                points
-                    .windows(2)
-                    .filter(|w| w[0].1 != w[1].1 && !(w[0].1.is_nan() && w[1].1.is_nan()))
+                vs.windows(2)
+                    .filter(|w| w[0] != w[1] && !(w[0].is_nan() && w[1].is_nan()))
                     .count() as f64,
             ),
-            RangeFunction::Resets => {
-                Some(points.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
+            RangeFunction::Resets => Some(vs.windows(2).filter(|w| w[1] < w[0]).count() as f64),
+            RangeFunction::AvgOverTime => Some(mean_over_time(vs)),
+            RangeFunction::SumOverTime => Some(kahan(vs.iter().copied())),
+            RangeFunction::CountOverTime => Some(vs.len() as f64),
+            RangeFunction::MinOverTime => Some(min_max(vs, false)),
+            RangeFunction::MaxOverTime => Some(min_max(vs, true)),
+            RangeFunction::StddevOverTime => Some(variance(vs.iter().copied()).sqrt()),
+            RangeFunction::StdvarOverTime => Some(variance(vs.iter().copied())),
+            RangeFunction::LastOverTime => vs.last().copied(),
+            RangeFunction::PresentOverTime => Some(1.0),
+            RangeFunction::QuantileOverTime(q) => {
+                let mut v = vs.to_vec();
+                Some(quantile(q, &mut v))
             }
-            RangeFunction::AvgOverTime => (!points.is_empty()).then(|| mean_over_time(values())),
-            RangeFunction::SumOverTime => (!points.is_empty()).then(|| kahan(values())),
-            RangeFunction::CountOverTime => (!points.is_empty()).then_some(points.len() as f64),
-            RangeFunction::MinOverTime => (!points.is_empty()).then(|| min_max(points, false)),
-            RangeFunction::MaxOverTime => (!points.is_empty()).then(|| min_max(points, true)),
-            RangeFunction::StddevOverTime => {
-                (!points.is_empty()).then(|| variance(values()).sqrt())
-            }
-            RangeFunction::StdvarOverTime => (!points.is_empty()).then(|| variance(values())),
-            RangeFunction::LastOverTime => points.last().map(|x| x.1),
-            RangeFunction::PresentOverTime => (!points.is_empty()).then_some(1.0),
-            RangeFunction::QuantileOverTime(q) => (!points.is_empty()).then(|| {
-                let mut v: Vec<f64> = values().collect();
-                quantile(q, &mut v)
-            }),
         }
     }
 }

@@ -63,6 +63,12 @@ impl LabelSet {
         set
     }
 
+    /// Identifies the shared pairs: clones of one label set have the same identity (distinct
+    /// sets may too only if one of them was dropped; callers keep the set alive).
+    pub(crate) fn identity(&self) -> usize {
+        Arc::as_ptr(&self.pairs) as usize
+    }
+
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs

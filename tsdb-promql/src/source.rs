@@ -144,11 +144,14 @@ impl RollupRequest {
         &self,
         timestamps: &[i64],
         values: &[f64],
-        scratch: &mut Vec<(i64, f64)>,
+        scratch: &mut (Vec<i64>, Vec<f64>),
         out: &mut Vec<(u32, f64, i64)>,
     ) {
         out.clear();
         let n = timestamps.len().min(values.len());
+        let (timestamps, values) = (&timestamps[..n], &values[..n]);
+        // Most series hold no staleness marker: their windows are then read in place.
+        let has_stale = values.iter().any(|v| is_stale(*v));
         let (mut lo, mut hi) = (0usize, 0usize);
         for (i, &t) in self.times.iter().enumerate() {
             // Times ascend: both window edges only move forward.
@@ -161,18 +164,21 @@ impl RollupRequest {
                     while lo < hi && timestamps[lo] < start {
                         lo += 1;
                     }
-                    scratch.clear();
-                    scratch.extend(
-                        timestamps[lo..hi]
-                            .iter()
-                            .zip(&values[lo..hi])
-                            .filter(|(_, v)| !is_stale(**v))
-                            .map(|(t, v)| (*t, *v)),
-                    );
-                    if scratch.is_empty() {
-                        continue;
-                    }
-                    if let Some(v) = function.apply(scratch, (start, t)) {
+                    let value = if has_stale {
+                        let (ts, vs) = (&mut scratch.0, &mut scratch.1);
+                        ts.clear();
+                        vs.clear();
+                        for (&pt, &pv) in timestamps[lo..hi].iter().zip(&values[lo..hi]) {
+                            if !is_stale(pv) {
+                                ts.push(pt);
+                                vs.push(pv);
+                            }
+                        }
+                        function.apply_columns(ts, vs, (start, t))
+                    } else {
+                        function.apply_columns(&timestamps[lo..hi], &values[lo..hi], (start, t))
+                    };
+                    if let Some(v) = value {
                         out.push((i as u32, v, t));
                     }
                 }
@@ -192,7 +198,7 @@ impl RollupRequest {
 
     /// Evaluates the request over whole series (what a source that only has points can do).
     pub fn evaluate_all(&self, series: Vec<SeriesData>) -> Vec<RolledSeries> {
-        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let (mut scratch, mut out) = ((Vec::new(), Vec::new()), Vec::new());
         series
             .into_iter()
             .filter_map(|s| {

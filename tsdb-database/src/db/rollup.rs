@@ -25,7 +25,7 @@ const SERIES_PER_TASK: usize = 16;
 struct Scratch {
     ts: Vec<i64>,
     vs: Vec<f64>,
-    window: Vec<(i64, f64)>,
+    window: (Vec<i64>, Vec<f64>),
     out: Vec<(u32, f64, i64)>,
 }
 
