@@ -329,7 +329,11 @@ fn main() {
             answer_json(&answer)
         ));
     }
-    let (qps, p99) = concurrent_q1(&rt, &engine, 8, 3.0);
+    let (qps, p99) = if only.is_some() {
+        (0.0, 0.0)
+    } else {
+        concurrent_q1(&rt, &engine, 8, 3.0)
+    };
     eprintln!("Q1 from 8 tasks: {qps:.0} queries/s, p99 {p99:.3} ms");
     parts.push(format!(
         "\"Q1_concurrent\":{{\"tasks\":8,\"queries_per_s\":{qps},\"p99_ms\":{p99}}}"

@@ -121,20 +121,15 @@ pub(crate) fn aggregate(
         let vals = || members.iter().map(|s| s.v);
         let n = members.len() as f64;
         let v = match op {
-            token::T_SUM => kahan(vals()),
-            token::T_AVG => running_mean(vals()),
-            token::T_COUNT | token::T_COUNT_VALUES => n,
-            token::T_GROUP => 1.0,
-            token::T_MIN => vals().fold(
-                f64::NAN,
-                |acc, v| if acc.is_nan() || v < acc { v } else { acc },
-            ),
-            token::T_MAX => vals().fold(
-                f64::NAN,
-                |acc, v| if acc.is_nan() || v > acc { v } else { acc },
-            ),
-            token::T_STDDEV => variance(vals()).sqrt(),
-            token::T_STDVAR => variance(vals()),
+            token::T_SUM
+            | token::T_AVG
+            | token::T_COUNT
+            | token::T_GROUP
+            | token::T_MIN
+            | token::T_MAX
+            | token::T_STDDEV
+            | token::T_STDVAR => fold(op, vals()),
+            token::T_COUNT_VALUES => n,
             token::T_QUANTILE => {
                 let q = scalar_param.unwrap_or(f64::NAN);
                 let mut v: Vec<f64> = vals().collect();
@@ -165,6 +160,76 @@ pub(crate) fn aggregate(
         out.push(Smp { labels, v, ts: 0 });
     }
     Ok(out)
+}
+
+/// Whether `op` folds a group's values into one without a parameter ([`fold`]).
+pub(crate) fn is_plain_fold(op: u16) -> bool {
+    matches!(
+        op,
+        token::T_SUM
+            | token::T_AVG
+            | token::T_COUNT
+            | token::T_GROUP
+            | token::T_MIN
+            | token::T_MAX
+            | token::T_STDDEV
+            | token::T_STDVAR
+    )
+}
+
+/// The value of a group for the aggregations without a parameter: the members' values in
+/// the order of the input vector.
+pub(crate) fn fold<I>(op: u16, vals: I) -> f64
+where
+    I: Iterator<Item = f64> + Clone,
+{
+    match op {
+        token::T_SUM => kahan(vals),
+        token::T_AVG => running_mean(vals),
+        token::T_COUNT => vals.count() as f64,
+        token::T_GROUP => 1.0,
+        token::T_MIN => vals.fold(
+            f64::NAN,
+            |acc, v| if acc.is_nan() || v < acc { v } else { acc },
+        ),
+        token::T_MAX => vals.fold(
+            f64::NAN,
+            |acc, v| if acc.is_nan() || v > acc { v } else { acc },
+        ),
+        token::T_STDDEV => variance(vals).sqrt(),
+        token::T_STDVAR => variance(vals),
+        _ => f64::NAN,
+    }
+}
+
+/// How the series of a node the source evaluated fall into the groups of one aggregation:
+/// worked out once, used at every step.
+#[derive(Debug)]
+pub(crate) struct RolledGroups {
+    /// The group of each series.
+    pub(crate) of_series: Vec<usize>,
+    /// Each group's labels.
+    pub(crate) labels: Vec<LabelSet>,
+}
+
+impl RolledGroups {
+    pub(crate) fn new<'a>(
+        series: impl Iterator<Item = &'a LabelSet>,
+        modifier: Option<&LabelModifier>,
+    ) -> Self {
+        let mut index: HashMap<LabelSet, usize> = HashMap::new();
+        let mut labels = Vec::new();
+        let of_series = series
+            .map(|l| {
+                let g = group_labels(l, modifier);
+                *index.entry(g.clone()).or_insert_with(|| {
+                    labels.push(g);
+                    labels.len() - 1
+                })
+            })
+            .collect();
+        RolledGroups { of_series, labels }
+    }
 }
 
 pub(crate) fn valid_label_name(s: &str) -> bool {

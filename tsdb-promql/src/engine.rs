@@ -1081,6 +1081,7 @@ impl<S: SeriesSource> Engine<S> {
             data,
             rolled,
             groups: Default::default(),
+            rolled_groups: Default::default(),
             start,
             end,
             held: Cell::new(Held {
@@ -1219,6 +1220,8 @@ pub(crate) struct Evaluator<'a> {
     rolled: HashMap<usize, Rolled>,
     /// The groups of label sets seen by aggregations, kept from step to step.
     groups: std::cell::RefCell<crate::aggregate::GroupCache>,
+    /// The groups of rolled nodes' series, by (node, aggregation).
+    rolled_groups: std::cell::RefCell<HashMap<(usize, usize), crate::aggregate::RolledGroups>>,
     pub(crate) start: i64,
     pub(crate) end: i64,
     /// Held now: fetched data, the result so far, live intermediate values.
@@ -1629,10 +1632,90 @@ impl Evaluator<'_> {
         if let Some(Val::Str(name)) = &param {
             self.check_label_name(name, "count_values() label")?;
         }
+        if param.is_none()
+            && crate::aggregate::is_plain_fold(op)
+            && let Some((key, rolled, te)) = self.rolled_node(&a.expr, t)
+        {
+            return Ok(Val::Vector(self.aggregate_rolled(op, a, key, rolled, te)));
+        }
         let input = self.eval_vector(&a.expr, t)?;
         let mut groups = self.groups.borrow_mut();
         crate::aggregate::aggregate(op, param, input, a.modifier.as_ref(), &mut groups)
             .map(Val::Vector)
+    }
+
+    /// The node the source evaluated that `e` is (in parentheses or not), with its window end
+    /// at `t`; only when its vector at a step can hold no duplicate label sets (so that the
+    /// aggregation sees what evaluating the node would give).
+    fn rolled_node(&self, mut e: &Expr, t: i64) -> Option<(usize, &Rolled, i64)> {
+        while let Expr::Paren(p) = e {
+            e = &p.expr;
+        }
+        match e {
+            Expr::Call(c) => {
+                let key = c as *const Call as usize;
+                let rolled = self.rolled.get(&key).filter(|r| r.all_unique)?;
+                let (_, ms) = pushdown_matrix(c)?;
+                let te = self
+                    .at_time(&ms.vs.at, t)
+                    .saturating_sub(offset_ms(&ms.vs.offset));
+                Some((key, rolled, te))
+            }
+            Expr::VectorSelector(vs) => {
+                let key = vs as *const VectorSelector as usize;
+                let rolled = self.rolled.get(&key)?;
+                let te = self
+                    .at_time(&vs.at, t)
+                    .saturating_sub(offset_ms(&vs.offset));
+                Some((key, rolled, te))
+            }
+            _ => None,
+        }
+    }
+
+    /// `op` (one without a parameter) over a node the source evaluated, at window end `te`:
+    /// the same groups, order and arithmetic as over the node's vector, without building it.
+    fn aggregate_rolled(
+        &self,
+        op: u16,
+        a: &AggregateExpr,
+        key: usize,
+        rolled: &Rolled,
+        te: i64,
+    ) -> Vec<Smp> {
+        let Ok(i) = rolled.times.binary_search(&te) else {
+            return Vec::new();
+        };
+        let modifier = a.modifier.as_ref();
+        let mut cache = self.rolled_groups.borrow_mut();
+        let groups = cache
+            .entry((key, a as *const AggregateExpr as usize))
+            .or_insert_with(|| {
+                crate::aggregate::RolledGroups::new(
+                    rolled.series.iter().map(|s| &s.labels),
+                    modifier,
+                )
+            });
+        // Groups in order of first appearance among the series with a value, as over the
+        // vector; each group's values in series order.
+        let mut order: Vec<usize> = Vec::new();
+        let mut members: Vec<Vec<f64>> = vec![Vec::new(); groups.labels.len()];
+        for (s, &g) in rolled.series.iter().zip(&groups.of_series) {
+            if let Some((v, _)) = s.values[i] {
+                if members[g].is_empty() {
+                    order.push(g);
+                }
+                members[g].push(v);
+            }
+        }
+        order
+            .into_iter()
+            .map(|g| Smp {
+                labels: groups.labels[g].clone(),
+                v: crate::aggregate::fold(op, members[g].iter().copied()),
+                ts: 0,
+            })
+            .collect()
     }
 
     fn binary(&self, b: &BinaryExpr, t: i64) -> Result<Val> {
