@@ -184,7 +184,13 @@ impl EngineOptions {
 pub struct Engine<S> {
     source: S,
     opts: EngineOptions,
+    /// Recently parsed query texts (dashboards ask the same queries again and again, and
+    /// parsing costs more than evaluating a small one).
+    parsed: std::sync::Mutex<HashMap<String, std::sync::Arc<Query>>>,
 }
+
+/// Query texts kept parsed; the cache starts again when full.
+const PARSED_QUERIES: usize = 4096;
 
 /// A parsed query that passed the size and depth limits.
 #[derive(Debug, Clone)]
@@ -791,7 +797,11 @@ struct Need {
 impl<S: SeriesSource> Engine<S> {
     /// An engine reading from `source`.
     pub fn new(source: S, opts: EngineOptions) -> Self {
-        Engine { source, opts }
+        Engine {
+            source,
+            opts,
+            parsed: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     /// The options in force.
@@ -804,9 +814,32 @@ impl<S: SeriesSource> Engine<S> {
         &self.source
     }
 
+    /// `query` parsed (and checked against the size limits), from the cache when it was seen.
+    fn parsed(&self, query: &str) -> Result<std::sync::Arc<Query>> {
+        let lock = |c: &std::sync::Mutex<HashMap<String, std::sync::Arc<Query>>>| {
+            c.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(query)
+                .cloned()
+        };
+        if let Some(q) = lock(&self.parsed) {
+            return Ok(q);
+        }
+        let q = std::sync::Arc::new(parse(query, &self.opts)?);
+        let mut cache = self
+            .parsed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= PARSED_QUERIES {
+            cache.clear();
+        }
+        cache.insert(query.to_owned(), q.clone());
+        Ok(q)
+    }
+
     /// Evaluates `query` at `time_ms` (ms since the epoch).
     pub async fn instant_query(&self, query: &str, time_ms: i64) -> Result<Value> {
-        let q = parse(query, &self.opts)?;
+        let q = self.parsed(query)?;
         let ev = self.prepare(&q, time_ms, time_ms, 0).await?;
         let v = ev.eval(&q.expr, time_ms)?;
         Ok(match v {
@@ -865,7 +898,7 @@ impl<S: SeriesSource> Engine<S> {
                 limit: self.opts.max_steps,
             });
         }
-        let q = parse(query, &self.opts)?;
+        let q = self.parsed(query)?;
         match q.expr.value_type() {
             promql_parser::parser::value::ValueType::Vector
             | promql_parser::parser::value::ValueType::Scalar => {}
