@@ -18,6 +18,29 @@ pub struct GorillaCompressor {
     _private: (),
 }
 
+/// A decoder of `block`, once its codec and point count are checked against the block.
+fn block_decoder(block: &CompressedBlock) -> Result<Decoder<'_>> {
+    if block.codec != CodecId::GORILLA {
+        return Err(Error::UnsupportedCodec {
+            engine: "gorilla",
+            codec: block.codec,
+        });
+    }
+    let dec = Decoder::new(&block.data)?;
+    if dec.point_count() != u64::from(block.point_count) {
+        return Err(Error::corrupt(
+            SOURCE,
+            1,
+            format_args!(
+                "header holds {} points but the block says {}",
+                dec.point_count(),
+                block.point_count
+            ),
+        ));
+    }
+    Ok(dec)
+}
+
 impl GorillaCompressor {
     /// The codec.
     pub fn new() -> Self {
@@ -77,24 +100,7 @@ impl GorillaCompressor {
 
     /// [`Compressor::decompress`] without `async`.
     pub fn decompress_sync(&self, block: &CompressedBlock) -> Result<Vec<DataPoint>> {
-        if block.codec != CodecId::GORILLA {
-            return Err(Error::UnsupportedCodec {
-                engine: "gorilla",
-                codec: block.codec,
-            });
-        }
-        let mut dec = Decoder::new(&block.data)?;
-        if dec.point_count() != u64::from(block.point_count) {
-            return Err(Error::corrupt(
-                SOURCE,
-                1,
-                format_args!(
-                    "header holds {} points but the block says {}",
-                    dec.point_count(),
-                    block.point_count
-                ),
-            ));
-        }
+        let mut dec = block_decoder(block)?;
         // Bounded by the block size (checked in `Decoder::new`). The points are decoded in
         // place: pre-filled with the series, then each row's timestamp and value set.
         let blank = DataPoint {
@@ -198,24 +204,7 @@ impl GorillaCompressor {
         timestamps: &mut Vec<i64>,
         values: &mut Vec<f64>,
     ) -> Result<()> {
-        if block.codec != CodecId::GORILLA {
-            return Err(Error::UnsupportedCodec {
-                engine: "gorilla",
-                codec: block.codec,
-            });
-        }
-        let mut dec = Decoder::new(&block.data)?;
-        if dec.point_count() != u64::from(block.point_count) {
-            return Err(Error::corrupt(
-                SOURCE,
-                1,
-                format_args!(
-                    "header holds {} points but the block says {}",
-                    dec.point_count(),
-                    block.point_count
-                ),
-            ));
-        }
+        let mut dec = block_decoder(block)?;
         let at = timestamps.len();
         let n = block.point_count as usize;
         timestamps.resize(at + n, 0);
