@@ -51,11 +51,16 @@ pub(crate) struct QueryArgs {
     #[arg(long)]
     step: Option<String>,
 
-    /// Range function applied per series over --window: avg, min, max, sum, count, first,
-    /// last, stddev, stdvar, quantile(φ), rate, increase, delta, irate, changes, resets
-    /// (`_over_time` suffixes accepted).
+    /// Range function applied per series over --window: avg, min, max, sum, count, last,
+    /// stddev, stdvar, quantile(φ), rate, increase, delta, irate, changes, resets
+    /// (`_over_time` suffixes accepted). The flags build a PromQL query (`--print-promql`
+    /// shows it), evaluated like a PromQL text.
     #[arg(long, short = 'f')]
     function: Option<String>,
+
+    /// Prints the PromQL query the flags build, and exits.
+    #[arg(long)]
+    print_promql: bool,
 
     /// Sliding window of the function, e.g. `5m`; without a function, how far back a step
     /// looks for the series' last point. Default: 5m.
@@ -305,6 +310,10 @@ pub(crate) async fn run(data_dir: &Path, args: QueryArgs) -> Result<ExitCode, Er
         return run_promql(data_dir, text, &args).await;
     }
     let query = build(&args)?;
+    if args.print_promql {
+        println!("{}", query.to_promql());
+        return Ok(ExitCode::SUCCESS);
+    }
     let db = crate::open_read_only(data_dir).await?;
     let result = db.range_query(&query).await;
     let mut result = crate::finish(db, result).await?;

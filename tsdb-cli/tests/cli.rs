@@ -133,11 +133,14 @@ fn influx_import_reports_bad_lines_and_keeps_the_good_ones_around_them() {
     );
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0["host"], "a");
+    // The line at 20 s was rejected; PromQL's window [10 s, 20 s] still holds the point of
+    // 10 s, so 20 s shows it.
     assert_eq!(
         got[0].1,
         vec![
             (1_700_000_000_000, 1.5),
             (1_700_000_010_000, 2.5),
+            (1_700_000_020_000, 2.5),
             (1_700_000_030_000, 5.5)
         ]
     );
@@ -303,10 +306,13 @@ fn csv_import_with_labels_then_query_stats_and_inspect() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // PromQL's windows include their left edge: at 00:02 the window [00:01, 00:02] holds the
+    // point of 00:01.
     assert_eq!(
         text(&out.stdout),
         "timestamp,value,__name__,site\n\
          1704067200000,1.25,temp,lab\n\
+         1704067320000,2.25,temp,lab\n\
          1704067440000,4.25,temp,lab\n"
     );
 
@@ -648,12 +654,18 @@ fn query_memory_limits_come_from_the_flags() {
             "the limit is 4",
         ],
     );
-    // Flag query: the values held for the answer.
+    // Flag query: the same engine, the same budget.
     let mut args = vec!["query", "--metric", "cpu_usage", "--max-samples", "4"];
     args.extend(RANGE);
     let out = cli(&data, &args);
     assert!(!out.status.success());
-    assert_says(&text(&out.stderr), &["values held", "the limit is 4"]);
+    assert_says(
+        &text(&out.stderr),
+        &[
+            "samples loaded into memory in query execution",
+            "the limit is 4",
+        ],
+    );
     // Series, both kinds.
     for mut args in [
         vec!["query", "cpu_usage", "--max-series", "2"],
@@ -804,5 +816,34 @@ fn read_commands_work_beside_a_live_writer_and_writers_are_refused() {
         !empty.exists(),
         "a read command created {}",
         empty.display()
+    );
+}
+
+#[test]
+fn flag_queries_are_promql() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = cli(
+        dir.path(),
+        &[
+            "query",
+            "--metric",
+            "cpu",
+            "--match",
+            "host=~web.*",
+            "-f",
+            "rate",
+            "-w",
+            "5m",
+            "--aggregate",
+            "sum",
+            "--by",
+            "region",
+            "--print-promql",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        r#"sum by (region) (rate({host=~"web.*", __name__="cpu"}[5m]))"#
     );
 }

@@ -46,7 +46,9 @@ fn all() -> Vec<LabelMatcher> {
 async fn typed_queries_stop_when_their_answer_holds_too_many_values() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = db_with_data(dir.path()).await;
-    // 4 series x 101 steps with a value each: 404 values.
+    // 4 series x 101 steps with a value each: 404 values. The engine holds, at once, the
+    // selector's values at every step (evaluated by the database), the result so far and
+    // the step being evaluated: 404 + 404 + 4 at the end.
     let q = RangeQuery::new(all(), 0, 1_500_000, 15_000);
     let err = db
         .range_query(
@@ -59,19 +61,19 @@ async fn typed_queries_stop_when_their_answer_holds_too_many_values() {
         matches!(
             &err,
             Error::LimitExceeded { what, limit: 300, requested }
-                if what.contains("values held") && *requested > 300
+                if what.contains("samples") && *requested > 300
         ),
         "{err}"
     );
     let ok = db
         .range_query(
             &q.clone()
-                .with_limits(QueryLimits::default().with_max_samples(404)),
+                .with_limits(QueryLimits::default().with_max_samples(812)),
         )
         .await
         .expect("404 values fit");
     assert_eq!(ok.series.iter().map(|s| s.values.len()).sum::<usize>(), 404);
-    // A streaming aggregation holds one slot per group and step: 2 groups x 101 steps.
+    // An aggregation's result holds one value per group and step: 4 groups x 101 steps.
     let by_host = q
         .clone()
         .with_aggregation(Aggregation::Sum, Grouping::By(vec!["host".into()]));
@@ -89,9 +91,9 @@ async fn typed_queries_stop_when_their_answer_holds_too_many_values() {
     );
     let summed = q.with_aggregation(Aggregation::Sum, Grouping::All);
     let ok = db
-        .range_query(&summed.with_limits(QueryLimits::default().with_max_samples(101)))
+        .range_query(&summed.with_limits(QueryLimits::default().with_max_samples(404 + 101 + 4)))
         .await
-        .expect("one group of 101 slots fits");
+        .expect("the selector's values and one group of 101 fit");
     assert_eq!(ok.series.len(), 1);
     db.close().await.expect("close");
 }

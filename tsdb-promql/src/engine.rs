@@ -2035,34 +2035,40 @@ fn vector_vector(
     Ok(out)
 }
 
-/// Shares one engine between tasks.
-#[async_trait::async_trait]
-impl<T: SeriesSource + ?Sized> SeriesSource for Arc<T> {
-    async fn select(
-        &self,
-        matchers: &[LabelMatcher],
-        range: TimeRange,
-    ) -> tsdb_core::Result<Vec<SeriesData>> {
-        (**self).select(matchers, range).await
-    }
+macro_rules! forward_source {
+    ($($doc:literal $wrapper:ty),*) => {$(
+        #[doc = $doc]
+        #[async_trait::async_trait]
+        impl<T: SeriesSource + ?Sized> SeriesSource for $wrapper {
+            async fn select(
+                &self,
+                matchers: &[LabelMatcher],
+                range: TimeRange,
+            ) -> tsdb_core::Result<Vec<SeriesData>> {
+                (**self).select(matchers, range).await
+            }
 
-    async fn select_bounded(
-        &self,
-        matchers: &[LabelMatcher],
-        range: TimeRange,
-        limits: SelectLimits,
-    ) -> tsdb_core::Result<Vec<SeriesData>> {
-        (**self).select_bounded(matchers, range, limits).await
-    }
+            async fn select_bounded(
+                &self,
+                matchers: &[LabelMatcher],
+                range: TimeRange,
+                limits: SelectLimits,
+            ) -> tsdb_core::Result<Vec<SeriesData>> {
+                (**self).select_bounded(matchers, range, limits).await
+            }
 
-    async fn select_rollup(
-        &self,
-        request: &crate::source::RollupRequest,
-        limits: SelectLimits,
-    ) -> tsdb_core::Result<Option<Vec<crate::source::RolledSeries>>> {
-        (**self).select_rollup(request, limits).await
-    }
+            async fn select_rollup(
+                &self,
+                request: &crate::source::RollupRequest,
+                limits: SelectLimits,
+            ) -> tsdb_core::Result<Option<Vec<crate::source::RolledSeries>>> {
+                (**self).select_rollup(request, limits).await
+            }
+        }
+    )*};
 }
+
+forward_source!("Shares one source between engines and tasks." Arc<T>, "A borrowed source: an engine for one query." &T);
 
 use crate::source::SeriesData;
 

@@ -1,15 +1,13 @@
-//! Aggregation across series, grouped by labels, one value per step.
+//! Aggregation across series, grouped by labels: PromQL's aggregation operators, which the
+//! query is written as.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use tsdb_core::{Error, Labels, METRIC_NAME_LABEL};
 
-use tsdb_promql::rollup::quantile;
-
-use super::functions::{nan_max, nan_min, parse_call, parse_param};
-use super::{ResultLabels, ResultSeries, StepValues};
+use super::ResultLabels;
+use super::functions::{number, parse_call, parse_param};
 
 /// An aggregation across series at each step, as PromQL's aggregation operators.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,13 +35,29 @@ pub enum Aggregation {
 }
 
 impl Aggregation {
-    /// True when the aggregation needs only running totals per group (it then never holds
-    /// the per-series values: results are streamed into the totals).
-    pub fn is_streaming(&self) -> bool {
-        !matches!(
-            self,
-            Aggregation::Quantile(_) | Aggregation::Topk(_) | Aggregation::Bottomk(_)
-        )
+    /// The PromQL aggregation of `expr` grouped by `grouping`.
+    pub fn promql(&self, grouping: &Grouping, expr: &str) -> String {
+        let (op, param) = match self {
+            Aggregation::Sum => ("sum", None),
+            Aggregation::Avg => ("avg", None),
+            Aggregation::Min => ("min", None),
+            Aggregation::Max => ("max", None),
+            Aggregation::Count => ("count", None),
+            Aggregation::Stddev => ("stddev", None),
+            Aggregation::Stdvar => ("stdvar", None),
+            Aggregation::Quantile(q) => ("quantile", Some(number(*q))),
+            Aggregation::Topk(k) => ("topk", Some(k.to_string())),
+            Aggregation::Bottomk(k) => ("bottomk", Some(k.to_string())),
+        };
+        let modifier = match grouping {
+            Grouping::All => String::new(),
+            Grouping::By(names) => format!(" by ({})", names.join(", ")),
+            Grouping::Without(names) => format!(" without ({})", names.join(", ")),
+        };
+        match param {
+            Some(p) => format!("{op}{modifier} ({p}, {expr})"),
+            None => format!("{op}{modifier} ({expr})"),
+        }
     }
 }
 
@@ -125,263 +139,4 @@ impl Grouping {
                 .collect(),
         }
     }
-}
-
-/// Running totals of one group, one slot per step.
-#[derive(Clone, Debug)]
-pub(crate) struct Totals {
-    count: Vec<u32>,
-    /// Sum for sum/avg; running mean for stddev/stdvar; min or max.
-    a: Vec<f64>,
-    /// Welford's M2 for stddev/stdvar.
-    m2: Vec<f64>,
-}
-
-impl Totals {
-    fn new(steps: usize, op: Aggregation) -> Self {
-        Totals {
-            count: vec![0; steps],
-            a: vec![0.0; steps],
-            m2: if matches!(op, Aggregation::Stddev | Aggregation::Stdvar) {
-                vec![0.0; steps]
-            } else {
-                Vec::new()
-            },
-        }
-    }
-
-    fn add(&mut self, op: Aggregation, step: usize, v: f64) {
-        let c = &mut self.count[step];
-        let a = &mut self.a[step];
-        *c += 1;
-        match op {
-            Aggregation::Sum | Aggregation::Avg => *a += v,
-            Aggregation::Min => *a = if *c == 1 { v } else { nan_min(*a, v) },
-            Aggregation::Max => *a = if *c == 1 { v } else { nan_max(*a, v) },
-            Aggregation::Stddev | Aggregation::Stdvar => {
-                let delta = v - *a;
-                *a += delta / f64::from(*c);
-                self.m2[step] += delta * (v - *a);
-            }
-            _ => {}
-        }
-    }
-
-    fn merge(&mut self, op: Aggregation, other: &Totals) {
-        for s in 0..self.count.len() {
-            let (cb, b) = (other.count[s], other.a[s]);
-            if cb == 0 {
-                continue;
-            }
-            let ca = self.count[s];
-            if ca == 0 {
-                self.count[s] = cb;
-                self.a[s] = b;
-                if !self.m2.is_empty() {
-                    self.m2[s] = other.m2[s];
-                }
-                continue;
-            }
-            let a = &mut self.a[s];
-            match op {
-                Aggregation::Sum | Aggregation::Avg => *a += b,
-                Aggregation::Min => *a = nan_min(*a, b),
-                Aggregation::Max => *a = nan_max(*a, b),
-                Aggregation::Stddev | Aggregation::Stdvar => {
-                    // Chan et al.'s parallel combination of mean and M2.
-                    let n = f64::from(ca + cb);
-                    let delta = b - *a;
-                    *a += delta * f64::from(cb) / n;
-                    self.m2[s] += other.m2[s] + delta * delta * f64::from(ca) * f64::from(cb) / n;
-                }
-                _ => {}
-            }
-            self.count[s] = ca + cb;
-        }
-    }
-
-    fn finish(&self, op: Aggregation, timestamps: &[i64], labels: ResultLabels) -> ResultSeries {
-        let mut out = ResultSeries {
-            labels,
-            timestamps: Vec::new(),
-            values: Vec::new(),
-        };
-        for (s, &c) in self.count.iter().enumerate() {
-            if c == 0 {
-                continue;
-            }
-            let a = self.a[s];
-            let v = match op {
-                Aggregation::Avg => a / f64::from(c),
-                Aggregation::Count => f64::from(c),
-                Aggregation::Stdvar => self.m2[s] / f64::from(c),
-                Aggregation::Stddev => (self.m2[s] / f64::from(c)).sqrt(),
-                _ => a,
-            };
-            out.timestamps.push(timestamps[s]);
-            out.values.push(v);
-        }
-        out
-    }
-}
-
-/// Accumulates per-series step values into groups: running totals for the streaming
-/// aggregations, the series themselves for quantile/topk/bottomk.
-#[derive(Clone, Debug)]
-pub(crate) struct Aggregator {
-    op: Aggregation,
-    steps: usize,
-    totals: BTreeMap<ResultLabels, Totals>,
-    held: BTreeMap<ResultLabels, Vec<(ResultLabels, StepValues)>>,
-}
-
-impl Aggregator {
-    pub(crate) fn new(op: Aggregation, steps: usize) -> Self {
-        Aggregator {
-            op,
-            steps,
-            totals: BTreeMap::new(),
-            held: BTreeMap::new(),
-        }
-    }
-
-    /// Adds one series' values; `series_labels` is only kept for topk/bottomk. Returns how
-    /// many values the aggregator holds more: a slot per step for a new group of a streaming
-    /// aggregation, the series' values otherwise.
-    pub(crate) fn add(
-        &mut self,
-        group: ResultLabels,
-        series_labels: impl FnOnce() -> ResultLabels,
-        values: StepValues,
-    ) -> u64 {
-        if values.steps.is_empty() {
-            return 0;
-        }
-        if self.op.is_streaming() {
-            let mut added = 0;
-            let totals = self.totals.entry(group).or_insert_with(|| {
-                added = self.steps as u64;
-                Totals::new(self.steps, self.op)
-            });
-            for (&s, &v) in values.steps.iter().zip(&values.values) {
-                totals.add(self.op, s as usize, v);
-            }
-            added
-        } else {
-            let keep = match self.op {
-                Aggregation::Topk(_) | Aggregation::Bottomk(_) => series_labels(),
-                _ => ResultLabels::new(),
-            };
-            let added = values.values.len() as u64;
-            self.held.entry(group).or_default().push((keep, values));
-            added
-        }
-    }
-
-    /// Combines the work of another aggregator of the same query.
-    pub(crate) fn merge(&mut self, other: Aggregator) {
-        for (group, totals) in other.totals {
-            match self.totals.get_mut(&group) {
-                Some(mine) => mine.merge(self.op, &totals),
-                None => {
-                    self.totals.insert(group, totals);
-                }
-            }
-        }
-        for (group, mut series) in other.held {
-            self.held.entry(group).or_default().append(&mut series);
-        }
-    }
-
-    /// The result series, ordered by labels.
-    pub(crate) fn finish(self, timestamps: &[i64]) -> Vec<ResultSeries> {
-        let op = self.op;
-        let mut out: Vec<ResultSeries> = self
-            .totals
-            .into_iter()
-            .map(|(labels, t)| t.finish(op, timestamps, labels))
-            .filter(|s| !s.timestamps.is_empty())
-            .collect();
-        for (group, series) in self.held {
-            match op {
-                Aggregation::Quantile(q) => {
-                    let mut dense: Vec<Vec<f64>> = vec![Vec::new(); self.steps];
-                    for (_, sv) in &series {
-                        for (&s, &v) in sv.steps.iter().zip(&sv.values) {
-                            dense[s as usize].push(v);
-                        }
-                    }
-                    let mut r = ResultSeries {
-                        labels: group,
-                        timestamps: Vec::new(),
-                        values: Vec::new(),
-                    };
-                    for (s, mut vs) in dense.into_iter().enumerate() {
-                        if !vs.is_empty() {
-                            r.timestamps.push(timestamps[s]);
-                            r.values.push(quantile(q, &mut vs));
-                        }
-                    }
-                    out.push(r);
-                }
-                Aggregation::Topk(k) | Aggregation::Bottomk(k) => {
-                    out.extend(select_k(
-                        &series,
-                        k,
-                        matches!(op, Aggregation::Topk(_)),
-                        self.steps,
-                        timestamps,
-                    ));
-                }
-                _ => {}
-            }
-        }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
-    }
-}
-
-/// topk/bottomk of one group: at each step the `k` series with the largest (smallest) values,
-/// NaN last; each chosen series keeps its labels and the values of the steps it was chosen at.
-fn select_k(
-    series: &[(ResultLabels, StepValues)],
-    k: usize,
-    top: bool,
-    steps: usize,
-    timestamps: &[i64],
-) -> Vec<ResultSeries> {
-    let mut at_step: Vec<Vec<(usize, f64)>> = vec![Vec::new(); steps];
-    for (i, (_, sv)) in series.iter().enumerate() {
-        for (&s, &v) in sv.steps.iter().zip(&sv.values) {
-            at_step[s as usize].push((i, v));
-        }
-    }
-    let mut chosen: Vec<ResultSeries> = series
-        .iter()
-        .map(|(labels, _)| ResultSeries {
-            labels: labels.clone(),
-            timestamps: Vec::new(),
-            values: Vec::new(),
-        })
-        .collect();
-    for (s, mut candidates) in at_step.into_iter().enumerate() {
-        candidates.sort_by(|a, b| {
-            let key = |v: f64| if v.is_nan() { None } else { Some(v) };
-            let (x, y) = (key(a.1), key(b.1));
-            let by_value = match (x, y) {
-                (Some(x), Some(y)) if top => y.total_cmp(&x),
-                (Some(x), Some(y)) => x.total_cmp(&y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            };
-            by_value.then_with(|| series[a.0].0.cmp(&series[b.0].0))
-        });
-        for &(i, v) in candidates.iter().take(k) {
-            chosen[i].timestamps.push(timestamps[s]);
-            chosen[i].values.push(v);
-        }
-    }
-    chosen.retain(|r| !r.timestamps.is_empty());
-    chosen
 }

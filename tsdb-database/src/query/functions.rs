@@ -1,13 +1,13 @@
-//! Range functions: one value from the points of a series inside a window, as Prometheus
-//! defines them (`avg_over_time`, `rate`, ...).
+//! Range functions of the typed query API: names of PromQL's range functions, which the
+//! query is written as (the evaluation is PromQL's, in `tsdb-promql`).
 
 use std::fmt;
 use std::str::FromStr;
 
 use tsdb_core::Error;
-use tsdb_promql::rollup::{WindowSamples, extrapolated, quantile, variance};
 
-/// A function of the points of one series inside a sliding window `(t - window, t]`.
+/// A function of the points of one series inside a sliding window `[t - window, t]`: one of
+/// PromQL's range functions (see [`RangeFunction::promql`]).
 ///
 /// The names are those of PromQL without the `_over_time` suffix. Counter functions
 /// (`rate`, `increase`, `irate`, `resets`) treat a drop in value as a counter reset, as
@@ -24,8 +24,6 @@ pub enum RangeFunction {
     Sum,
     /// Number of points (`count_over_time`).
     Count,
-    /// Value of the oldest point in the window.
-    First,
     /// Value of the newest point in the window (`last_over_time`).
     Last,
     /// Population standard deviation (`stddev_over_time`).
@@ -57,7 +55,6 @@ impl RangeFunction {
         "max",
         "sum",
         "count",
-        "first",
         "last",
         "stddev",
         "stdvar",
@@ -70,50 +67,40 @@ impl RangeFunction {
         "quantile(φ)",
     ];
 
-    /// Applies the function to the points of one window ending at `t` (ms) of width
-    /// `window` (ms). `ts` and `vs` hold the points in `(t - window, t]`, ascending; `None`
-    /// when the function has no value (empty window, or fewer points than it needs).
-    pub fn apply(&self, ts: &[i64], vs: &[f64], t: i64, window: i64) -> Option<f64> {
-        if vs.is_empty() {
-            return None;
+    /// The PromQL call of this function over `matrix` (a range selector, `sel[5m]`).
+    pub fn promql(&self, matrix: &str) -> String {
+        match self {
+            RangeFunction::Avg => format!("avg_over_time({matrix})"),
+            RangeFunction::Min => format!("min_over_time({matrix})"),
+            RangeFunction::Max => format!("max_over_time({matrix})"),
+            RangeFunction::Sum => format!("sum_over_time({matrix})"),
+            RangeFunction::Count => format!("count_over_time({matrix})"),
+            RangeFunction::Last => format!("last_over_time({matrix})"),
+            RangeFunction::Stddev => format!("stddev_over_time({matrix})"),
+            RangeFunction::Stdvar => format!("stdvar_over_time({matrix})"),
+            RangeFunction::Quantile(q) => format!("quantile_over_time({}, {matrix})", number(*q)),
+            RangeFunction::Rate => format!("rate({matrix})"),
+            RangeFunction::Increase => format!("increase({matrix})"),
+            RangeFunction::Delta => format!("delta({matrix})"),
+            RangeFunction::Irate => format!("irate({matrix})"),
+            RangeFunction::Changes => format!("changes({matrix})"),
+            RangeFunction::Resets => format!("resets({matrix})"),
         }
-        let n = vs.len() as f64;
-        Some(match *self {
-            RangeFunction::Avg => vs.iter().sum::<f64>() / n,
-            RangeFunction::Min => vs.iter().copied().fold(f64::NAN, nan_min),
-            RangeFunction::Max => vs.iter().copied().fold(f64::NAN, nan_max),
-            RangeFunction::Sum => vs.iter().sum(),
-            RangeFunction::Count => n,
-            RangeFunction::First => vs[0],
-            RangeFunction::Last => vs[vs.len() - 1],
-            RangeFunction::Stddev => variance(vs.iter().copied()).sqrt(),
-            RangeFunction::Stdvar => variance(vs.iter().copied()),
-            RangeFunction::Quantile(q) => {
-                let mut sorted = vs.to_vec();
-                quantile(q, &mut sorted)
-            }
-            RangeFunction::Rate => change_over(ts, vs, t, window, true, true)?,
-            RangeFunction::Increase => change_over(ts, vs, t, window, true, false)?,
-            RangeFunction::Delta => change_over(ts, vs, t, window, false, false)?,
-            RangeFunction::Irate => {
-                let k = vs.len();
-                if k < 2 {
-                    return None;
-                }
-                let (prev, last) = (vs[k - 2], vs[k - 1]);
-                let dt = (ts[k - 1] - ts[k - 2]) as f64 / 1000.0;
-                if dt == 0.0 {
-                    return None;
-                }
-                let inc = if last < prev { last } else { last - prev };
-                inc / dt
-            }
-            RangeFunction::Changes => vs
-                .windows(2)
-                .filter(|w| w[0] != w[1] && !(w[0].is_nan() && w[1].is_nan()))
-                .count() as f64,
-            RangeFunction::Resets => vs.windows(2).filter(|w| w[1] < w[0]).count() as f64,
-        })
+    }
+}
+
+/// A number as PromQL reads it back exactly (`NaN`, `Inf`, `-Inf` included).
+pub(crate) fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_owned()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "Inf".to_owned()
+        } else {
+            "-Inf".to_owned()
+        }
+    } else {
+        format!("{v:?}")
     }
 }
 
@@ -125,7 +112,6 @@ impl fmt::Display for RangeFunction {
             RangeFunction::Max => "max",
             RangeFunction::Sum => "sum",
             RangeFunction::Count => "count",
-            RangeFunction::First => "first",
             RangeFunction::Last => "last",
             RangeFunction::Stddev => "stddev",
             RangeFunction::Stdvar => "stdvar",
@@ -157,7 +143,6 @@ impl FromStr for RangeFunction {
             "max" => RangeFunction::Max,
             "sum" => RangeFunction::Sum,
             "count" => RangeFunction::Count,
-            "first" => RangeFunction::First,
             "last" => RangeFunction::Last,
             "stddev" => RangeFunction::Stddev,
             "stdvar" => RangeFunction::Stdvar,
@@ -189,30 +174,6 @@ pub(crate) fn parse_param<T: FromStr>(call: &str, arg: &str) -> Result<T, Error>
         .map_err(|_| Error::invalid_input(format_args!("bad parameter {arg:?} in {call:?}")))
 }
 
-/// `min` that ignores NaN unless both are NaN (Prometheus' `min_over_time`).
-pub(crate) fn nan_min(acc: f64, v: f64) -> f64 {
-    if acc.is_nan() || v < acc { v } else { acc }
-}
-
-/// `max` that ignores NaN unless both are NaN.
-pub(crate) fn nan_max(acc: f64, v: f64) -> f64 {
-    if acc.is_nan() || v > acc { v } else { acc }
-}
-
-/// `rate`, `increase` and `delta` of the window `(t - window, t]` holding the samples
-/// `ts`/`vs`, with Prometheus' extrapolation ([`tsdb_promql::rollup::extrapolated`]).
-fn change_over(
-    ts: &[i64],
-    vs: &[f64],
-    t: i64,
-    window: i64,
-    counter: bool,
-    per_second: bool,
-) -> Option<f64> {
-    let samples = WindowSamples::new(*ts.first()?, *ts.last()?, vs.iter().copied(), counter)?;
-    extrapolated(samples, (t - window, t), counter, per_second)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,33 +197,18 @@ mod tests {
     }
 
     #[test]
-    fn rate_of_a_steady_counter_is_its_slope_despite_a_reset() {
-        // Every 10 s: 10, 20, 30, 40, then a reset to 0 at 50 s, then 10 .. 50.
-        let ts: Vec<i64> = (1..=10).map(|i| i * 10_000).collect();
-        let vs: Vec<f64> = (1..=10)
-            .map(|i| {
-                if i < 5 {
-                    i as f64 * 10.0
-                } else {
-                    (i - 5) as f64 * 10.0
-                }
-            })
-            .collect();
-        // Increase over the samples: 30 before the reset + 50 after = 80 in 90 s, extrapolated
-        // by 10 s to the window start (within 1.1 average intervals, and before the counter's
-        // zero point at 90 s * 10 / 80 = 11.25 s): 80 * 100 / 90 over the 100 s window.
-        let rate = RangeFunction::Rate
-            .apply(&ts, &vs, 100_000, 100_000)
-            .expect("two points or more");
-        let expected = 80.0 * 100.0 / 90.0 / 100.0;
-        assert!((rate - expected).abs() < 1e-12, "{rate} != {expected}");
-        assert_eq!(
-            RangeFunction::Resets.apply(&ts, &vs, 100_000, 100_000),
-            Some(1.0)
-        );
-        assert_eq!(
-            RangeFunction::Irate.apply(&ts, &vs, 100_000, 100_000),
-            Some(1.0)
-        );
+    fn promql_calls_read_back_as_written() {
+        for f in [
+            RangeFunction::Rate,
+            RangeFunction::Quantile(0.25),
+            RangeFunction::Quantile(f64::NAN),
+        ] {
+            let text = f.promql("m[5m]");
+            assert!(
+                tsdb_promql::parse(&text, &tsdb_promql::EngineOptions::default()).is_ok(),
+                "{text}"
+            );
+        }
+        assert_eq!(RangeFunction::Avg.promql("m[5m]"), "avg_over_time(m[5m])");
     }
 }

@@ -1,25 +1,13 @@
-//! The query engine: select series by label matchers, apply a range function over a sliding
-//! window at each step of a grid, and aggregate across series grouped by labels.
+//! The typed query API: select series by label matchers, apply a range function over a
+//! sliding window at each step of a grid, and aggregate across series grouped by labels.
 //!
-//! A [`RangeQuery`] is evaluated by [`crate::TimeSeriesDB::range_query`]:
-//!
-//! 1. the index finds the series matching [`RangeQuery::matchers`];
-//! 2. for each series the index lists the chunks overlapping `[start - window, end]`
-//!    (pruning by time before anything is read), and the head buffers give the points not yet
-//!    in chunks; the query is refused when the series or points exceed [`QueryLimits`]
-//!    (before anything is decoded);
-//! 3. series are read and evaluated in parallel (one task per slice of series, all cores):
-//!    only overlapping chunks are decoded, in bulk into columns;
-//! 4. at each step `t` of the grid `start, start + step, ... <= end`, the [`RangeFunction`]
-//!    gets the points in `(t - window, t]`; without a function, the series' value at `t` is
-//!    its last point in `(t - window, t]` (the lookback of an instant selector);
-//! 5. an [`Aggregation`] combines the series of each group; sum, avg, min, max, count, stddev
-//!    and stdvar keep running totals only (per-series results are never materialized);
-//! 6. the values the query holds for its answer (result values, or an aggregation's slots
-//!    per group and step) are counted as they are made: over [`QueryLimits::max_samples`]
-//!    the query stops with [`Error::LimitExceeded`].
-//!
-//! Semantics follow PromQL (left-open windows as in Prometheus 3 and VictoriaMetrics).
+//! A [`RangeQuery`] is a builder of PromQL ([`RangeQuery::to_promql`]):
+//! [`crate::TimeSeriesDB::range_query`] evaluates it with the `tsdb-promql` engine, the one
+//! evaluator of the database, so it has Prometheus 2.42's semantics exactly: a window at step
+//! `t` holds the points in `[t - window, t]`; without a function, a series' value at `t` is
+//! its last point in `[t - window, t]` (the lookback of an instant selector). Before anything
+//! is read, the index counts the series and the points of the chunks overlapping the range,
+//! and the query is refused when they exceed [`QueryLimits`].
 //!
 //! ```
 //! use tsdb_database::query::{Aggregation, Grouping, RangeFunction, RangeQuery};
@@ -29,6 +17,10 @@
 //!     .with_function(RangeFunction::Avg, 300_000)
 //!     .with_aggregation(Aggregation::Sum, Grouping::By(vec!["region".into()]));
 //! assert_eq!(q.step_timestamps()?.len(), 61);
+//! assert_eq!(
+//!     q.to_promql(),
+//!     r#"sum by (region) (avg_over_time({__name__="cpu"}[5m]))"#
+//! );
 //! # Ok::<(), tsdb_core::Error>(())
 //! ```
 
@@ -38,12 +30,11 @@ mod functions;
 
 use std::collections::BTreeMap;
 
-use tsdb_core::{Error, LabelMatcher, Labels, METRIC_NAME_LABEL, Result, TimeRange};
+use tsdb_core::{Error, LabelMatcher, MatchOp, Result, TimeRange};
 
 pub use aggregate::{Aggregation, Grouping};
 pub use functions::RangeFunction;
 
-pub(crate) use aggregate::Aggregator;
 pub(crate) use exec::{POINTS_READ, SERIES_SELECTED};
 
 /// Default window of a selection without a function: Prometheus' lookback delta, 5 minutes.
@@ -65,10 +56,8 @@ pub struct QueryLimits {
     pub max_points: u64,
     /// Most steps of the evaluation grid. Default: 1,000,000.
     pub max_steps: usize,
-    /// Most values the query may hold for its answer at once: the values of the result
-    /// series without aggregation; with one, a slot per group and step (sum, avg, ...) or
-    /// every series' values (quantile, topk, bottomk). Default: 50,000,000, as PromQL's
-    /// `max_samples`.
+    /// Most samples the evaluation may hold at once (PromQL's `max_samples`). Default:
+    /// 50,000,000.
     pub max_samples: u64,
 }
 
@@ -122,7 +111,7 @@ pub struct RangeQuery {
     pub step: i64,
     /// The range function applied per series, if any.
     pub function: Option<RangeFunction>,
-    /// Width (ms, > 0) of the window `(t - window, t]` seen at step `t`: the function's range,
+    /// Width (ms, > 0) of the window `[t - window, t]` seen at step `t`: the function's range,
     /// or the lookback of a plain selection. Default: [`DEFAULT_LOOKBACK_MS`].
     pub window: i64,
     /// Aggregation across series and its grouping, if any.
@@ -225,66 +214,90 @@ impl RangeQuery {
         Ok((0..n as i64).map(|k| self.start + k * self.step).collect())
     }
 
-    /// The span of points the query reads: `(start - window, end]`, inclusive form.
+    /// The span of points the query reads: `[start - window, end]`.
     pub fn read_range(&self) -> TimeRange {
         TimeRange {
-            start: self.start.saturating_sub(self.window).saturating_add(1),
+            start: self.start.saturating_sub(self.window),
             end: self.end,
         }
     }
 
-    /// Labels of the result of one series without aggregation.
-    pub(crate) fn output_labels(&self, labels: &Labels) -> ResultLabels {
-        labels
-            .iter()
-            .filter(|l| self.function.is_none() || l.name != METRIC_NAME_LABEL)
-            .map(|l| (l.name.clone(), l.value.clone()))
-            .collect()
-    }
-
-    /// Evaluates one series' points (ascending, unique, covering [`Self::read_range`]) at
-    /// every step.
-    pub(crate) fn evaluate(&self, steps: &[i64], ts: &[i64], vs: &[f64]) -> StepValues {
-        let mut out = StepValues::default();
-        let (mut lo, mut hi) = (0usize, 0usize);
-        for (k, &t) in steps.iter().enumerate() {
-            let from = t.saturating_sub(self.window);
-            // `ts` is strictly ascending: search onwards from where the last step stopped.
-            hi += gallop(&ts[hi..], |x| x <= t);
-            lo += gallop(&ts[lo..hi], |x| x <= from);
-            if lo >= hi {
-                continue;
-            }
-            let v = match self.function {
-                None => Some(vs[hi - 1]),
-                Some(f) => f.apply(&ts[lo..hi], &vs[lo..hi], t, self.window),
-            };
-            if let Some(v) = v {
-                out.steps.push(k as u32);
-                out.values.push(v);
-            }
+    /// The query as PromQL text: the selector of the matchers (`{name="value", ...}`), the
+    /// function over `selector[<window>ms]` (or, without one, the selector itself, or
+    /// `last_over_time` over the window when it is not the 5-minute lookback), then the
+    /// aggregation.
+    pub fn to_promql(&self) -> String {
+        let selector = selector(&self.matchers);
+        let window = duration(self.window);
+        let inner = match self.function {
+            Some(f) => f.promql(&format!("{selector}[{window}]")),
+            None if self.window == DEFAULT_LOOKBACK_MS => selector,
+            None => format!("last_over_time({selector}[{window}])"),
+        };
+        match &self.aggregation {
+            Some((op, grouping)) => op.promql(grouping, &inner),
+            None => inner,
         }
-        out
     }
 }
 
-/// The number of leading elements of `sorted` for which `below` holds (it must hold for a
-/// prefix): an exponential search, so the cost grows with the answer, not with the slice.
-fn gallop(sorted: &[i64], below: impl Fn(i64) -> bool) -> usize {
-    let mut end = 1;
-    while end <= sorted.len() && below(sorted[end - 1]) {
-        end *= 2;
+/// A PromQL duration of `ms` milliseconds in whole units (`1d2h3m4s5ms`), which the parser
+/// reads back exactly whatever the size.
+fn duration(ms: i64) -> String {
+    let mut left = ms.max(1);
+    let mut out = String::new();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        let n = left / size;
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+            left -= n * size;
+        }
     }
-    let start = end / 2;
-    let end = end.min(sorted.len());
-    start + sorted[start..end].partition_point(|&x| below(x))
+    out
 }
 
-/// One series evaluated on the step grid: the steps that have a value, and the values.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct StepValues {
-    pub(crate) steps: Vec<u32>,
-    pub(crate) values: Vec<f64>,
+/// The PromQL selector of `matchers`; no matcher selects every series (`{__name__=~".+"}`).
+fn selector(matchers: &[LabelMatcher]) -> String {
+    if matchers.is_empty() {
+        return r#"{__name__=~".+"}"#.to_owned();
+    }
+    let parts: Vec<String> = matchers
+        .iter()
+        .map(|m| {
+            let op = match m.op() {
+                MatchOp::Equal => "=",
+                MatchOp::NotEqual => "!=",
+                MatchOp::RegexMatch => "=~",
+                MatchOp::RegexNoMatch => "!~",
+            };
+            format!("{}{op}{}", m.name(), quote(m.value()))
+        })
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+/// A PromQL string literal.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// One series of a query result.
@@ -303,13 +316,11 @@ pub struct ResultSeries {
 pub struct QueryStats {
     /// Series selected by the matchers.
     pub series: u64,
-    /// Stored chunks decoded (only chunks overlapping the range are).
+    /// Stored chunks overlapping the range (what the evaluation reads at most).
     pub chunks_read: u64,
-    /// Points read from chunks and head buffers, after merging.
+    /// Points of those chunks and of the head buffers, counted from chunk headers before
+    /// anything was read (an upper bound of the points decoded).
     pub points_read: u64,
-    /// Points counted from chunk headers without decoding (`count` over windows that hold
-    /// whole chunks).
-    pub points_counted: u64,
 }
 
 /// The answer to a [`RangeQuery`].
@@ -325,17 +336,45 @@ pub struct QueryResult {
 
 #[cfg(test)]
 mod tests {
-    use super::gallop;
+    use super::*;
 
     #[test]
-    fn gallop_counts_the_prefix_like_a_linear_scan() {
-        let sorted: Vec<i64> = (0..100).map(|i| i * 3).collect();
-        for len in 0..=sorted.len() {
-            let s = &sorted[..len];
-            for bound in -2..305 {
-                let linear = s.iter().take_while(|&&x| x <= bound).count();
-                assert_eq!(gallop(s, |x| x <= bound), linear, "len {len} bound {bound}");
-            }
+    fn queries_become_promql_that_parses() {
+        let m = vec![
+            LabelMatcher::metric("http_requests_total"),
+            LabelMatcher::new("path", MatchOp::RegexMatch, r#"/a"b\.c.*"#).expect("matcher"),
+            LabelMatcher::new("code", MatchOp::NotEqual, "500").expect("matcher"),
+        ];
+        let q = RangeQuery::new(m, 0, 60_000, 15_000)
+            .with_function(RangeFunction::Quantile(0.99), 120_000)
+            .with_aggregation(Aggregation::Topk(3), Grouping::Without(vec!["host".into()]));
+        let text = q.to_promql();
+        assert_eq!(
+            text,
+            r#"topk without (host) (3, quantile_over_time(0.99, {__name__="http_requests_total", path=~"/a\"b\\.c.*", code!="500"}[2m]))"#
+        );
+        let parsed = tsdb_promql::parse(&text, &tsdb_promql::EngineOptions::default());
+        assert!(parsed.is_ok(), "{text}: {parsed:?}");
+        let plain = RangeQuery::new(vec![], 0, 0, 1);
+        assert_eq!(plain.to_promql(), r#"{__name__=~".+"}"#);
+        assert_eq!(
+            plain.with_window(60_000).to_promql(),
+            r#"last_over_time({__name__=~".+"}[1m])"#
+        );
+        // Long and odd windows read back exactly.
+        for ms in [1, 999, 86_400_000 * 400 + 1, 31_536_000_123] {
+            let text = RangeQuery::new(vec![LabelMatcher::metric("m")], 0, 0, 1)
+                .with_function(RangeFunction::Count, ms)
+                .to_promql();
+            let q = tsdb_promql::parse(&text, &tsdb_promql::EngineOptions::default())
+                .unwrap_or_else(|e| panic!("{text}: {e}"));
+            let promql_parser::parser::Expr::Call(c) = q.expr() else {
+                panic!("{text}: not a call")
+            };
+            let promql_parser::parser::Expr::MatrixSelector(m) = c.args.args[0].as_ref() else {
+                panic!("{text}: not a matrix")
+            };
+            assert_eq!(m.range.as_millis() as i64, ms, "{text}");
         }
     }
 }
