@@ -18,6 +18,16 @@ pub struct GorillaCompressor {
     _private: (),
 }
 
+/// `n` as a block's point count, which a `u32` holds.
+fn block_point_count(n: usize) -> Result<u32> {
+    u32::try_from(n).map_err(|_| {
+        Error::invalid_input(format_args!(
+            "a block holds at most {} points, got {n}",
+            u32::MAX
+        ))
+    })
+}
+
 /// A decoder of `block`, once its codec and point count are checked against the block.
 fn block_decoder(block: &CompressedBlock) -> Result<Decoder<'_>> {
     if block.codec != CodecId::GORILLA {
@@ -59,13 +69,7 @@ impl GorillaCompressor {
                 data: Bytes::from(Encoder::new().finish()),
             });
         };
-        let point_count = u32::try_from(points.len()).map_err(|_| {
-            Error::invalid_input(format_args!(
-                "a block holds at most {} points, got {}",
-                u32::MAX,
-                points.len()
-            ))
-        })?;
+        let point_count = block_point_count(points.len())?;
         let series = first.series_id;
         // Encode while noting (branch-free) whether any point belongs to another series; the
         // rare mixed batch is then reported with the first such point.
@@ -155,13 +159,7 @@ impl Compressor for GorillaCompressor {
         timestamps: &[i64],
         values: &[f64],
     ) -> Result<CompressedBlock> {
-        let point_count = u32::try_from(timestamps.len()).map_err(|_| {
-            Error::invalid_input(format_args!(
-                "a block holds at most {} points, got {}",
-                u32::MAX,
-                timestamps.len()
-            ))
-        })?;
+        let point_count = block_point_count(timestamps.len())?;
         let data = crate::encode_columns(timestamps, values)?;
         if timestamps.is_empty() {
             return self.compress_sync(&[]);
