@@ -70,6 +70,21 @@ pub fn random(n: usize, seed: u64) -> Vec<(i64, f64)> {
         .collect()
 }
 
+/// A gauge with two decimals (prices, percentages, temperatures): a random walk in cents, by
+/// a step uniform in `-1.00..=1.00`, on an exact 10 s grid. Decimal values have no short
+/// binary form, so Gorilla's XOR windows change at random: the hard case for its decoder
+/// (the data of the query comparison with VictoriaMetrics).
+pub fn cents(n: usize, seed: u64) -> Vec<(i64, f64)> {
+    let mut rng = SplitMix64(seed);
+    let mut cents = 5_000i64;
+    (0..n)
+        .map(|i| {
+            cents = (cents + rng.below(201) as i64 - 100).max(0);
+            (START_MS + 10_000 * i as i64, cents as f64 / 100.0)
+        })
+        .collect()
+}
+
 /// A constant `42.0` on an exact 10 s grid: the best case.
 pub fn constant(n: usize) -> Vec<(i64, f64)> {
     (0..n)
@@ -101,12 +116,13 @@ pub fn mixed(n: usize, seed: u64) -> Vec<(i64, f64)> {
 }
 
 /// Every synthetic series with `n` points, as datasets of group `"synthetic"` named
-/// `prom-gauge`, `counter`, `random`, `constant` and `mixed`.
+/// `prom-gauge`, `counter`, `random`, `cents`, `constant` and `mixed`.
 pub fn all(n: usize, seed: u64) -> Vec<Dataset> {
     [
         ("prom-gauge", prom_gauge(n, seed)),
         ("counter", counter(n, seed)),
         ("random", random(n, seed)),
+        ("cents", cents(n, seed)),
         ("constant", constant(n)),
         ("mixed", mixed(n, seed)),
     ]
