@@ -21,7 +21,8 @@
 //!
 //! Environment: `QUERY_BENCH_JSON_ONLY=1` skips criterion; `QUERY_BENCH_VM_IMPORT=<path>`
 //! also writes the dataset as VictoriaMetrics' JSON-lines import format;
-//! `QUERY_BENCH_OUT=<path>` writes the JSON document there too.
+//! `QUERY_BENCH_OUT=<path>` writes the JSON document there too; `QUERY_BENCH_ONLY=Q3` times
+//! that query alone, `QUERY_BENCH_RUNS=N` runs each query N times (both for a profile).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -310,7 +311,12 @@ fn main() {
     let mut parts = Vec::new();
     // `QUERY_BENCH_ONLY=Q3` times one query alone (for a profile).
     let only = std::env::var("QUERY_BENCH_ONLY").ok();
+    // `QUERY_BENCH_RUNS=200` runs each query that many times (for a profile).
+    let runs_override: Option<usize> = std::env::var("QUERY_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok());
     for (name, make, runs) in queries {
+        let runs = runs_override.unwrap_or(runs);
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }

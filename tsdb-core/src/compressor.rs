@@ -93,6 +93,16 @@ pub trait Compressor: Send + Sync + Debug + 'static {
     fn writes_gorilla_format(&self) -> bool {
         false
     }
+
+    /// Whether a value of `block` may be NaN (a staleness marker is one), told from the
+    /// block's header without decoding it. For a block without NaN, a reader that only counts
+    /// points in a window the block lies inside (PromQL's `count_over_time`) takes the count
+    /// from the header. The default, `true`, is always correct; a codec that records the fact
+    /// in its blocks overrides it, and must never answer `false` for a block holding a NaN.
+    fn may_hold_nan(&self, block: &CompressedBlock) -> bool {
+        let _ = block;
+        true
+    }
 }
 
 /// A compressor behind a pointer: `Arc<DynCompressor>`.
@@ -133,6 +143,9 @@ macro_rules! forward_compressor {
             }
             fn writes_gorilla_format(&self) -> bool {
                 (**self).writes_gorilla_format()
+            }
+            fn may_hold_nan(&self, block: &CompressedBlock) -> bool {
+                (**self).may_hold_nan(block)
             }
         }
     )*};

@@ -87,6 +87,11 @@ pub struct DbStats {
     pub damaged: u64,
     /// Consecutive failed attempts to store or index a chunk (0 when storing works).
     pub flush_failures: u64,
+    /// Stored chunks decoded by reads since open.
+    pub chunks_decoded: u64,
+    /// Stored chunks whose header answered a read since open, without decoding
+    /// (`count_over_time` over a chunk without NaN values).
+    pub chunks_answered_by_header: u64,
 }
 
 /// The database: writes go to the WAL and the head buffers; background tasks seal heads into
@@ -133,6 +138,8 @@ pub(crate) struct Inner {
     newest_timestamp: AtomicI64,
     points_written: AtomicU64,
     chunks_written: AtomicU64,
+    pub(crate) chunks_decoded: AtomicU64,
+    pub(crate) chunks_answered_by_header: AtomicU64,
     points_replayed: AtomicU64,
     /// The last error of storing or indexing a chunk, and how many attempts failed in a row
     /// (reset by a success): what `flush` and `close` report when they give up.
@@ -231,6 +238,8 @@ impl TimeSeriesDB {
             newest_timestamp: AtomicI64::new(i64::MIN),
             points_written: AtomicU64::new(0),
             chunks_written: AtomicU64::new(0),
+            chunks_decoded: AtomicU64::new(0),
+            chunks_answered_by_header: AtomicU64::new(0),
             points_replayed: AtomicU64::new(0),
             flush_failure: Mutex::new(None),
             flush_progress: AtomicU64::new(0),
@@ -346,6 +355,8 @@ impl TimeSeriesDB {
             wal_bytes: i.wal.size_on_disk(),
             wal_bytes_written: i.wal.stats().bytes_written,
             damaged: i.damage.all().len() as u64,
+            chunks_decoded: i.chunks_decoded.load(Ordering::Relaxed),
+            chunks_answered_by_header: i.chunks_answered_by_header.load(Ordering::Relaxed),
             flush_failures: i
                 .flush_failure
                 .lock()

@@ -172,3 +172,111 @@ async fn rollups_evaluated_by_the_database_match_the_engine_on_awkward_data() {
     }
     db.close().await.expect("close");
 }
+
+/// `count_over_time` takes the count of a chunk that a window holds whole from the chunk's
+/// header, unless the chunk may hold a NaN (a staleness marker is one, and is not counted):
+/// every answer equals the engine's own count over the same samples, and only chunks with a
+/// NaN, or cut by a window's edge, are decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_over_time_is_answered_from_chunk_headers_and_staleness_still_counts() {
+    use gorilla_tsdb::promql::STALE_NAN_BITS;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Arc::new(
+        TimeSeriesDBBuilder::new()
+            .with_config(DatabaseConfig {
+                data_dir: dir.path().to_path_buf(),
+                chunk_max_points: 100,
+                wal_durability: WalDurability::Never,
+                ..Default::default()
+            })
+            .build()
+            .await
+            .expect("database opens"),
+    );
+    let memory = MemorySource::new();
+    let (series, points, with_nan) = (20usize, 1_000i64, 5usize);
+    for s in 0..series {
+        let labels = Labels::new("m", [("host", format!("h{s}"))]).expect("labels");
+        let batch: Vec<(i64, f64)> = (0..points)
+            .map(|i| {
+                let v = match (s < with_nan, i) {
+                    (true, 500) => f64::from_bits(STALE_NAN_BITS),
+                    (true, 777) => f64::NAN,
+                    _ => (i % 17) as f64 + s as f64 / 8.0,
+                };
+                (i * 10_000, v)
+            })
+            .collect();
+        db.insert_series(&labels, &batch).await.expect("insert");
+        memory.add(labels, &batch).expect("memory add");
+    }
+    db.flush().await.expect("flush");
+    let on_db = Engine::new(db.clone(), EngineOptions::default());
+    let on_memory = Engine::new(memory, EngineOptions::default());
+
+    // Everything in one window: each chunk without NaN is counted from its header.
+    let before = db.stats();
+    let end = points * 10_000;
+    let query = "sum(count_over_time(m[30h]))";
+    let a = on_db
+        .instant_query(query, end)
+        .await
+        .expect("on the database");
+    let b = on_memory
+        .instant_query(query, end)
+        .await
+        .expect("on memory");
+    assert_eq!(a.to_string(), b.to_string(), "{query}");
+    // 1,000 points a series, the staleness marker of 5 series not counted.
+    assert!(a.to_string().contains("19995"), "{a}");
+    let after = db.stats();
+    let decoded = after.chunks_decoded - before.chunks_decoded;
+    let by_header = after.chunks_answered_by_header - before.chunks_answered_by_header;
+    assert!(
+        (with_nan as u64..=2 * with_nan as u64).contains(&decoded),
+        "only the chunks holding a NaN are decoded: {decoded}"
+    );
+    assert_eq!(
+        decoded + by_header,
+        after.chunks_written,
+        "every chunk read once"
+    );
+
+    // Windows that cut chunks, at instants and over ranges: still the engine's answers.
+    for query in [
+        "count_over_time(m[30h])",
+        "count_over_time(m[17m])",
+        "count_over_time(m[2h] offset 20m)",
+        "sum(count_over_time(m[45m]))",
+        "count_over_time(m{host=\"h1\"}[1000s])",
+    ] {
+        for t in [
+            0,
+            123_000,
+            1_000_000,
+            5_000_000,
+            7_770_000,
+            end,
+            end + 3_600_000,
+        ] {
+            let a = on_db
+                .instant_query(query, t)
+                .await
+                .expect("on the database");
+            let b = on_memory.instant_query(query, t).await.expect("on memory");
+            assert_eq!(a.to_string(), b.to_string(), "{query} at {t}");
+        }
+        for (start, stop, step) in [(0, end, 1_000_000), (-600_000, end + 600_000, 777_000)] {
+            let a = on_db
+                .range_query(query, start, stop, step)
+                .await
+                .expect("range on the database");
+            let b = on_memory
+                .range_query(query, start, stop, step)
+                .await
+                .expect("range on memory");
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{query} over a range");
+        }
+    }
+    db.close().await.expect("close");
+}

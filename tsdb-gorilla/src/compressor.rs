@@ -191,6 +191,13 @@ impl Compressor for GorillaCompressor {
     fn writes_gorilla_format(&self) -> bool {
         true
     }
+
+    /// From the header's flags (version 2); a block that is not this codec's, or of version
+    /// 1, may.
+    fn may_hold_nan(&self, block: &CompressedBlock) -> bool {
+        block.codec != CodecId::GORILLA
+            || Decoder::new(&block.data).map_or(true, |d| d.may_hold_nan())
+    }
 }
 
 impl GorillaCompressor {

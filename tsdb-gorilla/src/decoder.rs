@@ -5,7 +5,8 @@ use tsdb_core::{Error, Result};
 use crate::bits::{peek128_at, read_at};
 use crate::encoder::{State, Window};
 use crate::format::{
-    DOD_WIDTHS, FIRST_POINT_BITS, FORMAT_VERSION, MAX_HEADER_LEN, MIN_POINT_BITS, SOURCE,
+    DOD_WIDTHS, FIRST_POINT_BITS, FLAG_NAN_VALUES, FORMAT_VERSION, FORMAT_VERSION_1,
+    MIN_POINT_BITS, SOURCE,
 };
 
 /// Decodes a block written by [`crate::Encoder`].
@@ -25,6 +26,7 @@ pub struct Decoder<'a> {
     pos: usize,
     body_start: usize,
     count: u64,
+    may_hold_nan: bool,
     decoded: u64,
     state: State,
     done: bool,
@@ -61,24 +63,55 @@ fn overrun(start: usize) -> Error {
     corrupt_at(start, "input ends inside a point")
 }
 
-/// Reads the header: the version byte and the LEB128 point count.
-fn read_header(data: &[u8]) -> Result<(u64, usize)> {
+/// What a block's header says.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Header {
+    /// Points that follow.
+    pub(crate) count: u64,
+    /// Byte offset of the bit stream.
+    pub(crate) body_start: usize,
+    /// Whether a value may be NaN (always for version 1, which does not record it).
+    pub(crate) may_hold_nan: bool,
+}
+
+/// Reads the header: the version byte, (from version 2) the flags byte, and the LEB128
+/// point count.
+pub(crate) fn read_header(data: &[u8]) -> Result<Header> {
     let version = *data
         .first()
         .ok_or_else(|| Error::corrupt(SOURCE, 0, "empty input: the header is missing"))?;
-    if version != FORMAT_VERSION {
-        return Err(Error::corrupt(
-            SOURCE,
-            0,
-            format_args!("unknown format version {version} (this decoder reads {FORMAT_VERSION})"),
-        ));
-    }
+    let (count_at, may_hold_nan) = match version {
+        FORMAT_VERSION => {
+            let flags = *data
+                .get(1)
+                .ok_or_else(|| Error::corrupt(SOURCE, 1, "input ends before the flags byte"))?;
+            if flags & !FLAG_NAN_VALUES != 0 {
+                return Err(Error::corrupt(
+                    SOURCE,
+                    1,
+                    format_args!("unknown flags {flags:#010b} in the header"),
+                ));
+            }
+            (2, flags & FLAG_NAN_VALUES != 0)
+        }
+        FORMAT_VERSION_1 => (1, true),
+        _ => {
+            return Err(Error::corrupt(
+                SOURCE,
+                0,
+                format_args!(
+                    "unknown format version {version} (this decoder reads {FORMAT_VERSION_1} and {FORMAT_VERSION})"
+                ),
+            ));
+        }
+    };
     let mut count = 0u64;
-    for i in 1..MAX_HEADER_LEN {
+    for k in 0..10 {
+        let i = count_at + k;
         let byte = *data
             .get(i)
             .ok_or_else(|| Error::corrupt(SOURCE, i as u64, "input ends inside the point count"))?;
-        let shift = 7 * (i as u32 - 1);
+        let shift = 7 * k as u32;
         let bits = u64::from(byte & 0x7f);
         if shift == 63 && bits > 1 {
             return Err(Error::corrupt(
@@ -89,12 +122,16 @@ fn read_header(data: &[u8]) -> Result<(u64, usize)> {
         }
         count |= bits << shift;
         if byte & 0x80 == 0 {
-            return Ok((count, i + 1));
+            return Ok(Header {
+                count,
+                body_start: i + 1,
+                may_hold_nan,
+            });
         }
     }
     Err(Error::corrupt(
         SOURCE,
-        (MAX_HEADER_LEN - 1) as u64,
+        (count_at + 9) as u64,
         "point count is longer than 10 bytes",
     ))
 }
@@ -258,7 +295,11 @@ impl<'a> Decoder<'a> {
     /// Reads the header of `block`. Fails with [`Error::Corrupt`] when the header is invalid or
     /// claims more points than the block's size can hold.
     pub fn new(block: &'a [u8]) -> Result<Self> {
-        let (count, body_start) = read_header(block)?;
+        let Header {
+            count,
+            body_start,
+            may_hold_nan,
+        } = read_header(block)?;
         let body_bits = (block.len() - body_start) as u64 * 8;
         let max_count = if body_bits < FIRST_POINT_BITS {
             0
@@ -280,6 +321,7 @@ impl<'a> Decoder<'a> {
             pos: body_start * 8,
             body_start,
             count,
+            may_hold_nan,
             decoded: 0,
             state: State::default(),
             done: false,
@@ -289,6 +331,12 @@ impl<'a> Decoder<'a> {
     /// The number of points the header claims (bounded by the block's size).
     pub fn point_count(&self) -> u64 {
         self.count
+    }
+
+    /// Whether the header allows a NaN value (a staleness marker is one): `false` only for a
+    /// block whose header records that no value is NaN (from format version 2).
+    pub fn may_hold_nan(&self) -> bool {
+        self.may_hold_nan
     }
 
     /// Points not decoded yet.

@@ -4,7 +4,7 @@ use tsdb_core::Result;
 
 use crate::bits::BitWriter;
 use crate::decoder::Decoder;
-use crate::format::{DOD_WIDTHS, FORMAT_VERSION, varint_len, write_varint};
+use crate::format::{DOD_WIDTHS, FLAG_NAN_VALUES, FORMAT_VERSION, varint_len, write_varint};
 
 /// The leading/trailing-zero window of the last value XOR that opened one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub(crate) struct State {
 
 /// Appends points of one series, one at a time, to a Gorilla bit stream.
 ///
-/// An encoder is small (96 bytes plus its buffer) and allocates nothing per point
+/// An encoder is small (104 bytes plus its buffer) and allocates nothing per point
 /// besides amortised growth of its buffer, so a database can keep one per live series.
 /// [`Encoder::snapshot`] gives a complete, decodable block of the points so far without
 /// ending the stream; [`Encoder::finish`] gives the block and consumes the encoder;
@@ -69,6 +69,8 @@ struct Core {
     state: State,
     min_ts: i64,
     max_ts: i64,
+    /// Whether a value appended was NaN (recorded in the header's flags).
+    nan: bool,
 }
 
 impl Encoder {
@@ -93,10 +95,12 @@ impl Encoder {
         let mut dec = Decoder::new(block)?;
         let mut min_ts = i64::MAX;
         let mut max_ts = i64::MIN;
+        let mut nan = false;
         for p in dec.by_ref() {
-            let (t, _) = p?;
+            let (t, v) = p?;
             min_ts = min_ts.min(t);
             max_ts = max_ts.max(t);
+            nan |= v.is_nan();
         }
         let count = dec.point_count();
         let (body_start, body_bits, state) = dec.stream_end();
@@ -114,6 +118,7 @@ impl Encoder {
                 state,
                 min_ts,
                 max_ts,
+                nan,
             },
         })
     }
@@ -133,7 +138,7 @@ impl Encoder {
     /// Size in bytes of the block [`Encoder::finish`] would return now.
     #[inline]
     pub fn bytes_len(&self) -> usize {
-        1 + varint_len(self.core.count) + self.core.bits.byte_len(&self.buf)
+        2 + varint_len(self.core.count) + self.core.bits.byte_len(&self.buf)
     }
 
     /// Heap bytes reserved by the encoder's buffer.
@@ -227,6 +232,7 @@ impl Encoder {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         out.reserve(self.bytes_len());
         out.push(FORMAT_VERSION);
+        out.push(if self.core.nan { FLAG_NAN_VALUES } else { 0 });
         write_varint(out, self.core.count);
         self.core.bits.copy_to(&self.buf, out);
     }
@@ -281,6 +287,8 @@ impl Core {
     #[inline(always)]
     fn append(&mut self, buf: &mut Vec<u8>, timestamp: i64, value: f64) -> bool {
         let bits = value.to_bits();
+        // (A repeated value, counted in a run, is not seen here; its first one was.)
+        self.nan |= value.is_nan();
         if self.count == 0 {
             self.bits.write(buf, timestamp as u64, 64);
             self.bits.write(buf, bits, 64);
@@ -391,14 +399,14 @@ mod tests {
 
     #[test]
     fn encoder_stays_small() {
-        assert!(std::mem::size_of::<Encoder>() <= 96);
+        assert!(std::mem::size_of::<Encoder>() <= 104);
     }
 
     #[test]
     fn accessors_track_what_was_appended() {
         let mut e = Encoder::new();
         assert_eq!((e.point_count(), e.time_range(), e.last()), (0, None, None));
-        assert_eq!(e.bytes_len(), 2);
+        assert_eq!(e.bytes_len(), 3);
         e.append(5, 1.5);
         e.append(-3, 2.5);
         assert_eq!(e.point_count(), 2);

@@ -1,7 +1,13 @@
 //! Constants of the bit format (see the crate README for the spec).
 
 /// The format version written in the first byte of every block.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 2;
+
+/// The first version, still read: no flags byte (so nothing is known of NaN values).
+pub(crate) const FORMAT_VERSION_1: u8 = 1;
+
+/// Flag of version 2's flags byte: some value of the block is NaN.
+pub(crate) const FLAG_NAN_VALUES: u8 = 0b1;
 
 /// The name used in [`tsdb_core::Error::Corrupt`] errors.
 pub(crate) const SOURCE: &str = "gorilla block";
@@ -9,9 +15,6 @@ pub(crate) const SOURCE: &str = "gorilla block";
 /// Payload widths of the delta-of-delta buckets selected by 1, 2, 3 and 4 leading one bits
 /// (`10`, `110`, `1110`, `11110`). Zero is the single bit `0`; `11111` escapes to 64 bits.
 pub(crate) const DOD_WIDTHS: [u32; 4] = [3, 11, 20, 32];
-
-/// Longest header: the version byte and a 10-byte LEB128 count.
-pub(crate) const MAX_HEADER_LEN: usize = 11;
 
 /// Bits of the first point (raw timestamp and raw value).
 pub(crate) const FIRST_POINT_BITS: u64 = 128;

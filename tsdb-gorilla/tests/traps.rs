@@ -168,7 +168,13 @@ fn huge_claimed_count_is_rejected_before_allocating() {
 #[test]
 fn headers_are_checked() {
     expect_corrupt(&[], "empty");
-    expect_corrupt(&[2, 0], "unknown version");
+    expect_corrupt(&[3, 0, 0], "unknown version");
+    // Version 2: a flags byte before the count.
+    expect_corrupt(&[2], "no flags");
+    expect_corrupt(&[2, 0], "no count after the flags");
+    expect_corrupt(&[2, 0b10, 0], "unknown flag");
+    assert!(decode(&[2, 0, 0]).expect("empty block").is_empty());
+    assert!(decode(&[2, 1, 0]).expect("empty block").is_empty());
     expect_corrupt(&[1], "no count");
     expect_corrupt(&[1, 0x80], "count cut short");
     assert!(decode(&[1, 0]).expect("empty block").is_empty());
@@ -178,7 +184,8 @@ fn headers_are_checked() {
 #[test]
 fn padding_and_trailing_bytes_are_checked() {
     let block = encode(&[(1, 2.0), (2, 2.0), (3, 3.0)]);
-    let body_bits = (block.len() - 2) * 8;
+    // Version, flags, a one-byte count.
+    let body_bits = (block.len() - 3) * 8;
     // First point; dod 1 (`10` + 3 bits) + same value; dod 0 + a new window of 1 bit.
     let used = 128 + (5 + 1) + (1 + 14 + 1);
     assert_eq!(body_bits, (used as usize).div_ceil(8) * 8);
@@ -284,4 +291,62 @@ fn runs_of_repeats_that_wrap_around_keep_the_true_time_range() {
     assert_eq!((block.start_time, block.end_time), (min, max));
     let back = c.decompress_sync(&block).expect("its own block");
     assert!(back.iter().zip(&dps).all(|(a, b)| a.bit_eq(b)));
+}
+
+#[test]
+fn the_header_records_whether_a_value_is_nan() {
+    let stale = f64::from_bits(0x7ff0_0000_0000_0002);
+    let cases: [(&str, Vec<(i64, f64)>, bool); 6] = [
+        ("no point", vec![], false),
+        (
+            "plain values",
+            vec![(1, 1.0), (2, 2.5), (3, f64::INFINITY)],
+            false,
+        ),
+        ("a NaN first", vec![(1, f64::NAN), (2, 2.0)], true),
+        (
+            "a staleness marker last",
+            vec![(1, 1.0), (2, 1.0), (3, stale)],
+            true,
+        ),
+        // A repeat of the value before is counted in a run, not seen point by point.
+        (
+            "repeated NaNs",
+            vec![(1, 1.0), (2, f64::NAN), (3, f64::NAN), (4, f64::NAN)],
+            true,
+        ),
+        (
+            "one NaN among many",
+            (0..500)
+                .map(|i| (i, if i == 321 { f64::NAN } else { i as f64 }))
+                .collect(),
+            true,
+        ),
+    ];
+    for (what, points, nan) in cases {
+        let block = encode(&points);
+        let dec = Decoder::new(&block).expect("valid block");
+        assert_eq!(dec.may_hold_nan(), nan, "{what}");
+        assert_eq!(block[1] & 1 == 1, nan, "{what}: flags byte");
+        // Point by point, in bulk, and continued after a resume: the same flag.
+        let mut one = Encoder::new();
+        for &(t, v) in &points {
+            one.append(t, v);
+        }
+        assert_eq!(one.finish(), block, "{what}: append gives the same bytes");
+        let half = points.len() / 2;
+        let mut resumed = Encoder::resume(&encode(&points[..half])).expect("resume");
+        resumed.extend_from_slice(&points[half..]);
+        assert_eq!(
+            resumed.finish(),
+            block,
+            "{what}: resumed gives the same bytes"
+        );
+    }
+    // Version 1 does not record it: any value may be NaN.
+    assert!(
+        Decoder::new(&[1, 0])
+            .expect("empty v1 block")
+            .may_hold_nan()
+    );
 }

@@ -136,14 +136,31 @@ fn go_max(a: f64, b: f64) -> f64 {
 /// `avg_over_time` as Prometheus 2.42 computes it: a running mean (each step adds
 /// `v/n - mean/n`, so values near the float limits do not overflow), Kahan-compensated;
 /// once the mean is infinite, finite values and infinities of the same sign leave it as is.
+/// The compensated (Neumaier) sum of `vals` when it is finite, as [`kahan`] gives it; `None`
+/// when a value is NaN or infinite or the sum overflows (any of them leaves the running sum
+/// non-finite). Without [`kahan`]'s checks for infinities inside the loop, the running sum is
+/// the only dependency between iterations.
+fn kahan_finite(vals: &[f64]) -> Option<f64> {
+    let (mut sum, mut c) = (0.0f64, 0.0f64);
+    for &v in vals {
+        let t = sum + v;
+        c += if sum.abs() >= v.abs() {
+            (sum - t) + v
+        } else {
+            (v - t) + sum
+        };
+        sum = t;
+    }
+    sum.is_finite().then_some(sum + c)
+}
+
 fn mean_over_time(vals: &[f64]) -> f64 {
     // With finite values whose sum does not overflow, the compensated sum over the count is
     // the same mean to the last bit or so, without a division per value on the critical path.
-    if vals.iter().all(|v| v.is_finite()) {
-        let sum = kahan(vals.iter().copied());
-        if sum.is_finite() {
-            return sum / vals.len() as f64;
-        }
+    // A NaN or an infinity among the values, or a sum that overflows, leaves the plain sum
+    // non-finite: the careful path below then decides.
+    if let Some(sum) = kahan_finite(vals) {
+        return sum / vals.len() as f64;
     }
     let (mut mean, mut c, mut n) = (0.0f64, 0.0f64, 0.0f64);
     for &v in vals {
@@ -850,7 +867,9 @@ impl RangeFunction {
             ),
             RangeFunction::Resets => Some(vs.windows(2).filter(|w| w[1] < w[0]).count() as f64),
             RangeFunction::AvgOverTime => Some(mean_over_time(vs)),
-            RangeFunction::SumOverTime => Some(kahan(vs.iter().copied())),
+            RangeFunction::SumOverTime => {
+                Some(kahan_finite(vs).unwrap_or_else(|| kahan(vs.iter().copied())))
+            }
             RangeFunction::CountOverTime => Some(vs.len() as f64),
             RangeFunction::MinOverTime => Some(min_max(vs, false)),
             RangeFunction::MaxOverTime => Some(min_max(vs, true)),

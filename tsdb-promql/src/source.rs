@@ -150,8 +150,9 @@ impl RollupRequest {
         out.clear();
         let n = timestamps.len().min(values.len());
         let (timestamps, values) = (&timestamps[..n], &values[..n]);
-        // Most series hold no staleness marker: their windows are then read in place.
-        let has_stale = values.iter().any(|v| is_stale(*v));
+        // Most series hold no staleness marker: their windows are then read in place. (A fold
+        // without an early exit is vectorised.)
+        let has_stale = values.iter().fold(false, |any, v| any | is_stale(*v));
         let (mut lo, mut hi) = (0usize, 0usize);
         for (i, &t) in self.times.iter().enumerate() {
             // Times ascend: both window edges only move forward.

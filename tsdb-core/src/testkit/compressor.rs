@@ -30,6 +30,7 @@ pub async fn run_all_assigned(c: &dyn Compressor, id: CodecId) {
 async fn run_checks(c: &dyn Compressor) {
     columns_agree_with_points(c).await;
     round_trips_adversarial_series(c).await;
+    says_when_a_block_may_hold_nan(c).await;
     handles_empty_and_single_point(c).await;
     rejects_mixed_series(c).await;
     rejects_foreign_codec(c).await;
@@ -148,6 +149,24 @@ pub async fn round_trips_adversarial_series(c: &dyn Compressor) {
             .await
             .unwrap_or_else(|e| panic!("{name}: decompress failed: {e}"));
         assert_bit_exact(name, &back, &points);
+    }
+}
+
+/// [`Compressor::may_hold_nan`] never says `false` of a block holding a NaN (readers would
+/// count a staleness marker as a sample).
+pub async fn says_when_a_block_may_hold_nan(c: &dyn Compressor) {
+    for (name, points) in adversarial_series() {
+        if !points.iter().any(|p| p.value.is_nan()) {
+            continue;
+        }
+        let block = c
+            .compress(&points)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: compress failed: {e}"));
+        assert!(
+            c.may_hold_nan(&block),
+            "{name}: may_hold_nan is false for a block holding a NaN"
+        );
     }
 }
 

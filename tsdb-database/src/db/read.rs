@@ -1,8 +1,9 @@
 //! Reads: a series' points over a range from its stored chunks and its head buffers.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tsdb_core::{ChunkReference, CompressedBlock, Error, Result, SeriesId, TimeRange};
+use tsdb_core::{ChunkReference, CompressedBlock, Compressor, Error, Result, SeriesId, TimeRange};
 
 use super::{Inner, Selector};
 use crate::damage::Damage;
@@ -156,7 +157,7 @@ impl Inner {
         chunk: &ChunkReference,
         ts: &mut Vec<i64>,
         vs: &mut Vec<f64>,
-    ) -> Result<()> {
+    ) -> Result<Ascending> {
         let at = ts.len();
         let result = self.decode_chunk_into(chunk, ts, vs).await;
         if result.is_err() {
@@ -168,7 +169,7 @@ impl Inner {
 
     /// Records a chunk that failed its checks on read in the damage log, so that the loss is
     /// still known after a reopen (when storage may no longer list the chunk at all).
-    fn note_damaged<T>(&self, chunk: &ChunkReference, result: Result<T>) -> Result<T> {
+    pub(crate) fn note_damaged<T>(&self, chunk: &ChunkReference, result: Result<T>) -> Result<T> {
         if let Err(Error::Corrupt {
             source_name,
             offset,
@@ -206,18 +207,35 @@ impl Inner {
         chunk: &ChunkReference,
         ts: &mut Vec<i64>,
         vs: &mut Vec<f64>,
-    ) -> Result<()> {
+    ) -> Result<Ascending> {
         let block = self.engines.storage.read_chunk(&chunk.location).await?;
-        let codec = self
-            .codecs
+        self.decode_block_into(chunk, &block, ts, vs).await
+    }
+
+    /// The codec that wrote `block`.
+    pub(crate) fn codec_of(&self, block: &CompressedBlock) -> Result<&Arc<dyn Compressor>> {
+        self.codecs
             .get(&block.codec)
             .ok_or(Error::UnsupportedCodec {
                 engine: "database",
                 codec: block.codec,
-            })?;
+            })
+    }
+
+    /// Decodes `block` (read from `chunk`) onto the columns through its codec, checked
+    /// against its header.
+    pub(crate) async fn decode_block_into(
+        &self,
+        chunk: &ChunkReference,
+        block: &CompressedBlock,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+    ) -> Result<Ascending> {
+        let codec = self.codec_of(block)?;
+        self.chunks_decoded.fetch_add(1, Ordering::Relaxed);
         let at = ts.len();
-        codec.decompress_into(&block, ts, vs).await?;
-        check_decoded(&block, chunk, codec.name(), &ts[at..], vs.len() - at)
+        codec.decompress_into(block, ts, vs).await?;
+        check_decoded(block, chunk, codec.name(), &ts[at..], vs.len() - at)
     }
 
     /// One stored chunk as columns, decoded by its codec and checked against its header.
@@ -226,19 +244,24 @@ impl Inner {
         let result = self
             .decode_chunk_into(chunk, &mut columns.0, &mut columns.1)
             .await
-            .map(|()| columns);
+            .map(|_| columns);
         self.note_damaged(chunk, result)
     }
 }
 
-/// Checks decoded columns against the block's header (see `decode_chunk_into`).
+/// Whether decoded timestamps are strictly ascending (as every chunk the database writes is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ascending(pub(crate) bool);
+
+/// Checks decoded columns against the block's header (see `decode_chunk_into`), in one pass
+/// that also tells whether the timestamps are strictly ascending.
 fn check_decoded(
     block: &CompressedBlock,
     chunk: &ChunkReference,
     codec: &str,
     ts: &[i64],
     values: usize,
-) -> Result<()> {
+) -> Result<Ascending> {
     let wrong = |what: String| {
         Err(Error::corrupt(
             format_args!("chunk at {} of series {}", chunk.location, block.series_id),
@@ -253,14 +276,21 @@ fn check_decoded(
             block.point_count
         ));
     }
-    let (lo, hi) = ts
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
-    if !ts.is_empty() && (lo != block.start_time || hi != block.end_time) {
+    let (Some(&first), Some(&last)) = (ts.first(), ts.last()) else {
+        return Ok(Ascending(true));
+    };
+    let ascending = ts.windows(2).all(|w| w[0] < w[1]);
+    let (lo, hi) = if ascending {
+        (first, last)
+    } else {
+        ts.iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)))
+    };
+    if lo != block.start_time || hi != block.end_time {
         return wrong(format!(
             "timestamps spanning [{lo}, {hi}], the header says [{}, {}]",
             block.start_time, block.end_time
         ));
     }
-    Ok(())
+    Ok(Ascending(ascending))
 }

@@ -2,10 +2,11 @@
 //! ([`tsdb_promql::RollupRequest`]) over every selected series, on every core, one series
 //! at a time per core, so that a query never holds its selection's samples.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use tsdb_core::{Error, LabelMatcher, Result, SeriesId, TimeRange};
-use tsdb_promql::{RolledSeries, RollupRequest, SelectLimits};
+use tsdb_promql::{RangeFunction, RolledSeries, RollupKind, RollupRequest, SelectLimits};
 
 use super::Inner;
 use crate::read::merge;
@@ -20,6 +21,9 @@ pub(crate) fn cores() -> usize {
 /// Below this many series a request is evaluated on the calling task.
 const SERIES_PER_TASK: usize = 16;
 
+/// Tasks a request is split into, per core.
+const TASKS_PER_CORE: usize = 4;
+
 /// Reused buffers of one task.
 #[derive(Default)]
 struct Scratch {
@@ -27,6 +31,8 @@ struct Scratch {
     vs: Vec<f64>,
     window: (Vec<i64>, Vec<f64>),
     out: Vec<(u32, f64, i64)>,
+    /// Points per evaluation time counted from chunk headers.
+    counts: Vec<u64>,
 }
 
 impl Inner {
@@ -44,7 +50,10 @@ impl Inner {
         let ids = self.series_for(&request.matchers).await?;
         limits.check(ids.len(), 0)?;
         let request = Arc::new(request.clone());
-        let parts = cores().min(ids.len().div_ceil(SERIES_PER_TASK)).max(1);
+        // A few tasks a core, so that a core done early takes over the rest.
+        let parts = (cores() * TASKS_PER_CORE)
+            .min(ids.len().div_ceil(SERIES_PER_TASK))
+            .max(1);
         let mut rolled = Vec::with_capacity(ids.len());
         if parts == 1 {
             rolled = self.rollup_part(&request, &ids).await?;
@@ -84,8 +93,20 @@ impl Inner {
             let Some(labels) = self.index_read(self.engines.index.series_labels(id).await)? else {
                 continue;
             };
-            self.read_columns(id, range, &mut s).await?;
-            request.evaluate(&s.ts, &s.vs, &mut s.window, &mut s.out);
+            let counted = match request.kind {
+                RollupKind::Range {
+                    function: RangeFunction::CountOverTime,
+                    range_ms,
+                } => {
+                    self.count_from_headers(id, request, range_ms, &mut s)
+                        .await?
+                }
+                _ => false,
+            };
+            if !counted {
+                self.read_columns(id, range, &mut s).await?;
+                request.evaluate(&s.ts, &s.vs, &mut s.window, &mut s.out);
+            }
             if !s.out.is_empty() {
                 out.push(RolledSeries {
                     labels,
@@ -107,10 +128,13 @@ impl Inner {
         chunks.sort_by_key(|c| (c.start_time, c.location));
         let disjoint = chunks.windows(2).all(|w| w[0].end_time < w[1].start_time);
         if memory.sealed.is_empty() && memory.head.is_none() && disjoint {
+            // Chunks in time order whose spans do not overlap, each strictly ascending inside:
+            // the whole is strictly ascending.
+            let mut ascending = true;
             for chunk in &chunks {
-                self.read_chunk_into(chunk, &mut s.ts, &mut s.vs).await?;
+                ascending &= self.read_chunk_into(chunk, &mut s.ts, &mut s.vs).await?.0;
             }
-            if s.ts.is_sorted_by(|a, b| a < b) {
+            if ascending {
                 return Ok(());
             }
             s.ts.clear();
@@ -131,5 +155,86 @@ impl Inner {
         s.ts = ts;
         s.vs = vs;
         Ok(())
+    }
+
+    /// `count_over_time(selector[range_ms])` of one series into `s.out`, taking the count of
+    /// every chunk that lies inside a window (and only touches windows it lies inside) from
+    /// its header when its codec says no value can be NaN (a staleness marker is one, and is
+    /// not counted); the other chunks are decoded and counted as [`RollupRequest::evaluate`]
+    /// does. `false` (nothing done) when memory holds points of the series or its chunks
+    /// overlap in time: the general path then reads it.
+    async fn count_from_headers(
+        &self,
+        id: SeriesId,
+        request: &RollupRequest,
+        range_ms: i64,
+        s: &mut Scratch,
+    ) -> Result<bool> {
+        let memory = self.heads.snapshot(id)?;
+        if !memory.sealed.is_empty() || memory.head.is_some() {
+            return Ok(false);
+        }
+        let mut chunks = self.chunks_to_read(id, request.read_range(), None).await?;
+        chunks.sort_by_key(|c| (c.start_time, c.location));
+        if !chunks.windows(2).all(|w| w[0].end_time < w[1].start_time) {
+            return Ok(false);
+        }
+        let times = &request.times;
+        s.ts.clear();
+        s.vs.clear();
+        s.counts.clear();
+        s.counts.resize(times.len(), 0);
+        for chunk in &chunks {
+            // Windows `[t - range_ms, t]` holding the whole chunk: `t` in
+            // `[end, start + range_ms]`; those holding part of it end inside it or start
+            // inside it.
+            let (start, end) = (chunk.start_time, chunk.end_time);
+            let whole_from = times.partition_point(|&t| t < end);
+            let whole_to = times.partition_point(|&t| t <= start.saturating_add(range_ms));
+            let partial = times.iter().any(|&t| {
+                (start <= t && t < end)
+                    || (start < t.saturating_sub(range_ms) && t.saturating_sub(range_ms) <= end)
+            });
+            if whole_from >= whole_to && !partial {
+                continue;
+            }
+            let block = self.note_damaged(
+                chunk,
+                self.engines.storage.read_chunk(&chunk.location).await,
+            )?;
+            let nan_free = !self.codec_of(&block)?.may_hold_nan(&block);
+            if nan_free && !partial {
+                self.chunks_answered_by_header
+                    .fetch_add(1, Ordering::Relaxed);
+                for count in &mut s.counts[whole_from..whole_to] {
+                    *count += u64::from(block.point_count);
+                }
+            } else {
+                let at = s.ts.len();
+                let decoded = self
+                    .decode_block_into(chunk, &block, &mut s.ts, &mut s.vs)
+                    .await;
+                if decoded.is_err() {
+                    s.ts.truncate(at);
+                    s.vs.truncate(at);
+                }
+                if !self.note_damaged(chunk, decoded)?.0 {
+                    return Ok(false);
+                }
+            }
+        }
+        request.evaluate(&s.ts, &s.vs, &mut s.window, &mut s.out);
+        if s.counts.iter().any(|&c| c > 0) {
+            for &(i, v, _) in &s.out {
+                s.counts[i as usize] += v as u64;
+            }
+            s.out.clear();
+            for (i, (&count, &t)) in s.counts.iter().zip(times).enumerate() {
+                if count > 0 {
+                    s.out.push((i as u32, count as f64, t));
+                }
+            }
+        }
+        Ok(true)
     }
 }
