@@ -136,22 +136,38 @@ fn go_max(a: f64, b: f64) -> f64 {
 /// `avg_over_time` as Prometheus 2.42 computes it: a running mean (each step adds
 /// `v/n - mean/n`, so values near the float limits do not overflow), Kahan-compensated;
 /// once the mean is infinite, finite values and infinities of the same sign leave it as is.
-/// The compensated (Neumaier) sum of `vals` when it is finite, as [`kahan`] gives it; `None`
-/// when a value is NaN or infinite or the sum overflows (any of them leaves the running sum
-/// non-finite). Without [`kahan`]'s checks for infinities inside the loop, the running sum is
-/// the only dependency between iterations.
+/// The compensated (Neumaier) sum of `vals` when it is finite; `None` when a value is NaN or
+/// infinite or the sum overflows (any of them leaves a running sum non-finite, and [`kahan`]
+/// then decides). Without [`kahan`]'s checks for infinities inside the loop, and with two
+/// running sums (even and odd positions, joined at the end with their compensations), the
+/// loop is not bound by the latency of one chain of additions.
 fn kahan_finite(vals: &[f64]) -> Option<f64> {
-    let (mut sum, mut c) = (0.0f64, 0.0f64);
-    for &v in vals {
-        let t = sum + v;
-        c += if sum.abs() >= v.abs() {
-            (sum - t) + v
+    #[inline(always)]
+    fn add(sum: &mut f64, c: &mut f64, v: f64) {
+        let t = *sum + v;
+        *c += if sum.abs() >= v.abs() {
+            (*sum - t) + v
         } else {
-            (v - t) + sum
+            (v - t) + *sum
         };
-        sum = t;
+        *sum = t;
     }
-    sum.is_finite().then_some(sum + c)
+    let (mut s0, mut c0, mut s1, mut c1) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+    let pairs = vals.chunks_exact(2);
+    let rest = pairs.remainder();
+    for p in pairs {
+        add(&mut s0, &mut c0, p[0]);
+        add(&mut s1, &mut c1, p[1]);
+    }
+    for &v in rest {
+        add(&mut s0, &mut c0, v);
+    }
+    if !(s0.is_finite() && s1.is_finite()) {
+        return None;
+    }
+    let mut c = c0 + c1;
+    add(&mut s0, &mut c, s1);
+    s0.is_finite().then_some(s0 + c)
 }
 
 fn mean_over_time(vals: &[f64]) -> f64 {
