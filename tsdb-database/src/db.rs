@@ -1,33 +1,46 @@
-//! [`TimeSeriesDB`]: the database handle, and the state its tasks share ([`Inner`]). The
-//! work itself is in the submodules: `write` (the write path), `flush` (chunks, checkpoints,
-//! retention), `read` (reads of stored and buffered points) and `recover` (opening).
+//! [`TimeSeriesDB`]: the database handle, and what its tasks share ([`Inner`]): the engines,
+//! the logs, and one component for each phase of the data flow, each owning its state and
+//! living in the submodule named after it:
+//!
+//! - `write`: the write path into the WAL and the head buffers ([`Heads`], in `ingest`);
+//! - `flush`: sealed heads into stored, indexed chunks ([`flush::Flusher`]);
+//! - `checkpoint`: the WAL truncated behind durable chunks, the checkpoint mark
+//!   ([`checkpoint::Checkpointer`]);
+//! - `maintenance`: the background task that seals, checkpoints and rebuilds on schedule;
+//! - `retention`: expired chunks deleted;
+//! - `read` and `rollup`: the read planner, stored chunks decoded ([`read::ChunkDecoder`])
+//!   and merged with buffered points, PromQL's range functions evaluated near the data;
+//! - `recover`: opening, the catalog and the WAL replayed;
+//! - `lifecycle`: open, closing, shut down, and the background tasks ([`lifecycle::Lifecycle`]).
 
+mod checkpoint;
 mod flush;
+mod lifecycle;
+mod maintenance;
 mod read;
 mod recover;
+mod retention;
 mod rollup;
 mod write;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use tokio::sync::{Notify, RwLock};
-use tokio::task::JoinHandle;
 use tsdb_core::{
     CodecId, Compressor, DataPoint, DirLock, Error, LabelMatcher, Labels, Result, SeriesId,
     StorageEngine, TimeIndex, TimeRange,
 };
 use tsdb_wal::{Lsn, Wal, WalCheckpoint, WalConfig};
 
-use crate::checkpoint_mark::{self, Mark};
+use crate::checkpoint_mark;
 use crate::config::DatabaseConfig;
 use crate::damage::{Damage, DamageLog};
 use crate::ingest::Heads;
 use crate::read::SeriesPoints;
-
-/// How often the log ends are recorded between checkpoints while the logs grow.
-const MARK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+use checkpoint::Checkpointer;
+use flush::Flusher;
+use lifecycle::Lifecycle;
+use read::ChunkDecoder;
 
 /// Which series a query reads.
 #[derive(Clone, Debug)]
@@ -116,46 +129,19 @@ pub(crate) struct Engines {
 pub(crate) struct Inner {
     config: DatabaseConfig,
     pub(crate) engines: Engines,
-    pub(crate) codecs: HashMap<CodecId, Arc<dyn Compressor>>,
     wal: Wal,
     catalog: Wal,
+    /// Ingestion: the head buffers and the sealed heads waiting for the flusher.
     pub(crate) heads: Heads,
-    /// Writers hold it shared from WAL append to head apply; the checkpoint takes it
-    /// exclusively so that no WAL record is between the two when it reads the heads' LSNs.
-    apply_gate: RwLock<()>,
-    /// Serialises checkpoints (the maintenance task's and `flush`'s).
-    checkpoint_lock: tokio::sync::Mutex<()>,
-    /// One per flush worker: there is sealed work in its shards.
-    flush_wakeup: Box<[Notify]>,
-    /// Writers waiting for room in the flush queue or the head buffers.
-    room: Notify,
-    /// Wakes the maintenance task early (memory pressure, shutdown).
-    maintenance_wakeup: Notify,
-    /// Wakes every task that sleeps between retries, at shutdown.
-    stopping: Notify,
-    closing: AtomicBool,
-    shutdown: AtomicBool,
-    newest_timestamp: AtomicI64,
-    points_written: AtomicU64,
-    chunks_written: AtomicU64,
-    pub(crate) chunks_decoded: AtomicU64,
-    pub(crate) chunks_answered_by_header: AtomicU64,
-    points_replayed: AtomicU64,
-    /// The last error of storing or indexing a chunk, and how many attempts failed in a row
-    /// (reset by a success): what `flush` and `close` report when they give up.
-    pub(crate) flush_failure: Mutex<Option<(u64, String)>>,
-    /// Sealed heads stored since open: `flush` and `close` watch it for progress.
-    pub(crate) flush_progress: AtomicU64,
+    flusher: Flusher,
+    checkpointer: Checkpointer,
+    /// Stored chunks decoded for reads.
+    pub(crate) decoder: ChunkDecoder,
+    lifecycle: Lifecycle,
     /// Losses found (damaged chunks, skipped WAL records, lost labels), kept durably.
     pub(crate) damage: DamageLog,
     /// The index reported that its backend lost state: the maintenance task rebuilds it.
     pub(crate) index_lost: AtomicBool,
-    /// `needed_from` of the newest checkpoint mark, and the mark last written.
-    marked_needed_from: AtomicU64,
-    last_mark: Mutex<Option<Mark>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Held until `close` or drop: one process (and handle) per data directory.
-    dir_lock: Mutex<Option<DirLock>>,
 }
 
 impl TimeSeriesDB {
@@ -213,42 +199,17 @@ impl TimeSeriesDB {
         .await?;
         let damage = DamageLog::load(dir, config.read_only)?;
 
-        let mut codecs: HashMap<CodecId, Arc<dyn Compressor>> = HashMap::new();
-        codecs.insert(
-            CodecId::GORILLA,
-            Arc::new(tsdb_gorilla::GorillaCompressor::new()),
-        );
-        codecs.insert(engines.compressor.codec_id(), engines.compressor.clone());
-
-        let workers = config.flush_workers.max(1);
         let inner = Arc::new(Inner {
             heads: Heads::new(config.ingest_shards, config.chunk_max_points),
-            codecs,
+            flusher: Flusher::new(config.flush_workers, config.stall_timeout),
+            checkpointer: Checkpointer::new(mark.needed_from),
+            decoder: ChunkDecoder::new(&engines.compressor),
+            lifecycle: Lifecycle::new(dir_lock),
             engines,
             wal,
             catalog,
-            apply_gate: RwLock::new(()),
-            checkpoint_lock: tokio::sync::Mutex::new(()),
-            flush_wakeup: (0..workers).map(|_| Notify::new()).collect(),
-            room: Notify::new(),
-            maintenance_wakeup: Notify::new(),
-            stopping: Notify::new(),
-            closing: AtomicBool::new(false),
-            shutdown: AtomicBool::new(false),
-            newest_timestamp: AtomicI64::new(i64::MIN),
-            points_written: AtomicU64::new(0),
-            chunks_written: AtomicU64::new(0),
-            chunks_decoded: AtomicU64::new(0),
-            chunks_answered_by_header: AtomicU64::new(0),
-            points_replayed: AtomicU64::new(0),
-            flush_failure: Mutex::new(None),
-            flush_progress: AtomicU64::new(0),
             damage,
             index_lost: AtomicBool::new(false),
-            marked_needed_from: AtomicU64::new(mark.needed_from),
-            last_mark: Mutex::new(None),
-            tasks: Mutex::new(Vec::new()),
-            dir_lock: Mutex::new(dir_lock),
             config,
         });
         let skipped_wal_damage = inner.recover(catalog_records, wal_records, mark).await?;
@@ -258,7 +219,7 @@ impl TimeSeriesDB {
         // From now on records may be appended after what the mark says: it is not clean.
         inner.write_mark(mark.needed_from, false).await?;
         let mut tasks = Vec::new();
-        for w in 0..workers {
+        for w in 0..inner.flusher.workers() {
             let inner = inner.clone();
             tasks.push(tokio::spawn(async move { inner.flush_worker(w).await }));
         }
@@ -268,7 +229,7 @@ impl TimeSeriesDB {
         tasks.push(tokio::spawn(
             async move { marker.keep_log_ends_marked().await },
         ));
-        *inner.tasks.lock().unwrap_or_else(PoisonError::into_inner) = tasks;
+        inner.lifecycle.set_tasks(tasks);
         if skipped_wal_damage {
             // Move the checkpoint past the skipped damage at once, so that the next strict
             // open does not stop at it again: every replayed point goes into chunks now.
@@ -344,25 +305,21 @@ impl TimeSeriesDB {
     /// Counters describing the database now.
     pub fn stats(&self) -> DbStats {
         let i = &self.inner;
+        let (chunks_decoded, chunks_answered_by_header) = i.decoder.counts();
         DbStats {
             series: i.heads.series_count() as u64,
-            points_written: i.points_written.load(Ordering::Relaxed),
+            points_written: i.heads.points_written.load(Ordering::Relaxed),
             buffered_points: i.heads.buffered_points.load(Ordering::Relaxed),
             buffered_bytes: i.heads.heap_bytes() as u64,
             chunks_pending: i.heads.sealed_waiting.load(Ordering::Relaxed) as u64,
-            chunks_written: i.chunks_written.load(Ordering::Relaxed),
-            points_replayed: i.points_replayed.load(Ordering::Relaxed),
+            chunks_written: i.flusher.chunks_written(),
+            points_replayed: i.heads.points_replayed.load(Ordering::Relaxed),
             wal_bytes: i.wal.size_on_disk(),
             wal_bytes_written: i.wal.stats().bytes_written,
             damaged: i.damage.all().len() as u64,
-            chunks_decoded: i.chunks_decoded.load(Ordering::Relaxed),
-            chunks_answered_by_header: i.chunks_answered_by_header.load(Ordering::Relaxed),
-            flush_failures: i
-                .flush_failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                .map_or(0, |f| f.0),
+            flush_failures: i.flusher.consecutive_failures(),
+            chunks_decoded,
+            chunks_answered_by_header,
         }
     }
 
@@ -431,20 +388,17 @@ impl TimeSeriesDB {
     /// the directory released either way.
     pub async fn close(&self) -> Result<()> {
         let inner = &self.inner;
-        if inner.closing.swap(true, Ordering::SeqCst) {
+        if !inner.lifecycle.begin_close() {
             return Err(Error::Closed { engine: "database" });
         }
         if inner.config.read_only {
             return Ok(());
         }
         // Wait for writers between WAL append and head apply.
-        drop(inner.apply_gate.write().await);
+        drop(inner.checkpointer.apply_gate.write().await);
         let flushed = inner.flush_all().await;
-        inner.shutdown.store(true, Ordering::SeqCst);
-        inner.wake_all();
-        let tasks =
-            std::mem::take(&mut *inner.tasks.lock().unwrap_or_else(PoisonError::into_inner));
-        for t in tasks {
+        inner.shut_down();
+        for t in inner.lifecycle.take_tasks() {
             let abort = t.abort_handle();
             if tokio::time::timeout(inner.config.stall_timeout, t)
                 .await
@@ -462,11 +416,7 @@ impl TimeSeriesDB {
             // here.
             inner.write_mark(inner.wal.next_lsn().get(), true).await?;
         }
-        inner
-            .dir_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        inner.lifecycle.release_dir();
         flushed?;
         storage?;
         wal?;
@@ -477,18 +427,13 @@ impl TimeSeriesDB {
 impl Drop for TimeSeriesDB {
     fn drop(&mut self) {
         // Without `close`, stop the background tasks; the WAL keeps every acknowledged point.
-        self.inner.shutdown.store(true, Ordering::SeqCst);
-        self.inner.wake_all();
+        self.inner.shut_down();
     }
 }
 
 impl Inner {
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.closing.load(Ordering::Relaxed) {
-            Err(Error::Closed { engine: "database" })
-        } else {
-            Ok(())
-        }
+        self.lifecycle.check_open()
     }
 
     /// Refuses writes in a read-only database.
@@ -503,81 +448,9 @@ impl Inner {
         Ok(())
     }
 
-    /// Durably records the checkpoint mark: WAL records before `needed_from` are in chunks,
-    /// and the logs hold every record they have made durable so far.
-    pub(crate) async fn write_mark(&self, needed_from: u64, clean: bool) -> Result<()> {
-        let durable = |wal: &Wal| wal.stats().durable_lsn.map_or(1, |l| l.get() + 1);
-        self.marked_needed_from
-            .fetch_max(needed_from, Ordering::SeqCst);
-        let mark = Mark {
-            needed_from,
-            wal_written_before: if clean {
-                self.wal.next_lsn().get()
-            } else {
-                durable(&self.wal)
-            },
-            catalog_written_before: if clean {
-                self.catalog.next_lsn().get()
-            } else {
-                durable(&self.catalog)
-            },
-            wal_active: self.wal.active_segment().get(),
-            catalog_active: self.catalog.active_segment().get(),
-            clean,
-        };
-        if !clean
-            && self
-                .last_mark
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                == Some(&mark)
-        {
-            return Ok(());
-        }
-        let dir = self.config.data_dir.clone();
-        tokio::task::spawn_blocking(move || checkpoint_mark::write(&dir, mark))
-            .await
-            .map_err(|e| Error::task_failed("checkpoint mark", e))??;
-        *self
-            .last_mark
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(mark);
-        Ok(())
-    }
-
-    /// Between checkpoints, records how far the logs are durable every [`MARK_INTERVAL`]
-    /// while they grow, so that a cut or removed log segment loses no more than that window
-    /// silently (a torn write and a cut of the newest records look alike; older records are
-    /// known to the mark, and their loss is reported).
-    async fn keep_log_ends_marked(self: Arc<Self>) {
-        loop {
-            let stopping = self.stopping.notified();
-            if self.shutdown.load(Ordering::SeqCst) {
-                return;
-            }
-            let _ = tokio::time::timeout(MARK_INTERVAL, stopping).await;
-            if self.shutdown.load(Ordering::SeqCst) {
-                return;
-            }
-            let _one_at_a_time = self.checkpoint_lock.lock().await;
-            let needed_from = self.marked_needed_from.load(Ordering::SeqCst);
-            if let Err(e) = self.write_mark(needed_from, false).await {
-                tracing::warn!("recording the log ends failed: {e}");
-            }
-        }
-    }
-
-    fn wake_all(&self) {
-        for n in self.flush_wakeup.iter() {
-            n.notify_one();
-        }
-        self.maintenance_wakeup.notify_one();
-        self.room.notify_waiters();
-        self.stopping.notify_waiters();
-    }
-
-    fn worker_of(&self, shard: usize) -> usize {
-        shard % self.flush_wakeup.len()
+    /// Stops the background tasks and wakes everyone waiting on them.
+    fn shut_down(&self) {
+        self.lifecycle.shut_down();
+        self.flusher.wake_all();
     }
 }

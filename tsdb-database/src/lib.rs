@@ -12,7 +12,7 @@ mod db;
 mod ingest;
 // Reads: merging stored chunks and buffered points.
 mod read;
-// The typed query engine.
+// The typed query API: a builder of PromQL, evaluated by `tsdb-promql`.
 pub mod query;
 // The PromQL series source over the database.
 mod promql_source;

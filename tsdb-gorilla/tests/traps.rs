@@ -296,7 +296,8 @@ fn runs_of_repeats_that_wrap_around_keep_the_true_time_range() {
 #[test]
 fn the_header_records_whether_a_value_is_nan() {
     let stale = f64::from_bits(0x7ff0_0000_0000_0002);
-    let cases: [(&str, Vec<(i64, f64)>, bool); 6] = [
+    type Case = (&'static str, Vec<(i64, f64)>, bool);
+    let cases: [Case; 6] = [
         ("no point", vec![], false),
         (
             "plain values",

@@ -1,13 +1,81 @@
 //! Reads: a series' points over a range from its stored chunks and its head buffers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tsdb_core::{ChunkReference, CompressedBlock, Compressor, Error, Result, SeriesId, TimeRange};
+use tsdb_core::{
+    ChunkReference, CodecId, CompressedBlock, Compressor, Error, Result, SeriesId, TimeRange,
+};
 
 use super::{Inner, Selector};
 use crate::damage::Damage;
 use crate::read::{Columns, SeriesPoints, merge};
+
+/// Decoding stored chunks: the codecs the database reads (Gorilla and the configured one),
+/// and what reads decoded or answered from headers.
+#[derive(Debug)]
+pub(crate) struct ChunkDecoder {
+    codecs: HashMap<CodecId, Arc<dyn Compressor>>,
+    decoded: AtomicU64,
+    answered_by_header: AtomicU64,
+}
+
+impl ChunkDecoder {
+    /// Reads Gorilla blocks and those of `configured`.
+    pub(crate) fn new(configured: &Arc<dyn Compressor>) -> Self {
+        let mut codecs: HashMap<CodecId, Arc<dyn Compressor>> = HashMap::new();
+        codecs.insert(
+            CodecId::GORILLA,
+            Arc::new(tsdb_gorilla::GorillaCompressor::new()),
+        );
+        codecs.insert(configured.codec_id(), configured.clone());
+        ChunkDecoder {
+            codecs,
+            decoded: AtomicU64::new(0),
+            answered_by_header: AtomicU64::new(0),
+        }
+    }
+
+    /// The codec that wrote `block`.
+    pub(crate) fn codec_of(&self, block: &CompressedBlock) -> Result<&Arc<dyn Compressor>> {
+        self.codecs
+            .get(&block.codec)
+            .ok_or(Error::UnsupportedCodec {
+                engine: "database",
+                codec: block.codec,
+            })
+    }
+
+    /// Decodes `block` (read from `chunk`) onto the columns through its codec, checked
+    /// against its header.
+    pub(crate) async fn decode_into(
+        &self,
+        chunk: &ChunkReference,
+        block: &CompressedBlock,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+    ) -> Result<Ascending> {
+        let codec = self.codec_of(block)?;
+        self.decoded.fetch_add(1, Ordering::Relaxed);
+        let at = ts.len();
+        codec.decompress_into(block, ts, vs).await?;
+        check_decoded(block, chunk, codec.name(), &ts[at..], vs.len() - at)
+    }
+
+    /// Notes a chunk whose header answered a read.
+    pub(crate) fn answered_by_header(&self) {
+        self.answered_by_header.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(chunks decoded, chunks answered by their header)` since open.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.decoded.load(Ordering::Relaxed),
+            self.answered_by_header.load(Ordering::Relaxed),
+        )
+    }
+}
 
 impl Inner {
     pub(super) async fn query(
@@ -62,7 +130,7 @@ impl Inner {
     pub(crate) fn index_read<T>(&self, answer: Result<T>) -> Result<T> {
         if let Err(Error::StateLost { .. }) = &answer {
             self.index_lost.store(true, Ordering::SeqCst);
-            self.maintenance_wakeup.notify_one();
+            self.lifecycle.wake_maintenance();
         }
         answer
     }
@@ -209,33 +277,7 @@ impl Inner {
         vs: &mut Vec<f64>,
     ) -> Result<Ascending> {
         let block = self.engines.storage.read_chunk(&chunk.location).await?;
-        self.decode_block_into(chunk, &block, ts, vs).await
-    }
-
-    /// The codec that wrote `block`.
-    pub(crate) fn codec_of(&self, block: &CompressedBlock) -> Result<&Arc<dyn Compressor>> {
-        self.codecs
-            .get(&block.codec)
-            .ok_or(Error::UnsupportedCodec {
-                engine: "database",
-                codec: block.codec,
-            })
-    }
-
-    /// Decodes `block` (read from `chunk`) onto the columns through its codec, checked
-    /// against its header.
-    pub(crate) async fn decode_block_into(
-        &self,
-        chunk: &ChunkReference,
-        block: &CompressedBlock,
-        ts: &mut Vec<i64>,
-        vs: &mut Vec<f64>,
-    ) -> Result<Ascending> {
-        let codec = self.codec_of(block)?;
-        self.chunks_decoded.fetch_add(1, Ordering::Relaxed);
-        let at = ts.len();
-        codec.decompress_into(block, ts, vs).await?;
-        check_decoded(block, chunk, codec.name(), &ts[at..], vs.len() - at)
+        self.decoder.decode_into(chunk, &block, ts, vs).await
     }
 
     /// One stored chunk as columns, decoded by its codec and checked against its header.

@@ -2,7 +2,6 @@
 //! ([`tsdb_promql::RollupRequest`]) over every selected series, on every core, one series
 //! at a time per core, so that a query never holds its selection's samples.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use tsdb_core::{Error, LabelMatcher, Result, SeriesId, TimeRange};
@@ -202,17 +201,17 @@ impl Inner {
                 chunk,
                 self.engines.storage.read_chunk(&chunk.location).await,
             )?;
-            let nan_free = !self.codec_of(&block)?.may_hold_nan(&block);
+            let nan_free = !self.decoder.codec_of(&block)?.may_hold_nan(&block);
             if nan_free && !partial {
-                self.chunks_answered_by_header
-                    .fetch_add(1, Ordering::Relaxed);
+                self.decoder.answered_by_header();
                 for count in &mut s.counts[whole_from..whole_to] {
                     *count += u64::from(block.point_count);
                 }
             } else {
                 let at = s.ts.len();
                 let decoded = self
-                    .decode_block_into(chunk, &block, &mut s.ts, &mut s.vs)
+                    .decoder
+                    .decode_into(chunk, &block, &mut s.ts, &mut s.vs)
                     .await;
                 if decoded.is_err() {
                     s.ts.truncate(at);

@@ -50,7 +50,7 @@ impl Inner {
         }
         let record = records::encode_points(&groups);
 
-        let gate = self.apply_gate.read().await;
+        let gate = self.checkpointer.apply_gate.read().await;
         self.check_open()?;
         let lsn = self.wal.append(&record).await?.get();
         let mut sealed_shards = Vec::new();
@@ -62,11 +62,12 @@ impl Inner {
         drop(gate);
 
         let newest = batch.flat.iter().map(|p| p.0).max().unwrap_or(i64::MIN);
-        self.newest_timestamp.fetch_max(newest, Ordering::Relaxed);
-        self.points_written
+        self.heads.saw_timestamp(newest);
+        self.heads
+            .points_written
             .fetch_add(batch.flat.len() as u64, Ordering::Relaxed);
         for shard in sealed_shards {
-            self.flush_wakeup[self.worker_of(shard)].notify_one();
+            self.flusher.wake_for(shard);
         }
         Ok(())
     }
@@ -75,7 +76,7 @@ impl Inner {
     /// many points; fails with [`Error::Unavailable`] when storing makes no progress for
     /// `stall_timeout` (the disk full, the index gone), so writers never hang.
     pub(super) async fn wait_for_room(&self) -> Result<()> {
-        let mut watch = self.progress_watch();
+        let mut watch = self.flusher.watch();
         loop {
             let sealed = self.heads.sealed_waiting.load(Ordering::Relaxed);
             let buffered = self.heads.buffered_points.load(Ordering::Relaxed);
@@ -85,15 +86,15 @@ impl Inner {
                 return Ok(());
             }
             if buffered > self.config.max_buffered_points {
-                self.maintenance_wakeup.notify_one();
+                self.lifecycle.wake_maintenance();
             }
-            if self.shutdown.load(Ordering::Relaxed) {
+            if self.lifecycle.is_shut_down() {
                 return Err(Error::Closed { engine: "database" });
             }
-            if self.stalled_since(&mut watch) {
+            if self.flusher.stalled_since(&mut watch) {
                 return Err(self.stalled("write refused: the flush queue is full and"));
             }
-            let notified = self.room.notified();
+            let notified = self.flusher.room();
             // Re-check after a short wait even without a notification.
             let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
         }

@@ -1,0 +1,47 @@
+//! Retention: chunks whose newest point is older than the retention period allows are
+//! removed from the index, then from storage.
+
+use std::collections::BTreeMap;
+
+use tsdb_core::{ChunkLocation, ChunkReference, Result, SeriesId};
+
+use super::Inner;
+
+impl Inner {
+    /// Deletes chunks whose newest point is older than the retention period allows.
+    pub(super) async fn apply_retention(&self) -> Result<usize> {
+        let Some(retention) = self.config.retention else {
+            return Ok(0);
+        };
+        let newest = self.heads.newest_timestamp();
+        if newest == i64::MIN {
+            return Ok(0);
+        }
+        let cutoff =
+            newest.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        let expired: Vec<ChunkReference> = self
+            .engines
+            .storage
+            .list_chunks()
+            .await?
+            .into_iter()
+            .filter(|c| c.end_time < cutoff)
+            .collect();
+        let mut by_series: BTreeMap<SeriesId, Vec<ChunkLocation>> = BTreeMap::new();
+        for c in &expired {
+            by_series.entry(c.series_id).or_default().push(c.location);
+        }
+        for (series, locations) in &by_series {
+            self.engines.index.remove_chunks(*series, locations).await?;
+        }
+        let locations: Vec<ChunkLocation> = expired.iter().map(|c| c.location).collect();
+        self.engines.storage.delete_chunks(&locations).await?;
+        if !expired.is_empty() {
+            tracing::info!(
+                "retention deleted {} chunks older than {cutoff}",
+                expired.len()
+            );
+        }
+        Ok(expired.len())
+    }
+}
