@@ -202,6 +202,118 @@ where
     }
 }
 
+/// [`fold`] value by value, for the operators whose arithmetic allows it (see
+/// [`FoldState::supports`]): the same operations in the same order, so the same result to the
+/// bit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FoldState {
+    a: f64,
+    b: f64,
+    n: u64,
+}
+
+impl FoldState {
+    /// Whether `op` folds value by value here (`stddev` and `stdvar` do not).
+    pub(crate) fn supports(op: u16) -> bool {
+        matches!(
+            op,
+            token::T_SUM
+                | token::T_AVG
+                | token::T_COUNT
+                | token::T_GROUP
+                | token::T_MIN
+                | token::T_MAX
+        )
+    }
+
+    /// Nothing folded yet.
+    pub(crate) fn new(op: u16) -> Self {
+        let start = if matches!(op, token::T_MIN | token::T_MAX) {
+            f64::NAN
+        } else {
+            0.0
+        };
+        FoldState {
+            a: start,
+            b: 0.0,
+            n: 0,
+        }
+    }
+
+    /// Values folded so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.n
+    }
+
+    /// Folds in `v`.
+    #[inline]
+    pub(crate) fn push(&mut self, op: u16, v: f64) {
+        match op {
+            // As `kahan`.
+            token::T_SUM => {
+                let t = self.a + v;
+                if self.a.is_infinite() || t.is_infinite() {
+                    self.b = 0.0;
+                } else if self.a.abs() >= v.abs() {
+                    self.b += (self.a - t) + v;
+                } else {
+                    self.b += (v - t) + self.a;
+                }
+                self.a = t;
+            }
+            // As `running_mean`.
+            token::T_AVG => {
+                if self.n == 0 {
+                    self.a = v;
+                } else {
+                    let n = (self.n + 1) as f64;
+                    let keep = self.a.is_infinite()
+                        && (v.is_finite() || (v.is_infinite() && (v > 0.0) == (self.a > 0.0)));
+                    if !keep {
+                        self.a += v / n - self.a / n;
+                    }
+                }
+            }
+            token::T_MIN => {
+                if self.a.is_nan() || v < self.a {
+                    self.a = v;
+                }
+            }
+            token::T_MAX => {
+                if self.a.is_nan() || v > self.a {
+                    self.a = v;
+                }
+            }
+            _ => {}
+        }
+        self.n += 1;
+    }
+
+    /// The fold's result.
+    pub(crate) fn finish(&self, op: u16) -> f64 {
+        match op {
+            token::T_SUM => {
+                if self.a.is_finite() {
+                    self.a + self.b
+                } else {
+                    self.a
+                }
+            }
+            token::T_AVG => {
+                if self.n == 0 {
+                    f64::NAN
+                } else {
+                    self.a
+                }
+            }
+            token::T_COUNT => self.n as f64,
+            token::T_GROUP => 1.0,
+            token::T_MIN | token::T_MAX => self.a,
+            _ => f64::NAN,
+        }
+    }
+}
+
 /// How the series of a node the source evaluated fall into the groups of one aggregation:
 /// worked out once, used at every step.
 #[derive(Debug)]
@@ -210,6 +322,9 @@ pub(crate) struct RolledGroups {
     pub(crate) of_series: Vec<usize>,
     /// Each group's labels.
     pub(crate) labels: Vec<LabelSet>,
+    /// Every step's answer, `(group, value)` in output order, when worked out for all steps
+    /// at once (see `FoldState`).
+    pub(crate) steps: Option<Vec<Vec<(usize, f64)>>>,
 }
 
 impl RolledGroups {
@@ -228,7 +343,11 @@ impl RolledGroups {
                 })
             })
             .collect();
-        RolledGroups { of_series, labels }
+        RolledGroups {
+            of_series,
+            labels,
+            steps: None,
+        }
     }
 }
 

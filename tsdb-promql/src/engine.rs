@@ -13,6 +13,7 @@ use promql_parser::parser::{
 };
 use tsdb_core::{LabelMatcher, MatchOp, TimeRange};
 
+use crate::aggregate::FoldState;
 use crate::error::{PromqlError, Resource, Result, SourceError};
 use crate::functions;
 use crate::functions::RangeFunction;
@@ -1729,6 +1730,21 @@ impl Evaluator<'_> {
                     modifier,
                 )
             });
+        if FoldState::supports(op)
+            && groups.labels.len().saturating_mul(rolled.times.len()) <= ALL_STEPS_STATES
+        {
+            let steps = groups.steps.get_or_insert_with(|| {
+                all_steps(op, rolled, &groups.of_series, groups.labels.len())
+            });
+            return steps[i]
+                .iter()
+                .map(|&(g, v)| Smp {
+                    labels: groups.labels[g].clone(),
+                    v,
+                    ts: 0,
+                })
+                .collect();
+        }
         // Groups in order of first appearance among the series with a value, as over the
         // vector; each group's values in series order.
         let mut order: Vec<usize> = Vec::new();
@@ -2073,6 +2089,51 @@ forward_source!("Shares one source between engines and tasks." Arc<T>, "A borrow
 use crate::source::SeriesData;
 
 /// A node the source evaluated itself: its values at each evaluation time.
+/// Most fold states [`all_steps`] holds at once (groups x steps); beyond, steps are
+/// aggregated one at a time.
+const ALL_STEPS_STATES: usize = 1 << 20;
+
+/// A plain fold (`op`, one [`FoldState::supports`]) of a rolled node's series into groups at
+/// every step at once, reading each series' values in order (rather than every series at each
+/// step): per step, `(group, value)` for the groups with a value, in order of first
+/// appearance among the series, each group's values folded in series order, as aggregating
+/// the node's vector at that step does.
+fn all_steps(
+    op: u16,
+    rolled: &Rolled,
+    of_series: &[usize],
+    groups: usize,
+) -> Vec<Vec<(usize, f64)>> {
+    let n = rolled.times.len();
+    let mut states = vec![FoldState::new(op); groups * n];
+    let mut first = vec![usize::MAX; groups * n];
+    for (si, (s, &g)) in rolled.series.iter().zip(of_series).enumerate() {
+        let row = g * n;
+        for (ti, slot) in s.values.iter().enumerate() {
+            if let Some((v, _)) = *slot {
+                let state = &mut states[row + ti];
+                if state.count() == 0 {
+                    first[row + ti] = si;
+                }
+                state.push(op, v);
+            }
+        }
+    }
+    (0..n)
+        .map(|ti| {
+            let mut present: Vec<(usize, usize)> = (0..groups)
+                .filter(|&g| states[g * n + ti].count() > 0)
+                .map(|g| (first[g * n + ti], g))
+                .collect();
+            present.sort_unstable();
+            present
+                .into_iter()
+                .map(|(_, g)| (g, states[g * n + ti].finish(op)))
+                .collect()
+        })
+        .collect()
+}
+
 #[derive(Debug)]
 struct Rolled {
     /// Evaluation times (window ends), ascending.
