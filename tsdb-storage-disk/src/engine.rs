@@ -228,16 +228,37 @@ fn map_file(file: &File, len: u64, path: &str) -> Result<Option<Arc<Mmap>>> {
     })?;
     // SAFETY: the map is read-only and never covers more than `len` bytes, which the file
     // holds: this engine maps a segment once it is sealed (synced, never written again) or, at
-    // open, at the length the file has then; it never truncates or writes a file while a map
-    // of it exists (the last segment is scanned at open through a map that is dropped before
-    // its torn tail is cut and before anything is appended, and it is not mapped again while
-    // it is the active segment). Removing a segment unlinks its name; the inode and the map
-    // stay valid until the last view is dropped. Another process truncating a segment file
-    // of an open store is outside the contract (documented in the README).
+    // open, at the length the file has then; it never truncates a file below what a map of it
+    // is read at (the last segment is scanned at open through a map that is dropped before
+    // its torn tail is cut; the active segment's own map, `map_active`, is only read below the
+    // write position). Removing a segment unlinks its name; the inode and the map stay valid
+    // until the last view is dropped. Another process truncating a segment file of an open
+    // store is outside the contract (documented in the README).
     #[allow(unsafe_code)]
     let map = unsafe { MmapOptions::new().len(len).map(file) }
         .map_err(|e| io_err(format_args!("mmap of {path}"), e))?;
     Ok(Some(Arc::new(map)))
+}
+
+/// Maps the active segment `file` of a writable store for reads of the records appended to
+/// it, `span` bytes (the most a segment grows to; the map may reach past the end of the file).
+/// `None` (reads then copy) when the map cannot be made.
+fn map_active(file: &File, span: u64, path: &str) -> Option<Arc<Mmap>> {
+    let span = usize::try_from(span).ok().filter(|&s| s > 0)?;
+    // SAFETY: the map is read-only and only bytes below the active segment's write position
+    // are read through it (the records the index holds, `Inner::read`); the file always holds
+    // them: the engine appends, and only truncates past that position (the torn tail at open,
+    // before this map exists; the part of a failed append). Pages past the end of the file are
+    // never touched. Writes through the file are seen through the map (one page cache).
+    #[allow(unsafe_code)]
+    let map = unsafe { MmapOptions::new().len(span).map(file) };
+    match map {
+        Ok(map) => Some(Arc::new(map)),
+        Err(e) => {
+            tracing::debug!("active segment {path} not mapped ({e}): reads copy");
+            None
+        }
+    }
 }
 
 impl LocalDiskEngine {
@@ -265,6 +286,7 @@ impl LocalDiskEngine {
             ));
         }
         let read_only = config.is_read_only();
+        let segment_size = config.get_segment_size();
         let (opened, lock) = {
             let dir = dir.clone();
             blocking(move || -> Result<(Opened, Option<DirLock>)> {
@@ -274,7 +296,7 @@ impl LocalDiskEngine {
                     create_store_dir(&dir)?;
                     Some(DirLock::acquire(&dir, ENGINE, LOCK_WAIT)?)
                 };
-                Ok((recover(&dir, read_only)?, lock))
+                Ok((recover(&dir, read_only, segment_size)?, lock))
             })
             .await
             .map_err(|e| io_err("open of the local-disk store", e))??
@@ -381,7 +403,7 @@ fn looks_torn(tail: &[u8], segment: u64, offset: u64) -> bool {
         )
 }
 
-fn recover(dir: &Path, read_only: bool) -> Result<Opened> {
+fn recover(dir: &Path, read_only: bool, segment_size: u64) -> Result<Opened> {
     let synced_end = read_synced_end(dir);
     let mut missing = Vec::new();
     let mut ids = BTreeSet::new();
@@ -479,9 +501,15 @@ fn recover(dir: &Path, read_only: bool) -> Result<Opened> {
             }
             log_damage(&path, &found);
             active_len = found.valid_end;
+            let map = (!read_only)
+                .then(|| map_active(&file, segment_size.max(active_len), &path))
+                .flatten();
             let file = Arc::new(file);
             active_file = Some(file.clone());
-            segments.insert(id, SegmentState::new(path, found, Storage::Active(file)));
+            segments.insert(
+                id,
+                SegmentState::new(path, found, Storage::Active { file, map }),
+            );
         } else {
             let file = File::open(&*path).map_err(|e| io_err(&path, e))?;
             let len = file.metadata().map_err(|e| io_err(&path, e))?.len();
@@ -615,10 +643,18 @@ fn recover(dir: &Path, read_only: bool) -> Result<Opened> {
                 .open(&*path)
                 .map_err(|e| io_err(format_args!("creating {path}"), e))?;
             sync_dir(dir)?;
+            let map = map_active(&file, segment_size, &path);
             let file = Arc::new(file);
             segments.insert(
                 id,
-                SegmentState::new(path, Scan::default(), Storage::Active(file.clone())),
+                SegmentState::new(
+                    path,
+                    Scan::default(),
+                    Storage::Active {
+                        file: file.clone(),
+                        map,
+                    },
+                ),
             );
             (id, file)
         }
@@ -755,6 +791,7 @@ impl Inner {
             .open(&path)
             .map_err(|e| io_err(format_args!("creating {name}"), e))?;
         sync_dir(&self.dir)?;
+        let active_map = map_active(&file, self.config.get_segment_size(), &name);
         let file = Arc::new(file);
         {
             let mut st = self.write_state();
@@ -763,7 +800,14 @@ impl Inner {
             }
             st.segments.insert(
                 next,
-                SegmentState::new(name, Scan::default(), Storage::Active(file.clone())),
+                SegmentState::new(
+                    name,
+                    Scan::default(),
+                    Storage::Active {
+                        file: file.clone(),
+                        map: active_map,
+                    },
+                ),
             );
             st.active = next;
         }
@@ -875,7 +919,10 @@ impl Inner {
             Storage::Mapped(None) => {
                 return Err(Error::corrupt(&path, loc.offset, "segment is empty"));
             }
-            Storage::Active(file) => {
+            Storage::Active { map: Some(map), .. } if end <= map.len() => {
+                (Bytes::from_owner(MapOwner(map)), start)
+            }
+            Storage::Active { file, .. } => {
                 let mut buf = vec![0u8; len];
                 file.read_exact_at(&mut buf, entry.offset)
                     .map_err(|e| io_err(format_args!("reading {path} at offset {start}"), e))?;

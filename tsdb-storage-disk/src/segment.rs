@@ -126,8 +126,14 @@ fn resync(bytes: &[u8], from: u64, segment: u64) -> Option<u64> {
 /// How a segment's bytes are reached.
 #[derive(Clone, Debug)]
 pub(crate) enum Storage {
-    /// The segment being appended to: read with positioned reads (a copy), never mapped.
-    Active(Arc<File>),
+    /// The segment being appended to. With `map` (a writable store), a map of the size a
+    /// segment may grow to, through which the records written so far are read; without it (a
+    /// read-only store, beside a writer that may cut the file), or past its end, positioned
+    /// reads (a copy).
+    Active {
+        file: Arc<File>,
+        map: Option<Arc<Mmap>>,
+    },
     /// A sealed segment, mapped up to its synced length (`None` when empty).
     Mapped(Option<Arc<Mmap>>),
 }
