@@ -78,6 +78,20 @@ pub enum Error {
         oldest_accepted: i64,
     },
 
+    /// A point is further ahead of the wall clock than the database accepts (a timestamp in
+    /// seconds or nanoseconds where milliseconds are expected often is).
+    #[error(
+        "point at {timestamp} for series {series} is too far in the future (latest accepted: {latest_accepted}, the clock plus the future tolerance); timestamps are milliseconds since the Unix epoch"
+    )]
+    InTheFuture {
+        /// The series written to.
+        series: SeriesId,
+        /// The rejected point's timestamp.
+        timestamp: i64,
+        /// The latest timestamp accepted at that moment.
+        latest_accepted: i64,
+    },
+
     /// Two different label sets hash to the same series id.
     #[error("series id {series} collides: already registered as {existing}, now asked for {new}")]
     SeriesIdCollision {

@@ -36,9 +36,14 @@ pub struct DatabaseConfig {
     pub wal_durability: WalDurability,
     /// Size at which a WAL segment file is closed and a new one started. Default: 64 MiB.
     pub wal_segment_size: u64,
-    /// Chunks whose newest point is older than this (by data time, against the newest point of
-    /// the database) are deleted. Default: `None` (keep everything).
+    /// Chunks whose newest point is older than this, against the wall clock, are deleted
+    /// (so data imported from further back than the retention goes at the next round).
+    /// Default: `None` (keep everything).
     pub retention: Option<Duration>,
+    /// How far ahead of the wall clock a point may be; later points are rejected with
+    /// [`crate::Error::InTheFuture`] (Prometheus refuses them too). `None` accepts any
+    /// timestamp. Default: 10 minutes.
+    pub future_tolerance: Option<Duration>,
     /// How far behind the newest point of its series a point may be and still be accepted.
     /// Older points are rejected with [`crate::Error::OutOfOrder`]. Default: 10 minutes.
     pub out_of_order_window: Duration,
@@ -83,6 +88,7 @@ impl Default for DatabaseConfig {
             wal_durability: WalDurability::Always,
             wal_segment_size: 64 << 20,
             retention: None,
+            future_tolerance: Some(Duration::from_secs(600)),
             out_of_order_window: Duration::from_secs(600),
             ingest_shards: 64,
             flush_queue_capacity: 4096,

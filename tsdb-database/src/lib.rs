@@ -19,6 +19,8 @@ mod promql_source;
 // What the database keeps on disk beside the engines: WAL records, the checkpoint mark,
 // the damage log.
 mod checkpoint_mark;
+// The wall clock (the future guard, retention).
+mod clock;
 mod damage;
 mod records;
 

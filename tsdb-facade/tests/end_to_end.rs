@@ -152,6 +152,14 @@ async fn out_of_order_window_duplicates_and_special_values() {
     db.close().await.expect("close");
 }
 
+/// Now, in milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970");
+    i64::try_from(since.as_millis()).expect("fits")
+}
+
 #[tokio::test]
 async fn retention_deletes_expired_chunks_only() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -162,15 +170,16 @@ async fn retention_deletes_expired_chunks_only() {
     })
     .await;
     let s = cpu("retention");
-    // 100 points a minute apart per chunk; 10 chunks spanning 1000 minutes.
-    let points: Vec<(i64, f64)> = (0..1000).map(|i| (i * 60_000, i as f64)).collect();
+    // 100 points a minute apart per chunk; 10 chunks spanning the last 1000 minutes.
+    let start = now_ms() - 1000 * 60_000;
+    let points: Vec<(i64, f64)> = (0..1000).map(|i| (start + i * 60_000, i as f64)).collect();
     db.insert_series(&s, &points).await.expect("insert");
     db.flush().await.expect("flush");
     let deleted = db.apply_retention().await.expect("retention");
-    // Newest point: minute 999; cutoff minute 939: chunks ending before it go (minutes 0..899).
+    // Cutoff: an hour ago, about minute 940: chunks ending before it go (minutes 0..899).
     assert_eq!(deleted, 9);
     let got = db.query(&s, TimeRange::ALL).await.expect("query");
-    assert_eq!(got[0].timestamps.first(), Some(&(900 * 60_000)));
+    assert_eq!(got[0].timestamps.first(), Some(&(start + 900 * 60_000)));
     assert_eq!(got[0].len(), 100);
     db.close().await.expect("close");
     let db = open(config(dir.path())).await;
@@ -179,6 +188,62 @@ async fn retention_deletes_expired_chunks_only() {
         100,
         "deletions persist"
     );
+    db.close().await.expect("close");
+}
+
+/// A point dated far ahead (here: seconds taken for milliseconds the other way round, a
+/// nanosecond timestamp) is refused, naming series and timestamp, and nothing of its batch is
+/// kept; with the guard off it is accepted, and retention, which measures age against the
+/// wall clock, still keeps every recent chunk.
+#[tokio::test]
+async fn points_far_in_the_future_are_refused_and_cannot_make_retention_delete_recent_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open(config(dir.path())).await;
+    let s = cpu("future");
+    let id = db.register_series(&s).await.expect("register");
+    let now = now_ms();
+    // Five minutes ahead is within the default tolerance of ten.
+    db.insert_series(&s, &[(now - 1_000, 1.0), (now + 5 * 60_000, 2.0)])
+        .await
+        .expect("near-future point");
+    let nanos = now * 1_000_000;
+    let err = db
+        .insert_batch(&[DataPoint::new(id, now, 3.0), DataPoint::new(id, nanos, 4.0)])
+        .await
+        .expect_err("a nanosecond timestamp");
+    match &err {
+        Error::InTheFuture {
+            series,
+            timestamp,
+            latest_accepted,
+        } => {
+            assert_eq!((*series, *timestamp), (id, nanos));
+            assert!((now + 10 * 60_000..now + 11 * 60_000).contains(latest_accepted));
+        }
+        other => panic!("expected InTheFuture, got {other:?}"),
+    }
+    assert!(err.to_string().contains("milliseconds"), "{err}");
+    let got = db.query(&s, TimeRange::ALL).await.expect("query");
+    assert_eq!(
+        got[0].values,
+        vec![1.0, 2.0],
+        "nothing of the refused batch"
+    );
+    db.close().await.expect("close");
+
+    let db = open(DatabaseConfig {
+        future_tolerance: None,
+        retention: Some(Duration::from_secs(3600)),
+        ..config(dir.path())
+    })
+    .await;
+    db.insert(&s, 4_102_444_800_000 /* 2100-01-01 */, 5.0)
+        .await
+        .expect("accepted with the guard off");
+    db.flush().await.expect("flush");
+    assert_eq!(db.apply_retention().await.expect("retention"), 0);
+    let got = db.query(&s, TimeRange::ALL).await.expect("query");
+    assert_eq!(got[0].len(), 3, "the recent points survive retention");
     db.close().await.expect("close");
 }
 

@@ -32,7 +32,6 @@ impl Inner {
         // Make the index agree with storage: add what it lacks, drop what storage lost.
         let mut stored: BTreeMap<SeriesId, Vec<ChunkReference>> = BTreeMap::new();
         for chunk in self.engines.storage.list_chunks().await? {
-            self.heads.saw_timestamp(chunk.end_time);
             // The out-of-order window holds against stored points too, not only buffered ones.
             self.heads.observe(chunk.series_id, chunk.end_time);
             stored.entry(chunk.series_id).or_default().push(chunk);
@@ -117,7 +116,6 @@ impl Inner {
                 // Kept (they go into chunks), but no query can select them without labels.
                 self.record_unlabeled(series, [(range.start, range.end)])?;
             }
-            self.heads.saw_timestamp(last.0);
             let (stored_ts, stored_vs) = self.read_stored(series, range).await?;
             let shard = self.heads.shard_of(series);
             for (t, lsn, v) in finals {

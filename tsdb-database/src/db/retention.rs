@@ -8,17 +8,16 @@ use tsdb_core::{ChunkLocation, ChunkReference, Result, SeriesId};
 use super::Inner;
 
 impl Inner {
-    /// Deletes chunks whose newest point is older than the retention period allows.
+    /// Deletes chunks whose newest point is older than the retention period allows, against
+    /// the wall clock.
     pub(super) async fn apply_retention(&self) -> Result<usize> {
         let Some(retention) = self.config.retention else {
             return Ok(0);
         };
-        let newest = self.heads.newest_timestamp();
-        if newest == i64::MIN {
-            return Ok(0);
-        }
-        let cutoff =
-            newest.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
+        // Against the wall clock, not the newest point: one point far in the future must not
+        // make everything else look expired.
+        let cutoff = crate::clock::now_ms()
+            .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
         let expired: Vec<ChunkReference> = self
             .engines
             .storage

@@ -41,6 +41,17 @@ impl Inner {
         // Backpressure before the write, so that a write that cannot wait longer fails
         // without having been made durable (an acknowledged write is never reported failed).
         self.wait_for_room().await?;
+        if let Some(tolerance) = self.config.future_tolerance {
+            let latest_accepted = crate::clock::now_ms()
+                .saturating_add(i64::try_from(tolerance.as_millis()).unwrap_or(i64::MAX));
+            if let Some(p) = points.iter().find(|p| p.timestamp > latest_accepted) {
+                return Err(Error::InTheFuture {
+                    series: p.series_id,
+                    timestamp: p.timestamp,
+                    latest_accepted,
+                });
+            }
+        }
         let batch = Batch::group(points, &self.heads);
         let groups = batch.slices();
         let window = i64::try_from(self.config.out_of_order_window.as_millis()).unwrap_or(i64::MAX);
@@ -61,8 +72,6 @@ impl Inner {
         }
         drop(gate);
 
-        let newest = batch.flat.iter().map(|p| p.0).max().unwrap_or(i64::MIN);
-        self.heads.saw_timestamp(newest);
         self.heads
             .points_written
             .fetch_add(batch.flat.len() as u64, Ordering::Relaxed);

@@ -10,7 +10,7 @@
 mod head;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -51,8 +51,6 @@ pub(crate) struct Heads {
     pub(crate) sealed_waiting: AtomicUsize,
     /// Points held by live heads, over all shards.
     pub(crate) buffered_points: AtomicU64,
-    /// The newest timestamp written, replayed or stored (what retention counts back from).
-    newest_timestamp: AtomicI64,
     /// Points accepted since open (replayed ones not counted).
     pub(crate) points_written: AtomicU64,
     /// Points buffered again from the WAL when the database opened.
@@ -77,20 +75,9 @@ impl Heads {
             chunk_max_points: chunk_max_points.max(1) as usize,
             sealed_waiting: AtomicUsize::new(0),
             buffered_points: AtomicU64::new(0),
-            newest_timestamp: AtomicI64::new(i64::MIN),
             points_written: AtomicU64::new(0),
             points_replayed: AtomicU64::new(0),
         }
-    }
-
-    /// The newest timestamp seen (`i64::MIN` before any).
-    pub(crate) fn newest_timestamp(&self) -> i64 {
-        self.newest_timestamp.load(Ordering::Relaxed)
-    }
-
-    /// Notes a timestamp written, replayed or found in storage.
-    pub(crate) fn saw_timestamp(&self, t: i64) {
-        self.newest_timestamp.fetch_max(t, Ordering::Relaxed);
     }
 
     pub(crate) fn shard_count(&self) -> usize {
