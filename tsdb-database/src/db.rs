@@ -409,6 +409,13 @@ impl TimeSeriesDB {
             }
         }
         let storage = inner.engines.storage.close().await;
+        if flushed.is_ok() && storage.is_ok() && inner.heads.min_lsn().is_none() {
+            // Every record is in durable chunks and the mark says none is needed: the WAL
+            // keeps nothing but an empty segment, and the next open replays nothing.
+            if let Err(e) = inner.wal.truncate_all().await {
+                tracing::warn!("truncating the WAL at close failed (it is replayed instead): {e}");
+            }
+        }
         let wal = inner.wal.close().await;
         let catalog = inner.catalog.close().await;
         if flushed.is_ok() && storage.is_ok() && wal.is_ok() && catalog.is_ok() {

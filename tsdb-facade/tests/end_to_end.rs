@@ -334,3 +334,82 @@ async fn concurrent_writers_and_readers_see_every_point() {
     assert!(all.iter().all(|s| s.len() == 50));
     db.close().await.expect("close");
 }
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.expect("entry"))
+                .map(|e| {
+                    let meta = e.metadata().expect("metadata");
+                    if meta.is_dir() {
+                        dir_bytes(&e.path())
+                    } else {
+                        meta.len()
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// After a clean close the WAL keeps nothing but an empty segment, so the data directory is
+/// its chunks and its series catalog (and a few small files); reopening replays nothing and
+/// every point is there.
+#[tokio::test]
+async fn after_a_clean_close_the_directory_is_its_chunks_and_reopen_replays_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open(DatabaseConfig {
+        chunk_max_points: 1024,
+        wal_segment_size: 1 << 20,
+        ..config(dir.path())
+    })
+    .await;
+    let start = now_ms() - 3_000 * 10_000;
+    for s in 0..100 {
+        let labels = cpu(&format!("h{s}"));
+        let points: Vec<(i64, f64)> = (0..3_000)
+            .map(|i| (start + i * 10_000, ((i * 37 + s) % 1000) as f64 / 100.0))
+            .collect();
+        db.insert_series(&labels, &points).await.expect("insert");
+    }
+    assert!(
+        dir_bytes(&dir.path().join("wal")) > 1 << 20,
+        "the WAL held the points"
+    );
+    db.close().await.expect("close");
+
+    let (chunks, catalog, wal) = (
+        dir_bytes(&dir.path().join("chunks")),
+        dir_bytes(&dir.path().join("series")),
+        dir_bytes(&dir.path().join("wal")),
+    );
+    let total = dir_bytes(dir.path());
+    assert!(wal <= 64, "the WAL keeps an empty segment: {wal} bytes");
+    assert!(
+        total as f64 <= 1.05 * chunks as f64 + catalog as f64,
+        "{total} bytes in all for {chunks} of chunks and {catalog} of catalog"
+    );
+
+    let db = open(config(dir.path())).await;
+    assert_eq!(db.stats().points_replayed, 0, "nothing replayed");
+    for s in [0, 57, 99] {
+        let got = db
+            .query(&cpu(&format!("h{s}")), TimeRange::ALL)
+            .await
+            .expect("query");
+        assert_eq!(got[0].len(), 3_000, "series h{s}");
+    }
+    // Writes go on after the truncated log, and survive a reopen without close.
+    db.insert(&cpu("h0"), now_ms(), 1.0).await.expect("insert");
+    drop(db);
+    let db = open(config(dir.path())).await;
+    let got = db.query(&cpu("h0"), TimeRange::ALL).await.expect("query");
+    assert_eq!(
+        got[0].len(),
+        3_001,
+        "the write after the truncated log was replayed"
+    );
+    db.close().await.expect("close");
+}

@@ -512,6 +512,52 @@ impl Wal {
         Ok(n)
     }
 
+    /// Starts an empty segment at the next LSN and deletes every segment before it, for a log
+    /// whose every record is applied and durable elsewhere (a database after a clean close):
+    /// the log then takes one segment header on disk, and LSNs go on from where they were. The
+    /// new segment is durable before any old one is deleted, so a crash leaves either the old
+    /// segments or the new one. Returns the number of segments deleted.
+    pub async fn truncate_all(&self) -> Result<usize> {
+        let inner = &self.inner;
+        if inner.config.read_only {
+            return Err(Error::ReadOnly {
+                engine: ENGINE,
+                operation: "truncate",
+            });
+        }
+        let (file, path, dir_dirty) = {
+            let mut st = inner.state.lock().await;
+            if st.closed {
+                return Err(closed());
+            }
+            if let Some(reason) = &st.poisoned {
+                return Err(poisoned(reason));
+            }
+            if st.active.size > SEGMENT_HEADER_LEN as u64 {
+                inner.roll(&mut st).await?;
+            }
+            (
+                st.file.clone(),
+                st.active.path.clone(),
+                std::mem::take(&mut st.dir_dirty),
+            )
+        };
+        let dir = inner.dir.clone();
+        let synced = blocking(move || {
+            file.sync_all().map_err(|e| Error::io(path.display(), e))?;
+            if dir_dirty {
+                sync_dir(&dir)?;
+            }
+            Ok(())
+        })
+        .await;
+        if let Err(e) = synced {
+            inner.state.lock().await.dir_dirty |= dir_dirty;
+            return Err(e);
+        }
+        self.truncate_before(self.next_lsn()).await
+    }
+
     /// Syncs everything appended and refuses further appends ([`Error::Closed`]). Idempotent.
     pub async fn close(&self) -> Result<()> {
         let written = {

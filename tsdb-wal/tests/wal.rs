@@ -265,6 +265,35 @@ async fn truncation_keeps_everything_at_or_after_lsn() {
     assert_eq!(wal.append(b"next").await.expect("append"), Lsn(121));
 }
 
+/// `truncate_all` leaves one empty segment (its header alone) and the numbering goes on:
+/// reopening replays nothing (with no checkpoint telling where to start), the next append
+/// gets the next LSN, and what is appended after it is replayed as usual.
+#[tokio::test]
+async fn truncating_everything_leaves_an_empty_segment_and_numbering_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(4096, WalDurability::Never);
+    let (wal, _) = Wal::open(dir.path(), cfg.clone()).await.expect("open");
+    append_all(&wal, 0..500).await;
+    assert!(segment_files(dir.path()).len() > 2);
+    let deleted = wal.truncate_all().await.expect("truncate all");
+    assert!(deleted > 2, "deleted {deleted}");
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    assert_eq!(disk_size(dir.path()), SEGMENT_HEADER_LEN as u64);
+    assert_eq!(wal.size_on_disk(), SEGMENT_HEADER_LEN as u64);
+    assert_eq!(wal.first_lsn(), None);
+    // Nothing written since: a second call deletes nothing and starts no segment.
+    assert_eq!(wal.truncate_all().await.expect("again"), 0);
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    wal.close().await.expect("close");
+
+    let (wal, replay) = Wal::open(dir.path(), cfg.clone()).await.expect("reopen");
+    assert!(collect(replay).is_empty(), "nothing to replay");
+    assert_eq!(wal.append(b"next").await.expect("append"), Lsn(501));
+    wal.close().await.expect("close");
+    let (_wal, replay) = Wal::open(dir.path(), cfg).await.expect("reopen 2");
+    assert_eq!(collect(replay), vec![(Lsn(501), b"next".to_vec())]);
+}
+
 /// Writes `n` records into one segment and returns (file path, file bytes, record offsets).
 async fn one_segment_log(
     dir: &Path,
