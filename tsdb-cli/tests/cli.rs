@@ -387,38 +387,12 @@ fn real_recordings_import_and_aggregate_like_the_loader_says() {
         let points =
             tsdb_testdata::real::parse_nab(&path, &std::fs::read_to_string(&path).expect("read"))
                 .expect("the loader parses it");
-        let mut newest = i64::MIN;
-        let mut too_old = Vec::new();
-        for (line, &(t, _)) in points.iter().enumerate() {
-            // Points more than 10 minutes (the default out-of-order window) behind the
-            // newest are refused by the database.
-            if t < newest.saturating_sub(600_000) {
-                too_old.push(line + 2);
-            }
-            newest = newest.max(t);
-        }
-        if too_old.is_empty() {
-            assert!(out.status.success(), "{name}: {stderr}");
-        } else {
-            assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
-            assert!(
-                stderr.contains(&format!("{}:{}: point at", path.display(), too_old[0])),
-                "{name}: {stderr}"
-            );
-            assert!(
-                stderr.contains(&format!("{} line(s) rejected", too_old.len())),
-                "{stderr}"
-            );
-        }
+        // Every point is taken, in whatever order the file has it (one of these machines'
+        // clock steps back 55 minutes).
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains("0 line(s) rejected"), "{name}: {stderr}");
         // count and average over the whole file equal the loader's (last write wins).
-        let mut kept = std::collections::BTreeMap::new();
-        let mut newest = i64::MIN;
-        for &(t, v) in &points {
-            if t >= newest.saturating_sub(600_000) {
-                kept.insert(t, v);
-            }
-            newest = newest.max(t);
-        }
+        let kept: std::collections::BTreeMap<i64, f64> = points.iter().copied().collect();
         let first = *kept.keys().next().expect("points");
         let last = *kept.keys().last().expect("points");
         let stem = name.trim_end_matches(".csv");

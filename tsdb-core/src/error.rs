@@ -65,9 +65,10 @@ pub enum Error {
         index: usize,
     },
 
-    /// A point is older than the series accepts (outside the out-of-order window).
+    /// A point is older than the database accepts: outside the out-of-order window behind its
+    /// series' newest point, or older than the retention.
     #[error(
-        "point at {timestamp} for series {series} is older than the out-of-order window allows (oldest accepted: {oldest_accepted})"
+        "point at {timestamp} for series {series} is older than the database accepts (oldest accepted: {oldest_accepted}, by the out-of-order window behind the series' newest point or by the retention)"
     )]
     OutOfOrder {
         /// The series written to.

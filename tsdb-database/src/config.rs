@@ -44,8 +44,12 @@ pub struct DatabaseConfig {
     /// [`crate::Error::InTheFuture`] (Prometheus refuses them too). `None` accepts any
     /// timestamp. Default: 10 minutes.
     pub future_tolerance: Option<Duration>,
-    /// How far behind the newest point of its series a point may be and still be accepted.
-    /// Older points are rejected with [`crate::Error::OutOfOrder`]. Default: 10 minutes.
+    /// How far behind the newest point of its series a point may be and still be accepted;
+    /// older points are rejected with [`crate::Error::OutOfOrder`]. Points older than the
+    /// series' head go to an out-of-order head of their own, sealed as separate chunks and
+    /// merged on read (the last write of a timestamp wins), so back-fill and clocks stepping
+    /// back are taken as they come. With [`Self::retention`], points older than it (against the
+    /// wall clock) are rejected too. Default: [`Duration::MAX`] (any point).
     pub out_of_order_window: Duration,
     /// Number of independently locked head-buffer shards. Default: 64.
     pub ingest_shards: usize,
@@ -89,7 +93,7 @@ impl Default for DatabaseConfig {
             wal_segment_size: 64 << 20,
             retention: None,
             future_tolerance: Some(Duration::from_secs(600)),
-            out_of_order_window: Duration::from_secs(600),
+            out_of_order_window: Duration::MAX,
             ingest_shards: 64,
             flush_queue_capacity: 4096,
             max_buffered_points: 50_000_000,

@@ -163,18 +163,25 @@ fn now_ms() -> i64 {
 #[tokio::test]
 async fn retention_deletes_expired_chunks_only() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let s = cpu("retention");
+    // 100 points a minute apart per chunk; 10 chunks spanning the last 1000 minutes, written
+    // without a retention.
+    let start = now_ms() - 1000 * 60_000;
+    let points: Vec<(i64, f64)> = (0..1000).map(|i| (start + i * 60_000, i as f64)).collect();
+    let db = open(config(dir.path())).await;
+    db.insert_series(&s, &points).await.expect("insert");
+    db.close().await.expect("close");
     let db = open(DatabaseConfig {
         retention: Some(Duration::from_secs(3600)),
-        out_of_order_window: Duration::from_secs(100 * 3600),
         ..config(dir.path())
     })
     .await;
-    let s = cpu("retention");
-    // 100 points a minute apart per chunk; 10 chunks spanning the last 1000 minutes.
-    let start = now_ms() - 1000 * 60_000;
-    let points: Vec<(i64, f64)> = (0..1000).map(|i| (start + i * 60_000, i as f64)).collect();
-    db.insert_series(&s, &points).await.expect("insert");
-    db.flush().await.expect("flush");
+    // With one, a point older than it is refused: it would be deleted at the next round.
+    let err = db
+        .insert(&s, start, 0.0)
+        .await
+        .expect_err("older than the retention");
+    assert!(matches!(err, Error::OutOfOrder { .. }), "{err}");
     let deleted = db.apply_retention().await.expect("retention");
     // Cutoff: an hour ago, about minute 940: chunks ending before it go (minutes 0..899).
     assert_eq!(deleted, 9);
@@ -412,4 +419,112 @@ async fn after_a_clean_close_the_directory_is_its_chunks_and_reopen_replays_noth
         "the write after the truncated log was replayed"
     );
     db.close().await.expect("close");
+}
+
+/// Writes in any order: a live series back-filled with a month of history and rewritten here
+/// and there, then random writes over the whole month with flushes and reopens in between.
+/// Every read equals a model in which the last write of a timestamp wins, and the in-order
+/// chunk of the live hour stays as narrow as the hour (the back-fill goes to chunks of its
+/// own).
+#[tokio::test]
+async fn writes_in_any_order_are_kept_and_the_last_write_of_a_timestamp_wins() {
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = || DatabaseConfig {
+        chunk_max_points: 1024,
+        ..config(dir.path())
+    };
+    let mut db = open(cfg()).await;
+    let now = now_ms();
+    let live_start = now - 3_600_000;
+    let s = cpu("any-order");
+    let mut model: BTreeMap<i64, f64> = BTreeMap::new();
+    let live: Vec<(i64, f64)> = (0..360)
+        .map(|i| (live_start + i * 10_000, i as f64))
+        .collect();
+    db.insert_series(&s, &live).await.expect("live");
+    model.extend(live.iter().copied());
+    // A month of history, oldest first, in batches, behind the live data.
+    let month = 30 * 24 * 3_600_000i64;
+    let history: Vec<(i64, f64)> = (0..month / 60_000)
+        .map(|i| (live_start - month + i * 60_000, -(i as f64)))
+        .collect();
+    for batch in history.chunks(5_000) {
+        db.insert_series(&s, batch).await.expect("back-fill");
+    }
+    model.extend(history.iter().copied());
+    // Rewrites in both the live hour and the history.
+    let rewrites = [
+        (live_start + 50 * 10_000, 0.5),
+        (live_start - 7 * 60_000, 0.25),
+    ];
+    db.insert_series(&s, &rewrites).await.expect("rewrites");
+    model.extend(rewrites);
+    db.flush().await.expect("flush");
+    assert_eq!(
+        all_points(&db, &s).await,
+        model,
+        "after back-fill and rewrites"
+    );
+    let chunks = db.storage().list_chunks().await.expect("chunks");
+    let live_chunks: Vec<_> = chunks.iter().filter(|c| c.end_time >= live_start).collect();
+    assert_eq!(
+        live_chunks.len(),
+        1,
+        "one chunk holds the live hour: {live_chunks:?}"
+    );
+    assert_eq!(
+        (live_chunks[0].start_time, live_chunks[0].end_time),
+        (live_start, live_start + 359 * 10_000),
+        "the in-order chunk spans the live hour only"
+    );
+
+    // Random writes anywhere in the month, flushes and reopens in between.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..6 {
+        for _ in 0..40 {
+            let batch: Vec<(i64, f64)> = (0..50)
+                .map(|_| {
+                    let t = live_start - month + (next() % (month as u64 + 3_600_000)) as i64;
+                    (t / 1_000 * 1_000, (next() % 10_000) as f64)
+                })
+                .collect();
+            // Within a batch too, the later of two equal timestamps wins.
+            db.insert_series(&s, &batch).await.expect("random write");
+            model.extend(batch);
+        }
+        match round % 3 {
+            0 => db.flush().await.expect("flush"),
+            1 => {
+                db.close().await.expect("close");
+                db = open(cfg()).await;
+            }
+            _ => {
+                drop(db);
+                db = open(cfg()).await;
+            }
+        }
+        assert_eq!(all_points(&db, &s).await, model, "round {round}");
+    }
+    db.close().await.expect("close");
+}
+
+/// Every point of series `s`, by timestamp.
+async fn all_points(db: &TimeSeriesDB, s: &Labels) -> std::collections::BTreeMap<i64, f64> {
+    let got = db.query(s, TimeRange::ALL).await.expect("query");
+    got.first()
+        .map(|p| {
+            p.timestamps
+                .iter()
+                .copied()
+                .zip(p.values.iter().copied())
+                .collect()
+        })
+        .unwrap_or_default()
 }

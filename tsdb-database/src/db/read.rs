@@ -192,12 +192,7 @@ impl Inner {
                 },
             }
         }
-        for sealed in &memory.sealed {
-            sources.push(sealed.head.points()?);
-        }
-        if let Some(head) = memory.head {
-            sources.push(head);
-        }
+        sources.extend(memory.into_sources()?);
         Ok(merge(sources, range))
     }
 

@@ -126,7 +126,7 @@ impl Inner {
         let mut chunks = self.chunks_to_read(id, range, None).await?;
         chunks.sort_by_key(|c| (c.start_time, c.location));
         let disjoint = chunks.windows(2).all(|w| w[0].end_time < w[1].start_time);
-        if memory.sealed.is_empty() && memory.head.is_none() && disjoint {
+        if memory.is_empty() && disjoint {
             // Chunks in time order whose spans do not overlap, each strictly ascending inside:
             // the whole is strictly ascending.
             let mut ascending = true;
@@ -144,12 +144,7 @@ impl Inner {
         for chunk in &chunks {
             sources.push(self.read_chunk(chunk).await?);
         }
-        for sealed in &memory.sealed {
-            sources.push(sealed.head.points()?);
-        }
-        if let Some(head) = memory.head {
-            sources.push(head);
-        }
+        sources.extend(memory.into_sources()?);
         let (ts, vs) = merge(sources, range);
         s.ts = ts;
         s.vs = vs;
@@ -170,7 +165,7 @@ impl Inner {
         s: &mut Scratch,
     ) -> Result<bool> {
         let memory = self.heads.snapshot(id)?;
-        if !memory.sealed.is_empty() || memory.head.is_some() {
+        if !memory.is_empty() {
             return Ok(false);
         }
         let mut chunks = self.chunks_to_read(id, request.read_range(), None).await?;

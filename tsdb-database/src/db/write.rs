@@ -55,9 +55,13 @@ impl Inner {
         let batch = Batch::group(points, &self.heads);
         let groups = batch.slices();
         let window = i64::try_from(self.config.out_of_order_window.as_millis()).unwrap_or(i64::MAX);
+        // Anything older than the retention would be deleted at its next round.
+        let floor = self.config.retention.map_or(i64::MIN, |r| {
+            crate::clock::now_ms().saturating_sub(i64::try_from(r.as_millis()).unwrap_or(i64::MAX))
+        });
         for (shard, range) in &batch.shard_ranges {
             self.heads
-                .validate(*shard, &groups[range.clone()], window)?;
+                .validate(*shard, &groups[range.clone()], window, floor)?;
         }
         let record = records::encode_points(&groups);
 

@@ -8,9 +8,8 @@ use tsdb_gorilla::Encoder;
 /// Points of one series not yet in a chunk.
 ///
 /// Points newer than the last one go into a streaming Gorilla encoder (about a byte per point
-/// for regular metrics). A point at or before the last timestamp (late within the out-of-order
-/// window, or a duplicate) goes to a small side list; sealing merges the two, later writes
-/// winning on equal timestamps.
+/// for regular metrics). A point at or before the last timestamp (late, or a duplicate) goes
+/// to a small side list; sealing merges the two, later writes winning on equal timestamps.
 #[derive(Debug)]
 pub(crate) struct Head {
     encoded: Encoder,
@@ -56,6 +55,11 @@ impl Head {
             merge_late(&mut ts, &mut vs, &self.late);
         }
         Ok((ts, vs))
+    }
+
+    /// The first point's timestamp (the smallest of the in-order points).
+    pub(crate) fn first_timestamp(&self) -> Option<i64> {
+        self.encoded.time_range().map(|(first, _)| first)
     }
 
     /// Smallest and largest timestamp of the in-order points (all points when there are no

@@ -20,11 +20,28 @@ use tsdb_core::{Error, Result, SeriesId};
 pub(crate) use head::{Head, Sealed};
 
 /// What a shard knows of one series.
+///
+/// Points newer than any accepted before, or inside the span of the in-order head, go to
+/// `head`; older ones (back-fill, a clock stepping back) go to `out_of_order`, sealed as
+/// chunks of their own, so that in-order chunks keep their narrow time spans. The two heads
+/// never hold the same timestamp: `head` only starts with a point newer than everything
+/// accepted, and only takes points from its first timestamp on.
 #[derive(Debug, Default)]
 struct SeriesState {
     /// Newest timestamp accepted so far (for the out-of-order window).
     max_ts: Option<i64>,
     head: Option<Head>,
+    /// Boxed: most series never have one.
+    out_of_order: Option<Box<Head>>,
+}
+
+impl SeriesState {
+    fn heads(&self) -> impl Iterator<Item = &Head> {
+        self.out_of_order
+            .as_deref()
+            .into_iter()
+            .chain(self.head.as_ref())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -39,8 +56,33 @@ struct Shard {
 pub(crate) struct MemorySnapshot {
     /// Sealed heads still on their way to storage, oldest first.
     pub(crate) sealed: Vec<Arc<Sealed>>,
-    /// The live head's points, newest data of all.
-    pub(crate) head: Option<(Vec<i64>, Vec<f64>)>,
+    /// The live heads' points (out-of-order head, then in-order head; their timestamps never
+    /// overlap): the newest writes of all.
+    pub(crate) heads: Vec<(Vec<i64>, Vec<f64>)>,
+}
+
+impl MemorySnapshot {
+    /// True when memory holds no point of the series.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sealed.is_empty() && self.heads.is_empty()
+    }
+
+    /// Points held, an upper bound (duplicates counted).
+    pub(crate) fn point_count(&self) -> u64 {
+        let sealed: usize = self.sealed.iter().map(|s| s.head.len()).sum();
+        let live: usize = self.heads.iter().map(|h| h.0.len()).sum();
+        (sealed + live) as u64
+    }
+
+    /// The sources to merge after the stored chunks, oldest write first.
+    pub(crate) fn into_sources(self) -> Result<Vec<(Vec<i64>, Vec<f64>)>> {
+        let mut out = Vec::with_capacity(self.sealed.len() + self.heads.len());
+        for sealed in &self.sealed {
+            out.push(sealed.head.points()?);
+        }
+        out.extend(self.heads);
+        Ok(out)
+    }
 }
 
 /// All head buffers of the database.
@@ -127,13 +169,14 @@ impl Heads {
             .sum()
     }
 
-    /// Checks one shard's groups against registration and the out-of-order window
-    /// (`window_ms`); nothing is changed.
+    /// Checks one shard's groups against registration, the out-of-order window (`window_ms`)
+    /// and the oldest timestamp the database keeps (`floor`); nothing is changed.
     pub(crate) fn validate(
         &self,
         shard: usize,
         groups: &[(SeriesId, &[(i64, f64)])],
         window_ms: i64,
+        floor: i64,
     ) -> Result<()> {
         let shard = self.lock(shard);
         for &(series, points) in groups {
@@ -143,7 +186,7 @@ impl Heads {
                 .ok_or(Error::SeriesNotFound { series })?;
             let mut newest = state.max_ts.unwrap_or(i64::MIN);
             for &(t, _) in points {
-                let oldest_accepted = newest.saturating_sub(window_ms);
+                let oldest_accepted = newest.saturating_sub(window_ms).max(floor);
                 if t < oldest_accepted {
                     return Err(Error::OutOfOrder {
                         series,
@@ -173,13 +216,34 @@ impl Heads {
         for &(series, points) in groups {
             let state = shard.series.entry(series).or_default();
             for &(t, v) in points {
+                let in_order = match (&state.head, state.max_ts) {
+                    (_, None) => true,
+                    (_, Some(max)) if t > max => true,
+                    (Some(head), _) => head.first_timestamp().is_some_and(|first| t >= first),
+                    (None, Some(_)) => false,
+                };
                 state.max_ts = Some(state.max_ts.map_or(t, |m| m.max(t)));
-                let head = state.head.get_or_insert_with(|| Head::new(lsn));
-                head.push(lsn, t, v);
                 added += 1;
-                if head.len() >= self.chunk_max_points
-                    && let Some(full) = state.head.take()
-                {
+                let full = if in_order {
+                    let head = state.head.get_or_insert_with(|| Head::new(lsn));
+                    head.push(lsn, t, v);
+                    if head.len() >= self.chunk_max_points {
+                        state.head.take()
+                    } else {
+                        None
+                    }
+                } else {
+                    let head = state
+                        .out_of_order
+                        .get_or_insert_with(|| Box::new(Head::new(lsn)));
+                    head.push(lsn, t, v);
+                    if head.len() >= self.chunk_max_points {
+                        state.out_of_order.take().map(|h| *h)
+                    } else {
+                        None
+                    }
+                };
+                if let Some(full) = full {
                     self.buffered_points
                         .fetch_sub(full.len() as u64, Ordering::Relaxed);
                     shard.sealed.push_back(Arc::new(Sealed::new(series, full)));
@@ -199,9 +263,9 @@ impl Heads {
             let mut shard = self.lock(s);
             let shard = &mut *shard;
             for (&series, state) in shard.series.iter_mut() {
-                if state.head.as_ref().is_some_and(&mut pick)
-                    && let Some(head) = state.head.take()
-                {
+                let out_of_order = state.out_of_order.take_if(|h| pick(h)).map(|h| *h);
+                let in_order = state.head.take_if(|h| pick(h));
+                for head in out_of_order.into_iter().chain(in_order) {
                     self.buffered_points
                         .fetch_sub(head.len() as u64, Ordering::Relaxed);
                     shard.sealed.push_back(Arc::new(Sealed::new(series, head)));
@@ -248,7 +312,7 @@ impl Heads {
         (0..self.shards.len())
             .filter_map(|s| {
                 let shard = self.lock(s);
-                let heads = shard.series.values().filter_map(|st| st.head.as_ref());
+                let heads = shard.series.values().flat_map(SeriesState::heads);
                 let sealed = shard.sealed.iter().map(|s| &s.head);
                 heads.chain(sealed).map(|h| h.first_lsn).min()
             })
@@ -263,8 +327,12 @@ impl Heads {
                 shard
                     .series
                     .values()
-                    .filter_map(|st| st.head.as_ref())
-                    .map(Head::heap_bytes)
+                    .map(|st| {
+                        st.heads().map(Head::heap_bytes).sum::<usize>()
+                            + st.out_of_order
+                                .as_ref()
+                                .map_or(0, |_| std::mem::size_of::<Head>())
+                    })
                     .sum::<usize>()
                     + shard.series.capacity() * std::mem::size_of::<(SeriesId, SeriesState)>()
             })
@@ -280,10 +348,12 @@ impl Heads {
             .filter(|s| s.series == series)
             .cloned()
             .collect();
-        let head = match shard.series.get(&series).and_then(|st| st.head.as_ref()) {
-            Some(h) => Some(h.points()?),
-            None => None,
-        };
-        Ok(MemorySnapshot { sealed, head })
+        let mut heads = Vec::new();
+        if let Some(state) = shard.series.get(&series) {
+            for head in state.heads() {
+                heads.push(head.points()?);
+            }
+        }
+        Ok(MemorySnapshot { sealed, heads })
     }
 }

@@ -136,13 +136,7 @@ async fn plan_within(
             .iter()
             .map(|c| u64::from(c.point_count))
             .sum::<u64>();
-        points += p
-            .memory
-            .sealed
-            .iter()
-            .map(|s| s.head.len() as u64)
-            .sum::<u64>();
-        points += p.memory.head.as_ref().map_or(0, |h| h.0.len() as u64);
+        points += p.memory.point_count();
         if points > limits.max_points {
             return Err(Error::LimitExceeded {
                 what: POINTS_READ,
@@ -165,9 +159,7 @@ async fn read_planned(inner: &Inner, p: &Planned, range: TimeRange) -> Result<Co
     for sealed in &p.memory.sealed {
         sources.push(sealed.head.points()?);
     }
-    if let Some(head) = &p.memory.head {
-        sources.push(head.clone());
-    }
+    sources.extend(p.memory.heads.iter().cloned());
     Ok(merge(sources, range))
 }
 
