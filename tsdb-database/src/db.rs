@@ -7,13 +7,14 @@
 //! - `checkpoint`: the WAL truncated behind durable chunks, the checkpoint mark
 //!   ([`checkpoint::Checkpointer`]);
 //! - `maintenance`: the background task that seals, checkpoints and rebuilds on schedule;
-//! - `retention`: expired chunks deleted;
+//! - `retention`: expired chunks deleted; `delete`: points deleted by tombstones;
 //! - `read` and `rollup`: the read planner, stored chunks decoded ([`read::ChunkDecoder`])
 //!   and merged with buffered points, PromQL's range functions evaluated near the data;
 //! - `recover`: opening, the catalog and the WAL replayed;
 //! - `lifecycle`: open, closing, shut down, and the background tasks ([`lifecycle::Lifecycle`]).
 
 mod checkpoint;
+mod delete;
 mod flush;
 mod lifecycle;
 mod maintenance;
@@ -37,6 +38,7 @@ use crate::config::DatabaseConfig;
 use crate::damage::{Damage, DamageLog};
 use crate::ingest::Heads;
 use crate::read::SeriesPoints;
+use crate::tombstones::Tombstones;
 use checkpoint::Checkpointer;
 use flush::Flusher;
 use lifecycle::Lifecycle;
@@ -140,6 +142,8 @@ pub(crate) struct Inner {
     lifecycle: Lifecycle,
     /// Losses found (damaged chunks, skipped WAL records, lost labels), kept durably.
     pub(crate) damage: DamageLog,
+    /// What `delete_series` deleted, applied by every read.
+    pub(crate) tombstones: Tombstones,
     /// The index reported that its backend lost state: the maintenance task rebuilds it.
     pub(crate) index_lost: AtomicBool,
 }
@@ -198,6 +202,7 @@ impl TimeSeriesDB {
         )
         .await?;
         let damage = DamageLog::load(dir, config.read_only)?;
+        let tombstones = Tombstones::load(dir, config.read_only)?;
 
         let inner = Arc::new(Inner {
             heads: Heads::new(config.ingest_shards, config.chunk_max_points),
@@ -209,6 +214,7 @@ impl TimeSeriesDB {
             wal,
             catalog,
             damage,
+            tombstones,
             index_lost: AtomicBool::new(false),
             config,
         });
@@ -369,6 +375,38 @@ impl TimeSeriesDB {
     pub async fn flush(&self) -> Result<()> {
         self.inner.check_writable("flush")?;
         self.inner.flush_all().await
+    }
+
+    /// Deletes the points of every series `matchers` select inside `range` (inclusive, ms)
+    /// written before this call, as Prometheus's `delete_series` does; returns how many series
+    /// had points there. Durable when it returns: a tombstone hides the points from every read
+    /// (compaction will drop them from the chunks); points written afterwards, at any
+    /// timestamp, are kept. Writes every buffered point into chunks first (like
+    /// [`Self::flush`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tsdb_core::Error> {
+    /// # let dir = tempfile::tempdir().map_err(|e| tsdb_core::Error::io("temp dir", e))?;
+    /// use tsdb_core::{LabelMatcher, Labels, TimeRange};
+    /// use tsdb_database::{DatabaseConfig, TimeSeriesDBBuilder};
+    /// let db = TimeSeriesDBBuilder::new()
+    ///     .with_config(DatabaseConfig { data_dir: dir.path().into(), ..Default::default() })
+    ///     .build()
+    ///     .await?;
+    /// let cpu = Labels::new("cpu", [("host", "a")])?;
+    /// db.insert_series(&cpu, &[(1_000, 1.0), (2_000, 2.0), (3_000, 3.0)]).await?;
+    /// let deleted = db
+    ///     .delete_series(&[LabelMatcher::equal("host", "a")], TimeRange { start: 1_500, end: 2_500 })
+    ///     .await?;
+    /// assert_eq!(deleted, 1);
+    /// assert_eq!(db.query(&cpu, TimeRange::ALL).await?[0].timestamps, vec![1_000, 3_000]);
+    /// db.close().await
+    /// # }
+    /// ```
+    pub async fn delete_series(&self, matchers: &[LabelMatcher], range: TimeRange) -> Result<u64> {
+        self.inner.check_writable("delete_series")?;
+        self.inner.delete_series(matchers, range).await
     }
 
     /// Deletes the chunks that [`DatabaseConfig::retention`] has expired (the background task

@@ -23,6 +23,7 @@ mod checkpoint_mark;
 mod clock;
 mod damage;
 mod records;
+mod tombstones;
 
 pub use builder::TimeSeriesDBBuilder;
 pub use config::{DatabaseConfig, WalDurability, WalRecovery};

@@ -1,5 +1,6 @@
 //! The database end to end on the default engines (disk storage, memory index).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use gorilla_tsdb::{
@@ -527,4 +528,97 @@ async fn all_points(db: &TimeSeriesDB, s: &Labels) -> std::collections::BTreeMap
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `delete_series` hides the points of the matched series in the range from every read
+/// (queries, PromQL's rollups and header counts), durably: after a clean reopen and after a
+/// crash whose WAL still holds the deleted points. Points written afterwards in the range,
+/// and other series, stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_points_stay_deleted_and_later_writes_stay() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open(config(dir.path())).await;
+    let start = now_ms() - 1_000 * 1_000;
+    let points: Vec<(i64, f64)> = (0..1_000).map(|i| (start + i * 1_000, i as f64)).collect();
+    let (a, b, other) = (cpu("del-a"), cpu("del-b"), cpu("keep"));
+    for s in [&a, &b, &other] {
+        db.insert_series(s, &points).await.expect("insert");
+    }
+    // Half of it in chunks, the rest still buffered when the delete comes.
+    db.flush().await.expect("flush");
+    let late: Vec<(i64, f64)> = (1_000..1_200)
+        .map(|i| (start + i * 1_000, i as f64))
+        .collect();
+    for s in [&a, &b, &other] {
+        db.insert_series(s, &late).await.expect("insert");
+    }
+    let range = TimeRange {
+        start: start + 100_000,
+        end: start + 1_099_000,
+    };
+    let matchers = [LabelMatcher::new("host", MatchOp::RegexMatch, "del-.*").expect("regex")];
+    assert_eq!(db.delete_series(&matchers, range).await.expect("delete"), 2);
+    // Written after the delete, inside its range: kept.
+    db.insert(&a, start + 500_000, -1.0).await.expect("insert");
+
+    let db = check_deletion(db, start, "at once").await;
+    // A crash: the WAL still holds the deleted points of the buffered part.
+    drop(db);
+    let db = check_deletion(open(config(dir.path())).await, start, "after a crash").await;
+    db.close().await.expect("close");
+    let db = check_deletion(
+        open(config(dir.path())).await,
+        start,
+        "after a clean reopen",
+    )
+    .await;
+    db.close().await.expect("close");
+}
+
+/// What `deleted_points_stay_deleted_and_later_writes_stay` expects to read.
+async fn check_deletion(db: TimeSeriesDB, start: i64, what: &str) -> Arc<TimeSeriesDB> {
+    use gorilla_tsdb::promql::{Engine, EngineOptions, Value};
+    let (a, b, other) = (cpu("del-a"), cpu("del-b"), cpu("keep"));
+    let a_points = all_points(&db, &a).await;
+    let kept: Vec<i64> = a_points.keys().copied().collect();
+    let mut want: Vec<i64> = (0..100)
+        .chain(1_100..1_200)
+        .map(|i| start + i * 1_000)
+        .collect();
+    want.push(start + 500_000);
+    want.sort_unstable();
+    assert_eq!(kept, want, "{what}: series a");
+    assert_eq!(
+        a_points[&(start + 500_000)],
+        -1.0,
+        "{what}: the later write"
+    );
+    assert_eq!(all_points(&db, &b).await.len(), 200, "{what}: series b");
+    assert_eq!(
+        all_points(&db, &other).await.len(),
+        1_200,
+        "{what}: another series"
+    );
+    // PromQL: rollups and counts from chunk headers see the deletion too.
+    let db = Arc::new(db);
+    let engine = Engine::new(db.clone(), EngineOptions::default());
+    let q = "count_over_time(cpu{host=~\"del-b|keep\"}[1h])";
+    let Value::Vector(v) = engine
+        .instant_query(q, start + 1_200_000)
+        .await
+        .expect("promql")
+    else {
+        panic!("a vector")
+    };
+    let mut counts: Vec<(String, f64)> = v
+        .iter()
+        .map(|s| (s.metric.get("host").unwrap_or_default().to_owned(), s.value))
+        .collect();
+    counts.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        counts,
+        vec![("del-b".to_owned(), 200.0), ("keep".to_owned(), 1_200.0)],
+        "{what}: {q}"
+    );
+    db
 }

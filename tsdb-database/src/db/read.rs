@@ -11,6 +11,7 @@ use tsdb_core::{
 use super::{Inner, Selector};
 use crate::damage::Damage;
 use crate::read::{Columns, SeriesPoints, merge};
+use crate::tombstones::remove_hidden;
 
 /// Decoding stored chunks: the codecs the database reads (Gorilla and the configured one),
 /// and what reads decoded or answered from headers.
@@ -196,14 +197,16 @@ impl Inner {
         Ok(merge(sources, range))
     }
 
-    /// The merged points of a series' stored chunks in `range` (no memory sources); chunks
-    /// that fail their checks are left out (and recorded as damage).
+    /// The merged points of a series' stored chunks in `range` (no memory sources, no
+    /// tombstones applied: what storage holds); chunks that fail their checks are left out
+    /// (and recorded as damage).
     pub(super) async fn read_stored(&self, series: SeriesId, range: TimeRange) -> Result<Columns> {
         let mut chunks = self.engines.index.query_chunks(series, range).await?;
         chunks.sort_by_key(|c| c.location);
         let mut sources = Vec::with_capacity(chunks.len());
         for chunk in &chunks {
-            match self.read_chunk(chunk).await {
+            // What storage holds, deleted points too: replay must see them as stored.
+            match self.read_chunk_raw(chunk).await {
                 Ok(columns) => sources.push(columns),
                 // Recorded as damage; the WAL's copy of its points (if any) is replayed.
                 Err(Error::Corrupt { .. }) => {}
@@ -213,8 +216,8 @@ impl Inner {
         Ok(merge(sources, range))
     }
 
-    /// Appends the points of one stored chunk to the columns, in the chunk's order: Gorilla
-    /// blocks are decoded in bulk straight into the columns' spare room.
+    /// Appends the points of one stored chunk to the columns, in the chunk's order, without
+    /// those deleted: Gorilla blocks are decoded in bulk straight into the columns' spare room.
     pub(crate) async fn read_chunk_into(
         &self,
         chunk: &ChunkReference,
@@ -227,7 +230,9 @@ impl Inner {
             ts.truncate(at);
             vs.truncate(at);
         }
-        self.note_damaged(chunk, result)
+        let ascending = self.note_damaged(chunk, result)?;
+        remove_hidden(ts, vs, at, &self.tombstones.hiding(chunk));
+        Ok(ascending)
     }
 
     /// Records a chunk that failed its checks on read in the damage log, so that the loss is
@@ -275,8 +280,16 @@ impl Inner {
         self.decoder.decode_into(chunk, &block, ts, vs).await
     }
 
-    /// One stored chunk as columns, decoded by its codec and checked against its header.
+    /// One stored chunk as columns, decoded by its codec and checked against its header,
+    /// without the points deleted.
     pub(crate) async fn read_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
+        let (mut ts, mut vs) = self.read_chunk_raw(chunk).await?;
+        remove_hidden(&mut ts, &mut vs, 0, &self.tombstones.hiding(chunk));
+        Ok((ts, vs))
+    }
+
+    /// [`Self::read_chunk`] with the deleted points left in (what storage holds).
+    async fn read_chunk_raw(&self, chunk: &ChunkReference) -> Result<Columns> {
         let mut columns = (Vec::new(), Vec::new());
         let result = self
             .decode_chunk_into(chunk, &mut columns.0, &mut columns.1)

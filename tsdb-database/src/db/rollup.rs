@@ -9,6 +9,7 @@ use tsdb_promql::{RangeFunction, RolledSeries, RollupKind, RollupRequest, Select
 
 use super::Inner;
 use crate::read::merge;
+use crate::tombstones::remove_hidden;
 
 /// The cores available to this process, looked up once (`available_parallelism` reads
 /// cgroup files).
@@ -197,7 +198,8 @@ impl Inner {
                 self.engines.storage.read_chunk(&chunk.location).await,
             )?;
             let nan_free = !self.decoder.codec_of(&block)?.may_hold_nan(&block);
-            if nan_free && !partial {
+            let hidden = self.tombstones.hiding(chunk);
+            if nan_free && !partial && hidden.is_empty() {
                 self.decoder.answered_by_header();
                 for count in &mut s.counts[whole_from..whole_to] {
                     *count += u64::from(block.point_count);
@@ -215,6 +217,7 @@ impl Inner {
                 if !self.note_damaged(chunk, decoded)?.0 {
                     return Ok(false);
                 }
+                remove_hidden(&mut s.ts, &mut s.vs, at, &hidden);
             }
         }
         request.evaluate(&s.ts, &s.vs, &mut s.window, &mut s.out);
