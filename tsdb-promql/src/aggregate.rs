@@ -274,16 +274,8 @@ impl FoldState {
                     }
                 }
             }
-            token::T_MIN => {
-                if self.a.is_nan() || v < self.a {
-                    self.a = v;
-                }
-            }
-            token::T_MAX => {
-                if self.a.is_nan() || v > self.a {
-                    self.a = v;
-                }
-            }
+            token::T_MIN if self.a.is_nan() || v < self.a => self.a = v,
+            token::T_MAX if self.a.is_nan() || v > self.a => self.a = v,
             _ => {}
         }
         self.n += 1;
