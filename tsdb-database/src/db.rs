@@ -10,7 +10,7 @@
 //! - `retention`: expired chunks deleted; `delete`: points deleted by tombstones;
 //! - `read` and `rollup`: the read planner, stored chunks decoded ([`read::ChunkDecoder`])
 //!   and merged with buffered points, PromQL's range functions evaluated near the data;
-//! - `recover`: opening, the catalog and the WAL replayed;
+//! - `recover`: opening, the catalog and the WAL replayed; `snapshot`: a consistent copy;
 //! - `lifecycle`: open, closing, shut down, and the background tasks ([`lifecycle::Lifecycle`]).
 
 mod checkpoint;
@@ -22,6 +22,7 @@ mod read;
 mod recover;
 mod retention;
 mod rollup;
+mod snapshot;
 mod write;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use checkpoint::Checkpointer;
 use flush::Flusher;
 use lifecycle::Lifecycle;
 use read::ChunkDecoder;
+pub use snapshot::SnapshotStats;
 
 /// Which series a query reads.
 #[derive(Clone, Debug)]
@@ -407,6 +409,18 @@ impl TimeSeriesDB {
     pub async fn delete_series(&self, matchers: &[LabelMatcher], range: TimeRange) -> Result<u64> {
         self.inner.check_writable("delete_series")?;
         self.inner.delete_series(matchers, range).await
+    }
+
+    /// Writes a consistent copy of the database into `dir` (absent or empty), which opens as
+    /// a database of its own: every point acknowledged before the call (buffered ones are
+    /// written into chunks first, like [`Self::flush`]), deleted points left out, the series
+    /// catalog and the damage log. The copy uses the default engines under `dir` and this
+    /// database's codec; writes may go on meanwhile (they are not in the copy). It is built
+    /// in `<dir>.partial` and renamed to `dir` once complete, so a snapshot cut short never
+    /// passes for a whole one.
+    pub async fn snapshot(&self, dir: impl AsRef<std::path::Path>) -> Result<SnapshotStats> {
+        self.inner.check_writable("snapshot")?;
+        self.inner.snapshot(dir.as_ref()).await
     }
 
     /// Deletes the chunks that [`DatabaseConfig::retention`] has expired (the background task
