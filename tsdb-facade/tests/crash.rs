@@ -1,7 +1,9 @@
 //! Crash safety: a child process ingests and reports each acknowledged batch; the parent kills
 //! it with SIGKILL at random moments, reopens the database, and checks that every acknowledged
 //! point reads back and nothing else was invented. Batches are written out of time order
-//! (scrambled within blocks of 64), so out-of-order heads and their chunks are killed too.
+//! (scrambled within blocks of 64), so out-of-order heads and their chunks are killed too, and
+//! now and then series 0's points of an older batch are deleted: an acknowledged deletion
+//! never comes back.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -44,6 +46,11 @@ fn slot(batch: u64) -> u64 {
     (batch & !63) | ((batch & 63).reverse_bits() >> 58)
 }
 
+/// The batch whose series-0 points the child deletes after writing `batch`, if any.
+fn deletion_after(batch: u64) -> Option<u64> {
+    (batch % 16 == 15).then(|| batch - 8)
+}
+
 fn timestamp(batch: u64, p: i64) -> i64 {
     slot(batch) as i64 * POINTS_PER_SERIES * 1000 + p * 1000
 }
@@ -80,6 +87,15 @@ async fn crash_child() {
             .collect();
         db.insert_batch(&points).await.expect("insert");
         println!("ack {batch}");
+        if let Some(gone) = deletion_after(batch) {
+            let range = TimeRange {
+                start: timestamp(gone, 0),
+                end: timestamp(gone, POINTS_PER_SERIES - 1),
+            };
+            let series0 = [gorilla_tsdb::LabelMatcher::equal("series", "0")];
+            db.delete_series(&series0, range).await.expect("delete");
+            println!("deleted {gone}");
+        }
         // Pace the child so that rounds stay small; the kill still lands mid-write.
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
@@ -95,6 +111,9 @@ async fn acknowledged_points_survive_sigkill() {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next_batch = 0u64;
     let mut acked_total = 0u64;
+    // Batches whose series-0 points the child deleted and said so.
+    let mut deleted = std::collections::BTreeSet::new();
+    let mut maybe_deleted = std::collections::BTreeSet::new();
     let rounds = 30;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut rounds_run = 0;
@@ -142,10 +161,18 @@ async fn acknowledged_points_survive_sigkill() {
             if let Some(n) = line.strip_prefix("ack ") {
                 last_acked = Some(n.parse::<u64>().expect("batch number"));
             }
+            if let Some(n) = line.strip_prefix("deleted ") {
+                deleted.insert(n.parse::<u64>().expect("batch number"));
+            }
         }
         if let Some(last) = last_acked {
             acked_total += last + 1 - next_batch;
             next_batch = last + 1;
+            // Killed between the deletion and its report: it may or may not have happened
+            // (the next child does not try it again).
+            if let Some(gone) = deletion_after(last).filter(|g| !deleted.contains(g)) {
+                maybe_deleted.insert(gone);
+            }
         }
 
         // Reopen and check: every acknowledged batch is there, and nothing invented.
@@ -168,6 +195,19 @@ async fn acknowledged_points_survive_sigkill() {
                 "round {round}: duplicate timestamps"
             );
             for batch in 0..next_batch {
+                if s == 0 && deleted.contains(&batch) {
+                    for p in 0..POINTS_PER_SERIES {
+                        let t = timestamp(batch, p);
+                        assert!(
+                            !present.contains_key(&t),
+                            "round {round}: a deleted point of batch {batch} came back at {t}"
+                        );
+                    }
+                    continue;
+                }
+                if s == 0 && maybe_deleted.contains(&batch) {
+                    continue;
+                }
                 for p in 0..POINTS_PER_SERIES {
                     let t = timestamp(batch, p);
                     assert_eq!(
@@ -198,5 +238,9 @@ async fn acknowledged_points_survive_sigkill() {
     }
     assert!(rounds_run >= 10, "only {rounds_run} rounds ran");
     assert!(acked_total > 0, "the child never acknowledged a batch");
-    eprintln!("crash test: {rounds_run} rounds, {acked_total} acknowledged batches checked");
+    assert!(!deleted.is_empty(), "the child never deleted");
+    eprintln!(
+        "crash test: {rounds_run} rounds, {acked_total} acknowledged batches and {} deletions checked",
+        deleted.len()
+    );
 }
