@@ -74,6 +74,16 @@ async fn register(db: &TimeSeriesDB, series: usize) -> Vec<SeriesId> {
 /// 8 writer tasks each write their share of the series, `points` points per series, in
 /// batches of about 1,000 points. Returns (points, seconds until the last acknowledgement).
 async fn ingest(db: Arc<TimeSeriesDB>, ids: &[SeriesId], points: usize) -> (u64, f64) {
+    ingest_range(db, ids, 0..points).await
+}
+
+/// [`ingest`] of the samples numbered `range` of every series, oldest first.
+async fn ingest_range(
+    db: Arc<TimeSeriesDB>,
+    ids: &[SeriesId],
+    range: std::ops::Range<usize>,
+) -> (u64, f64) {
+    let (from, points) = (range.start, range.end);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
@@ -89,7 +99,7 @@ async fn ingest(db: Arc<TimeSeriesDB>, ids: &[SeriesId], points: usize) -> (u64,
             let mut batch = Vec::with_capacity(BATCH_POINTS.max(mine.len()));
             let mut written = 0u64;
             for chunk in mine.chunks(BATCH_POINTS) {
-                let mut i = 0;
+                let mut i = from;
                 while i < points {
                     let k = per_batch.min(points - i);
                     batch.clear();
@@ -161,6 +171,30 @@ fn main() {
             }
         }
 
+        // Back-fill: the history of 1,000 live series (each already holding its newest 100
+        // points) written oldest first, against the same history into a fresh database.
+        let history = 10_000 / scale;
+        let mut rates = Vec::new();
+        for live in [false, true] {
+            let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("temp dir");
+            let db = Arc::new(open(dir.path(), WalDurability::Always, 1024).await);
+            let ids = register(&db, 1_000).await;
+            if live {
+                ingest_range(db.clone(), &ids, history..history + 100).await;
+            }
+            let (n, secs) = ingest_range(db.clone(), &ids, 0..history).await;
+            db.close().await.expect("close");
+            rates.push(n as f64 / secs);
+            println!(
+                "{{\"bench\":\"history\",\"into\":\"{}\",\"series\":1000,\"wal\":\"always\",\"points\":{n},\"seconds\":{secs:.3},\"points_per_sec\":{:.0}}}",
+                if live { "live series (back-fill)" } else { "a fresh database" },
+                n as f64 / secs
+            );
+        }
+        println!(
+            "{{\"bench\":\"backfill_vs_fresh\",\"ratio\":{:.3}}}",
+            rates[1] / rates[0]
+        );
     });
 }
 
