@@ -3,7 +3,8 @@
 //! point reads back and nothing else was invented. Batches are written out of time order
 //! (scrambled within blocks of 64), so out-of-order heads and their chunks are killed too, and
 //! now and then series 0's points of an older batch are deleted: an acknowledged deletion
-//! never comes back.
+//! never comes back. Snapshots are taken too; each one reported complete opens as a database
+//! holding every batch acknowledged before it.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -65,8 +66,9 @@ async fn crash_child() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let snaps = std::path::Path::new(&dir).join("snaps");
     let db = TimeSeriesDBBuilder::new()
-        .with_config(config(std::path::Path::new(&dir)))
+        .with_config(config(&std::path::Path::new(&dir).join("db")))
         .build()
         .await
         .expect("child opens the database");
@@ -96,6 +98,12 @@ async fn crash_child() {
             db.delete_series(&series0, range).await.expect("delete");
             println!("deleted {gone}");
         }
+        if batch % 61 == 60 {
+            db.snapshot(snaps.join(batch.to_string()))
+                .await
+                .expect("snapshot");
+            println!("snap {batch}");
+        }
         // Pace the child so that rounds stay small; the kill still lands mid-write.
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
@@ -114,6 +122,7 @@ async fn acknowledged_points_survive_sigkill() {
     // Batches whose series-0 points the child deleted and said so.
     let mut deleted = std::collections::BTreeSet::new();
     let mut maybe_deleted = std::collections::BTreeSet::new();
+    let mut snapshots_checked = 0;
     let rounds = 30;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut rounds_run = 0;
@@ -157,12 +166,16 @@ async fn acknowledged_points_survive_sigkill() {
         child.wait().expect("reap child");
         reader.join().expect("reader thread");
         let mut last_acked = None;
+        let mut snapshot = None;
         for line in rx.try_iter() {
             if let Some(n) = line.strip_prefix("ack ") {
                 last_acked = Some(n.parse::<u64>().expect("batch number"));
             }
             if let Some(n) = line.strip_prefix("deleted ") {
                 deleted.insert(n.parse::<u64>().expect("batch number"));
+            }
+            if let Some(n) = line.strip_prefix("snap ") {
+                snapshot = Some(n.parse::<u64>().expect("batch number"));
             }
         }
         if let Some(last) = last_acked {
@@ -175,9 +188,46 @@ async fn acknowledged_points_survive_sigkill() {
             }
         }
 
+        // A snapshot reported complete holds every batch up to it.
+        if let Some(b) = snapshot {
+            let snap = TimeSeriesDBBuilder::new()
+                .with_config(config(&dir.path().join("snaps").join(b.to_string())))
+                .build()
+                .await
+                .expect("the snapshot opens");
+            let either = |batch: &u64| deleted.contains(batch) || maybe_deleted.contains(batch);
+            for s in 0..SERIES {
+                let got = snap.query(&labels(s), TimeRange::ALL).await.expect("query");
+                let present: std::collections::BTreeMap<i64, f64> = got
+                    .first()
+                    .map(|g| {
+                        g.timestamps
+                            .iter()
+                            .copied()
+                            .zip(g.values.iter().copied())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for batch in 0..=b {
+                    if s == 0 && either(&batch) {
+                        continue;
+                    }
+                    for p in 0..POINTS_PER_SERIES {
+                        assert_eq!(
+                            present.get(&timestamp(batch, p)).map(|v| v.to_bits()),
+                            Some(value(batch, s, p).to_bits()),
+                            "round {round}: snapshot {b} misses batch {batch} of series {s}"
+                        );
+                    }
+                }
+            }
+            snap.close().await.expect("close the snapshot");
+            snapshots_checked += 1;
+        }
+
         // Reopen and check: every acknowledged batch is there, and nothing invented.
         let db = TimeSeriesDBBuilder::new()
-            .with_config(config(dir.path()))
+            .with_config(config(&dir.path().join("db")))
             .build()
             .await
             .expect("parent reopens the database");
@@ -239,8 +289,12 @@ async fn acknowledged_points_survive_sigkill() {
     assert!(rounds_run >= 10, "only {rounds_run} rounds ran");
     assert!(acked_total > 0, "the child never acknowledged a batch");
     assert!(!deleted.is_empty(), "the child never deleted");
+    assert!(
+        snapshots_checked > 0,
+        "the child never completed a snapshot"
+    );
     eprintln!(
-        "crash test: {rounds_run} rounds, {acked_total} acknowledged batches and {} deletions checked",
+        "crash test: {rounds_run} rounds, {acked_total} acknowledged batches, {} deletions and {snapshots_checked} snapshots checked",
         deleted.len()
     );
 }
