@@ -10,6 +10,7 @@ use std::time::Instant;
 use clap::{Args, ValueEnum};
 use gorilla_tsdb::{DataPoint, Error, Labels, SeriesId, TimeSeriesDB, WalDurability};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tsdb_formats::Precision as FormatPrecision;
 
 use crate::time::parse_timestamp;
 
@@ -78,14 +79,19 @@ enum Precision {
 }
 
 impl Precision {
-    /// Divisor from the unit to milliseconds (negative: multiplier).
-    fn to_ms(self, t: i64) -> i64 {
+    /// The unit, as the decoders name it.
+    fn unit(self) -> FormatPrecision {
         match self {
-            Precision::Ns => t.div_euclid(1_000_000),
-            Precision::Us => t.div_euclid(1_000),
-            Precision::Ms => t,
-            Precision::S => t.saturating_mul(1_000),
+            Precision::Ns => FormatPrecision::Nanoseconds,
+            Precision::Us => FormatPrecision::Microseconds,
+            Precision::Ms => FormatPrecision::Milliseconds,
+            Precision::S => FormatPrecision::Seconds,
         }
+    }
+
+    /// `t` in this unit as milliseconds.
+    fn to_ms(self, t: i64) -> i64 {
+        self.unit().to_millis(t)
     }
 
     fn unit_ms(self) -> i64 {
@@ -324,36 +330,28 @@ fn parse_label_args(args: &[String]) -> Result<Vec<(String, String)>, Error> {
         .collect()
 }
 
-/// A metric name with every character outside `[a-zA-Z0-9_:]` replaced by `_` (and a
-/// leading digit prefixed by `_`).
-fn sanitize_metric(name: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
-                c
-            } else {
-                '_'
+/// Pushes what a text decoder yielded: samples into the batch, rejected lines reported;
+/// metadata is not kept by imports.
+async fn push_lines(
+    imp: &mut Importer<'_>,
+    file: usize,
+    lines: impl Iterator<Item = tsdb_formats::Line>,
+) -> Result<(), Error> {
+    use tsdb_formats::Item;
+    for line in lines {
+        match line.item {
+            Item::Sample(s) => {
+                let origin = Origin {
+                    file,
+                    line: line.number,
+                };
+                imp.push(s.labels, s.timestamp, s.value, origin).await?;
             }
-        })
-        .collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert(0, '_');
+            Item::Rejected(reason) => imp.reject(file, line.number, reason),
+            Item::Metadata(_) => {}
+        }
     }
-    out
-}
-
-fn sanitize_label(name: &str) -> String {
-    sanitize_metric(name).replace(':', "_")
-}
-
-/// The lines of `text` that hold data, trimmed, with their 1-based line numbers: blank lines
-/// and `#` comments are left out (both formats skip them).
-fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(n, line)| (n + 1, line.trim()))
-        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+    Ok(())
 }
 
 async fn import_influx(
@@ -363,62 +361,14 @@ async fn import_influx(
     args: &ImportArgs,
     extra: &[(String, String)],
 ) -> Result<(), Error> {
-    let precision = args.precision.unwrap_or(Precision::Ns);
-    for (line_no, trimmed) in data_lines(text) {
-        let parsed = match influxdb_line_protocol::parse_lines(trimmed).next() {
-            Some(Ok(p)) => p,
-            Some(Err(e)) => {
-                imp.reject(file, line_no, format!("line protocol: {e}"));
-                continue;
-            }
-            None => continue,
-        };
-        let Some(ts) = parsed.timestamp else {
-            imp.reject(file, line_no, "no timestamp");
-            continue;
-        };
-        let t = precision.to_ms(ts);
-        let measurement = parsed.series.measurement.as_str();
-        let mut tags: Vec<(String, String)> = parsed
-            .series
-            .tag_set
-            .iter()
-            .flatten()
-            .map(|(k, v)| (sanitize_label(k.as_str()), v.as_str().to_owned()))
-            .collect();
-        tags.extend(extra.iter().cloned());
-        let origin = Origin {
-            file,
-            line: line_no,
-        };
-        for (field, value) in &parsed.field_set {
-            use influxdb_line_protocol::FieldValue;
-            let v = match value {
-                FieldValue::F64(v) => *v,
-                FieldValue::I64(v) => *v as f64,
-                FieldValue::U64(v) => *v as f64,
-                FieldValue::Boolean(b) => f64::from(u8::from(*b)),
-                FieldValue::String(_) => {
-                    imp.reject(
-                        file,
-                        line_no,
-                        format!("field {:?} is a string, not a number", field.as_str()),
-                    );
-                    continue;
-                }
-            };
-            let metric = if field.as_str() == "value" {
-                sanitize_metric(measurement)
-            } else {
-                sanitize_metric(&format!("{measurement}_{}", field.as_str()))
-            };
-            match Labels::new(&metric, tags.iter().map(|(k, v)| (k, v))) {
-                Ok(labels) => imp.push(labels, t, v, origin).await?,
-                Err(e) => imp.reject(file, line_no, e.to_string()),
-            }
-        }
-    }
-    Ok(())
+    let opts = tsdb_formats::influx::Options {
+        precision: args
+            .precision
+            .map_or(FormatPrecision::Nanoseconds, Precision::unit),
+        default_timestamp: None,
+        extra_labels: extra.to_vec(),
+    };
+    push_lines(imp, file, tsdb_formats::influx::decode(text, &opts)).await
 }
 
 async fn import_prometheus(
@@ -428,130 +378,22 @@ async fn import_prometheus(
     args: &ImportArgs,
     extra: &[(String, String)],
 ) -> Result<(), Error> {
-    use prometheus_parse::LineInfo;
-    let precision = args.precision.unwrap_or(Precision::Ms);
-    for (line_no, trimmed) in data_lines(text) {
-        let LineInfo::Sample {
-            metric_name,
-            labels,
-            value,
-            timestamp,
-        } = LineInfo::parse(trimmed)
-        else {
-            imp.reject(
-                file,
-                line_no,
-                "not a sample line (metric{labels} value timestamp)",
+    let opts = tsdb_formats::prometheus_text::Options {
+        precision: args
+            .precision
+            .map_or(FormatPrecision::Milliseconds, Precision::unit),
+        default_timestamp: args.default_timestamp,
+        extra_labels: extra.to_vec(),
+    };
+    let lines = tsdb_formats::prometheus_text::decode(text, &opts).map(|mut line| {
+        if matches!(&line.item, tsdb_formats::Item::Rejected(r) if r == "no timestamp") {
+            line.item = tsdb_formats::Item::Rejected(
+                "no timestamp (give --default-timestamp to import such samples)".to_owned(),
             );
-            continue;
-        };
-        let v = match parse_prometheus_float(value) {
-            Some(v) => v,
-            None => {
-                imp.reject(file, line_no, format!("value {value:?} is not a number"));
-                continue;
-            }
-        };
-        let t = match (timestamp, args.default_timestamp) {
-            (Some(ts), _) => match ts.parse::<i64>() {
-                Ok(ts) => precision.to_ms(ts),
-                Err(_) => {
-                    imp.reject(file, line_no, format!("timestamp {ts:?} is not an integer"));
-                    continue;
-                }
-            },
-            (None, Some(t)) => t,
-            (None, None) => {
-                imp.reject(
-                    file,
-                    line_no,
-                    "no timestamp (give --default-timestamp to import such samples)",
-                );
-                continue;
-            }
-        };
-        let mut pairs = match labels.map(parse_prometheus_labels).transpose() {
-            Ok(p) => p.unwrap_or_default(),
-            Err(reason) => {
-                imp.reject(file, line_no, reason);
-                continue;
-            }
-        };
-        pairs.extend(extra.iter().cloned());
-        match Labels::new(metric_name, pairs.iter().map(|(k, v)| (k, v))) {
-            Ok(labels) => {
-                imp.push(
-                    labels,
-                    t,
-                    v,
-                    Origin {
-                        file,
-                        line: line_no,
-                    },
-                )
-                .await?;
-            }
-            Err(e) => imp.reject(file, line_no, e.to_string()),
         }
-    }
-    Ok(())
-}
-
-/// Prometheus floats: Go syntax, with `+Inf`, `-Inf` and `NaN`.
-fn parse_prometheus_float(s: &str) -> Option<f64> {
-    match s {
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        "NaN" => Some(f64::NAN),
-        _ => s.parse().ok(),
-    }
-}
-
-/// The label list between the braces of a sample line: `a="x",b="y\"z"`. The line parser
-/// of `prometheus-parse` isolates it but only splits it naively, so the quoting rules of the
-/// exposition format (escapes, commas inside values) are applied here.
-fn parse_prometheus_labels(s: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    let mut rest = s.trim();
-    while !rest.is_empty() {
-        let (name, after) = rest
-            .split_once('=')
-            .ok_or_else(|| format!("label list {s:?}: expected name=\"value\""))?;
-        let name = name.trim();
-        let after = after.trim_start();
-        let mut chars = after.char_indices();
-        if chars.next().map(|c| c.1) != Some('"') {
-            return Err(format!(
-                "label {name:?}: the value must be in double quotes"
-            ));
-        }
-        let mut value = String::new();
-        let mut end = None;
-        let mut escaped = false;
-        for (i, c) in chars {
-            match (escaped, c) {
-                (true, 'n') => {
-                    value.push('\n');
-                    escaped = false;
-                }
-                (true, c) => {
-                    value.push(c);
-                    escaped = false;
-                }
-                (false, '\\') => escaped = true,
-                (false, '"') => {
-                    end = Some(i);
-                    break;
-                }
-                (false, c) => value.push(c),
-            }
-        }
-        let end = end.ok_or_else(|| format!("label {name:?}: unterminated value"))?;
-        out.push((name.to_owned(), value));
-        rest = after[end + 1..].trim_start();
-        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
-    }
-    Ok(out)
+        line
+    });
+    push_lines(imp, file, lines).await
 }
 
 async fn import_csv(
@@ -630,29 +472,4 @@ async fn import_csv(
             .await?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prometheus_labels_follow_the_quoting_rules() {
-        assert_eq!(
-            parse_prometheus_labels(r#"a="x,y",b="q\"uote", c="" "#).expect("valid"),
-            vec![
-                ("a".to_owned(), "x,y".to_owned()),
-                ("b".to_owned(), "q\"uote".to_owned()),
-                ("c".to_owned(), String::new()),
-            ]
-        );
-        assert!(parse_prometheus_labels("a=x").is_err());
-        assert!(parse_prometheus_labels(r#"a="x"#).is_err());
-    }
-
-    #[test]
-    fn metric_names_are_sanitized() {
-        assert_eq!(sanitize_metric("cpu.usage-idle"), "cpu_usage_idle");
-        assert_eq!(sanitize_metric("1m"), "_1m");
-    }
 }

@@ -5,13 +5,16 @@
 mod import;
 mod inspect;
 mod query;
+#[cfg(feature = "server")]
+mod serve;
 mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use gorilla_tsdb::{
     DatabaseConfig, Error, TimeSeriesDB, TimeSeriesDBBuilder, WalDurability, WalRecovery,
 };
@@ -67,6 +70,11 @@ enum Command {
     /// Opens the database for writing (recovering it), lists every loss it has recorded and,
     /// with `--accept-damage`, accepts them so that queries stop failing on them.
     Repair(inspect::RepairArgs),
+    /// Serves the database over HTTP: the Prometheus 2.42 query API (for Grafana),
+    /// remote write, Influx line protocol, Prometheus text import, /metrics and a graph
+    /// page at /. Stops gracefully on SIGTERM or SIGINT.
+    #[cfg(feature = "server")]
+    Serve(Box<serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -77,7 +85,20 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let given = |id: &str| {
+        matches
+            .value_source(id)
+            .is_some_and(|s| s != ValueSource::DefaultValue)
+    };
+    let explicit = Explicit {
+        data_dir: given("data_dir"),
+        wal_recovery: given("wal_recovery"),
+    };
     let _ = WAL_RECOVERY.set(match cli.wal_recovery {
         Recovery::Strict => WalRecovery::Strict,
         Recovery::SkipDamaged => WalRecovery::SkipDamaged,
@@ -92,7 +113,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli, explicit));
+    // A query of `serve` that outlived its timeout may still be evaluating on a blocking
+    // thread: the database is closed by now, so do not wait for it long.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -101,13 +126,32 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, Error> {
+/// Which global flags were given (on the command line or in the environment), not left at
+/// their defaults: `serve` lets a configuration file set them otherwise.
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+struct Explicit {
+    data_dir: bool,
+    wal_recovery: bool,
+}
+
+#[cfg_attr(not(feature = "server"), allow(unused_variables))]
+async fn run(cli: Cli, explicit: Explicit) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Import(args) => import::run(&cli.data_dir, args).await,
         Command::Query(args) => query::run(&cli.data_dir, *args).await,
         Command::Stats(args) => inspect::stats(&cli.data_dir, args).await,
         Command::Inspect(args) => inspect::inspect(&cli.data_dir, args).await,
         Command::Repair(args) => inspect::repair(&cli.data_dir, args).await,
+        #[cfg(feature = "server")]
+        Command::Serve(args) => {
+            let global = serve::GlobalFlags {
+                data_dir: explicit.data_dir.then(|| cli.data_dir.clone()),
+                wal_recovery: explicit
+                    .wal_recovery
+                    .then(|| WAL_RECOVERY.get().copied().unwrap_or_default()),
+            };
+            serve::run(*args, global).await
+        }
     }
 }
 
