@@ -88,6 +88,22 @@ fn gorilla_decode(block: &[u8], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> usize {
     dec.decode_into(ts, vs).expect("own block decodes")
 }
 
+fn pco_encode(points: &[(i64, f64)]) -> Vec<u8> {
+    let ts: Vec<i64> = points.iter().map(|p| p.0).collect();
+    let vs: Vec<f64> = points.iter().map(|p| p.1).collect();
+    tsdb_pco::PcoCompressor::new()
+        .encode_columns(&ts, &vs)
+        .expect("pco encodes")
+}
+
+fn pco_decode(block: &[u8], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> usize {
+    ts.clear();
+    vs.clear();
+    tsdb_pco::PcoCompressor::new()
+        .decode_columns(block, ts, vs)
+        .expect("own block")
+}
+
 fn tsz_encode(points: &[(i64, f64)]) -> Box<[u8]> {
     let start = points.first().map_or(0, |p| p.0 as u64);
     let mut enc = StdEncoder::new(start, BufferedWriter::new());
@@ -119,23 +135,25 @@ fn tsz_round_trips(points: &[(i64, f64)]) -> bool {
 
 fn print_sizes(groups: &[Group]) -> Vec<bool> {
     eprintln!(
-        "\n{:<24} {:>8} {:>12} {:>12} {:>8}  tsz round trip",
-        "dataset", "points", "gorilla B/pt", "tsz B/pt", "ratio"
+        "\n{:<24} {:>8} {:>12} {:>12} {:>8} {:>12}  tsz round trip",
+        "dataset", "points", "gorilla B/pt", "tsz B/pt", "ratio", "pco B/pt"
     );
     groups
         .iter()
         .map(|g| {
             let ours: usize = g.series.iter().map(|s| gorilla_encode(s).len()).sum();
             let theirs: usize = g.series.iter().map(|s| tsz_encode(s).len()).sum();
+            let cold: usize = g.series.iter().map(|s| pco_encode(s).len()).sum();
             let ok = g.series.iter().all(|s| tsz_round_trips(s));
             let n = g.points() as f64;
             eprintln!(
-                "{:<24} {:>8} {:>12.3} {:>12.3} {:>8.3}  {}",
+                "{:<24} {:>8} {:>12.3} {:>12.3} {:>8.3} {:>12.3}  {}",
                 g.name,
                 g.points(),
                 ours as f64 / n,
                 theirs as f64 / n,
                 ours as f64 / theirs as f64,
+                cold as f64 / n,
                 if ok { "ok" } else { "FAILS (not timed)" }
             );
             ok
@@ -200,6 +218,14 @@ fn codec(c: &mut Criterion) {
             b.iter(|| {
                 for block in &ours {
                     black_box(gorilla_decode(black_box(block), &mut ts, &mut vs));
+                }
+            })
+        });
+        let cold: Vec<Vec<u8>> = g.series.iter().map(|s| pco_encode(s)).collect();
+        dec.bench_function(BenchmarkId::from_parameter("pco"), |b| {
+            b.iter(|| {
+                for block in &cold {
+                    black_box(pco_decode(black_box(block), &mut ts, &mut vs));
                 }
             })
         });

@@ -122,14 +122,16 @@ impl TimeRange {
 
 /// Identifies the codec that wrote a [`CompressedBlock`].
 ///
-/// Ids below `0x8000` are assigned by this project (`1` is Gorilla); third-party codecs pick
-/// one in `0x8000..=0xFFFF`. `0` is never a valid codec.
+/// Ids below `0x8000` are assigned by this project (`1` is Gorilla, `2` the cold-tier pco
+/// codec); third-party codecs pick one in `0x8000..=0xFFFF`. `0` is never a valid codec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CodecId(pub u16);
 
 impl CodecId {
     /// The Gorilla codec of the `tsdb-gorilla` crate.
     pub const GORILLA: CodecId = CodecId(1);
+    /// The cold-tier codec of the `tsdb-pco` crate (pcodec columns).
+    pub const PCO: CodecId = CodecId(2);
 }
 
 impl fmt::Display for CodecId {
