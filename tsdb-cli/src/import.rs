@@ -53,6 +53,9 @@ pub(crate) struct ImportArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+
+    #[command(flatten)]
+    policies: crate::Policies,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -184,7 +187,9 @@ impl Importer<'_> {
                 for (p, o) in batch.iter().zip(&origins) {
                     match self.db.insert_batch(std::slice::from_ref(p)).await {
                         Ok(()) => self.imported += 1,
-                        Err(e) if is_point_error(&e) => self.reject(o.file, o.line, e.to_string()),
+                        Err(e) if is_point_error(&e) => {
+                            self.reject(o.file, o.line, point_error_reason(&e))
+                        }
                         Err(e) => return Err(e),
                     }
                 }
@@ -206,8 +211,21 @@ impl Importer<'_> {
 fn is_point_error(e: &Error) -> bool {
     matches!(
         e,
-        Error::OutOfOrder { .. } | Error::InvalidInput { .. } | Error::InvalidLabels { .. }
+        Error::OutOfOrder { .. }
+            | Error::InTheFuture { .. }
+            | Error::InvalidInput { .. }
+            | Error::InvalidLabels { .. }
     )
+}
+
+/// Why a point was rejected, with a hint where the cause is usually the input's unit.
+fn point_error_reason(e: &Error) -> String {
+    match e {
+        Error::InTheFuture { .. } => format!(
+            "{e} (a timestamp in the wrong unit? see --precision; --future-tolerance none accepts any)"
+        ),
+        _ => e.to_string(),
+    }
 }
 
 pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, Error> {
@@ -240,7 +258,7 @@ pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, E
         bar
     };
 
-    let db = crate::open(data_dir, WalDurability::Never).await?;
+    let db = crate::open(data_dir, WalDurability::Never, &args.policies).await?;
     let mut imp = Importer {
         db: &db,
         series: HashMap::new(),

@@ -23,6 +23,9 @@ pub(crate) struct RepairArgs {
     /// marked accepted).
     #[arg(long)]
     accept_damage: bool,
+
+    #[command(flatten)]
+    policies: crate::Policies,
 }
 
 #[derive(Debug, Args)]
@@ -175,7 +178,7 @@ pub(crate) async fn repair(data_dir: &Path, args: RepairArgs) -> Result<ExitCode
             data_dir.display()
         )));
     }
-    let db = crate::open(data_dir, WalDurability::Always).await?;
+    let db = crate::open(data_dir, WalDurability::Always, &args.policies).await?;
     let result = async {
         let accepted = if args.accept_damage {
             db.accept_damage().await?

@@ -4,6 +4,7 @@
 
 mod import;
 mod inspect;
+mod lifecycle;
 mod query;
 #[cfg(feature = "server")]
 mod serve;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use gorilla_tsdb::{
     DatabaseConfig, Error, TimeSeriesDB, TimeSeriesDBBuilder, WalDurability, WalRecovery,
 };
@@ -70,6 +71,12 @@ enum Command {
     /// Opens the database for writing (recovering it), lists every loss it has recorded and,
     /// with `--accept-damage`, accepts them so that queries stop failing on them.
     Repair(inspect::RepairArgs),
+    /// Deletes the points of the series selected by label matchers inside a time range
+    /// (written before the command; durable tombstones hide them from every read).
+    Delete(lifecycle::DeleteArgs),
+    /// Writes a consistent copy of the database into another directory, which opens as a
+    /// database of its own.
+    Snapshot(lifecycle::SnapshotArgs),
     /// Serves the database over HTTP: the Prometheus 2.42 query API (for Grafana),
     /// remote write, Influx line protocol, Prometheus text import, /metrics and a graph
     /// page at /. Stops gracefully on SIGTERM or SIGINT.
@@ -142,6 +149,8 @@ async fn run(cli: Cli, explicit: Explicit) -> Result<ExitCode, Error> {
         Command::Stats(args) => inspect::stats(&cli.data_dir, args).await,
         Command::Inspect(args) => inspect::inspect(&cli.data_dir, args).await,
         Command::Repair(args) => inspect::repair(&cli.data_dir, args).await,
+        Command::Delete(args) => lifecycle::delete(&cli.data_dir, args).await,
+        Command::Snapshot(args) => lifecycle::snapshot(&cli.data_dir, args).await,
         #[cfg(feature = "server")]
         Command::Serve(args) => {
             let global = serve::GlobalFlags {
@@ -169,22 +178,84 @@ async fn open_read_only(data_dir: &std::path::Path) -> Result<TimeSeriesDB, Erro
         .await
 }
 
-/// Opens the data directory. Imports skip per-write fsyncs: `close` makes everything durable
-/// at the end.
+/// What a command that writes accepts and keeps, as the database's options.
+#[derive(Debug, Args)]
+pub(crate) struct Policies {
+    /// How far behind its series' newest point a point is still accepted, e.g. `10m`.
+    /// Default: any point (older ones go to out-of-order chunks).
+    #[arg(long, value_parser = duration_flag)]
+    out_of_order_window: Option<std::time::Duration>,
+
+    /// How far ahead of the clock a point may be, e.g. `1h`; `none` accepts any timestamp.
+    /// Default: 10m.
+    #[arg(long, value_parser = optional_duration_flag)]
+    future_tolerance: Option<OptionalDuration>,
+
+    /// Delete chunks older than this against the clock, e.g. `15d` (points older than it are
+    /// refused). Default: keep everything.
+    #[arg(long, value_parser = duration_flag)]
+    retention: Option<std::time::Duration>,
+}
+
+impl Policies {
+    /// The database's defaults.
+    pub(crate) fn unchanged() -> Self {
+        Policies {
+            out_of_order_window: None,
+            future_tolerance: None,
+            retention: None,
+        }
+    }
+
+    fn apply(&self, config: &mut DatabaseConfig) {
+        if let Some(w) = self.out_of_order_window {
+            config.out_of_order_window = w;
+        }
+        if let Some(OptionalDuration(f)) = self.future_tolerance {
+            config.future_tolerance = f;
+        }
+        if self.retention.is_some() {
+            config.retention = self.retention;
+        }
+    }
+}
+
+/// A duration flag (`10m`, `15d`, `500ms`, ...).
+fn duration_flag(text: &str) -> Result<std::time::Duration, String> {
+    let ms = time::parse_duration(text).map_err(|e| e.to_string())?;
+    u64::try_from(ms)
+        .map(std::time::Duration::from_millis)
+        .map_err(|_| format!("{text:?} is negative"))
+}
+
+/// A duration, or `none`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OptionalDuration(pub(crate) Option<std::time::Duration>);
+
+/// A duration flag that may be `none`.
+pub(crate) fn optional_duration_flag(text: &str) -> Result<OptionalDuration, String> {
+    if matches!(text.trim(), "none" | "off") {
+        return Ok(OptionalDuration(None));
+    }
+    duration_flag(text).map(|d| OptionalDuration(Some(d)))
+}
+
+/// Opens the data directory for writing with `policies`. Imports skip per-write fsyncs:
+/// `close` makes everything durable at the end.
 async fn open(
     data_dir: &std::path::Path,
     durability: WalDurability,
+    policies: &Policies,
 ) -> Result<TimeSeriesDB, Error> {
     std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir.display(), e))?;
-    TimeSeriesDBBuilder::new()
-        .with_config(DatabaseConfig {
-            data_dir: data_dir.to_path_buf(),
-            wal_durability: durability,
-            wal_recovery: WAL_RECOVERY.get().copied().unwrap_or_default(),
-            ..DatabaseConfig::default()
-        })
-        .build()
-        .await
+    let mut config = DatabaseConfig {
+        data_dir: data_dir.to_path_buf(),
+        wal_durability: durability,
+        wal_recovery: WAL_RECOVERY.get().copied().unwrap_or_default(),
+        ..DatabaseConfig::default()
+    };
+    policies.apply(&mut config);
+    TimeSeriesDBBuilder::new().with_config(config).build().await
 }
 
 /// Closes the database, keeping the first error.

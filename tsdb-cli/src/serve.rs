@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Args;
 use gorilla_tsdb::{DatabaseConfig, Error, TimeSeriesDBBuilder, WalDurability, WalRecovery};
-use tsdb_server::config::{parse_optional_duration, parse_wal_durability};
+use tsdb_server::config::parse_wal_durability;
 use tsdb_server::{AppState, ConfigFile, ServerOptions};
 
 /// Where the server listens unless told otherwise.
@@ -49,8 +49,8 @@ pub(crate) struct ServeArgs {
 
     /// How far ahead of the clock a point may be, e.g. `10m` (the default); `none` accepts
     /// any timestamp.
-    #[arg(long, env = "GORILLA_TSDB_FUTURE_TOLERANCE", value_parser = future_tolerance)]
-    future_tolerance: Option<Option<Duration>>,
+    #[arg(long, env = "GORILLA_TSDB_FUTURE_TOLERANCE", value_parser = crate::optional_duration_flag)]
+    future_tolerance: Option<crate::OptionalDuration>,
 
     /// Points per chunk.
     #[arg(long, env = "GORILLA_TSDB_CHUNK_MAX_POINTS")]
@@ -102,10 +102,6 @@ pub(crate) struct ServeArgs {
     write_max_concurrency: Option<usize>,
 }
 
-fn future_tolerance(text: &str) -> Result<Option<Duration>, String> {
-    parse_optional_duration("--future-tolerance", text).map_err(|e| e.to_string())
-}
-
 fn durability(text: &str) -> Result<WalDurability, String> {
     parse_wal_durability(text).map_err(|e| e.to_string())
 }
@@ -146,7 +142,9 @@ fn settings(
     set(&mut db.wal_durability, &args.wal_durability);
     set(&mut db.flush_interval, &args.flush_interval);
     set(&mut db.out_of_order_window, &args.out_of_order_window);
-    set(&mut db.future_tolerance, &args.future_tolerance);
+    if let Some(crate::OptionalDuration(f)) = args.future_tolerance {
+        db.future_tolerance = f;
+    }
     set(&mut db.chunk_max_points, &args.chunk_max_points);
     if args.redis_url.is_some() {
         db.redis_url.clone_from(&args.redis_url);

@@ -821,3 +821,108 @@ fn flag_queries_are_promql() {
         r#"sum by (region) (rate({host=~"web.*", __name__="cpu"}[5m]))"#
     );
 }
+
+/// The lifecycle from the command line: a point far in the future is refused with a hint
+/// about the timestamp's unit (and taken with `--future-tolerance none`), `delete` hides
+/// points, `snapshot` writes a copy that the other commands open, and commands that need a
+/// database say so on a directory without one.
+#[test]
+fn future_points_delete_and_snapshot_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("db");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    // Milliseconds given where the format expects milliseconds, and one in microseconds.
+    let input = format!(
+        "cpu{{host=\"a\"}} 1 {}\ncpu{{host=\"a\"}} 2 {}\ncpu{{host=\"a\"}} 3 {}\n",
+        now - 2_000,
+        now - 1_000,
+        now * 1_000
+    );
+    let out = cli_stdin(
+        &data,
+        &["import", "--format", "prometheus", "--no-progress"],
+        &input,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("too far in the future") && stderr.contains("--precision"),
+        "{stderr}"
+    );
+    let out = cli_stdin(
+        &data,
+        &[
+            "import",
+            "--format",
+            "prometheus",
+            "--no-progress",
+            "--future-tolerance",
+            "none",
+        ],
+        &format!("cpu{{host=\"b\"}} 9 {}\n", now * 1_000),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let out = cli(
+        &data,
+        &[
+            "delete",
+            "--match",
+            "host=\"a\"",
+            "--end",
+            &(now - 1_500).to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 series"),
+        "{}",
+        text(&out.stdout)
+    );
+    let start = (now - 10_000).to_string();
+    let end = now.to_string();
+    let a = query_json(
+        &data,
+        &[
+            "--match",
+            "host=\"a\"",
+            "--start",
+            &start,
+            "--end",
+            &end,
+            "--step",
+            "1s",
+        ],
+    );
+    assert!(
+        a.iter()
+            .all(|(_, points)| points.iter().all(|&(_, v)| v == 2.0)),
+        "only the point after the deleted range: {a:?}"
+    );
+
+    let snap = dir.path().join("snap");
+    let out = cli(&data, &["snapshot", snap.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = cli(&snap, &["stats"]);
+    let stats = text(&out.stdout);
+    assert!(
+        out.status.success() && stats.contains("series           2"),
+        "{stats}"
+    );
+
+    let empty = dir.path().join("nothing-here");
+    for args in [vec!["stats"], vec!["delete", "--match", "host=\"a\""]] {
+        let out = cli(&empty, &args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("no database")
+                || text(&out.stderr).contains("not a data directory"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!empty.exists(), "{args:?} created the directory");
+    }
+}
