@@ -94,6 +94,11 @@ pub(crate) struct ServeArgs {
     )]
     max_decoded_bytes: Option<usize>,
 
+    /// Answer /api/v1/admin/tsdb/delete_series and /api/v1/admin/tsdb/snapshot (snapshots go
+    /// to <data dir>/snapshots), as Prometheus's flag of the same name.
+    #[arg(long = "web.enable-admin-api", env = "GORILLA_TSDB_ENABLE_ADMIN_API")]
+    enable_admin_api: bool,
+
     /// Write requests processed at once; more wait, then get 503 with Retry-After.
     #[arg(
         long = "write.max-concurrency",
@@ -149,6 +154,10 @@ fn settings(
     if args.redis_url.is_some() {
         db.redis_url.clone_from(&args.redis_url);
     }
+    if args.enable_admin_api {
+        server.enable_admin_api = true;
+    }
+    server.snapshot_dir = Some(db.data_dir.join("snapshots"));
     set(&mut server.query_timeout, &args.query_timeout);
     set(&mut server.query_max_samples, &args.query_max_samples);
     set(

@@ -47,6 +47,13 @@ pub struct ServerOptions {
     /// Metric families whose metadata (type, help, unit) is kept for `/api/v1/metadata`.
     /// Default: 100,000.
     pub max_metadata_families: usize,
+    /// Answer the admin endpoints (`/api/v1/admin/tsdb/delete_series` and `snapshot`), as
+    /// Prometheus's `--web.enable-admin-api`; without it they answer 503 `unavailable`.
+    /// Default: `false`.
+    pub enable_admin_api: bool,
+    /// Where `/api/v1/admin/tsdb/snapshot` writes snapshots (each in a directory of its
+    /// own, named as Prometheus names them). Default: `None` (snapshots refused).
+    pub snapshot_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -63,6 +70,8 @@ impl Default for ServerOptions {
             retry_after: Duration::from_secs(1),
             request_timeout: Duration::from_secs(300),
             max_metadata_families: 100_000,
+            enable_admin_api: false,
+            snapshot_dir: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::api::{query, series, status};
+use crate::api::{admin, query, series, status};
 use crate::graph;
 use crate::ingest::{influx, remote_write, text_import};
 use crate::metrics::HttpLabels;
@@ -32,6 +32,7 @@ use crate::state::AppState;
 /// | `POST /write`, `/api/v2/write` | Influx line protocol (1.x, 2.x) |
 /// | `GET /ping`; `GET,POST /query` | InfluxDB's health check; `CREATE DATABASE` only (Telegraf sends it) |
 /// | `POST /api/v1/import/prometheus` | Prometheus text exposition |
+/// | `POST,PUT /api/v1/admin/tsdb/delete_series`, `/api/v1/admin/tsdb/snapshot` | deletion and snapshots, with [`crate::ServerOptions::enable_admin_api`] |
 /// | `GET /metrics` | the server's own metrics |
 /// | `GET /-/healthy`, `/-/ready` | liveness, readiness |
 /// | `GET /`, `/graph`, `/graph/chart.svg` | the graph page and its chart |
@@ -64,6 +65,14 @@ pub fn router(state: AppState) -> Router {
         .route("/ping", get(influx::ping).head(influx::ping))
         .route("/query", get(influx::query).post(influx::query))
         .route("/api/v1/import/prometheus", post(text_import::handle))
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            post(admin::delete_series).put(admin::delete_series),
+        )
+        .route(
+            "/api/v1/admin/tsdb/snapshot",
+            post(admin::snapshot).put(admin::snapshot),
+        )
         .route("/metrics", get(status::metrics))
         .route("/-/healthy", get(status::healthy))
         .route("/-/ready", get(status::ready))

@@ -668,3 +668,88 @@ async fn influx_and_grafana_probes_are_answered() {
     assert_eq!((status, &json["data"]), (200, &json!({"alerts": []})));
     server.stop().await;
 }
+
+/// The admin API: answered 503 `unavailable` unless enabled (as Prometheus without
+/// `--web.enable-admin-api`); then `delete_series` deletes the matched points in its range
+/// (204), and `snapshot` answers a name whose directory opens as a database holding the data.
+#[tokio::test]
+async fn admin_delete_series_and_snapshot() {
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let server = with_data(ServerOptions::default()).await;
+    let (status, _, body) = server
+        .post(
+            "/api/v1/admin/tsdb/delete_series",
+            &form,
+            b"match[]=m".to_vec(),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("\"errorType\":\"unavailable\"") && body.contains("admin APIs disabled"),
+        "{body}"
+    );
+    server.stop().await;
+
+    let snapshots = tempfile::tempdir().expect("temp dir");
+    let server = with_data(ServerOptions {
+        enable_admin_api: true,
+        snapshot_dir: Some(snapshots.path().to_path_buf()),
+        ..ServerOptions::default()
+    })
+    .await;
+    let (status, _, body) = server
+        .post("/api/v1/admin/tsdb/delete_series", &form, Vec::new())
+        .await;
+    assert_eq!(status, 400, "no match[]: {body}");
+    // m{job="b"} from the 11th sample on.
+    let body = format!(
+        "match[]={}&start={}",
+        "m%7Bjob%3D%22b%22%7D",
+        at(T0 + 150_000)
+    );
+    let (status, _, text) = server
+        .post("/api/v1/admin/tsdb/delete_series", &form, body.into_bytes())
+        .await;
+    assert_eq!(status, 204, "{text}");
+    let count = |json: serde_json::Value| json["data"]["result"].clone();
+    let (_, json) = server
+        .get_json(&format!(
+            "/api/v1/query?query=count_over_time(m[1h])&time={}",
+            at(T0 + 600_000)
+        ))
+        .await;
+    assert_eq!(
+        count(json),
+        json!([
+            {"metric": {"job": "a"}, "value": [ (T0 + 600_000) / 1000, "41"]},
+            {"metric": {"job": "b"}, "value": [ (T0 + 600_000) / 1000, "10"]}
+        ])
+    );
+
+    let (status, _, text) = server
+        .post("/api/v1/admin/tsdb/snapshot", &form, Vec::new())
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let name = json["data"]["name"].as_str().expect("a name").to_owned();
+    assert_eq!(
+        name.len(),
+        "20240101T000000Z-0123456789abcdef".len(),
+        "{name}"
+    );
+    server.stop().await;
+    let copy = gorilla_tsdb::TimeSeriesDBBuilder::new()
+        .with_config(gorilla_tsdb::DatabaseConfig {
+            data_dir: snapshots.path().join(&name),
+            ..Default::default()
+        })
+        .build()
+        .await
+        .expect("the snapshot opens");
+    let b = copy
+        .query(vec![LabelMatcher::equal("job", "b")], TimeRange::ALL)
+        .await
+        .expect("query");
+    assert_eq!(b[0].timestamps.len(), 10, "the deletion is in the snapshot");
+    copy.close().await.expect("close");
+}

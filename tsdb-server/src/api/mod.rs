@@ -13,3 +13,5 @@ pub(crate) mod query;
 pub(crate) mod series;
 // buildinfo, metadata, health, readiness, self-metrics.
 pub(crate) mod status;
+// delete_series and snapshot, behind `enable_admin_api`.
+pub(crate) mod admin;
