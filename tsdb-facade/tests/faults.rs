@@ -439,6 +439,11 @@ async fn a_catalog_that_lost_its_tail_is_reported_and_close_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_out_of_order_window_holds_after_a_reopen() {
     let dir = tempfile::tempdir().expect("temp dir");
+    // A window set (the default accepts any point).
+    let config = |dir: &std::path::Path| DatabaseConfig {
+        out_of_order_window: Duration::from_secs(600),
+        ..config(dir)
+    };
     let db = open(config(dir.path())).await.expect("open");
     let day = 86_400_000;
     db.insert(&series(0), 10 * day, 1.0).await.expect("insert");
