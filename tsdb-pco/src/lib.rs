@@ -13,6 +13,10 @@ pub const FORMAT_VERSION: u8 = 1;
 /// The name used in [`Error::Corrupt`] errors.
 const SOURCE: &str = "pco block";
 
+/// Most points in one block: decoding allocates the columns the header announces, so the
+/// header's count is bounded (1,048,576 points, 16 MiB of columns).
+pub const MAX_BLOCK_POINTS: usize = 1 << 20;
+
 /// Bytes before the two columns: version, point count, lengths of both columns.
 const HEADER_LEN: usize = 13;
 
@@ -46,6 +50,29 @@ fn corrupt(offset: usize, reason: impl std::fmt::Display) -> Error {
     Error::corrupt(SOURCE, offset as u64, reason)
 }
 
+/// Decodes one pcodec column into `dst`, which it must fill exactly.
+fn column<T: pco::data_types::Number>(
+    src: &[u8],
+    dst: &mut [T],
+    offset: usize,
+    what: &str,
+) -> Result<()> {
+    let progress = pco::standalone::simple_decompress_into(src, dst)
+        .map_err(|e| corrupt(offset, format_args!("{what} column: {e}")))?;
+    if progress.n_processed != dst.len() || !progress.finished {
+        return Err(corrupt(
+            offset,
+            format_args!(
+                "{what} column holds {} numbers{}, the header says {}",
+                progress.n_processed,
+                if progress.finished { "" } else { " or more" },
+                dst.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
     let bytes: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
     Some(u32::from_le_bytes(bytes))
@@ -66,13 +93,13 @@ impl PcoCompressor {
                 values.len()
             )));
         }
-        let count = u32::try_from(timestamps.len()).map_err(|_| {
-            Error::invalid_input(format_args!(
-                "a block holds at most {} points, got {}",
-                u32::MAX,
+        if timestamps.len() > MAX_BLOCK_POINTS {
+            return Err(Error::invalid_input(format_args!(
+                "a block holds at most {MAX_BLOCK_POINTS} points, got {}",
                 timestamps.len()
-            ))
-        })?;
+            )));
+        }
+        let count = timestamps.len() as u32;
         let failed = |e: pco::errors::PcoError| Error::invalid_input(format_args!("pco: {e}"));
         let (ts, vs) = if timestamps.is_empty() {
             (Vec::new(), Vec::new())
@@ -138,22 +165,19 @@ impl PcoCompressor {
             }
             return Ok(0);
         }
-        let ts = pco::standalone::simple_decompress::<i64>(&data[HEADER_LEN..ts_end])
-            .map_err(|e| corrupt(HEADER_LEN, format_args!("timestamp column: {e}")))?;
-        let vs = pco::standalone::simple_decompress::<f64>(&data[ts_end..])
-            .map_err(|e| corrupt(ts_end, format_args!("value column: {e}")))?;
-        if ts.len() != count || vs.len() != count {
+        if count > MAX_BLOCK_POINTS {
             return Err(corrupt(
                 1,
-                format_args!(
-                    "header says {count} points, the columns hold {} timestamps and {} values",
-                    ts.len(),
-                    vs.len()
-                ),
+                format_args!("header says {count} points, more than a block holds ({MAX_BLOCK_POINTS})"),
             ));
         }
-        timestamps.extend_from_slice(&ts);
-        values.extend_from_slice(&vs);
+        // Into columns of the announced size: what a damaged column says of its own length
+        // allocates nothing, and a column holding more or fewer numbers is damage.
+        let (t_at, v_at) = (timestamps.len(), values.len());
+        timestamps.resize(t_at + count, 0);
+        values.resize(v_at + count, 0.0);
+        column(&data[HEADER_LEN..ts_end], &mut timestamps[t_at..], HEADER_LEN, "timestamp")?;
+        column(&data[ts_end..], &mut values[v_at..], ts_end, "value")?;
         Ok(count)
     }
 
