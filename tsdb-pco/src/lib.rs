@@ -168,7 +168,9 @@ impl PcoCompressor {
         if count > MAX_BLOCK_POINTS {
             return Err(corrupt(
                 1,
-                format_args!("header says {count} points, more than a block holds ({MAX_BLOCK_POINTS})"),
+                format_args!(
+                    "header says {count} points, more than a block holds ({MAX_BLOCK_POINTS})"
+                ),
             ));
         }
         // Into columns of the announced size: what a damaged column says of its own length
@@ -176,7 +178,12 @@ impl PcoCompressor {
         let (t_at, v_at) = (timestamps.len(), values.len());
         timestamps.resize(t_at + count, 0);
         values.resize(v_at + count, 0.0);
-        column(&data[HEADER_LEN..ts_end], &mut timestamps[t_at..], HEADER_LEN, "timestamp")?;
+        column(
+            &data[HEADER_LEN..ts_end],
+            &mut timestamps[t_at..],
+            HEADER_LEN,
+            "timestamp",
+        )?;
         column(&data[ts_end..], &mut values[v_at..], ts_end, "value")?;
         Ok(count)
     }
