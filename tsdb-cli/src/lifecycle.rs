@@ -22,16 +22,25 @@ pub(crate) struct DeleteArgs {
     /// Last timestamp deleted (as in `query --end`). Default: the end of time.
     #[arg(long)]
     end: Option<String>,
+
+    #[command(flatten)]
+    policies: crate::Policies,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct SnapshotArgs {
     /// Where the copy goes: a directory that does not exist yet or is empty.
     target: PathBuf,
+
+    #[command(flatten)]
+    policies: crate::Policies,
 }
 
 /// Opens a directory that must already hold a database.
-async fn open_existing(data_dir: &Path) -> Result<gorilla_tsdb::TimeSeriesDB, Error> {
+async fn open_existing(
+    data_dir: &Path,
+    policies: &crate::Policies,
+) -> Result<gorilla_tsdb::TimeSeriesDB, Error> {
     if !data_dir.join("series").exists() {
         return Err(Error::invalid_input(format_args!(
             "{} holds no database (no series catalog); give --data-dir",
@@ -63,7 +72,7 @@ pub(crate) async fn delete(data_dir: &Path, args: DeleteArgs) -> Result<ExitCode
             .as_deref()
             .map_or(Ok(i64::MAX), |s| parse_time(s, now))?,
     };
-    let db = open_existing(data_dir).await?;
+    let db = open_existing(data_dir, &args.policies).await?;
     let deleted = db.delete_series(&matchers, range).await;
     let deleted = crate::finish(db, deleted).await?;
     println!("deleted the points of {deleted} series");
@@ -71,7 +80,7 @@ pub(crate) async fn delete(data_dir: &Path, args: DeleteArgs) -> Result<ExitCode
 }
 
 pub(crate) async fn snapshot(data_dir: &Path, args: SnapshotArgs) -> Result<ExitCode, Error> {
-    let db = open_existing(data_dir).await?;
+    let db = open_existing(data_dir, &args.policies).await?;
     let stats = db.snapshot(&args.target).await;
     let stats = crate::finish(db, stats).await?;
     println!(

@@ -198,15 +198,6 @@ pub(crate) struct Policies {
 }
 
 impl Policies {
-    /// The database's defaults.
-    pub(crate) fn unchanged() -> Self {
-        Policies {
-            out_of_order_window: None,
-            future_tolerance: None,
-            retention: None,
-        }
-    }
-
     fn apply(&self, config: &mut DatabaseConfig) {
         if let Some(w) = self.out_of_order_window {
             config.out_of_order_window = w;
