@@ -47,12 +47,7 @@ async fn open_existing(
             data_dir.display()
         )));
     }
-    crate::open(
-        data_dir,
-        WalDurability::Always,
-        &crate::Policies::unchanged(),
-    )
-    .await
+    crate::open(data_dir, WalDurability::Always, policies).await
 }
 
 pub(crate) async fn delete(data_dir: &Path, args: DeleteArgs) -> Result<ExitCode, Error> {
