@@ -21,7 +21,8 @@
 //!
 //! Environment: `QUERY_BENCH_JSON_ONLY=1` skips criterion; `QUERY_BENCH_VM_IMPORT=<path>`
 //! also writes the dataset as VictoriaMetrics' JSON-lines import format;
-//! `QUERY_BENCH_OUT=<path>` writes the JSON document there too; `QUERY_BENCH_ONLY=Q3` times
+//! `QUERY_BENCH_OUT=<path>` writes the JSON document there too; `QUERY_BENCH_KEEP_DIR=<path>`
+//! loads the data into that directory and keeps it (closed) for `gorilla-tsdb serve`; `QUERY_BENCH_ONLY=Q3` times
 //! that query alone, `QUERY_BENCH_RUNS=N` runs each query N times (both for a profile).
 
 use std::io::Write;
@@ -290,8 +291,11 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
+    // `QUERY_BENCH_KEEP_DIR=<path>` loads the data there and keeps it (closed) for a server.
+    let keep = std::env::var_os("QUERY_BENCH_KEEP_DIR").map(std::path::PathBuf::from);
+    let data_dir = keep.clone().unwrap_or_else(|| dir.path().to_path_buf());
     let vm_import = std::env::var("QUERY_BENCH_VM_IMPORT").ok();
-    let (db, load_s) = rt.block_on(load(dir.path(), vm_import.as_deref()));
+    let (db, load_s) = rt.block_on(load(&data_dir, vm_import.as_deref()));
     let db = Arc::new(db);
     let stats = db.stats();
     let engine = Arc::new(Engine::new(db.clone(), EngineOptions::default()));
@@ -352,6 +356,10 @@ fn main() {
     println!("{doc}");
     if let Ok(path) = std::env::var("QUERY_BENCH_OUT") {
         std::fs::write(&path, &doc).expect("write QUERY_BENCH_OUT");
+    }
+    if keep.is_some() {
+        rt.block_on(db.close()).expect("close the kept database");
+        return;
     }
     if std::env::var("QUERY_BENCH_JSON_ONLY").is_ok_and(|v| v == "1") {
         return;

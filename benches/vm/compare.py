@@ -3,7 +3,9 @@
 over its HTTP API, compares the answers with ours (benches/benches/query.rs, JSON document)
 and prints a latency table with ratios.
 
-Usage: compare.py OURS_JSON VM_IMPORT_JSONL HOST:PORT
+Usage: compare.py OURS_JSON VM_IMPORT_JSONL HOST:PORT [OUR_SERVER_HOST:PORT]
+With the last argument (a `gorilla-tsdb serve` over the same data), the queries also go to
+our server over HTTP, with the same client, and a second table compares the two servers.
 Only the standard library is used. Exits non-zero when an answer differs.
 """
 
@@ -19,18 +21,23 @@ REL_TOL = 1e-9
 
 def main():
     ours_path, import_path, addr = sys.argv[1:4]
+    our_server = sys.argv[4] if len(sys.argv) > 4 else None
     host, port = addr.rsplit(":", 1)
     ours = json.load(open(ours_path))
     conn = http.client.HTTPConnection(host, int(port), timeout=120)
 
-    def get(path, params):
-        url = path + "?" + urllib.parse.urlencode(params)
-        conn.request("GET", url)
-        resp = conn.getresponse()
-        body = resp.read()
-        if resp.status != 200:
-            raise SystemExit(f"VictoriaMetrics answered {resp.status} to {url}: {body[:500]!r}")
-        return json.loads(body)
+    def getter(c, who):
+        def get(path, params):
+            url = path + "?" + urllib.parse.urlencode(params)
+            c.request("GET", url)
+            resp = c.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                raise SystemExit(f"{who} answered {resp.status} to {url}: {body[:500]!r}")
+            return json.loads(body)
+        return get
+
+    get = getter(conn, "VictoriaMetrics")
 
     # Load the same data.
     started = time.monotonic()
@@ -95,6 +102,28 @@ def main():
             timings[mode] = (statistics.median(lat), lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))])
         rows.append((name, ours[name]["median_ms"], ours[name]["p99_ms"], timings))
 
+    http_rows = []
+    if our_server:
+        h, p = our_server.rsplit(":", 1)
+        get_ours = getter(http.client.HTTPConnection(h, int(p), timeout=120), "Gorilla TSDB")
+        for name, (path, params, runs) in queries.items():
+            diff = compare(name + " (our server)", get_ours(path, params(1))["data"]["result"],
+                           ours[name]["answer"])
+            if diff:
+                failures.append(diff)
+            both = []
+            for g, extra in ((get_ours, {}), (get, {"nocache": 1})):
+                for i in range(3):
+                    g(path, dict(params(i), **extra))
+                lat = []
+                for i in range(runs):
+                    t = time.perf_counter()
+                    g(path, dict(params(i), **extra))
+                    lat.append((time.perf_counter() - t) * 1e3)
+                lat.sort()
+                both.append((statistics.median(lat), lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]))
+            http_rows.append((name, both[0], both[1]))
+
     print()
     print("| query | Gorilla TSDB median (p99) | VictoriaMetrics nocache=1 median (p99) | VM/ours | "
           "VictoriaMetrics with its cache median (p99) | VM cached/ours | answers |")
@@ -104,6 +133,13 @@ def main():
         ok = "equal" if not any(f.startswith(name) for f in failures) else "DIFFER"
         print(f"| {name} | {med:.3f} ms ({p99:.3f}) | {nc[0]:.3f} ms ({nc[1]:.3f}) | {nc[0] / med:.1f}x | "
               f"{c[0]:.3f} ms ({c[1]:.3f}) | {c[0] / med:.1f}x | {ok} |")
+    if http_rows:
+        print("\nBoth over HTTP, the same client, keep-alive connections (ours: gorilla-tsdb serve):\n")
+        print("| query | Gorilla TSDB server median (p99) | VictoriaMetrics nocache=1 median (p99) | VM/ours | answers |")
+        print("|---|---|---|---|---|")
+        for name, o, v in http_rows:
+            ok = "equal" if not any(f.startswith(name) for f in failures) else "DIFFER"
+            print(f"| {name} | {o[0]:.3f} ms ({o[1]:.3f}) | {v[0]:.3f} ms ({v[1]:.3f}) | {v[0] / o[0]:.1f}x | {ok} |")
     cq = ours["Q1_concurrent"]
     print(f"\nGorilla TSDB Q1 from {cq['tasks']} concurrent tasks: {cq['queries_per_s']:.0f} queries/s, "
           f"p99 {cq['p99_ms']:.3f} ms")
