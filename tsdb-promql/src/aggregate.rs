@@ -184,27 +184,23 @@ where
     I: Iterator<Item = f64> + Clone,
 {
     match op {
-        token::T_SUM => kahan(vals),
-        token::T_AVG => running_mean(vals),
-        token::T_COUNT => vals.count() as f64,
-        token::T_GROUP => 1.0,
-        token::T_MIN => vals.fold(
-            f64::NAN,
-            |acc, v| if acc.is_nan() || v < acc { v } else { acc },
-        ),
-        token::T_MAX => vals.fold(
-            f64::NAN,
-            |acc, v| if acc.is_nan() || v > acc { v } else { acc },
-        ),
+        _ if FoldState::supports(op) => {
+            let mut state = FoldState::new(op);
+            for v in vals {
+                state.push(op, v);
+            }
+            state.finish(op)
+        }
         token::T_STDDEV => variance(vals).sqrt(),
         token::T_STDVAR => variance(vals),
         _ => f64::NAN,
     }
 }
 
-/// [`fold`] value by value, for the operators whose arithmetic allows it (see
-/// [`FoldState::supports`]): the same operations in the same order, so the same result to the
-/// bit.
+/// The plain folds (`sum` as [`kahan`], `avg` as Prometheus 2.42's running mean: each value
+/// moves the mean by `v/n - mean/n`, and once it is infinite, finite values and infinities of
+/// its sign leave it; `min`, `max`, `count`, `group`) value by value, so that [`fold`] and
+/// the all-steps aggregation of rolled series share one arithmetic.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FoldState {
     a: f64,
@@ -261,7 +257,8 @@ impl FoldState {
                 }
                 self.a = t;
             }
-            // As `running_mean`.
+            // Prometheus 2.42's running mean (the values divided first, so that values near
+            // the float limits do not overflow).
             token::T_AVG => {
                 if self.n == 0 {
                     self.a = v;
@@ -367,25 +364,6 @@ pub(crate) fn kahan(vals: impl Iterator<Item = f64>) -> f64 {
         sum = t;
     }
     if sum.is_finite() { sum + c } else { sum }
-}
-
-/// The mean of the `avg` aggregation as Prometheus 2.42 computes it: starting from the first
-/// value, each further value moves the mean by `v/n - mean/n` (both terms divided first, so
-/// that values near the float limits do not overflow); once the mean is infinite, finite
-/// values and infinities of the same sign leave it as is.
-pub(crate) fn running_mean(mut vals: impl Iterator<Item = f64>) -> f64 {
-    let Some(mut mean) = vals.next() else {
-        return f64::NAN;
-    };
-    let mut n = 1.0f64;
-    for v in vals {
-        n += 1.0;
-        if mean.is_infinite() && (v.is_finite() || (v.is_infinite() && (v > 0.0) == (mean > 0.0))) {
-            continue;
-        }
-        mean += v / n - mean / n;
-    }
-    mean
 }
 
 /// The `k` largest (`top`) or smallest samples, chosen as Prometheus does: a binary heap of
