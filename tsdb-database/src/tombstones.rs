@@ -16,7 +16,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{PoisonError, RwLock};
 
 use tsdb_core::{ChunkLocation, ChunkReference, Error, Result, SeriesId, TimeRange};
 
@@ -75,7 +75,8 @@ impl Tombstone {
 pub(crate) struct Tombstones {
     path: PathBuf,
     read_only: bool,
-    entries: Mutex<Vec<Tombstone>>,
+    /// Read by every chunk read (shared), written by deletions.
+    entries: RwLock<Vec<Tombstone>>,
 }
 
 impl Tombstones {
@@ -114,12 +115,12 @@ impl Tombstones {
         Ok(Tombstones {
             path,
             read_only,
-            entries: Mutex::new(entries),
+            entries: RwLock::new(entries),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Tombstone>> {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Tombstone>> {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Durably adds `new` (one fsync for all of them).
@@ -133,7 +134,7 @@ impl Tombstones {
                 operation: "delete_series",
             });
         }
-        let mut entries = self.lock();
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         let io = |e| Error::io(self.path.display(), e);
         let existed = self.path.exists();
         let mut f = std::fs::OpenOptions::new()
@@ -155,7 +156,7 @@ impl Tombstones {
 
     /// The ranges of `chunk` that tombstones hide (empty in the common case).
     pub(crate) fn hiding(&self, chunk: &ChunkReference) -> Vec<TimeRange> {
-        let entries = self.lock();
+        let entries = self.read();
         if entries.is_empty() {
             return Vec::new();
         }
@@ -222,7 +223,7 @@ mod tests {
         log.add(&[sample(1, 1_000)]).expect("add");
         let again = Tombstones::load(dir.path(), false).expect("reload");
         assert_eq!(
-            *again.lock(),
+            *again.read(),
             vec![sample(1, 0), sample(2, -50), sample(1, 1_000)]
         );
 
@@ -235,7 +236,7 @@ mod tests {
         assert_eq!(
             Tombstones::load(dir.path(), false)
                 .expect("torn")
-                .lock()
+                .read()
                 .len(),
             3
         );
