@@ -133,43 +133,56 @@ fn go_max(a: f64, b: f64) -> f64 {
     }
 }
 
+/// The compensated (Neumaier) sum of `vals` when it is finite; `None` when a value is NaN or
+/// infinite or the sum overflows (any of them leaves a running sum non-finite, and [`kahan`]
+/// then decides). Without [`kahan`]'s checks for infinities inside the loop, and with four
+/// running sums (positions modulo 4, joined at the end with their compensations), the loop
+/// is not bound by the latency of one chain of additions.
+fn kahan_finite(vals: &[f64]) -> Option<f64> {
+    let (s, c, rest) = four_lanes(vals);
+    let (mut s, mut c) = (s, c);
+    for (k, &v) in rest.iter().enumerate() {
+        two_sum(&mut s[k], &mut c[k], v);
+    }
+    if !s.iter().all(|v| v.is_finite()) {
+        return None;
+    }
+    let (mut sum, mut comp) = (s[0], c[0] + c[1] + c[2] + c[3]);
+    for &lane in &s[1..] {
+        two_sum(&mut sum, &mut comp, lane);
+    }
+    // An intermediate of the two-sum overflowing near the float limits leaves `comp`
+    // non-finite: the careful path decides then.
+    (sum.is_finite() && comp.is_finite()).then_some(sum + comp)
+}
+
+/// Adds `v` to `sum` and its exact rounding error to `c`: Knuth's two-sum, the same error term
+/// Neumaier's comparison picks, without the comparison.
+#[inline(always)]
+fn two_sum(sum: &mut f64, c: &mut f64, v: f64) {
+    let t = *sum + v;
+    let v_part = t - *sum;
+    *c += (*sum - (t - v_part)) + (v - v_part);
+    *sum = t;
+}
+
+/// Compensated sums and compensations of the values at positions 0, 1, 2 and 3 modulo 4 of
+/// the whole quadruples of `vals`, and the values left over.
+fn four_lanes(vals: &[f64]) -> ([f64; 4], [f64; 4], &[f64]) {
+    let (mut s, mut c) = ([0.0f64; 4], [0.0f64; 4]);
+    let quads = vals.chunks_exact(4);
+    let rest = quads.remainder();
+    for q in quads {
+        for k in 0..4 {
+            two_sum(&mut s[k], &mut c[k], q[k]);
+        }
+    }
+    (s, c, rest)
+}
+
 /// `avg_over_time` as Prometheus 2.42 computes it: a running mean (each step adds
 /// `v/n - mean/n`, so values near the float limits do not overflow), Kahan-compensated;
 /// once the mean is infinite, finite values and infinities of the same sign leave it as is.
-/// The compensated (Neumaier) sum of `vals` when it is finite; `None` when a value is NaN or
-/// infinite or the sum overflows (any of them leaves a running sum non-finite, and [`kahan`]
-/// then decides). Without [`kahan`]'s checks for infinities inside the loop, and with two
-/// running sums (even and odd positions, joined at the end with their compensations), the
-/// loop is not bound by the latency of one chain of additions.
-fn kahan_finite(vals: &[f64]) -> Option<f64> {
-    #[inline(always)]
-    fn add(sum: &mut f64, c: &mut f64, v: f64) {
-        let t = *sum + v;
-        *c += if sum.abs() >= v.abs() {
-            (*sum - t) + v
-        } else {
-            (v - t) + *sum
-        };
-        *sum = t;
-    }
-    let (mut s0, mut c0, mut s1, mut c1) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
-    let pairs = vals.chunks_exact(2);
-    let rest = pairs.remainder();
-    for p in pairs {
-        add(&mut s0, &mut c0, p[0]);
-        add(&mut s1, &mut c1, p[1]);
-    }
-    for &v in rest {
-        add(&mut s0, &mut c0, v);
-    }
-    if !(s0.is_finite() && s1.is_finite()) {
-        return None;
-    }
-    let mut c = c0 + c1;
-    add(&mut s0, &mut c, s1);
-    s0.is_finite().then_some(s0 + c)
-}
-
 fn mean_over_time(vals: &[f64]) -> f64 {
     // With finite values whose sum does not overflow, the compensated sum over the count is
     // the same mean to the last bit or so, without a division per value on the critical path.
@@ -749,7 +762,59 @@ mod tests {
         }
     }
 
+    /// The exactly rounded sum of `vals` (Shewchuk's partials, as Python's `math.fsum`).
+    fn exact_sum(vals: &[f64]) -> f64 {
+        let mut partials: Vec<f64> = Vec::new();
+        for &v in vals {
+            let mut x = v;
+            let mut kept = 0;
+            for i in 0..partials.len() {
+                let mut y = partials[i];
+                if x.abs() < y.abs() {
+                    std::mem::swap(&mut x, &mut y);
+                }
+                let hi = x + y;
+                let lo = y - (hi - x);
+                if lo != 0.0 {
+                    partials[kept] = lo;
+                    kept += 1;
+                }
+                x = hi;
+            }
+            partials.truncate(kept);
+            partials.push(x);
+        }
+        partials.iter().rev().fold(0.0, |acc, &p| acc + p)
+    }
+
+    #[test]
+    fn compensated_sum_keeps_what_cancellation_would_lose() {
+        assert_eq!(kahan_finite(&[1e100, 1.0, -1e100]), Some(1.0));
+        assert_eq!(kahan_finite(&[1.0, 1e100, 1.0, -1e100, 1.0]), Some(3.0));
+        assert_eq!(kahan_finite(&[]), Some(0.0));
+        assert_eq!(kahan_finite(&[f64::MAX, f64::MAX]), None);
+        assert_eq!(kahan_finite(&[1.0, f64::NAN]), None);
+        assert_eq!(kahan_finite(&[f64::INFINITY, 1.0]), None);
+    }
+
     proptest! {
+        #[test]
+        fn compensated_sum_is_within_two_ulps_of_the_exact_sum(
+            vals in proptest::collection::vec(
+                prop_oneof![-1e6f64..1e6, -1e300f64..1e300, (-100i32..100).prop_map(|c| f64::from(c) / 100.0)],
+                0..70,
+            ),
+        ) {
+            let exact = exact_sum(&vals);
+            let got = kahan_finite(&vals);
+            prop_assume!(exact.is_finite() && got.is_some());
+            let got = got.unwrap_or_default();
+            let abs: f64 = vals.iter().map(|v| v.abs()).sum();
+            let n = vals.len() as f64;
+            let bound = 2.0 * f64::EPSILON * exact.abs() + n * n * f64::EPSILON * f64::EPSILON * abs;
+            prop_assert!((got - exact).abs() <= bound, "{got} vs exact {exact}");
+        }
+
         #[test]
         fn expanded_len_matches_expand(
             template in "[$\\{\\}a-c0-3_xé-]{0,24}",

@@ -154,17 +154,19 @@ impl RollupRequest {
         // without an early exit is vectorised.)
         let has_stale = values.iter().fold(false, |any, v| any | is_stale(*v));
         let (mut lo, mut hi) = (0usize, 0usize);
+        // How far each edge moved last time: on a regular series, the guess for this time.
+        let (mut lo_step, mut hi_step) = (0usize, 0usize);
         for (i, &t) in self.times.iter().enumerate() {
             // Times ascend: both window edges only move forward.
-            while hi < n && timestamps[hi] <= t {
-                hi += 1;
-            }
+            let next_hi = advance(&timestamps[..n], hi, hi_step, |pt| pt <= t);
+            hi_step = next_hi - hi;
+            hi = next_hi;
             match self.kind {
                 RollupKind::Range { function, range_ms } => {
                     let start = t.saturating_sub(range_ms);
-                    while lo < hi && timestamps[lo] < start {
-                        lo += 1;
-                    }
+                    let next_lo = advance(&timestamps[..hi], lo, lo_step, |pt| pt < start);
+                    lo_step = next_lo - lo;
+                    lo = next_lo;
                     let value = if has_stale {
                         let (ts, vs) = (&mut scratch.0, &mut scratch.1);
                         ts.clear();
@@ -211,6 +213,20 @@ impl RollupRequest {
             })
             .collect()
     }
+}
+
+/// The first index at or after `from` whose timestamp fails `before` (which holds for a prefix
+/// of the ascending `ts`, and for every index below `from`). `guess` is how far the answer
+/// probably lies past `from` (the last window's move): checked with two comparisons, and only
+/// when it is wrong is the rest searched.
+#[inline]
+fn advance(ts: &[i64], from: usize, guess: usize, before: impl Fn(i64) -> bool) -> usize {
+    let at = from + guess;
+    if at <= ts.len() && (at == from || before(ts[at - 1])) && (at == ts.len() || !before(ts[at]))
+    {
+        return at;
+    }
+    from + ts[from..].partition_point(|&t| before(t))
 }
 
 /// The data access the engine needs: implemented in memory by [`MemorySource`] and for the
@@ -425,5 +441,30 @@ impl MemorySource {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advance;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn advance_finds_the_edge_whatever_the_guess(
+            mut ts in proptest::collection::vec(-50i64..50, 0..40),
+            from_frac in 0.0f64..1.0,
+            guess in 0usize..50,
+            edge in -60i64..60,
+        ) {
+            ts.sort_unstable();
+            let expected = ts.partition_point(|&t| t <= edge);
+            // `from` lies at or below the answer, as the evaluation loop keeps it.
+            let from = (expected as f64 * from_frac) as usize;
+            prop_assert_eq!(advance(&ts, from, guess, |t| t <= edge), expected);
+            let strict = ts.partition_point(|&t| t < edge);
+            let from = (strict as f64 * from_frac) as usize;
+            prop_assert_eq!(advance(&ts, from, guess, |t| t < edge), strict);
+        }
     }
 }
