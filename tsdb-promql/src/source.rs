@@ -222,8 +222,7 @@ impl RollupRequest {
 #[inline]
 fn advance(ts: &[i64], from: usize, guess: usize, before: impl Fn(i64) -> bool) -> usize {
     let at = from + guess;
-    if at <= ts.len() && (at == from || before(ts[at - 1])) && (at == ts.len() || !before(ts[at]))
-    {
+    if at <= ts.len() && (at == from || before(ts[at - 1])) && (at == ts.len() || !before(ts[at])) {
         return at;
     }
     from + ts[from..].partition_point(|&t| before(t))
