@@ -6,6 +6,7 @@
 mod compressor;
 mod dir_lock;
 mod error;
+pub mod group_commit;
 mod index;
 mod labels;
 pub mod marker;

@@ -1,5 +1,6 @@
 //! Marker files: small files that record one fact (a number, a watermark, a checkpoint),
-//! replaced atomically and checked when read. One mechanism for every engine that keeps them.
+//! replaced atomically and checked when read. One mechanism for every engine that keeps them,
+//! with the durable replacement ([`replace`]) and directory fsync ([`sync_dir`]) beneath it.
 //!
 //! Layout: the body, then the CRC-32 (IEEE, little-endian) of the body. A write goes to
 //! `<name>.tmp`, is fsynced, renamed over `<name>`, and the directory is fsynced: after a
@@ -21,16 +22,35 @@ use crate::error::{Error, Result};
 /// # Ok::<(), tsdb_core::Error>(())
 /// ```
 pub fn write(dir: &Path, name: &str, body: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let io = |e| Error::io(tmp.display(), e);
     let mut bytes = Vec::with_capacity(body.len() + 4);
     bytes.extend_from_slice(body);
     bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    replace(&dir.join(name), &bytes)
+}
+
+/// Durably replaces the file at `path` with `bytes`, as is (the layer under [`write`], for a
+/// file that carries checksums of its own): written to `<path>.tmp`, fsynced, renamed over
+/// `path`, then the directory is fsynced. After a crash the file holds the old bytes or the new
+/// ones, never a mix.
+pub fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let io = |e| Error::io(tmp.display(), e);
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&bytes).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);
-    std::fs::rename(&tmp, dir.join(name)).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => sync_dir(Path::new(".")),
+    }
+}
+
+/// Fsyncs the directory `dir`, so that the files created, renamed or removed in it stay so
+/// after a power loss.
+pub fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(format_args!("fsync of directory {}", dir.display()), e))

@@ -278,19 +278,8 @@ impl DamageLog {
                 operation: "accept_damage",
             });
         }
-        let tmp = self.path.with_extension("tmp");
-        let io = |e| Error::io(tmp.display(), e);
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        for d in &updated {
-            f.write_all(encode(d).as_bytes()).map_err(io)?;
-        }
-        f.sync_data().map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(dir.display(), e))?;
-        }
+        let bytes: String = updated.iter().map(encode).collect();
+        tsdb_core::marker::replace(&self.path, bytes.as_bytes())?;
         *entries = updated;
         Ok(newly)
     }

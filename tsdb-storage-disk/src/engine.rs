@@ -11,10 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use async_trait::async_trait;
 use bytes::Bytes;
 use memmap2::{Mmap, MmapOptions};
-use tokio::sync::watch;
 use tsdb_core::{
     ChunkLocation, ChunkReference, CompressedBlock, DirLock, Error, Result, StorageDamage,
-    StorageEngine, marker,
+    StorageEngine, group_commit::GroupCommit, marker, marker::sync_dir,
 };
 
 use crate::config::{Durability, LocalDiskConfig};
@@ -118,7 +117,7 @@ struct Inner {
     /// full segment is sealed).
     writer: Mutex<Writer>,
     /// Group commit: how far the appended bytes are known durable, and who is fsyncing.
-    sync: watch::Sender<SyncState>,
+    commit: GroupCommit,
     /// The deletion log; held across its fsync, so deletions run one at a time.
     deletions: tokio::sync::Mutex<DeletionLog>,
     /// Files or bytes the store knows it had synced but could not find at open.
@@ -147,16 +146,6 @@ struct Writer {
     closed: bool,
     /// Set when a write or fsync failed in a way that leaves durability unknown.
     poisoned: Option<String>,
-}
-
-#[derive(Debug, Default)]
-struct SyncState {
-    /// Every byte up to this sequence number is durable.
-    synced: u64,
-    /// A task is running an fsync.
-    leader: bool,
-    /// An fsync failed: nothing written since can be promised durable.
-    failed: Option<String>,
 }
 
 struct DeletionLog {
@@ -207,12 +196,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
             .map_err(|e| io::Error::other(format!("blocking task failed: {e}"))),
         Err(_) => Ok(f()),
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(format_args!("fsync of directory {}", dir.display()), e))
 }
 
 /// Maps the first `len` bytes of `file`, `None` when `len` is zero.
@@ -318,7 +301,7 @@ impl LocalDiskEngine {
                 closed: false,
                 poisoned: None,
             }),
-            sync: watch::Sender::new(SyncState::default()),
+            commit: GroupCommit::new(0),
             deletions: tokio::sync::Mutex::new(DeletionLog {
                 file: None,
                 len: opened.deletion_log_len,
@@ -778,7 +761,7 @@ impl Inner {
         }
         // Everything appended so far is durable now.
         let written = w.written;
-        self.sync.send_modify(|s| s.synced = s.synced.max(written));
+        self.commit.note_durable(written);
         let map = map_file(&w.file, w.pos, &old_name)?;
         write_next_segment(&self.dir, after)?;
         w.next_free = after;
@@ -818,32 +801,15 @@ impl Inner {
     }
 
     /// Returns once every byte up to sequence number `target` is durable, running the fsync
-    /// itself or waiting for the one in flight (group commit).
+    /// itself or waiting for the one in flight (group commit). After a failed fsync every call
+    /// fails: the kernel may have dropped the dirty pages, so a retry could "succeed" without
+    /// the data.
     async fn sync_to(&self, target: u64) -> Result<()> {
-        let mut rx = self.sync.subscribe();
-        loop {
-            rx.borrow_and_update();
-            let mut lead = false;
-            let mut outcome = None;
-            self.sync.send_if_modified(|s| {
-                if let Some(reason) = &s.failed {
-                    outcome = Some(Err(poisoned_err(reason)));
-                } else if s.synced >= target {
-                    outcome = Some(Ok(()));
-                } else if !s.leader {
-                    s.leader = true;
-                    lead = true;
+        self.commit
+            .wait_durable(target, || async {
+                if let Some(reason) = &self.lock_writer().poisoned {
+                    return Err(poisoned_err(reason));
                 }
-                false
-            });
-            if let Some(outcome) = outcome {
-                return outcome;
-            }
-            if lead {
-                let mut guard = LeaderGuard {
-                    sync: &self.sync,
-                    done: false,
-                };
                 // Let the writers that the previous fsync just acknowledged append their next
                 // record first, so that this fsync covers them too: without this, batches
                 // alternate between one writer and all the others.
@@ -856,29 +822,20 @@ impl Inner {
                 };
                 // Segments before the active one were fsynced when sealed, so syncing the
                 // active file makes everything up to `upto` durable.
-                let res = blocking(move || file.sync_data()).await.and_then(|r| r);
-                guard.done = true;
-                self.sync.send_modify(|s| {
-                    s.leader = false;
-                    match &res {
-                        Ok(()) => s.synced = s.synced.max(upto),
-                        Err(e) => {
-                            s.failed = Some(format!(
-                                "fsync of segment {} failed: {e}",
-                                segment_file_name(active)
-                            ))
-                        }
+                match blocking(move || file.sync_data()).await.and_then(|r| r) {
+                    Ok(()) => Ok(upto),
+                    Err(e) => {
+                        let reason =
+                            format!("fsync of segment {} failed: {e}", segment_file_name(active));
+                        self.lock_writer().poisoned.get_or_insert(reason);
+                        Err(io_err(
+                            format_args!("fsync of segment {}", segment_file_name(active)),
+                            e,
+                        ))
                     }
-                });
-                if let Err(e) = res {
-                    let mut w = self.lock_writer();
-                    w.poisoned
-                        .get_or_insert_with(|| format!("fsync failed: {e}"));
                 }
-            } else if rx.changed().await.is_err() {
-                return Err(Error::Closed { engine: ENGINE });
-            }
-        }
+            })
+            .await
     }
 
     fn read(&self, loc: &ChunkLocation) -> Result<CompressedBlock> {
@@ -1089,21 +1046,6 @@ impl Inner {
             }
         }
         Ok(())
-    }
-}
-
-/// Releases the fsync leadership if the leading task is dropped mid-fsync, so that another
-/// waiter takes over instead of everyone waiting forever.
-struct LeaderGuard<'a> {
-    sync: &'a watch::Sender<SyncState>,
-    done: bool,
-}
-
-impl Drop for LeaderGuard<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.sync.send_modify(|s| s.leader = false);
-        }
     }
 }
 

@@ -3,7 +3,6 @@
 #![deny(missing_docs)]
 
 pub mod format;
-mod group_commit;
 mod replay;
 mod scan;
 mod wal;

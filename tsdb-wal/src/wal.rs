@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use tsdb_core::group_commit::GroupCommit;
+use tsdb_core::marker::sync_dir;
 use tsdb_core::{DirLock, Error, Result};
 
 use crate::format::{self, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::group_commit::GroupCommit;
 use crate::replay::Replay;
 use crate::scan::{self, ScanRules, segment_file_name};
 
@@ -251,12 +252,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::task_failed("WAL file", e))?
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir.display(), e))
 }
 
 /// Creates a segment file with its header, without fsync.
