@@ -8,6 +8,7 @@ use gorilla_tsdb::TimeSeriesDB;
 use gorilla_tsdb::promql::{Engine, EngineOptions};
 use tokio::sync::Semaphore;
 
+use crate::ingest::series_cache::SeriesCache;
 use crate::metadata::MetadataStore;
 use crate::metrics::Metrics;
 use crate::options::ServerOptions;
@@ -27,6 +28,9 @@ pub struct AppState {
     pub(crate) inner: Arc<Shared>,
 }
 
+/// Series the remote-write cache remembers at most (about 40 bytes each).
+const SERIES_CACHE_CAPACITY: usize = 4 << 20;
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) db: Arc<TimeSeriesDB>,
@@ -36,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) write_slots: Arc<Semaphore>,
     pub(crate) metrics: Metrics,
     pub(crate) metadata: MetadataStore,
+    /// Remote-write series already registered, by the bytes of their labels.
+    pub(crate) series_cache: SeriesCache,
     /// Set when shutdown begins: `/-/ready` answers 503 and writes are refused.
     pub(crate) stopping: AtomicBool,
 }
@@ -56,6 +62,7 @@ impl AppState {
                 write_slots: Arc::new(Semaphore::new(options.write_max_concurrency.max(1))),
                 metrics: Metrics::new(db.clone()),
                 metadata: MetadataStore::new(options.max_metadata_families),
+                series_cache: SeriesCache::new(SERIES_CACHE_CAPACITY),
                 stopping: AtomicBool::new(false),
                 db,
                 options,

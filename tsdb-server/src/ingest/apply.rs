@@ -75,16 +75,6 @@ impl Grouped {
         }
     }
 
-    pub(crate) fn extend(&mut self, labels: Labels, points: Vec<(i64, f64)>) {
-        match self.index.get(&labels) {
-            Some(&i) => self.series[i].1.extend(points),
-            None => {
-                self.index.insert(labels.clone(), self.series.len());
-                self.series.push((labels, points));
-            }
-        }
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.series.is_empty()
     }
@@ -105,25 +95,30 @@ pub(crate) async fn write(
         let _slot = slot;
         let started = Instant::now();
         let result = write_grouped(&shared, points.series, &mut rejections).await;
-        let label = ProtocolLabel {
-            protocol: protocol.as_str(),
-        };
-        let metrics = &shared.metrics;
-        metrics
-            .write_duration
-            .get_or_create(&label)
-            .observe(started.elapsed().as_secs_f64());
-        if let Ok(accepted) = &result {
-            metrics
-                .samples_ingested
-                .get_or_create(&label)
-                .inc_by(*accepted);
-        }
+        record(&shared, protocol, started, &result);
         result.map(|_| rejections)
     });
     match task.await {
         Ok(result) => result.map_err(|e| classify(&e, state)),
         Err(e) => Err(WriteError::Internal(format!("the write task failed: {e}"))),
+    }
+}
+
+/// Counts a write's duration and its ingested samples.
+fn record(shared: &Shared, protocol: Protocol, started: Instant, result: &Result<u64, Error>) {
+    let label = ProtocolLabel {
+        protocol: protocol.as_str(),
+    };
+    let metrics = &shared.metrics;
+    metrics
+        .write_duration
+        .get_or_create(&label)
+        .observe(started.elapsed().as_secs_f64());
+    if let Ok(accepted) = result {
+        metrics
+            .samples_ingested
+            .get_or_create(&label)
+            .inc_by(*accepted);
     }
 }
 
@@ -174,6 +169,9 @@ fn is_point_error(e: &Error) -> bool {
     )
 }
 
+/// A registered series and its points.
+type Group = (SeriesId, Vec<(i64, f64)>);
+
 /// A series' registration and its points.
 type Registered = (Result<SeriesId, Error>, Vec<(i64, f64)>);
 
@@ -190,16 +188,109 @@ async fn write_grouped(
     series: Vec<(Labels, Vec<(i64, f64)>)>,
     rejections: &mut Rejections,
 ) -> Result<u64, Error> {
-    let (db, metrics) = (&shared.db, &shared.metrics);
-    let registered: Vec<Registered> = stream::iter(series)
+    let registered = register(shared, series).await;
+    let groups = accept_registered(registered, rejections)?;
+    let batch: Vec<DataPoint> = groups
+        .iter()
+        .flat_map(|(id, points)| points.iter().map(|&(t, v)| DataPoint::new(*id, t, v)))
+        .collect();
+    write_points(shared, batch, rejections).await
+}
+
+/// A series the cache did not know: its key, its labels (or why they are invalid), its points.
+pub(crate) type Unknown = (u128, Result<Labels, String>, Vec<(i64, f64)>);
+
+/// A request whose series were looked up in the series cache first (remote write).
+#[derive(Debug, Default)]
+pub(crate) struct Resolved {
+    /// The points of the series the cache knew.
+    pub(crate) known: Vec<DataPoint>,
+    /// The others: their cache key, their labels (or why they are invalid) and their points.
+    pub(crate) unknown: Vec<Unknown>,
+}
+
+impl Resolved {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.known.is_empty() && self.unknown.is_empty()
+    }
+}
+
+/// [`write`] for a [`Resolved`] request: the unknown series are registered (and remembered by
+/// the cache), then every point is written in one batch.
+pub(crate) async fn write_resolved(
+    state: &AppState,
+    protocol: Protocol,
+    resolved: Resolved,
+    mut rejections: Rejections,
+    slot: OwnedSemaphorePermit,
+) -> Result<Rejections, WriteError> {
+    let shared = state.inner.clone();
+    let task = tokio::spawn(async move {
+        let _slot = slot;
+        let started = Instant::now();
+        let result = write_resolved_inner(&shared, resolved, &mut rejections).await;
+        record(&shared, protocol, started, &result);
+        result.map(|_| rejections)
+    });
+    match task.await {
+        Ok(result) => result.map_err(|e| classify(&e, state)),
+        Err(e) => Err(WriteError::Internal(format!("the write task failed: {e}"))),
+    }
+}
+
+async fn write_resolved_inner(
+    shared: &Arc<Shared>,
+    resolved: Resolved,
+    rejections: &mut Rejections,
+) -> Result<u64, Error> {
+    let Resolved { mut known, unknown } = resolved;
+    let mut keys = Vec::with_capacity(unknown.len());
+    let mut series = Vec::with_capacity(unknown.len());
+    for (key, labels, points) in unknown {
+        match labels {
+            Ok(labels) => {
+                keys.push(key);
+                series.push((labels, points));
+            }
+            Err(reason) => rejections.add("invalid_labels", points.len() as u64, || reason),
+        }
+    }
+    let registered = register(shared, series).await;
+    for (key, (id, _)) in keys.iter().zip(&registered) {
+        if let Ok(id) = id {
+            shared.series_cache.insert(*key, *id);
+        }
+    }
+    for (id, points) in accept_registered(registered, rejections)? {
+        known.extend(points.iter().map(|&(t, v)| DataPoint::new(id, t, v)));
+    }
+    let result = write_points(shared, known, rejections).await;
+    if rejections.by_reason.iter().any(|r| r.0 == "unknown_series") {
+        // An id the cache gave is no longer the database's: start over from the index.
+        shared.series_cache.clear();
+    }
+    result
+}
+
+/// Registers every series (concurrently, so that their catalog appends share fsyncs).
+async fn register(shared: &Arc<Shared>, series: Vec<(Labels, Vec<(i64, f64)>)>) -> Vec<Registered> {
+    let db = &shared.db;
+    stream::iter(series)
         .map(|(labels, points)| {
             let db = db.clone();
             async move { (db.register_series(&labels).await, points) }
         })
         .buffered(REGISTRATIONS_AT_ONCE)
         .collect()
-        .await;
-    let mut groups: Vec<(SeriesId, Vec<(i64, f64)>)> = Vec::with_capacity(registered.len());
+        .await
+}
+
+/// The registered series and their points; those refused are counted.
+fn accept_registered(
+    registered: Vec<Registered>,
+    rejections: &mut Rejections,
+) -> Result<Vec<Group>, Error> {
+    let mut groups = Vec::with_capacity(registered.len());
     for (id, points) in registered {
         match id {
             Ok(id) => groups.push((id, points)),
@@ -213,10 +304,17 @@ async fn write_grouped(
             Err(e) => return Err(e),
         }
     }
-    let mut batch: Vec<DataPoint> = groups
-        .iter()
-        .flat_map(|(id, points)| points.iter().map(|&(t, v)| DataPoint::new(*id, t, v)))
-        .collect();
+    Ok(groups)
+}
+
+/// Writes the points in one batch, taking out (and counting) those the database refuses;
+/// returns how many were written.
+async fn write_points(
+    shared: &Arc<Shared>,
+    mut batch: Vec<DataPoint>,
+    rejections: &mut Rejections,
+) -> Result<u64, Error> {
+    let (db, metrics) = (&shared.db, &shared.metrics);
     for _ in 0..BATCH_ATTEMPTS {
         if batch.is_empty() {
             return Ok(0);

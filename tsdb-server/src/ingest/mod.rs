@@ -16,6 +16,8 @@
 mod body;
 // Writing decoded points into the database.
 mod apply;
+// Series known by the bytes of their labels.
+pub(crate) mod series_cache;
 // The endpoints.
 pub(crate) mod influx;
 pub(crate) mod remote_write;

@@ -5,15 +5,21 @@
 //! database refuses (the others are written); 413 for bodies over the limits; 503 with
 //! `Retry-After` when overloaded or stopping (Prometheus retries 5xx; it drops a 429 unless
 //! `retry_on_http_429` is set, so overload is never 429 here). Stale markers are written as
-//! they come, bit for bit.
+//! they come, bit for bit. The body is read in place ([`remote_write::scan`]) and its series
+//! looked up in the [`SeriesCache`] by the bytes of their labels, so that a known series
+//! costs no allocation.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::apply::{Grouped, Rejections, finish, write};
+use gorilla_tsdb::DataPoint;
+use tsdb_formats::remote_write;
+
+use super::apply::{Rejections, Resolved, finish, write_resolved};
 use super::body::{admit, read};
+use super::series_cache::SeriesCache;
 use super::{Protocol, WriteError};
 use crate::state::AppState;
 
@@ -41,30 +47,66 @@ async fn receive(state: &AppState, headers: &HeaderMap, body: Body) -> Result<()
     let slot = admit(state, Protocol::RemoteWrite).await?;
     let body = read(state, body).await?;
     let limit = state.inner.options.max_decoded_bytes;
-    let decoded = tokio::task::spawn_blocking(move || {
-        tsdb_formats::remote_write::decode(&body, limit).map(|r| r.into_series())
+    let shared = state.inner.clone();
+    let (resolved, metadata, histograms) = tokio::task::spawn_blocking(move || {
+        let raw = remote_write::decompress(&body, limit)?;
+        let scanned = remote_write::scan(&raw)?;
+        Ok::<_, ReceiveError>(resolve(&shared.series_cache, &scanned))
     })
     .await
     .map_err(|e| WriteError::Internal(format!("the decoding task failed: {e}")))?
     .map_err(|e| match e {
-        tsdb_formats::remote_write::DecodeError::TooLarge { .. } => {
+        ReceiveError::Decode(e @ remote_write::DecodeError::TooLarge { .. }) => {
             WriteError::TooLarge(format!("{e} (--write.max-decoded-bytes)"))
         }
         other => WriteError::BadData(format!("not a remote write request: {other}")),
     })?;
-    state.inner.metadata.record(decoded.metadata);
+    state.inner.metadata.record(metadata);
     let mut rejections = Rejections::default();
-    for (reason, n, first) in decoded.rejected {
-        rejections.add(reason.as_str(), n, || first);
-    }
-    let mut points = Grouped::default();
-    for s in decoded.series {
-        points.extend(s.labels, s.samples);
-    }
-    let rejections = if points.is_empty() {
+    rejections.add(
+        remote_write::RejectReason::NativeHistogram.as_str(),
+        histograms,
+        || "native histograms are not supported".to_owned(),
+    );
+    let rejections = if resolved.is_empty() {
         rejections
     } else {
-        write(state, Protocol::RemoteWrite, points, rejections, slot).await?
+        write_resolved(state, Protocol::RemoteWrite, resolved, rejections, slot).await?
     };
     finish(state, Protocol::RemoteWrite, &rejections)
+}
+
+/// Why a body is not a remote-write request.
+#[derive(Debug, thiserror::Error)]
+enum ReceiveError {
+    #[error("{0}")]
+    Decode(#[from] remote_write::DecodeError),
+    #[error("{0}")]
+    Scan(#[from] remote_write::ScanError),
+}
+
+/// The request's points by series: those of series the cache knows as points of their id,
+/// the others with their labels decoded, for registration.
+fn resolve(
+    cache: &SeriesCache,
+    scanned: &remote_write::Scanned<'_>,
+) -> (Resolved, Vec<tsdb_formats::MetricMetadata>, u64) {
+    let mut resolved = Resolved::default();
+    resolved.known.reserve(scanned.samples.len());
+    for series in &scanned.series {
+        let samples = &scanned.samples[series.samples.clone()];
+        if samples.is_empty() {
+            continue;
+        }
+        let key = cache.key(&series.label_fields);
+        match cache.get(key) {
+            Some(id) => resolved
+                .known
+                .extend(samples.iter().map(|&(t, v)| DataPoint::new(id, t, v))),
+            None => resolved
+                .unknown
+                .push((key, series.labels(), samples.to_vec())),
+        }
+    }
+    (resolved, scanned.metadata.clone(), scanned.histograms)
 }
