@@ -72,12 +72,7 @@ fn value(i: usize, r: usize) -> f64 {
 }
 
 /// Every sender's request bodies, in the order it sends them, and the samples of each.
-fn build_bodies(
-    metric: &str,
-    series: usize,
-    rounds: usize,
-    t0: i64,
-) -> Vec<Vec<(Vec<u8>, usize)>> {
+fn build_bodies(metric: &str, series: usize, rounds: usize, t0: i64) -> Vec<Vec<(Vec<u8>, usize)>> {
     let mut out = Vec::with_capacity(SENDERS);
     for sender in 0..SENDERS {
         let mine: Vec<usize> = (sender..series).step_by(SENDERS).collect();
@@ -257,13 +252,22 @@ fn main() {
                 std::thread::sleep(Duration::from_secs(2));
                 let rss_after = pid.as_deref().and_then(rss_bytes);
                 let per_series = match (rss_before, rss_after) {
-                    (Some(b), Some(a)) => format!("{:.1}", a.saturating_sub(b) as f64 / series as f64),
+                    (Some(b), Some(a)) => {
+                        format!("{:.1}", a.saturating_sub(b) as f64 / series as f64)
+                    }
                     _ => "null".to_owned(),
                 };
                 let rate = o.samples as f64 / o.seconds;
                 eprintln!(
                     "{name}: {} samples in {:.2} s = {:.0} samples/s ({} requests, {} retried, p99 {:.1} ms), RSS {:?} -> {:?}, {per_series} B/series",
-                    o.samples, o.seconds, rate, o.requests, o.retried, o.p99_ms, rss_before, rss_after
+                    o.samples,
+                    o.seconds,
+                    rate,
+                    o.requests,
+                    o.retried,
+                    o.p99_ms,
+                    rss_before,
+                    rss_after
                 );
                 parts.push(format!(
                     "\"{name}\":{{\"samples\":{},\"seconds\":{},\"samples_per_s\":{rate},\"requests\":{},\"retried\":{},\"p99_ms\":{},\"rss_before\":{},\"rss_after\":{},\"rss_per_series\":{per_series}}}",

@@ -233,7 +233,10 @@ pub(crate) async fn inspect(data_dir: &Path, args: InspectArgs) -> Result<ExitCo
     for (id, labels, chunks, points) in series {
         let in_chunks: u64 = chunks.iter().map(|c| u64::from(c.point_count)).sum();
         let bytes: u64 = chunks.iter().map(|c| c.location.length).sum();
-        println!("series {id} {labels:?}");
+        let selector = tsdb_render::notation::selector(
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
+        println!("series {id} {selector}");
         println!(
             "  {} chunks, {in_chunks} points in chunks, {points} distinct points readable, \
              {bytes} bytes",

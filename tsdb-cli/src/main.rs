@@ -5,7 +5,9 @@
 mod import;
 mod inspect;
 mod lifecycle;
+mod plot;
 mod query;
+mod series;
 #[cfg(feature = "server")]
 mod serve;
 mod time;
@@ -64,6 +66,17 @@ enum Command {
     /// Selects series by label matchers over a time range, optionally applies a range
     /// function over a sliding window at each step and aggregates across series.
     Query(Box<query::QueryArgs>),
+    /// Lists the series matching PromQL selectors (every series without one), one a line in
+    /// PromQL notation; with --start/--end, those with a sample in the range.
+    Series(series::SeriesArgs),
+    /// Lists the label names of the series matching PromQL selectors (all without one).
+    Labels(series::LabelsArgs),
+    /// Lists the values of label NAME among the series matching PromQL selectors (all
+    /// without one).
+    LabelValues(series::LabelValuesArgs),
+    /// Draws a PromQL range query as a line chart, SVG or PNG by the output file's
+    /// extension: a line per series, the query as the title, a legend of their labels.
+    Plot(Box<plot::PlotArgs>),
     /// Series, chunks, points, bytes on disk and bytes per point, by codec.
     Stats(inspect::StatsArgs),
     /// The chunks of the series selected by label matchers.
@@ -146,6 +159,10 @@ async fn run(cli: Cli, explicit: Explicit) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Import(args) => import::run(&cli.data_dir, args).await,
         Command::Query(args) => query::run(&cli.data_dir, *args).await,
+        Command::Series(args) => series::series(&cli.data_dir, args).await,
+        Command::Labels(args) => series::labels(&cli.data_dir, args).await,
+        Command::LabelValues(args) => series::label_values(&cli.data_dir, args).await,
+        Command::Plot(args) => plot::run(&cli.data_dir, *args).await,
         Command::Stats(args) => inspect::stats(&cli.data_dir, args).await,
         Command::Inspect(args) => inspect::inspect(&cli.data_dir, args).await,
         Command::Repair(args) => inspect::repair(&cli.data_dir, args).await,

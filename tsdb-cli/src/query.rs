@@ -1,5 +1,9 @@
 //! `gorilla-tsdb query`: matchers, range, step, function, grouping; table, JSON or CSV.
 //!
+//! Every kind of query prints alike: a table with labels in PromQL notation, times in RFC 3339
+//! and values as Prometheus writes them; the Prometheus HTTP API's JSON, byte for byte what
+//! `gorilla-tsdb serve` answers (both use `tsdb-render`); or CSV `labels,timestamp,value`.
+//!
 //! Both kinds of query (flags, PROMQL) run within memory limits (`--max-samples`,
 //! `--max-series`, ...) and what is printed is bounded: at most `--max-output-series` series
 //! (the rest is left out with a note, exit status 2) and `--max-output-bytes` bytes (printing
@@ -10,7 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use gorilla_tsdb::promql::EngineOptions;
+use gorilla_tsdb::promql::{EngineOptions, LabelSet, Series, Value};
 use gorilla_tsdb::query::{
     Aggregation, DEFAULT_LOOKBACK_MS, Grouping, QueryLimits, QueryResult, RangeFunction, RangeQuery,
 };
@@ -80,7 +84,9 @@ pub(crate) struct QueryArgs {
     #[arg(long, value_delimiter = ',')]
     without: Vec<String>,
 
-    /// Output format.
+    /// Output format: `table` (labels in PromQL notation, RFC 3339 times in UTC, values as
+    /// Prometheus writes them), `json` (the Prometheus HTTP API's answer, as `serve` gives
+    /// it), `csv` (`labels,timestamp,value` rows, RFC 3339 times).
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     output: Output,
 
@@ -215,11 +221,11 @@ fn output_status(truncated: Option<usize>, max: usize) -> ExitCode {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Output {
-    /// One row per series and step, aligned.
+    /// Aligned columns `series time value`: a row per sample.
     Table,
-    /// A JSON document: steps, series with labels and values, stats.
+    /// The Prometheus HTTP API's answer (`{"status":"success","data":{"resultType":...}}`).
     Json,
-    /// CSV `timestamp,value,<labels...>` rows.
+    /// CSV `labels,timestamp,value` rows.
     Csv,
 }
 
@@ -316,13 +322,55 @@ pub(crate) async fn run(data_dir: &Path, args: QueryArgs) -> Result<ExitCode, Er
     }
     let db = crate::open_read_only(data_dir).await?;
     let result = db.range_query(&query).await;
-    let mut result = crate::finish(db, result).await?;
-    let truncated = keep_first(&mut result.series, args.max_output_series);
+    let result = crate::finish(db, result).await?;
+    if args.output == Output::Table {
+        let s = &result.stats;
+        eprintln!(
+            "read {} points of {} series from {} chunks",
+            s.points_read, s.series, s.chunks_read
+        );
+    }
+    print_value(&args, matrix(result))
+}
+
+/// A flag query's result as the PromQL range query's answer it is.
+fn matrix(result: QueryResult) -> Value {
+    Value::Matrix(
+        result
+            .series
+            .into_iter()
+            .map(|s| Series {
+                metric: LabelSet::from_pairs(s.labels),
+                points: s.timestamps.into_iter().zip(s.values).collect(),
+            })
+            .collect(),
+    )
+}
+
+/// Prints `value` as `--output` says, within `--max-output-series` and `--max-output-bytes`.
+fn print_value(args: &QueryArgs, mut value: Value) -> Result<ExitCode, Error> {
+    let truncated = match &mut value {
+        Value::Vector(samples) => keep_first(samples, args.max_output_series),
+        Value::Matrix(series) => keep_first(series, args.max_output_series),
+        Value::Scalar { .. } | Value::String { .. } => None,
+    };
+    let empty = match &value {
+        Value::Vector(samples) => samples.is_empty(),
+        Value::Matrix(series) => series.is_empty(),
+        Value::Scalar { .. } | Value::String { .. } => false,
+    };
     print_bounded(args.max_output_bytes, |out| match args.output {
-        Output::Table => write_table(out, &result),
-        Output::Json => write_json(out, &result),
-        Output::Csv => write_csv(out, &result),
+        Output::Table => write_table(out, &value),
+        Output::Json => {
+            out.write_all(tsdb_render::json::SUCCESS_START.as_bytes())?;
+            tsdb_render::json::write_query_data(out, &value)?;
+            out.write_all(b"}\n")
+        }
+        Output::Csv => write_csv(out, &value),
     })?;
+    if empty && args.output == Output::Table {
+        eprintln!("note: the query returned no data");
+    }
     Ok(output_status(truncated, args.max_output_series))
 }
 
@@ -338,221 +386,137 @@ fn engine_options(args: &QueryArgs) -> EngineOptions {
     }
 }
 
-/// Evaluates a PromQL expression: an instant query with `--time`, else a range query.
-async fn run_promql(data_dir: &Path, text: &str, args: &QueryArgs) -> Result<ExitCode, Error> {
-    use gorilla_tsdb::promql::{Engine, Value, parse};
-    let opts = engine_options(args);
+/// What a PromQL query evaluates.
+pub(crate) enum Evaluation {
+    /// An instant query at this time (ms).
+    Instant(i64),
+    /// A range query: from, to, every (ms).
+    Range { start: i64, end: i64, step: i64 },
+}
+
+/// The default step of a range: about 250 steps, at least a second.
+pub(crate) fn default_step(start: i64, end: i64) -> i64 {
+    (end.saturating_sub(start) / 250).max(1_000)
+}
+
+/// Evaluates PromQL `text` against the database of `data_dir` (opened for reading).
+pub(crate) async fn evaluate(
+    data_dir: &Path,
+    text: &str,
+    what: Evaluation,
+    opts: EngineOptions,
+) -> Result<Value, Error> {
+    use gorilla_tsdb::promql::{Engine, parse};
     // Parse before opening the database, so that a typo costs nothing.
     parse(text, &opts)?;
-    let now = now_ms();
     let db = std::sync::Arc::new(crate::open_read_only(data_dir).await?);
     let engine = Engine::new(db.clone(), opts);
-    let result = match &args.time {
-        Some(t) => match parse_time(t, now) {
-            Ok(t) => engine.instant_query(text, t).await.map_err(Error::from),
-            Err(e) => Err(e),
-        },
-        None => match (parse_time(&args.start, now), parse_time(&args.end, now)) {
-            (Ok(start), Ok(end)) => {
-                let step = match &args.step {
-                    Some(s) => parse_duration(s),
-                    None => Ok((end.saturating_sub(start) / 250).max(1_000)),
-                };
-                match step {
-                    Ok(step) => engine
-                        .range_query(text, start, end, step)
-                        .await
-                        .map(Value::Matrix)
-                        .map_err(Error::from),
-                    Err(e) => Err(e),
-                }
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        },
+    let result = match what {
+        Evaluation::Instant(t) => engine.instant_query(text, t).await.map_err(Error::from),
+        Evaluation::Range { start, end, step } => engine
+            .range_query(text, start, end, step)
+            .await
+            .map(Value::Matrix)
+            .map_err(Error::from),
     };
     drop(engine);
     let db = std::sync::Arc::into_inner(db)
         .ok_or_else(|| Error::invalid_input("the database is still in use after the query"))?;
-    let mut value = crate::finish(db, result).await?;
-    let truncated = match &mut value {
-        Value::Vector(samples) => keep_first(samples, args.max_output_series),
-        Value::Matrix(series) => keep_first(series, args.max_output_series),
-        Value::Scalar { .. } | Value::String { .. } => None,
-    };
-    print_bounded(args.max_output_bytes, |out| match args.output {
-        Output::Table => writeln!(out, "{value}"),
-        Output::Json => serde_json::to_writer_pretty(&mut *out, &value)
-            .map_err(std::io::Error::other)
-            .and_then(|()| writeln!(out)),
-        Output::Csv => write_promql_csv(out, &value),
-    })?;
-    Ok(output_status(truncated, args.max_output_series))
+    crate::finish(db, result).await
 }
 
-/// CSV `timestamp,value,<labels...>` rows of a PromQL result, written as they are made.
-fn write_promql_csv(
-    out: &mut impl Write,
-    value: &gorilla_tsdb::promql::Value,
+/// Evaluates a PromQL expression: an instant query with `--time`, else a range query.
+async fn run_promql(data_dir: &Path, text: &str, args: &QueryArgs) -> Result<ExitCode, Error> {
+    let opts = engine_options(args);
+    gorilla_tsdb::promql::parse(text, &opts)?;
+    let now = now_ms();
+    let what = match &args.time {
+        Some(t) => Evaluation::Instant(parse_time(t, now)?),
+        None => {
+            let start = parse_time(&args.start, now)?;
+            let end = parse_time(&args.end, now)?;
+            let step = match &args.step {
+                Some(s) => parse_duration(s)?,
+                None => default_step(start, end),
+            };
+            Evaluation::Range { start, end, step }
+        }
+    };
+    let value = evaluate(data_dir, text, what, opts).await?;
+    print_value(args, value)
+}
+
+/// The rows of a result: `(labels in PromQL notation, time, value text)`, a series' label
+/// text made once.
+fn for_each_row(
+    value: &Value,
+    mut row: impl FnMut(&str, i64, &str) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    use gorilla_tsdb::promql::{LabelSet, Value, format_float};
-    let label_sets: Vec<&LabelSet> = match value {
-        Value::Vector(samples) => samples.iter().map(|s| &s.metric).collect(),
-        Value::Matrix(series) => series.iter().map(|s| &s.metric).collect(),
-        Value::Scalar { .. } | Value::String { .. } => Vec::new(),
-    };
-    let mut names: Vec<&str> = label_sets
-        .iter()
-        .flat_map(|labels| labels.iter().map(|(k, _)| k))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(
-        ["timestamp", "value"]
-            .into_iter()
-            .chain(names.iter().copied()),
-    )?;
-    let mut row = |labels: Option<&LabelSet>, t: i64, v: f64| -> std::io::Result<()> {
-        let (t, v) = (t.to_string(), format_float(v));
-        let cols = names
-            .iter()
-            .map(|n| labels.and_then(|l| l.get(n)).unwrap_or_default());
-        w.write_record([t.as_str(), v.as_str()].into_iter().chain(cols))?;
-        Ok(())
-    };
+    use tsdb_render::json::value_text;
+    use tsdb_render::notation::label_set;
     match value {
-        Value::Scalar { timestamp, value } => row(None, *timestamp, *value)?,
-        Value::String { .. } => {}
+        Value::Scalar { timestamp, value } => row("", *timestamp, &value_text(*value)),
+        Value::String { timestamp, value } => row("", *timestamp, value),
+        Value::Vector(samples) => samples
+            .iter()
+            .try_for_each(|s| row(&label_set(&s.metric), s.timestamp, &value_text(s.value))),
+        Value::Matrix(series) => series.iter().try_for_each(|s| {
+            let labels = label_set(&s.metric);
+            s.points
+                .iter()
+                .try_for_each(|&(t, v)| row(&labels, t, &value_text(v)))
+        }),
+    }
+}
+
+/// Aligned columns `series  time  value` (`time  value` for a scalar or a string), a row
+/// per sample; nothing for an empty result.
+fn write_table(out: &mut impl Write, value: &Value) -> std::io::Result<()> {
+    use tsdb_render::notation::label_set;
+    let labelled = !matches!(value, Value::Scalar { .. } | Value::String { .. });
+    let (mut w0, mut w1, mut rows) = (6, 4, 0usize);
+    let mut widen = |t: i64| w1 = w1.max(format_time(t).len());
+    match value {
+        Value::Scalar { timestamp, .. } | Value::String { timestamp, .. } => widen(*timestamp),
         Value::Vector(samples) => {
             for s in samples {
-                row(Some(&s.metric), s.timestamp, s.value)?;
+                w0 = w0.max(label_set(&s.metric).chars().count());
+                widen(s.timestamp);
             }
         }
         Value::Matrix(series) => {
-            for s in series {
-                for &(t, v) in &s.points {
-                    row(Some(&s.metric), t, v)?;
-                }
+            for s in series.iter().filter(|s| !s.points.is_empty()) {
+                w0 = w0.max(label_set(&s.metric).chars().count());
+                s.points.iter().for_each(|&(t, _)| widen(t));
             }
         }
     }
-    w.flush()
-}
-
-fn labels_text(labels: &gorilla_tsdb::query::ResultLabels) -> String {
-    let inner: Vec<String> = labels
-        .iter()
-        .filter(|(k, _)| k.as_str() != "__name__")
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect();
-    let name = labels.get("__name__").map_or("", String::as_str);
-    format!("{name}{{{}}}", inner.join(", "))
-}
-
-/// An aligned table, written row by row (label text is made once per series).
-fn write_table(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
-    let labels: Vec<String> = r.series.iter().map(|s| labels_text(&s.labels)).collect();
-    let with_rows = || {
-        r.series
-            .iter()
-            .zip(&labels)
-            .filter(|(s, _)| !s.timestamps.is_empty())
-    };
-    let w0 = with_rows().map(|(_, l)| l.len()).max().unwrap_or(6).max(6);
-    let w1 = r
-        .series
-        .iter()
-        .flat_map(|s| s.timestamps.iter())
-        .map(|&t| format_time(t).len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    writeln!(out, "{:<w0$}  {:<w1$}  value", "series", "time")?;
-    let mut rows = 0usize;
-    for (s, l) in with_rows() {
-        for (&t, &v) in s.timestamps.iter().zip(&s.values) {
-            writeln!(out, "{l:<w0$}  {:<w1$}  {v}", format_time(t))?;
-            rows += 1;
-        }
-    }
-    writeln!(
-        out,
-        "({} series, {} values; read {} points of {} series from {} chunks)",
-        r.series.len(),
-        rows,
-        r.stats.points_read,
-        r.stats.series,
-        r.stats.chunks_read
-    )
-}
-
-/// The JSON document `{"series": [...], "stats": {...}, "steps": n}`, pretty-printed, written
-/// one series at a time (the document is never built whole).
-fn write_json(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
-    use serde_json::{Value, json};
-    // JSON has no NaN or infinities: they are written as strings, as Prometheus does.
-    let num = |v: f64| {
-        if v.is_finite() {
-            json!(v)
-        } else {
-            Value::String(v.to_string())
-        }
-    };
-    let pretty = |v: &Value| serde_json::to_string_pretty(v).map_err(std::io::Error::other);
-    out.write_all(b"{\n  \"series\": [")?;
-    for (i, s) in r.series.iter().enumerate() {
-        let doc = json!({
-            "labels": s.labels,
-            "values": s.timestamps.iter().zip(&s.values)
-                .map(|(&t, &v)| json!([t, num(v)])).collect::<Vec<_>>(),
-        });
-        out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
-        // Nested two levels deep: JSON text has no raw newline inside strings, so every line
-        // is indented alike.
-        for (j, line) in pretty(&doc)?.lines().enumerate() {
-            if j > 0 {
-                out.write_all(b"\n")?;
+    for_each_row(value, |labels, t, v| {
+        if rows == 0 {
+            if labelled {
+                write!(out, "{:<w0$}  ", "series")?;
             }
-            write!(out, "    {line}")?;
+            writeln!(out, "{:<w1$}  value", "time")?;
         }
-    }
-    if !r.series.is_empty() {
-        out.write_all(b"\n  ")?;
-    }
-    let stats = json!({
-        "series": r.stats.series,
-        "chunks_read": r.stats.chunks_read,
-        "points_read": r.stats.points_read,
-    });
-    write!(out, "],\n  \"stats\": ")?;
-    for (j, line) in pretty(&stats)?.lines().enumerate() {
-        if j > 0 {
-            write!(out, "\n  ")?;
+        rows += 1;
+        if labelled {
+            // Padded by characters, not bytes.
+            let pad = w0.saturating_sub(labels.chars().count());
+            write!(out, "{labels}{:pad$}  ", "")?;
         }
-        out.write_all(line.as_bytes())?;
-    }
-    writeln!(out, ",\n  \"steps\": {}\n}}", r.steps.len())
+        writeln!(out, "{:<w1$}  {v}", format_time(t))
+    })
 }
 
-fn write_csv(out: &mut impl Write, r: &QueryResult) -> std::io::Result<()> {
-    let mut names: Vec<&String> = r.series.iter().flat_map(|s| s.labels.keys()).collect();
-    names.sort();
-    names.dedup();
+/// CSV `labels,timestamp,value`: labels in PromQL notation (empty for a scalar or a
+/// string), the time in RFC 3339 (UTC), the value as Prometheus writes it.
+fn write_csv(out: &mut impl Write, value: &Value) -> std::io::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    let mut header = vec!["timestamp".to_owned(), "value".to_owned()];
-    header.extend(names.iter().map(|n| n.to_string()));
-    w.write_record(&header)?;
-    for s in &r.series {
-        for (&t, &v) in s.timestamps.iter().zip(&s.values) {
-            let mut row = vec![t.to_string(), v.to_string()];
-            row.extend(
-                names
-                    .iter()
-                    .map(|n| s.labels.get(*n).cloned().unwrap_or_default()),
-            );
-            w.write_record(&row)?;
-        }
-    }
+    w.write_record(["labels", "timestamp", "value"])?;
+    for_each_row(value, |labels, t, v| {
+        w.write_record([labels, format_time(t).as_str(), v])?;
+        Ok(())
+    })?;
     w.flush()
 }
 

@@ -46,16 +46,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Runs a query printing JSON and returns `{labels as text: [(t, v)]}`.
+/// Runs a range query printing JSON (the Prometheus API's matrix) and returns each series'
+/// labels (a JSON object) and `(ms, value)` points.
 fn query_json(data_dir: &Path, args: &[&str]) -> Vec<(Value, Vec<(i64, f64)>)> {
     let mut all = vec!["query", "--output", "json"];
     all.extend_from_slice(args);
     let out = cli(data_dir, &all);
     assert!(out.status.success(), "query failed: {}", text(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
-    doc["series"]
+    assert_eq!(doc["status"], "success", "{doc}");
+    assert_eq!(doc["data"]["resultType"], "matrix", "{doc}");
+    doc["data"]["result"]
         .as_array()
-        .expect("series array")
+        .expect("result array")
         .iter()
         .map(|s| {
             let values = s["values"]
@@ -64,12 +67,15 @@ fn query_json(data_dir: &Path, args: &[&str]) -> Vec<(Value, Vec<(i64, f64)>)> {
                 .iter()
                 .map(|p| {
                     (
-                        p[0].as_i64().expect("timestamp"),
-                        p[1].as_f64().expect("finite value"),
+                        (p[0].as_f64().expect("timestamp") * 1000.0).round() as i64,
+                        p[1].as_str()
+                            .expect("value text")
+                            .parse::<f64>()
+                            .expect("a number"),
                     )
                 })
                 .collect();
-            (s["labels"].clone(), values)
+            (s["metric"].clone(), values)
         })
         .collect()
 }
@@ -310,10 +316,10 @@ fn csv_import_with_labels_then_query_stats_and_inspect() {
     // point of 00:01.
     assert_eq!(
         text(&out.stdout),
-        "timestamp,value,__name__,site\n\
-         1704067200000,1.25,temp,lab\n\
-         1704067320000,2.25,temp,lab\n\
-         1704067440000,4.25,temp,lab\n"
+        "labels,timestamp,value\n\
+         \"temp{site=\"\"lab\"\"}\",2024-01-01T00:00:00Z,1.25\n\
+         \"temp{site=\"\"lab\"\"}\",2024-01-01T00:02:00Z,2.25\n\
+         \"temp{site=\"\"lab\"\"}\",2024-01-01T00:04:00Z,4.25\n"
     );
 
     let out = cli(&data, &["stats", "--json"]);
@@ -454,15 +460,15 @@ fn promql_queries_run_instant_and_range() {
     );
     assert!(out.status.success(), "instant: {}", text(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
-    assert_eq!(doc["resultType"], "vector");
-    let mut got: Vec<(String, String)> = doc["result"]
+    assert_eq!(doc["data"]["resultType"], "vector");
+    let mut got: Vec<(String, String)> = doc["data"]["result"]
         .as_array()
         .expect("samples")
         .iter()
         .map(|s| {
             (
                 s["metric"]["region"].as_str().unwrap_or("").to_owned(),
-                s["value"].as_str().unwrap_or("").to_owned(),
+                s["value"][1].as_str().unwrap_or("").to_owned(),
             )
         })
         .collect();
@@ -489,10 +495,9 @@ fn promql_queries_run_instant_and_range() {
         ],
     );
     assert!(out.status.success(), "range: {}", text(&out.stderr));
-    let values: Vec<String> = text(&out.stdout)
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(1).unwrap_or("").to_owned())
+    let values: Vec<String> = csv::Reader::from_reader(out.stdout.as_slice())
+        .records()
+        .map(|r| r.expect("a CSV row")[2].to_owned())
         .collect();
     assert_eq!(values, ["1.5", "1.5", "3.5"]);
 
@@ -548,7 +553,7 @@ fn query_output_is_cut_at_max_output_series_with_a_note() {
     let out = cli(&data, &args);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
-    assert_eq!(doc["series"].as_array().map(Vec::len), Some(2));
+    assert_eq!(doc["data"]["result"].as_array().map(Vec::len), Some(2));
     assert_says(
         &text(&out.stderr),
         &["printed 2 of 3 series", "--max-output-series"],
@@ -569,7 +574,7 @@ fn query_output_is_cut_at_max_output_series_with_a_note() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON output");
-    assert_eq!(doc["result"].as_array().map(Vec::len), Some(1));
+    assert_eq!(doc["data"]["result"].as_array().map(Vec::len), Some(1));
     assert_says(&text(&out.stderr), &["printed 1 of 3 series"]);
     // Within the limit nothing is left out.
     let mut args = vec!["query", "cpu_usage", "-o", "csv"];

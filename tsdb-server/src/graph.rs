@@ -1,6 +1,7 @@
 //! The graph page at `/` (and `/graph`), for a user without Grafana: a query box, a time
 //! range, a step, the instant answer as a table and the range answer as a chart drawn on
-//! the server as SVG with `plotters`. Plain HTML forms, no JavaScript. `/graph/chart.svg`
+//! the server as SVG (`tsdb-render`'s chart, which `gorilla-tsdb plot` draws too). Plain
+//! HTML forms, no JavaScript. `/graph/chart.svg`
 //! serves the chart alone.
 //!
 //! Queries go through the same path as `/api/v1/query(_range)`: the same engine, limits,
@@ -12,15 +13,13 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use gorilla_tsdb::promql::{LabelSet, Series, Value, format_float};
-use plotters::prelude::*;
+use tsdb_render::chart::{ChartOptions, MAX_DRAWN, RGBColor, color};
 
 use crate::api::params::{Params, parse_duration_ns, parse_time};
 use crate::api::query::{Evaluation, evaluate_with, now_ms};
 use crate::api::response::ApiError;
 use crate::state::AppState;
 
-/// Series drawn at most (the table lists them all, up to [`MAX_ROWS`]).
-const MAX_DRAWN: usize = 50;
 /// Rows of the table at most.
 const MAX_ROWS: usize = 1000;
 /// Chart size, pixels.
@@ -242,111 +241,14 @@ fn label_text(labels: &LabelSet) -> String {
     }
 }
 
-fn color(i: usize) -> RGBColor {
-    let c = Palette99::pick(i).to_rgba();
-    RGBColor(c.0, c.1, c.2)
-}
-
-/// The chart of a range query's series, as an SVG document.
+/// The chart of a range query's series, as an SVG document (the legend is the page's).
 pub(crate) fn chart(series: &[Series], start: i64, end: i64, step: i64) -> Result<String, String> {
-    let drawn = &series[..series.len().min(MAX_DRAWN)];
-    let finite = drawn
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .filter(|v| v.is_finite());
-    let (mut lo, mut hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    });
-    if lo > hi {
-        (lo, hi) = (0.0, 1.0);
-    } else if lo == hi {
-        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
-        (lo, hi) = (lo - pad, hi + pad);
-    } else {
-        let pad = (hi - lo) * 0.05;
-        (lo, hi) = (lo - pad, hi + pad);
-    }
-    let end = end.max(start + 1);
-    let span = end - start;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        let fail = |e: &dyn std::fmt::Display| format!("drawing the chart failed: {e}");
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(28)
-            .y_label_area_size(70)
-            .build_cartesian_2d(start..end, lo..hi)
-            .map_err(|e| fail(&e))?;
-        chart
-            .configure_mesh()
-            .x_labels(8)
-            .y_labels(8)
-            .x_label_formatter(&|t| time_label(*t, span))
-            .y_label_formatter(&|v| short_float(*v))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(|e| fail(&e))?;
-        for (i, s) in drawn.iter().enumerate() {
-            let style = color(i).stroke_width(2);
-            for segment in segments(&s.points, step) {
-                if segment.len() == 1 {
-                    chart
-                        .draw_series(segment.iter().map(|&p| Circle::new(p, 2, style.filled())))
-                        .map_err(|e| fail(&e))?;
-                } else {
-                    chart
-                        .draw_series(LineSeries::new(segment, style))
-                        .map_err(|e| fail(&e))?;
-                }
-            }
-        }
-        root.present().map_err(|e| fail(&e))?;
-    }
-    Ok(svg)
-}
-
-/// Runs of a series' points with no gap (more than a step apart) and finite values.
-fn segments(points: &[(i64, f64)], step: i64) -> Vec<Vec<(i64, f64)>> {
-    let mut out: Vec<Vec<(i64, f64)>> = Vec::new();
-    let mut current: Vec<(i64, f64)> = Vec::new();
-    for &(t, v) in points {
-        let gap = current.last().is_some_and(|&(last, _)| t - last > step);
-        if !v.is_finite() || gap {
-            if !current.is_empty() {
-                out.push(std::mem::take(&mut current));
-            }
-            if !v.is_finite() {
-                continue;
-            }
-        }
-        current.push((t, v));
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
-fn time_label(ms: i64, span: i64) -> String {
-    let format = if span <= 86_400_000 {
-        "%H:%M:%S"
-    } else {
-        "%m-%d %H:%M"
+    let opts = ChartOptions {
+        width: SIZE.0,
+        height: SIZE.1,
+        ..ChartOptions::default()
     };
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map_or_else(String::new, |t| t.format(format).to_string())
-}
-
-fn short_float(v: f64) -> String {
-    let a = v.abs();
-    if a != 0.0 && !(1e-3..1e6).contains(&a) {
-        format!("{v:.3e}")
-    } else {
-        let text = format!("{v:.3}");
-        text.trim_end_matches('0').trim_end_matches('.').to_owned()
-    }
+    tsdb_render::chart::svg(series, start, end, step, &opts).map_err(|e| e.to_string())
 }
 
 /// `GET /graph/chart.svg?query=...&range=...&end=...&step=...`: the chart alone.
@@ -426,26 +328,6 @@ nav a { margin-right: 1rem; }
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gaps_and_non_finite_values_break_the_lines() {
-        let points = [
-            (0, 1.0),
-            (10, 2.0),
-            (30, 3.0),
-            (40, f64::NAN),
-            (50, 5.0),
-            (60, 6.0),
-        ];
-        assert_eq!(
-            segments(&points, 10),
-            vec![
-                vec![(0, 1.0), (10, 2.0)],
-                vec![(30, 3.0)],
-                vec![(50, 5.0), (60, 6.0)]
-            ]
-        );
-    }
 
     #[test]
     fn the_chart_is_an_svg_with_a_line_per_series() {

@@ -71,8 +71,8 @@ pub struct WalDamage {
     pub lost_from: Lsn,
     /// LSN after the last one lost (`None` when unknown: the damage runs to the end of the log).
     pub lost_to: Option<Lsn>,
-    /// Whether the lost records were still needed (at or after [`crate::WalConfig::needed_from`]);
-    /// damage behind it is only a warning.
+    /// Whether the lost records were still needed (at or after
+    /// [`crate::WalCheckpoint::needed_from`]); damage behind it is only a warning.
     pub needed: bool,
     /// What was wrong.
     pub reason: String,

@@ -5,14 +5,25 @@
 //! applies one seeded random operation sequence to two indexes and asserts that they give the
 //! same answers; [`ReferenceIndex`] is a slow, obviously correct index to compare against.
 //!
-//! ```ignore
+//! ```no_run
+//! # // The kit's own reference index stands in for yours here.
+//! # type MyIndex = tsdb_core::testkit::index::ReferenceIndex;
+//! # // Doc tests are not built with `--test`, which drops `#[test]` functions unchecked: this
+//! # // shim makes `#[tokio::test]` mean `#[tokio::main]`, so the test below is compiled.
+//! # mod tokio {
+//! #     pub use ::tokio::main as test;
+//! #     pub use ::tokio::*;
+//! # }
 //! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn conforms() {
 //!     tsdb_core::testkit::index::run_all(|| async {
-//!         std::sync::Arc::new(MyIndex::new()) as std::sync::Arc<tsdb_core::DynTimeIndex>
+//!         std::sync::Arc::new(MyIndex::default()) as std::sync::Arc<tsdb_core::DynTimeIndex>
 //!     })
 //!     .await;
 //! }
+//! # fn main() {
+//! #     conforms();
+//! # }
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -6,7 +6,43 @@
 //! the same store back once the previous engine for `name` was closed and dropped). Each check
 //! uses its own name.
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::path::PathBuf;
+//! # use tsdb_core::{ChunkLocation, ChunkReference, CompressedBlock, Result, StorageEngine};
+//! # #[derive(Debug)]
+//! # struct MyEngine;
+//! # impl MyEngine {
+//! #     async fn open(_: PathBuf) -> Result<Self> {
+//! #         Ok(MyEngine)
+//! #     }
+//! # }
+//! # #[tsdb_core::async_trait]
+//! # impl StorageEngine for MyEngine {
+//! #     fn name(&self) -> &'static str {
+//! #         "my-engine"
+//! #     }
+//! #     async fn write_chunk(&self, _: &CompressedBlock) -> Result<ChunkLocation> {
+//! #         unimplemented!()
+//! #     }
+//! #     async fn read_chunk(&self, _: &ChunkLocation) -> Result<CompressedBlock> {
+//! #         unimplemented!()
+//! #     }
+//! #     async fn list_chunks(&self) -> Result<Vec<ChunkReference>> {
+//! #         unimplemented!()
+//! #     }
+//! #     async fn delete_chunks(&self, _: &[ChunkLocation]) -> Result<()> {
+//! #         unimplemented!()
+//! #     }
+//! #     async fn sync(&self) -> Result<()> {
+//! #         unimplemented!()
+//! #     }
+//! # }
+//! # // Doc tests are not built with `--test`, which drops `#[test]` functions unchecked: this
+//! # // shim makes `#[tokio::test]` mean `#[tokio::main]`, so the test below is compiled.
+//! # mod tokio {
+//! #     pub use ::tokio::main as test;
+//! #     pub use ::tokio::*;
+//! # }
 //! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn conforms() {
 //!     let dir = tempfile::tempdir().unwrap();
@@ -20,6 +56,9 @@
 //!     })
 //!     .await;
 //! }
+//! # fn main() {
+//! #     conforms();
+//! # }
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};

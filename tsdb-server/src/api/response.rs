@@ -122,15 +122,10 @@ impl IntoResponse for ApiError {
 /// `{"status":"success","data":<data>}`, `data` being JSON text already, and `warnings`
 /// when there are any.
 pub(crate) fn success(data: &str, warnings: &[String]) -> Response {
-    let mut body = String::with_capacity(32 + data.len());
-    body.push_str("{\"status\":\"success\",\"data\":");
-    body.push_str(data);
-    if !warnings.is_empty() {
-        body.push_str(",\"warnings\":");
-        super::json::push_str_array(&mut body, warnings.iter().map(String::as_str));
-    }
-    body.push('}');
-    json_response(StatusCode::OK, body)
+    json_response(
+        StatusCode::OK,
+        tsdb_render::json::success_body(data, warnings),
+    )
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {
