@@ -228,8 +228,8 @@ impl Policies {
     }
 }
 
-/// A duration flag (`10m`, `15d`, `500ms`, ...).
-fn duration_flag(text: &str) -> Result<std::time::Duration, String> {
+/// A duration flag (`10m`, `15d`, `500ms`, `1h30m`, or seconds: the workspace's notation).
+pub(crate) fn duration_flag(text: &str) -> Result<std::time::Duration, String> {
     let ms = time::parse_duration(text).map_err(|e| e.to_string())?;
     u64::try_from(ms)
         .map(std::time::Duration::from_millis)

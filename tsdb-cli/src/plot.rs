@@ -25,7 +25,7 @@ pub(crate) struct PlotArgs {
     #[arg(long, short = 'o', value_name = "FILE")]
     output: PathBuf,
 
-    /// First step: `now-1h`, RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or ms since the epoch.
+    /// First step: `now-1h`, RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC), seconds since the epoch or `<n>ms`.
     #[arg(long, default_value = "now-1h")]
     start: String,
 

@@ -43,7 +43,7 @@ pub(crate) struct QueryArgs {
     #[arg(long)]
     metric: Option<String>,
 
-    /// First step: `now-1h`, RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or ms since the epoch.
+    /// First step: `now-1h`, RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC), seconds since the epoch or `<n>ms`.
     #[arg(long, default_value = "now-1h")]
     start: String,
 

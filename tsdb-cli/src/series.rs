@@ -42,7 +42,7 @@ pub(crate) struct Selection {
     matches: Vec<String>,
 
     /// Only series with a sample at or after this time: `now-1h`, RFC 3339,
-    /// `YYYY-MM-DD HH:MM:SS` (UTC) or ms since the epoch. Default: any time.
+    /// `YYYY-MM-DD HH:MM:SS` (UTC), seconds since the epoch or `<n>ms`. Default: any time.
     #[arg(long)]
     start: Option<String>,
 

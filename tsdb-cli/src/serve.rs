@@ -30,7 +30,7 @@ pub(crate) struct ServeArgs {
     config: Option<PathBuf>,
 
     /// Delete chunks older than this (by data time), e.g. `15d`. Default: keep everything.
-    #[arg(long, env = "GORILLA_TSDB_RETENTION", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "GORILLA_TSDB_RETENTION", value_parser = crate::duration_flag)]
     retention: Option<Duration>,
 
     /// When writes are fsynced before they are acknowledged: `always` (the default),
@@ -39,12 +39,12 @@ pub(crate) struct ServeArgs {
     wal_durability: Option<WalDurability>,
 
     /// Seal a head buffer into a chunk this long after its first point, e.g. `1h`.
-    #[arg(long, env = "GORILLA_TSDB_FLUSH_INTERVAL", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "GORILLA_TSDB_FLUSH_INTERVAL", value_parser = crate::duration_flag)]
     flush_interval: Option<Duration>,
 
     /// How far behind its series' newest point a point is still accepted, e.g. `10m`.
     /// Default: any point (older ones go to out-of-order chunks).
-    #[arg(long, env = "GORILLA_TSDB_OUT_OF_ORDER_WINDOW", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "GORILLA_TSDB_OUT_OF_ORDER_WINDOW", value_parser = crate::duration_flag)]
     out_of_order_window: Option<Duration>,
 
     /// How far ahead of the clock a point may be, e.g. `10m` (the default); `none` accepts
@@ -61,7 +61,7 @@ pub(crate) struct ServeArgs {
     redis_url: Option<String>,
 
     /// Longest a query may run (Prometheus's --query.timeout), e.g. `2m`.
-    #[arg(long = "query.timeout", env = "GORILLA_TSDB_QUERY_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[arg(long = "query.timeout", env = "GORILLA_TSDB_QUERY_TIMEOUT", value_parser = crate::duration_flag)]
     query_timeout: Option<Duration>,
 
     /// Most samples a query may hold in memory at once (Prometheus's --query.max-samples).
@@ -76,7 +76,7 @@ pub(crate) struct ServeArgs {
     query_max_concurrency: Option<usize>,
 
     /// How far back an instant selector looks (Prometheus's --query.lookback-delta).
-    #[arg(long = "query.lookback-delta", env = "GORILLA_TSDB_QUERY_LOOKBACK_DELTA", value_parser = humantime::parse_duration)]
+    #[arg(long = "query.lookback-delta", env = "GORILLA_TSDB_QUERY_LOOKBACK_DELTA", value_parser = crate::duration_flag)]
     query_lookback_delta: Option<Duration>,
 
     /// Largest request body, in bytes, as sent.
@@ -84,7 +84,7 @@ pub(crate) struct ServeArgs {
     max_body_bytes: Option<usize>,
 
     /// Longest any request may take, e.g. `5m`.
-    #[arg(long = "http.request-timeout", env = "GORILLA_TSDB_HTTP_REQUEST_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[arg(long = "http.request-timeout", env = "GORILLA_TSDB_HTTP_REQUEST_TIMEOUT", value_parser = crate::duration_flag)]
     request_timeout: Option<Duration>,
 
     /// Largest write body once decompressed, in bytes.

@@ -2,75 +2,19 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use gorilla_tsdb::Error;
+use gorilla_tsdb::promql::notation;
 
-/// A duration such as `500ms`, `10s`, `5m`, `1h`, `7d`, `1w`, or combined `1h30m`; a bare
-/// number is milliseconds. Returns milliseconds.
+/// A duration in the workspace's one notation ([`gorilla_tsdb::promql::notation`]: `500ms`,
+/// `10s`, `1h30m`, `7d`, or a bare number of seconds). Returns milliseconds.
 pub(crate) fn parse_duration(text: &str) -> Result<i64, Error> {
-    let bad = || {
-        Error::invalid_input(format_args!(
-            "bad duration {text:?}: expected e.g. 500ms, 10s, 5m, 1h, 7d or a number of ms"
-        ))
-    };
-    let s = text.trim();
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    let mut total: i64 = 0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
+    notation::parse_duration_ms(text).map_err(|e| Error::invalid_input(e.to_string()))
 }
 
-/// A point in time: `now`, `now-1h`, `now+5m`, RFC 3339 (`2024-01-01T00:00:00Z`),
-/// `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (UTC), or a number of milliseconds since the epoch.
+/// A time in the workspace's one notation ([`gorilla_tsdb::promql::notation`]: `now`,
+/// `now-1h`, RFC 3339, `YYYY-MM-DD [HH:MM:SS]`, seconds since the epoch, or `<n>ms`).
 /// Returns milliseconds since the epoch.
 pub(crate) fn parse_time(text: &str, now_ms: i64) -> Result<i64, Error> {
-    let s = text.trim();
-    if let Some(rest) = s.strip_prefix("now") {
-        if rest.is_empty() {
-            return Ok(now_ms);
-        }
-        if let Some(d) = rest.strip_prefix('-') {
-            return Ok(now_ms.saturating_sub(parse_duration(d)?));
-        }
-        if let Some(d) = rest.strip_prefix('+') {
-            return Ok(now_ms.saturating_add(parse_duration(d)?));
-        }
-    }
-    parse_timestamp(s, 1).map_err(|_| {
-        Error::invalid_input(format_args!(
-            "bad time {text:?}: expected now, now-1h, RFC 3339, \"YYYY-MM-DD HH:MM:SS\", \
-             YYYY-MM-DD or milliseconds since the epoch"
-        ))
-    })
+    notation::parse_time(text, now_ms).map_err(|e| Error::invalid_input(e.to_string()))
 }
 
 /// A timestamp in a file: RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff]`, `YYYY-MM-DD`, or an integer
@@ -126,29 +70,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5m").expect("ok"), 300_000);
+    fn the_command_line_reads_the_workspace_notation() {
+        // Bare numbers are seconds, as in Prometheus's API; milliseconds say so.
+        assert_eq!(parse_duration("250").expect("ok"), 250_000);
         assert_eq!(parse_duration("1h30m").expect("ok"), 5_400_000);
-        assert_eq!(parse_duration("250").expect("ok"), 250);
-        assert_eq!(parse_duration("10ms").expect("ok"), 10);
         assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("").is_err());
-    }
-
-    #[test]
-    fn times() {
         assert_eq!(parse_time("now-1h", 10_000_000).expect("ok"), 6_400_000);
-        assert_eq!(
-            parse_time("2024-01-01T00:00:00Z", 0).expect("ok"),
-            1_704_067_200_000
-        );
-        assert_eq!(
-            parse_time("2024-01-01 00:00:01", 0).expect("ok"),
-            1_704_067_201_000
-        );
-        assert_eq!(parse_time("2024-01-01", 0).expect("ok"), 1_704_067_200_000);
-        assert_eq!(parse_time("1234", 0).expect("ok"), 1234);
+        assert_eq!(parse_time("1234", 0).expect("ok"), 1_234_000);
+        assert_eq!(parse_time("1234ms", 0).expect("ok"), 1234);
         assert!(parse_time("yesterday", 0).is_err());
         assert_eq!(format_time(1_704_067_200_000), "2024-01-01T00:00:00Z");
     }

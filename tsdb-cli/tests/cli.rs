@@ -128,9 +128,9 @@ fn influx_import_reports_bad_lines_and_keeps_the_good_ones_around_them() {
             "--match",
             "host=a",
             "--start",
-            "1700000000000",
+            "1700000000000ms",
             "--end",
-            "1700000030000",
+            "1700000030000ms",
             "--step",
             "10s",
             "--window",
@@ -156,9 +156,9 @@ fn influx_import_reports_bad_lines_and_keeps_the_good_ones_around_them() {
             "--metric",
             "cpu_idle",
             "--start",
-            "1700000000000",
+            "1700000000000ms",
             "--end",
-            "1700000000000",
+            "1700000000000ms",
         ],
     );
     assert_eq!(idle[0].1, vec![(1_700_000_000_000, 98.0)]);
@@ -200,9 +200,9 @@ fn prometheus_text_from_stdin_with_bad_lines() {
             "--match",
             "path=/a,b",
             "--start",
-            "181000",
+            "181000ms",
             "--end",
-            "181000",
+            "181000ms",
             "--function",
             "resets",
             "--window",
@@ -216,9 +216,9 @@ fn prometheus_text_from_stdin_with_bad_lines() {
             "--metric",
             "http_requests_total",
             "--start",
-            "181000",
+            "181000ms",
             "--end",
-            "181000",
+            "181000ms",
             "--function",
             "last",
             "--window",
@@ -403,7 +403,7 @@ fn real_recordings_import_and_aggregate_like_the_loader_says() {
         let last = *kept.keys().last().expect("points");
         let stem = name.trim_end_matches(".csv");
         let span = format!("{}ms", last - first + 1);
-        let (start, end) = (last.to_string(), last.to_string());
+        let (start, end) = (format!("{last}ms"), format!("{last}ms"));
         let m = format!("file={stem}");
         let count = query_json(
             &data,
@@ -453,7 +453,7 @@ fn promql_queries_run_instant_and_range() {
             "query",
             "sum by (region) (cpu_usage)",
             "--time",
-            "1700000060000",
+            "1700000060000ms",
             "-o",
             "json",
         ],
@@ -485,9 +485,9 @@ fn promql_queries_run_instant_and_range() {
             "query",
             "cpu_usage{host=\"a\"}",
             "--start",
-            "1700000000000",
+            "1700000000000ms",
             "--end",
-            "1700000060000",
+            "1700000060000ms",
             "--step",
             "30s",
             "-o",
@@ -535,9 +535,9 @@ fn three_hosts(dir: &Path) -> std::path::PathBuf {
 
 const RANGE: [&str; 6] = [
     "--start",
-    "1700000000000",
+    "1700000000000ms",
     "--end",
-    "1700000060000",
+    "1700000060000ms",
     "--step",
     "30s",
 ];
@@ -565,7 +565,7 @@ fn query_output_is_cut_at_max_output_series_with_a_note() {
             "query",
             "cpu_usage",
             "--time",
-            "1700000060000",
+            "1700000060000ms",
             "-o",
             "json",
             "--max-output-series",
@@ -666,7 +666,7 @@ fn query_memory_limits_come_from_the_flags() {
             "query",
             doubled,
             "--time",
-            "1700000060000",
+            "1700000060000ms",
             "--max-label-value-bytes",
             "1",
         ],
@@ -684,7 +684,7 @@ fn query_memory_limits_come_from_the_flags() {
     for _ in 0..28 {
         nested = format!(r#"label_replace({nested}, "host", "$1$1", "host", "(.*)")"#);
     }
-    let out = cli(&data, &["query", &nested, "--time", "1700000060000"]);
+    let out = cli(&data, &["query", &nested, "--time", "1700000060000ms"]);
     assert!(!out.status.success());
     assert_says(
         &text(&out.stderr),
@@ -878,7 +878,7 @@ fn future_points_delete_and_snapshot_from_the_command_line() {
             "--match",
             "host=\"a\"",
             "--end",
-            &(now - 1_500).to_string(),
+            &format!("{}ms", now - 1_500),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -887,8 +887,8 @@ fn future_points_delete_and_snapshot_from_the_command_line() {
         "{}",
         text(&out.stdout)
     );
-    let start = (now - 10_000).to_string();
-    let end = now.to_string();
+    let start = format!("{}ms", now - 10_000);
+    let end = format!("{now}ms");
     let a = query_json(
         &data,
         &[

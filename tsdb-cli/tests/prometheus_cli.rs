@@ -96,9 +96,9 @@ fn dataset(dir: &Path) -> PathBuf {
 fn range() -> Vec<String> {
     vec![
         "--start".into(),
-        T0.to_string(),
+        format!("{T0}ms"),
         "--end".into(),
-        (T0 + 60_000).to_string(),
+        format!("{}ms", T0 + 60_000),
         "--step".into(),
         "30s".into(),
     ]
@@ -157,7 +157,7 @@ fn the_table_shows_promql_labels_rfc3339_times_and_prometheus_values() {
             "query",
             "http_requests_total",
             "--time",
-            &(T0 + 60_000).to_string(),
+            &format!("{}ms", T0 + 60_000),
         ],
     );
     assert!(
@@ -169,7 +169,7 @@ fn the_table_shows_promql_labels_rfc3339_times_and_prometheus_values() {
     // A scalar, at a time with milliseconds.
     let out = ok(
         &data,
-        &["query", "1 / 8", "--time", &(T0 + 500).to_string()],
+        &["query", "1 / 8", "--time", &format!("{}ms", T0 + 500)],
     );
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
@@ -211,7 +211,7 @@ fn json_is_the_prometheus_api_answer() {
             "query",
             "sum by (region) (cpu_usage)",
             "--time",
-            &(T0 + 60_000).to_string(),
+            &format!("{}ms", T0 + 60_000),
             "-o",
             "json",
         ],
@@ -229,7 +229,7 @@ fn json_is_the_prometheus_api_answer() {
             "query",
             "2 * 3",
             "--time",
-            &(T0 + 1_500).to_string(),
+            &format!("{}ms", T0 + 1_500),
             "-o",
             "json",
         ],
@@ -332,13 +332,13 @@ fn series_labels_and_label_values_list_what_is_there() {
         ])
     );
     // A time range keeps the series with a sample in it.
-    let later = (T0 + 300_000).to_string();
+    let later = format!("{}ms", T0 + 300_000);
     assert_eq!(
         lines(&data, &["series", "--start", &later]),
         set(&[r#"late_metric{x="1"}"#])
     );
     assert_eq!(
-        lines(&data, &["series", "--end", &(T0 + 60_000).to_string()]).len(),
+        lines(&data, &["series", "--end", &format!("{}ms", T0 + 60_000)]).len(),
         4
     );
     // JSON as /api/v1/series answers.
@@ -554,7 +554,7 @@ fn json_is_what_the_server_answers() {
                 "query",
                 "sum by (region) (rate(cpu_usage[5m])) / 3",
                 "--time",
-                "1700000060500",
+                "1700000060500ms",
                 "-o",
                 "json",
             ],
@@ -565,14 +565,14 @@ fn json_is_what_the_server_answers() {
                 "query",
                 "http_requests_total",
                 "--time",
-                "1700000060000",
+                "1700000060000ms",
                 "-o",
                 "json",
             ],
         ),
         (
             "/api/v1/query?query=1e-7&time=1700000000",
-            &["query", "1e-7", "--time", "1700000000000", "-o", "json"],
+            &["query", "1e-7", "--time", "1700000000000ms", "-o", "json"],
         ),
         (
             "/api/v1/series?match%5B%5D=cpu_usage&match%5B%5D=http_requests_total",

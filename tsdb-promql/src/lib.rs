@@ -7,6 +7,7 @@ mod engine;
 mod error;
 mod functions;
 mod labels;
+pub mod notation;
 pub mod rollup;
 mod source;
 pub mod testscript;

@@ -55,24 +55,6 @@ pub fn almost_equal(a: f64, b: f64) -> bool {
     diff / (a.abs() + b.abs()) < EPSILON
 }
 
-/// Parses a duration such as `5m`, `1h30m`, `0` or a number of seconds into milliseconds.
-pub fn parse_duration_ms(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Ok(d) = promql_parser::util::parse_duration(s) {
-        return i64::try_from(d.as_millis()).ok();
-    }
-    // `0m`, `0s`, ...: zero in any unit.
-    if s.starts_with('0')
-        && s.trim_start_matches('0')
-            .chars()
-            .all(|c| c.is_ascii_alphabetic())
-    {
-        return Some(0);
-    }
-    let secs: f64 = s.parse().ok()?;
-    secs.is_finite().then(|| (secs * 1000.0).round() as i64)
-}
-
 /// Parses a sample value: a number, `Inf`, `-Inf`, `NaN` or `stale`.
 fn parse_value(s: &str) -> Option<f64> {
     match s {
@@ -288,7 +270,7 @@ pub fn run_script(text: &str, opts: &EngineOptions) -> ScriptReport {
             continue;
         }
         if let Some(rest) = line.strip_prefix("load ") {
-            let Some(interval) = parse_duration_ms(rest) else {
+            let Some(interval) = crate::notation::parse_duration_ms(rest).ok() else {
                 fail(&mut report, lineno, format!("bad load interval {rest:?}"));
                 continue;
             };
@@ -340,7 +322,7 @@ pub fn run_script(text: &str, opts: &EngineOptions) -> ScriptReport {
             Some(p) => (&rest[..p], rest[p..].trim()),
             None => (rest, ""),
         };
-        let Some(time_ms) = parse_duration_ms(time) else {
+        let Some(time_ms) = crate::notation::parse_duration_ms(time).ok() else {
             fail(&mut report, lineno, format!("bad evaluation time {time:?}"));
             continue;
         };

@@ -1,6 +1,7 @@
 //! [`ConfigFile`]: the TOML configuration of `gorilla-tsdb serve`, mapped onto
-//! [`DatabaseConfig`] and [`ServerOptions`]. Durations are human durations (`15d`, `2m`,
-//! `500ms`, `1h 30m`), as `humantime` reads them.
+//! [`DatabaseConfig`] and [`ServerOptions`]. Durations are written as everywhere else in
+//! this workspace ([`gorilla_tsdb::promql::notation`]): `15d`, `2m`, `500ms`, `1h30m`, or a
+//! number of seconds.
 //!
 //! ```toml
 //! [http]
@@ -28,6 +29,14 @@ use gorilla_tsdb::{DatabaseConfig, Error, WalDurability, WalRecovery};
 use serde::Deserialize;
 
 use crate::options::ServerOptions;
+use gorilla_tsdb::promql::notation::parse_duration;
+
+/// An optional duration key, in the workspace's duration notation.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
 
 /// The whole file.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -56,7 +65,7 @@ pub struct HttpSection {
     /// Address to listen on, e.g. `127.0.0.1:9201`.
     pub listen: Option<SocketAddr>,
     /// [`ServerOptions::request_timeout`].
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration")]
     pub request_timeout: Option<Duration>,
     /// [`ServerOptions::max_body_bytes`].
     pub max_body_bytes: Option<usize>,
@@ -76,20 +85,20 @@ pub struct DatabaseSection {
     /// [`DatabaseConfig::chunk_max_points`].
     pub chunk_max_points: Option<u32>,
     /// [`DatabaseConfig::flush_interval`].
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration")]
     pub flush_interval: Option<Duration>,
     /// [`DatabaseConfig::wal_durability`]: `"always"`, `"never"` or an fsync interval.
     pub wal_durability: Option<String>,
     /// [`DatabaseConfig::wal_segment_size`], bytes.
     pub wal_segment_size: Option<u64>,
     /// [`DatabaseConfig::retention`]; absent keeps everything.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration")]
     pub retention: Option<Duration>,
     /// [`DatabaseConfig::future_tolerance`]: how far ahead of the clock a point may be;
     /// `"none"` accepts any timestamp.
     pub future_tolerance: Option<String>,
     /// [`DatabaseConfig::out_of_order_window`]; absent accepts any point (the default).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration")]
     pub out_of_order_window: Option<Duration>,
     /// [`DatabaseConfig::ingest_shards`].
     pub ingest_shards: Option<usize>,
@@ -100,12 +109,12 @@ pub struct DatabaseSection {
     /// [`DatabaseConfig::flush_workers`].
     pub flush_workers: Option<usize>,
     /// [`DatabaseConfig::checkpoint_interval`].
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration")]
     pub checkpoint_interval: Option<Duration>,
     /// [`DatabaseConfig::wal_recovery`]: `"strict"` or `"skip-damaged"`.
     pub wal_recovery: Option<String>,
     /// [`DatabaseConfig::stall_timeout`].
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration")]
     pub stall_timeout: Option<Duration>,
 }
 
@@ -115,14 +124,14 @@ pub struct DatabaseSection {
 #[non_exhaustive]
 pub struct QuerySection {
     /// [`ServerOptions::query_timeout`].
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration")]
     pub timeout: Option<Duration>,
     /// [`ServerOptions::query_max_samples`].
     pub max_samples: Option<usize>,
     /// [`ServerOptions::query_max_concurrency`].
     pub max_concurrency: Option<usize>,
     /// [`ServerOptions::query_lookback_delta`].
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration")]
     pub lookback_delta: Option<Duration>,
 }
 
@@ -136,7 +145,7 @@ pub struct WriteSection {
     /// [`ServerOptions::write_max_concurrency`].
     pub max_concurrency: Option<usize>,
     /// [`ServerOptions::write_queue_timeout`].
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, deserialize_with = "duration")]
     pub queue_timeout: Option<Duration>,
 }
 
@@ -145,7 +154,7 @@ pub fn parse_wal_durability(text: &str) -> Result<WalDurability, Error> {
     match text.trim() {
         "always" => Ok(WalDurability::Always),
         "never" => Ok(WalDurability::Never),
-        other => humantime::parse_duration(other)
+        other => parse_duration(other)
             .map(WalDurability::Interval)
             .map_err(|e| {
                 Error::invalid_input(format_args!(
@@ -159,7 +168,7 @@ pub fn parse_wal_durability(text: &str) -> Result<WalDurability, Error> {
 pub fn parse_optional_duration(key: &str, text: &str) -> Result<Option<Duration>, Error> {
     match text.trim() {
         "none" => Ok(None),
-        other => humantime::parse_duration(other).map(Some).map_err(|e| {
+        other => parse_duration(other).map(Some).map_err(|e| {
             Error::invalid_input(format_args!(
                 "{key} {text:?}: expected a duration such as 10m, or none ({e})"
             ))
@@ -249,7 +258,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_maps_onto_the_configs_with_human_durations() {
+    fn a_file_maps_onto_the_configs_with_the_workspace_durations() {
         let file = ConfigFile::parse(
             r#"
             [http]
@@ -258,7 +267,7 @@ mod tests {
             data_dir = "/tmp/x"
             retention = "15d"
             wal_durability = "10ms"
-            out_of_order_window = "1h 30m"
+            out_of_order_window = "1h30m"
             future_tolerance = "none"
             [query]
             timeout = "30s"

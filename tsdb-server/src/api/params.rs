@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use gorilla_tsdb::LabelMatcher;
-use gorilla_tsdb::promql::{EngineOptions, convert_matcher, parse};
+use gorilla_tsdb::promql::{EngineOptions, convert_matcher, notation, parse};
 use promql_parser::parser::Expr;
 
 use super::response::ApiError;
@@ -98,17 +98,7 @@ pub(crate) const MAX_TIME_MS: i64 = 9_223_309_901_257_974_999;
 pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     let cannot = || format!("cannot parse {s:?} to a valid timestamp");
     if let Some(t) = go_float(s) {
-        if !t.is_finite() || t.abs() >= 9.2e15 {
-            return Err(cannot());
-        }
-        let (secs, frac) = (t.trunc(), t.fract());
-        let frac = (frac * 1000.0).round() / 1000.0;
-        let (mut sec, mut nsec) = (secs as i64, (frac * 1e9) as i64);
-        if nsec < 0 {
-            sec -= 1;
-            nsec += 1_000_000_000;
-        }
-        return Ok(sec * 1000 + nsec / 1_000_000);
+        return notation::seconds_to_ms(t).ok_or_else(cannot);
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp_millis());
@@ -120,10 +110,10 @@ pub(crate) fn parse_time(s: &str) -> Result<i64, String> {
     }
 }
 
-/// Go's `strconv.ParseFloat` for the forms people send: decimal and exponent notation,
-/// `Inf`/`NaN` in any case (no hexadecimal floats, no underscores).
+/// Go's `strconv.ParseFloat` for the forms people send (the workspace's one reading of a
+/// number of seconds).
 fn go_float(s: &str) -> Option<f64> {
-    s.parse::<f64>().ok()
+    notation::parse_seconds(s)
 }
 
 /// Float seconds or a Prometheus duration (`5m`, `1h30m`), as Prometheus's
