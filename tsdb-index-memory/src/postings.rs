@@ -1,4 +1,5 @@
-//! A set of series ids, ascending: a sorted vector while small, a B-tree once large.
+//! A set of series ids, ascending: one id inline, a sorted vector while small, a B-tree once
+//! large.
 
 use std::collections::BTreeSet;
 
@@ -12,6 +13,9 @@ const SMALL: usize = 64;
 /// Ascending series ids without duplicates.
 #[derive(Debug, Clone)]
 pub(crate) enum Postings {
+    /// A label value only one series has (an `instance`, a `series` id): most of them, at
+    /// high cardinality, so no allocation for it.
+    One(SeriesId),
     Small(Vec<SeriesId>),
     Large(BTreeSet<SeriesId>),
 }
@@ -25,6 +29,12 @@ impl Default for Postings {
 impl Postings {
     pub(crate) fn insert(&mut self, id: SeriesId) {
         match self {
+            Postings::Small(v) if v.is_empty() => *self = Postings::One(id),
+            Postings::One(x) if *x == id => {}
+            Postings::One(x) => {
+                let (a, b) = if *x < id { (*x, id) } else { (id, *x) };
+                *self = Postings::Small(vec![a, b]);
+            }
             Postings::Small(v) => {
                 if let Err(at) = v.binary_search(&id) {
                     if v.len() < SMALL {
@@ -44,6 +54,8 @@ impl Postings {
 
     pub(crate) fn remove(&mut self, id: &SeriesId) {
         match self {
+            Postings::One(x) if x == id => *self = Postings::Small(Vec::new()),
+            Postings::One(_) => {}
             Postings::Small(v) => {
                 if let Ok(at) = v.binary_search(id) {
                     v.remove(at);
@@ -60,6 +72,7 @@ impl Postings {
 
     pub(crate) fn contains(&self, id: &SeriesId) -> bool {
         match self {
+            Postings::One(x) => x == id,
             Postings::Small(v) => v.binary_search(id).is_ok(),
             Postings::Large(s) => s.contains(id),
         }
@@ -67,6 +80,7 @@ impl Postings {
 
     pub(crate) fn len(&self) -> usize {
         match self {
+            Postings::One(_) => 1,
             Postings::Small(v) => v.len(),
             Postings::Large(s) => s.len(),
         }
@@ -79,6 +93,7 @@ impl Postings {
     /// The ids, ascending.
     pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = SeriesId> + '_> {
         match self {
+            Postings::One(x) => Box::new(std::iter::once(*x)),
             Postings::Small(v) => Box::new(v.iter().copied()),
             Postings::Large(s) => Box::new(s.iter().copied()),
         }
@@ -87,6 +102,7 @@ impl Postings {
     /// Appends the ids to `out`.
     pub(crate) fn extend_into(&self, out: &mut Vec<SeriesId>) {
         match self {
+            Postings::One(x) => out.push(*x),
             Postings::Small(v) => out.extend_from_slice(v),
             Postings::Large(s) => out.extend(s.iter().copied()),
         }
