@@ -20,18 +20,53 @@ impl Entry {
     }
 }
 
+/// The chunks of a series: nothing but a null pointer until its first chunk, so that a
+/// registered series whose points are all still in memory (every new one) costs 8 bytes here.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesChunks(Option<Box<Sorted>>);
+
+impl SeriesChunks {
+    /// Adds a chunk; false (and no change) when its location is already present.
+    pub(crate) fn add(&mut self, c: &ChunkReference) -> bool {
+        self.0.get_or_insert_with(Box::default).add(c)
+    }
+
+    /// The chunks overlapping `range` (`range.start <= range.end`), in order.
+    pub(crate) fn query(&self, series: SeriesId, range: TimeRange) -> Vec<ChunkReference> {
+        self.0
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.query(series, range))
+    }
+
+    /// Removes the chunks at `locations`; absent ones are ignored.
+    pub(crate) fn remove(&mut self, locations: &[ChunkLocation]) {
+        if let Some(s) = self.0.as_mut() {
+            s.remove(locations);
+            if s.entries.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// Number of chunks.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |s| s.entries.len())
+    }
+}
+
 /// Chunks sorted by `(start, end, location)`, with `max_end[i]` the largest end among the
 /// first `i + 1` chunks. Chunks before the first `max_end >= t` all end before `t`.
 #[derive(Debug, Default)]
-pub(crate) struct SeriesChunks {
+struct Sorted {
     entries: Vec<Entry>,
     max_end: Vec<i64>,
     locations: HashSet<ChunkLocation>,
 }
 
-impl SeriesChunks {
+impl Sorted {
     /// Adds a chunk; false (and no change) when its location is already present.
-    pub(crate) fn add(&mut self, c: &ChunkReference) -> bool {
+    fn add(&mut self, c: &ChunkReference) -> bool {
         if !self.locations.insert(c.location) {
             return false;
         }
@@ -71,8 +106,7 @@ impl SeriesChunks {
         }
     }
 
-    /// The chunks overlapping `range` (`range.start <= range.end`), in order.
-    pub(crate) fn query(&self, series: SeriesId, range: TimeRange) -> Vec<ChunkReference> {
+    fn query(&self, series: SeriesId, range: TimeRange) -> Vec<ChunkReference> {
         let hi = self.entries.partition_point(|e| e.start <= range.end);
         let lo = self.max_end[..hi].partition_point(|&m| m < range.start);
         self.entries[lo..hi]
@@ -89,8 +123,7 @@ impl SeriesChunks {
             .collect()
     }
 
-    /// Removes the chunks at `locations`; absent ones are ignored.
-    pub(crate) fn remove(&mut self, locations: &[ChunkLocation]) {
+    fn remove(&mut self, locations: &[ChunkLocation]) {
         let mut gone: HashSet<ChunkLocation> = HashSet::with_capacity(locations.len());
         for l in locations {
             if self.locations.remove(l) {
@@ -108,12 +141,6 @@ impl SeriesChunks {
         self.entries.retain(|e| !gone.contains(&e.location));
         self.max_end.truncate(self.entries.len());
         self.recompute_max_end(first.min(self.entries.len()));
-    }
-
-    /// Number of chunks.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
     }
 }
 
@@ -167,7 +194,10 @@ mod tests {
             };
             assert_eq!(s.query(SeriesId(1), range), brute(&all, range), "step {i}");
             let mut running = i64::MIN;
-            for (e, m) in s.entries.iter().zip(&s.max_end) {
+            let sorted =
+                s.0.as_deref()
+                    .map_or((&[][..], &[][..]), |x| (&x.entries[..], &x.max_end[..]));
+            for (e, m) in sorted.0.iter().zip(sorted.1) {
                 running = running.max(e.end);
                 assert_eq!(*m, running, "max_end must be the running maximum");
             }
