@@ -1,28 +1,41 @@
-//! `gorilla-tsdb import`: Influx line protocol, Prometheus text exposition and CSV.
+//! `gorilla-tsdb import`: Influx line protocol, Prometheus text exposition and CSV, from
+//! files or stdin, plain or gzip.
+//!
+//! A pipeline with bounded memory whatever the input: a reader thread cuts the input into
+//! chunks of whole lines ([`read`]), worker threads scan them in place and resolve series
+//! through a cache keyed by the series' bytes ([`parse`]), and the writer applies the
+//! chunks in input order, so that each series' points arrive in the order written: the
+//! chunk's new series registered in one batch, then its points in one batch ([`write`]).
+//! At most a few chunks are in flight at once.
+//!
+//! Counts: lines read, points imported, and what was refused, by reason: whole lines (a
+//! line that imported nothing, counted by its first problem) and points (an Influx field
+//! refused while the rest of its line was taken, or a point the database refused). The
+//! first rejections are printed with file, line and what was wrong; the exit status is 2
+//! when anything was refused.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::io::Read;
+mod parse;
+mod read;
+mod write;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
 
 use clap::{Args, ValueEnum};
-use gorilla_tsdb::{DataPoint, Error, Labels, SeriesId, TimeSeriesDB, WalDurability};
+use gorilla_tsdb::{Error, Labels, WalDurability};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tsdb_formats::Precision as FormatPrecision;
+use tsdb_formats::{Precision as FormatPrecision, csv, influx, prometheus_text};
 
-use crate::time::parse_timestamp;
-
-/// Points written to the database in one batch.
-const BATCH: usize = 50_000;
-
-/// Rejected lines printed one by one; the rest are only counted.
-const SHOWN_REJECTS: usize = 20;
+use crate::time::{now_ms, parse_time};
+use parse::{Format as Parsing, Worker};
+use read::{Buffers, CsvInput, Reader, Slots};
+use write::{SHOWN_REJECTS, Totals, Writer};
 
 #[derive(Debug, Args)]
 pub(crate) struct ImportArgs {
-    /// Files to import; `-` or none reads stdin.
+    /// Files to import (plain, or gzip: named .gz or starting with gzip's magic bytes);
+    /// `-` or none reads stdin.
     files: Vec<PathBuf>,
 
     /// Input format.
@@ -46,9 +59,24 @@ pub(crate) struct ImportArgs {
     #[arg(long, value_enum)]
     precision: Option<Precision>,
 
-    /// Prometheus: timestamp (ms) for samples without one. Without it such lines are rejected.
-    #[arg(long)]
-    default_timestamp: Option<i64>,
+    /// Influx and Prometheus: the time of lines without a timestamp: `now` (the default:
+    /// the time the import starts, as a scrape or InfluxDB gives them), another time in the
+    /// forms `query --start` takes (`now-1h`, RFC 3339, ...), or `none` to reject such
+    /// lines. The summary says how many lines took it.
+    #[arg(long, value_name = "TIME")]
+    default_timestamp: Option<String>,
+
+    /// Influx: what boolean fields become.
+    #[arg(long, value_enum, default_value_t = InfluxBool::AsNumber)]
+    influx_bool: InfluxBool,
+
+    /// Influx: what integer fields (`12i`, `12u`) become.
+    #[arg(long, value_enum, default_value_t = InfluxInt::AsFloat)]
+    influx_int: InfluxInt,
+
+    /// Parsing threads (default: one per core, at most 16).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 
     /// No progress bar.
     #[arg(long)]
@@ -61,12 +89,31 @@ pub(crate) struct ImportArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
     /// InfluxDB line protocol: `measurement,tag=v field=1.5 <timestamp>`; each numeric field
-    /// becomes the metric `<measurement>_<field>` (`<measurement>` for a field named `value`).
+    /// becomes the metric `<measurement>_<field>` (`<measurement>` for a field named `value`);
+    /// string fields are rejected by name; a line's bad fields cost those fields only.
     Influx,
     /// Prometheus text exposition: `metric{label="v"} 1.5 <timestamp ms>`.
     Prometheus,
-    /// CSV with a header naming `timestamp` and `value` columns.
+    /// CSV with a header naming `timestamp` and `value` columns; a record is one line.
     Csv,
+}
+
+/// `--influx-bool`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum InfluxBool {
+    /// `true` is 1, `false` 0.
+    AsNumber,
+    /// Rejected, by field name.
+    Reject,
+}
+
+/// `--influx-int`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum InfluxInt {
+    /// The nearest float (exact up to 2^53).
+    AsFloat,
+    /// Rejected beyond 2^53, where a float would round them.
+    Exact,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -91,141 +138,74 @@ impl Precision {
             Precision::S => FormatPrecision::Seconds,
         }
     }
-
-    /// `t` in this unit as milliseconds.
-    fn to_ms(self, t: i64) -> i64 {
-        self.unit().to_millis(t)
-    }
-
-    fn unit_ms(self) -> i64 {
-        match self {
-            Precision::S => 1_000,
-            _ => 1,
-        }
-    }
 }
 
-/// One rejected line.
-struct Reject {
-    file: String,
-    line: usize,
-    reason: String,
-}
-
-impl fmt::Display for Reject {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
-    }
-}
-
-/// Where a point came from, to report it when the database refuses it.
-#[derive(Clone, Copy)]
-struct Origin {
-    file: usize,
-    line: usize,
-}
-
-/// The import in progress: series known, the batch being filled, counters.
-struct Importer<'a> {
-    db: &'a TimeSeriesDB,
-    series: HashMap<Labels, SeriesId>,
-    batch: Vec<DataPoint>,
-    origins: Vec<Origin>,
-    files: Vec<String>,
-    imported: u64,
-    rejected: u64,
-    bar: ProgressBar,
-    started: Instant,
-}
-
-impl Importer<'_> {
-    fn reject(&mut self, file: usize, line: usize, reason: impl Into<String>) {
-        self.rejected += 1;
-        if self.rejected as usize <= SHOWN_REJECTS {
-            let r = Reject {
-                file: self.files[file].clone(),
-                line,
-                reason: reason.into(),
-            };
-            self.bar.suspend(|| eprintln!("rejected {r}"));
-        }
-    }
-
-    async fn push(&mut self, labels: Labels, t: i64, v: f64, origin: Origin) -> Result<(), Error> {
-        let id = match self.series.get(&labels) {
-            Some(&id) => id,
-            None => match self.db.register_series(&labels).await {
-                Ok(id) => {
-                    self.series.insert(labels, id);
-                    id
-                }
-                Err(e) => {
-                    self.reject(origin.file, origin.line, e.to_string());
-                    return Ok(());
-                }
-            },
-        };
-        self.batch.push(DataPoint::new(id, t, v));
-        self.origins.push(origin);
-        if self.batch.len() >= BATCH {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Writes the batch. The database takes a batch whole or not at all; when it refuses one,
-    /// the points are written one by one so that only the refused ones are rejected.
-    async fn flush(&mut self) -> Result<(), Error> {
-        let batch = std::mem::take(&mut self.batch);
-        let origins = std::mem::take(&mut self.origins);
-        if batch.is_empty() {
-            return Ok(());
-        }
-        match self.db.insert_batch(&batch).await {
-            Ok(()) => self.imported += batch.len() as u64,
-            Err(e) if is_point_error(&e) => {
-                for (p, o) in batch.iter().zip(&origins) {
-                    match self.db.insert_batch(std::slice::from_ref(p)).await {
-                        Ok(()) => self.imported += 1,
-                        Err(e) if is_point_error(&e) => {
-                            self.reject(o.file, o.line, point_error_reason(&e))
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            Err(e) => return Err(e),
-        }
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        self.bar.set_message(format!(
-            "{} points, {:.0} points/s, {} rejected",
-            self.imported,
-            self.imported as f64 / secs,
-            self.rejected
-        ));
-        Ok(())
-    }
-}
-
-/// Errors that concern the points, not the database: reject the point and go on.
-fn is_point_error(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::OutOfOrder { .. }
-            | Error::InTheFuture { .. }
-            | Error::InvalidInput { .. }
-            | Error::InvalidLabels { .. }
-    )
-}
-
-/// Why a point was rejected, with a hint where the cause is usually the input's unit.
-fn point_error_reason(e: &Error) -> String {
-    match e {
-        Error::InTheFuture { .. } => format!(
-            "{e} (a timestamp in the wrong unit? see --precision; --future-tolerance none accepts any)"
+/// The parsers' options from the flags.
+fn parsing(args: &ImportArgs, extra: &[(String, String)]) -> Result<Parsing, Error> {
+    let default_timestamp = match args.default_timestamp.as_deref().map(str::trim) {
+        Some("none") => None,
+        given => Some(
+            parse_time(given.unwrap_or("now"), now_ms())
+                .map_err(|e| Error::invalid_input(format_args!("--default-timestamp: {e}")))?,
         ),
-        _ => e.to_string(),
+    };
+    let unit = |default| args.precision.map_or(default, Precision::unit);
+    Ok(match args.format {
+        Format::Influx => Parsing::Influx(influx::Options {
+            precision: unit(FormatPrecision::Nanoseconds),
+            default_timestamp,
+            extra_labels: extra.to_vec(),
+            booleans: match args.influx_bool {
+                InfluxBool::AsNumber => influx::Booleans::AsNumber,
+                InfluxBool::Reject => influx::Booleans::Reject,
+            },
+            integers: match args.influx_int {
+                InfluxInt::AsFloat => influx::Integers::AsFloat,
+                InfluxInt::Exact => influx::Integers::Exact,
+            },
+        }),
+        Format::Prometheus => Parsing::Prometheus(prometheus_text::Options {
+            precision: unit(FormatPrecision::Milliseconds),
+            default_timestamp,
+            extra_labels: extra.to_vec(),
+        }),
+        Format::Csv => {
+            if args.default_timestamp.is_some() {
+                return Err(Error::invalid_input(
+                    "--default-timestamp: CSV records always have a timestamp",
+                ));
+            }
+            Parsing::Csv(csv::Options {
+                precision: unit(FormatPrecision::Milliseconds),
+            })
+        }
+    })
+}
+
+/// The series of a CSV file's points.
+fn csv_series(
+    metric: &str,
+    extra: &[(String, String)],
+    file_label: bool,
+    path: &Path,
+) -> Result<Labels, Error> {
+    let mut pairs = extra.to_vec();
+    if file_label {
+        let stem = if path.as_os_str() == "-" {
+            "stdin".to_owned()
+        } else {
+            path.file_stem().map_or_else(
+                || "stdin".to_owned(),
+                |s| {
+                    let s = s.to_string_lossy();
+                    // `a.csv.gz` is the file `a`.
+                    s.strip_suffix(".csv").unwrap_or(&s).to_owned()
+                },
+            )
+        };
+        pairs.push(("file".to_owned(), stem));
     }
+    Labels::new(metric, pairs.iter().map(|(k, v)| (k, v)))
 }
 
 pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, Error> {
@@ -234,106 +214,193 @@ pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, E
         let metric = args.metric.as_deref().unwrap_or_default();
         Labels::new(metric, extra.iter().map(|(k, v)| (k, v)))?;
     }
+    let format = Arc::new(parsing(&args, &extra)?);
+    let default_timestamp = format.default_timestamp();
     let inputs: Vec<PathBuf> = if args.files.is_empty() {
         vec![PathBuf::from("-")]
     } else {
         args.files.clone()
     };
-    let total_bytes: u64 = inputs
+    let named: Vec<(PathBuf, String)> = inputs
         .iter()
-        .filter(|p| p.as_os_str() != "-")
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
-    let bar = if args.no_progress {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",
-            )
-            .map_err(|e| Error::invalid_input(format_args!("progress template: {e}")))?,
-        );
-        bar
-    };
+        .map(|p| {
+            let name = if p.as_os_str() == "-" {
+                "<stdin>".to_owned()
+            } else {
+                p.display().to_string()
+            };
+            (p.clone(), name)
+        })
+        .collect();
+    let bar = progress_bar(&args, &inputs)?;
 
-    let db = crate::open(data_dir, WalDurability::Never, &args.policies).await?;
-    let mut imp = Importer {
-        db: &db,
-        series: HashMap::new(),
-        batch: Vec::with_capacity(BATCH),
-        origins: Vec::with_capacity(BATCH),
-        files: inputs
-            .iter()
-            .map(|p| {
-                if p.as_os_str() == "-" {
-                    "<stdin>".to_owned()
-                } else {
-                    p.display().to_string()
-                }
-            })
-            .collect(),
-        imported: 0,
-        rejected: 0,
-        bar: bar.clone(),
-        started: Instant::now(),
+    let db = Arc::new(crate::open(data_dir, WalDurability::Never, &args.policies).await?);
+    let workers = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+        .clamp(1, 16);
+    // Chunks in flight (read, parsed, waiting to be written): at most 24 of about 4 MB
+    // each (the lines and their points), whatever the input.
+    let slots = Arc::new(Slots::new((2 * workers + 2).min(24)));
+    let buffers = Arc::new(Buffers::default());
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel(workers + 1);
+    let (parsed_tx, parsed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+    let csv = (args.format == Format::Csv).then(|| {
+        let metric = args.metric.clone().unwrap_or_default();
+        let extra = extra.clone();
+        let file_label = args.file_label;
+        Box::new(
+            move |path: &Path, name: &str, header: &[u8]| -> Result<CsvInput, Error> {
+                let header = csv::Header::parse(header)
+                    .map_err(|r| Error::invalid_input(format_args!("{name}:1: {r}")))?;
+                let labels = csv_series(&metric, &extra, file_label, path)?;
+                Ok(CsvInput {
+                    header,
+                    id: labels.series_id(),
+                    labels,
+                })
+            },
+        ) as Box<dyn Fn(&Path, &str, &[u8]) -> Result<CsvInput, Error> + Send>
+    });
+    let done = Arc::new(read::Done::default());
+    let reader = Reader {
+        done: done.clone(),
+        chunks: chunk_tx,
+        slots: slots.clone(),
+        buffers: buffers.clone(),
+        csv,
     };
-    let result = import_all(&mut imp, &inputs, &args, &extra).await;
-    let (imported, rejected, series) = (imp.imported, imp.rejected, imp.series.len());
-    let secs = imp.started.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    crate::finish(db, result).await?;
-    eprintln!(
-        "imported {imported} points of {series} series from {} input(s) in {secs:.2} s \
-         ({:.0} points/s); {rejected} line(s) rejected",
-        inputs.len(),
-        imported as f64 / secs.max(1e-3)
-    );
-    if rejected > SHOWN_REJECTS as u64 {
-        eprintln!("(only the first {SHOWN_REJECTS} rejected lines were shown)");
+    let reading = std::thread::Builder::new()
+        .name("import-read".to_owned())
+        .spawn(move || reader.run(named))
+        .map_err(|e| Error::io("the import's reading thread", e))?;
+    for i in 0..workers {
+        let (worker, rx, tx, buffers) = (
+            Worker::new(format.clone(), workers),
+            chunk_rx.clone(),
+            parsed_tx.clone(),
+            buffers.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("import-parse-{i}"))
+            .spawn(move || worker.run(rx, tx, buffers))
+            .map_err(|e| Error::io("an import parsing thread", e))?;
     }
-    Ok(if rejected > 0 {
+    drop(parsed_tx);
+
+    let (registered_tx, registered_rx) = tokio::sync::mpsc::unbounded_channel();
+    let registering = tokio::spawn(write::register_in_order(
+        db.clone(),
+        parsed_rx,
+        registered_tx,
+        done,
+    ));
+    let mut writer = Writer::new(&db, bar.clone(), slots.clone());
+    let result = writer.run(registered_rx).await;
+    // Stops the reader if the writer stopped early (a failed input, a database error).
+    slots.close();
+    let totals = writer.totals();
+    let started = writer.started;
+    let read = started.elapsed().as_secs_f64();
+    drop(writer);
+    // Over by now (the writer saw its channel close), or stopping (the writer failed).
+    if result.is_err() {
+        registering.abort();
+    }
+    let registered = match registering.await {
+        Ok(r) => r,
+        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) => Err(Error::invalid_input(format_args!(
+            "the import's registering task failed: {e}"
+        ))),
+    };
+    let result = result.and(registered);
+    bar.finish_and_clear();
+    let closed = db.close().await;
+    // The process ends next: its memory (a million series' worth, maybe) goes back to the
+    // OS at once instead of being freed piece by piece. `close` has stopped everything.
+    std::mem::forget(db);
+    result?;
+    closed?;
+    if reading.is_finished() {
+        let _ = reading.join();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    report(&totals, inputs.len(), secs, secs - read, default_timestamp);
+    Ok(if totals.rejected_lines() + totals.rejected_points() > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
 }
 
-async fn import_all(
-    imp: &mut Importer<'_>,
-    inputs: &[PathBuf],
-    args: &ImportArgs,
-    extra: &[(String, String)],
-) -> Result<(), Error> {
-    for (file, path) in inputs.iter().enumerate() {
-        let text = read_input(path)?;
-        match args.format {
-            Format::Influx => import_influx(imp, file, &text, args, extra).await?,
-            Format::Prometheus => import_prometheus(imp, file, &text, args, extra).await?,
-            Format::Csv => import_csv(imp, file, path, &text, args, extra).await?,
-        }
-        imp.bar.inc(text.len() as u64);
+fn progress_bar(args: &ImportArgs, inputs: &[PathBuf]) -> Result<ProgressBar, Error> {
+    if args.no_progress {
+        return Ok(ProgressBar::hidden());
     }
-    imp.flush().await
+    let sizes: Option<u64> = inputs
+        .iter()
+        .map(|p| {
+            (p.as_os_str() != "-")
+                .then(|| std::fs::metadata(p).ok().map(|m| m.len()))
+                .flatten()
+        })
+        .sum();
+    let template = match sizes {
+        Some(_) => "{spinner} [{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",
+        None => "{spinner} [{elapsed_precise}] {bytes} {msg}",
+    };
+    let bar = ProgressBar::with_draw_target(sizes, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .map_err(|e| Error::invalid_input(format_args!("progress template: {e}")))?,
+    );
+    Ok(bar)
 }
 
-fn read_input(path: &Path) -> Result<String, Error> {
-    let mut bytes = Vec::new();
-    if path.as_os_str() == "-" {
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("<stdin>", e))?;
-    } else {
-        bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+/// `3 syntax, 1 no_timestamp`.
+fn by_reason(counts: &std::collections::BTreeMap<&'static str, u64>) -> String {
+    let mut all: Vec<(&str, u64)> = counts.iter().map(|(k, v)| (*k, *v)).collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    all.iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The summary. `secs` runs from the start to the database closed (every point in chunks
+/// on disk), `closing` of it after the last chunk was written.
+fn report(totals: &Totals, inputs: usize, secs: f64, closing: f64, default_timestamp: Option<i64>) {
+    let (lines, points) = (totals.rejected_lines(), totals.rejected_points());
+    eprintln!(
+        "imported {} points of {} series from {} line(s) of {inputs} input(s) in {secs:.2} s \
+         ({:.0} points/s, {:.1} MB/s; closing took {closing:.2} s); {lines} line(s) and \
+         {points} point(s) rejected",
+        totals.points,
+        totals.series,
+        totals.lines,
+        totals.points as f64 / secs.max(1e-3),
+        totals.bytes as f64 / 1e6 / secs.max(1e-3),
+    );
+    if lines > 0 {
+        eprintln!("rejected lines: {}", by_reason(&totals.lines_rejected));
     }
-    String::from_utf8(bytes).map_err(|e| {
-        Error::invalid_input(format_args!(
-            "{}: not UTF-8 text (at byte {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ))
-    })
+    if points > 0 {
+        eprintln!("rejected points: {}", by_reason(&totals.points_rejected));
+    }
+    if totals.defaulted_lines > 0 {
+        let at = default_timestamp.map_or_else(String::new, |t| {
+            format!(" ({})", crate::time::format_time(t))
+        });
+        eprintln!(
+            "{} line(s) had no timestamp and were imported at --default-timestamp{at}",
+            totals.defaulted_lines
+        );
+    }
+    if totals.shown > SHOWN_REJECTS {
+        eprintln!("(only the first {SHOWN_REJECTS} rejections were shown)");
+    }
 }
 
 fn parse_label_args(args: &[String]) -> Result<Vec<(String, String)>, Error> {
@@ -346,148 +413,4 @@ fn parse_label_args(args: &[String]) -> Result<Vec<(String, String)>, Error> {
                 })
         })
         .collect()
-}
-
-/// Pushes what a text decoder yielded: samples into the batch, rejected lines reported;
-/// metadata is not kept by imports.
-async fn push_lines(
-    imp: &mut Importer<'_>,
-    file: usize,
-    lines: impl Iterator<Item = tsdb_formats::Line>,
-) -> Result<(), Error> {
-    use tsdb_formats::Item;
-    for line in lines {
-        match line.item {
-            Item::Sample(s) => {
-                let origin = Origin {
-                    file,
-                    line: line.number,
-                };
-                imp.push(s.labels, s.timestamp, s.value, origin).await?;
-            }
-            Item::Rejected(reason) => imp.reject(file, line.number, reason),
-            Item::Metadata(_) => {}
-        }
-    }
-    Ok(())
-}
-
-async fn import_influx(
-    imp: &mut Importer<'_>,
-    file: usize,
-    text: &str,
-    args: &ImportArgs,
-    extra: &[(String, String)],
-) -> Result<(), Error> {
-    let opts = tsdb_formats::influx::Options {
-        precision: args
-            .precision
-            .map_or(FormatPrecision::Nanoseconds, Precision::unit),
-        default_timestamp: None,
-        extra_labels: extra.to_vec(),
-    };
-    push_lines(imp, file, tsdb_formats::influx::decode(text, &opts)).await
-}
-
-async fn import_prometheus(
-    imp: &mut Importer<'_>,
-    file: usize,
-    text: &str,
-    args: &ImportArgs,
-    extra: &[(String, String)],
-) -> Result<(), Error> {
-    let opts = tsdb_formats::prometheus_text::Options {
-        precision: args
-            .precision
-            .map_or(FormatPrecision::Milliseconds, Precision::unit),
-        default_timestamp: args.default_timestamp,
-        extra_labels: extra.to_vec(),
-    };
-    let lines = tsdb_formats::prometheus_text::decode(text, &opts).map(|mut line| {
-        if matches!(&line.item, tsdb_formats::Item::Rejected(r) if r == "no timestamp") {
-            line.item = tsdb_formats::Item::Rejected(
-                "no timestamp (give --default-timestamp to import such samples)".to_owned(),
-            );
-        }
-        line
-    });
-    push_lines(imp, file, lines).await
-}
-
-async fn import_csv(
-    imp: &mut Importer<'_>,
-    file: usize,
-    path: &Path,
-    text: &str,
-    args: &ImportArgs,
-    extra: &[(String, String)],
-) -> Result<(), Error> {
-    let unit = args.precision.unwrap_or(Precision::Ms);
-    let metric = args.metric.as_deref().unwrap_or_default();
-    let mut pairs = extra.to_vec();
-    if args.file_label {
-        let stem = path
-            .file_stem()
-            .map_or_else(|| "stdin".to_owned(), |s| s.to_string_lossy().into_owned());
-        pairs.push(("file".to_owned(), stem));
-    }
-    let labels = Labels::new(metric, pairs.iter().map(|(k, v)| (k, v)))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| Error::invalid_input(format_args!("{}: CSV header: {e}", imp.files[file])))?
-        .clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                Error::invalid_input(format_args!(
-                    "{}:1: the CSV header has no {name:?} column (found {:?})",
-                    imp.files[file],
-                    headers.iter().collect::<Vec<_>>()
-                ))
-            })
-    };
-    let (t_col, v_col) = (column("timestamp")?, column("value")?);
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line() as usize);
-                imp.reject(file, line, format!("CSV: {e}"));
-                continue;
-            }
-        };
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        let (Some(t), Some(v)) = (record.get(t_col), record.get(v_col)) else {
-            imp.reject(
-                file,
-                line,
-                format!("expected {} columns, found {}", headers.len(), record.len()),
-            );
-            continue;
-        };
-        let t = match parse_timestamp(t, unit.unit_ms()) {
-            Ok(t) if matches!(unit, Precision::Ns | Precision::Us) => unit.to_ms(t),
-            Ok(t) => t,
-            Err(reason) => {
-                imp.reject(file, line, reason);
-                continue;
-            }
-        };
-        let v = match v.parse::<f64>() {
-            Ok(v) => v,
-            Err(_) => {
-                imp.reject(file, line, format!("value {v:?} is not a number"));
-                continue;
-            }
-        };
-        imp.push(labels.clone(), t, v, Origin { file, line })
-            .await?;
-    }
-    Ok(())
 }

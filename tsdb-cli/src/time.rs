@@ -1,6 +1,7 @@
-//! Parsing of the times and durations given on the command line and in CSV files.
+//! Parsing of the times and durations given on the command line (CSV timestamps are
+//! `tsdb_formats::csv`'s).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::DateTime;
 use gorilla_tsdb::Error;
 use gorilla_tsdb::promql::notation;
 
@@ -15,38 +16,6 @@ pub(crate) fn parse_duration(text: &str) -> Result<i64, Error> {
 /// Returns milliseconds since the epoch.
 pub(crate) fn parse_time(text: &str, now_ms: i64) -> Result<i64, Error> {
     notation::parse_time(text, now_ms).map_err(|e| Error::invalid_input(e.to_string()))
-}
-
-/// A timestamp in a file: RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff]`, `YYYY-MM-DD`, or an integer
-/// in units of `unit_ms` milliseconds (fractions allowed). Returns milliseconds.
-pub(crate) fn parse_timestamp(s: &str, unit_ms: i64) -> Result<i64, String> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<i64>() {
-        return n
-            .checked_mul(unit_ms)
-            .ok_or_else(|| format!("timestamp {s} overflows"));
-    }
-    if let Ok(x) = s.parse::<f64>()
-        && x.is_finite()
-    {
-        return Ok((x * unit_ms as f64).round() as i64);
-    }
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
-    }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(t.and_utc().timestamp_millis());
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        && let Some(t) = d.and_hms_opt(0, 0, 0)
-    {
-        return Ok(t.and_utc().timestamp_millis());
-    }
-    Err(format!(
-        "timestamp {s:?} is neither a number nor a date (RFC 3339 or YYYY-MM-DD HH:MM:SS)"
-    ))
 }
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds shown when not zero).

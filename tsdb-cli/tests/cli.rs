@@ -98,9 +98,16 @@ fn influx_import_reports_bad_lines_and_keeps_the_good_ones_around_them() {
     )
     .expect("write");
     let data = dir.path().join("db");
+    // Lines without a timestamp are refused here (they would take the import's time).
     let out = cli(
         &data,
-        &["import", "--no-progress", file.to_str().expect("utf8")],
+        &[
+            "import",
+            "--no-progress",
+            "--default-timestamp",
+            "none",
+            file.to_str().expect("utf8"),
+        ],
     );
     let stderr = text(&out.stderr);
     assert_eq!(
@@ -112,10 +119,10 @@ fn influx_import_reports_bad_lines_and_keeps_the_good_ones_around_them() {
     assert_says(
         &stderr,
         &[
-            &format!("{name}:3: line protocol"),
+            &format!("{name}:3: field \"usage\": value \"oops\" is not a number"),
             &format!("{name}:7: field \"name\" is a string"),
             &format!("{name}:8: no timestamp"),
-            "3 line(s) rejected",
+            "3 line(s) and 0 point(s) rejected",
             "imported 5 points of 3 series",
         ],
     );
@@ -178,7 +185,14 @@ fn prometheus_text_from_stdin_with_bad_lines() {
     let data = dir.path().join("db");
     let out = cli_stdin(
         &data,
-        &["import", "--format", "prometheus", "--no-progress"],
+        &[
+            "import",
+            "--format",
+            "prometheus",
+            "--no-progress",
+            "--default-timestamp",
+            "none",
+        ],
         input,
     );
     let stderr = text(&out.stderr);
@@ -396,7 +410,10 @@ fn real_recordings_import_and_aggregate_like_the_loader_says() {
         // Every point is taken, in whatever order the file has it (one of these machines'
         // clock steps back 55 minutes).
         assert!(out.status.success(), "{name}: {stderr}");
-        assert!(stderr.contains("0 line(s) rejected"), "{name}: {stderr}");
+        assert!(
+            stderr.contains("0 line(s) and 0 point(s) rejected"),
+            "{name}: {stderr}"
+        );
         // count and average over the whole file equal the loader's (last write wins).
         let kept: std::collections::BTreeMap<i64, f64> = points.iter().copied().collect();
         let first = *kept.keys().next().expect("points");

@@ -2,6 +2,8 @@
 
 use tsdb_core::Labels;
 
+use crate::reject::Reject;
+
 /// One point of one series, decoded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
@@ -88,7 +90,7 @@ pub enum Item {
     /// Type or help text of a metric family.
     Metadata(MetricMetadata),
     /// A line, or a part of one (an Influx field), that could not be taken, and why.
-    Rejected(String),
+    Rejected(Reject),
 }
 
 /// An [`Item`] with the 1-based number of the line it came from.
@@ -112,18 +114,10 @@ impl Line {
         }
     }
 
-    pub(crate) fn rejected(number: usize, reason: impl Into<String>) -> Line {
+    pub(crate) fn rejected(number: usize, reject: Reject) -> Line {
         Line {
             number,
-            item: Item::Rejected(reason.into()),
+            item: Item::Rejected(reject),
         }
     }
-}
-
-/// The lines of `text` with their 1-based numbers, trimmed, blank ones left out.
-pub(crate) fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .map(|(n, line)| (n + 1, line.trim()))
-        .filter(|(_, line)| !line.is_empty())
 }

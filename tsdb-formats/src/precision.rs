@@ -44,6 +44,31 @@ impl Precision {
             Precision::Hours => t.saturating_mul(3_600_000),
         }
     }
+
+    /// `t` in this unit as milliseconds since the epoch (finer units rounded down), `None`
+    /// when that is beyond what an `i64` of milliseconds holds.
+    pub fn checked_to_millis(self, t: i64) -> Option<i64> {
+        match self {
+            Precision::Nanoseconds | Precision::Microseconds | Precision::Milliseconds => {
+                Some(self.to_millis(t))
+            }
+            Precision::Seconds => t.checked_mul(1_000),
+            Precision::Minutes => t.checked_mul(60_000),
+            Precision::Hours => t.checked_mul(3_600_000),
+        }
+    }
+
+    /// Milliseconds in one unit.
+    pub(crate) fn millis_per_unit(self) -> f64 {
+        match self {
+            Precision::Nanoseconds => 1e-6,
+            Precision::Microseconds => 1e-3,
+            Precision::Milliseconds => 1.0,
+            Precision::Seconds => 1e3,
+            Precision::Minutes => 6e4,
+            Precision::Hours => 3.6e6,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -57,6 +82,12 @@ mod tests {
         assert_eq!(Precision::Microseconds.to_millis(2_500), 2);
         assert_eq!(Precision::Seconds.to_millis(3), 3_000);
         assert_eq!(Precision::Hours.to_millis(i64::MAX), i64::MAX);
+        assert_eq!(Precision::Hours.checked_to_millis(i64::MAX), None);
+        assert_eq!(Precision::Seconds.checked_to_millis(-3), Some(-3_000));
+        assert_eq!(
+            Precision::Nanoseconds.checked_to_millis(i64::MIN),
+            Some(i64::MIN / 1_000_000 - 1)
+        );
         assert_eq!(Precision::from_influx("u"), Some(Precision::Microseconds));
         assert_eq!(Precision::from_influx("x"), None);
     }

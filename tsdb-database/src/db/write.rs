@@ -6,9 +6,32 @@ use std::time::Duration;
 
 use tsdb_core::{DataPoint, Error, Labels, Result, SeriesId};
 
-use super::Inner;
+use super::{Inner, TimeSeriesDB};
 use crate::ingest::Heads;
 use crate::records;
+
+impl TimeSeriesDB {
+    /// Registers many series at once (idempotent, as [`TimeSeriesDB::register_series`]) and
+    /// returns their ids ([`Labels::series_id`]), in the order given. The new ones among them
+    /// go into the series catalog as one batch, one write and at most one fsync for all of
+    /// them, where registering them one by one costs one each: use it for many new series
+    /// (an import, a first scrape of many targets).
+    pub async fn register_series_batch(&self, series: &[Labels]) -> Result<Vec<SeriesId>> {
+        self.inner.check_writable("register_series_batch")?;
+        let ids: Vec<SeriesId> = series.iter().map(Labels::series_id).collect();
+        let mut seen = std::collections::HashSet::new();
+        let new: Vec<(SeriesId, &Labels)> = ids
+            .iter()
+            .zip(series)
+            .filter(|(id, _)| !self.inner.heads.is_registered(**id) && seen.insert(**id))
+            .map(|(id, labels)| (*id, labels))
+            .collect();
+        if !new.is_empty() {
+            self.inner.register_new(&new).await?;
+        }
+        Ok(ids)
+    }
+}
 
 impl Inner {
     /// Persists new series in the catalog, then registers them in the index and the heads.
@@ -182,5 +205,63 @@ impl Batch {
             .iter()
             .map(|(s, r)| (*s, &self.flat[r.clone()]))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tsdb_core::{Labels, TimeRange};
+
+    use crate::{DatabaseConfig, TimeSeriesDBBuilder, WalDurability};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn register_series_batch_shares_one_catalog_write_and_fsync() -> tsdb_core::Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| tsdb_core::Error::io("temp dir", e))?;
+        let config = DatabaseConfig {
+            data_dir: dir.path().into(),
+            wal_durability: WalDurability::Always,
+            ..Default::default()
+        };
+        let db = TimeSeriesDBBuilder::new()
+            .with_config(config.clone())
+            .build()
+            .await?;
+        let known = Labels::new("m", [("i", "known")])?;
+        db.register_series(&known).await?;
+        let mut series: Vec<Labels> = (0..1000)
+            .map(|i| Labels::new("m", [("i", i.to_string())]))
+            .collect::<tsdb_core::Result<_>>()?;
+        // Known and repeated series are fine.
+        series.push(known.clone());
+        series.push(series[0].clone());
+        let before = db.inner.catalog.stats();
+        let ids = db.register_series_batch(&series).await?;
+        let after = db.inner.catalog.stats();
+        assert_eq!(ids.len(), series.len());
+        for (id, labels) in ids.iter().zip(&series) {
+            assert_eq!(*id, labels.series_id());
+        }
+        assert_eq!(after.appends - before.appends, 1, "one catalog write");
+        assert_eq!(after.records - before.records, 1000, "the new ones only");
+        assert!(after.fsyncs - before.fsyncs <= 1, "at most one fsync");
+        // Again: nothing new, nothing written.
+        db.register_series_batch(&series).await?;
+        assert_eq!(db.inner.catalog.stats().appends, after.appends);
+        assert_eq!(db.register_series_batch(&[]).await?, vec![]);
+        let points: Vec<_> = ids
+            .iter()
+            .map(|id| tsdb_core::DataPoint::new(*id, 1_000, 1.0))
+            .collect();
+        db.insert_batch(&points).await?;
+        db.close().await?;
+        // The registrations survive reopening.
+        let db = TimeSeriesDBBuilder::new()
+            .with_config(config)
+            .build()
+            .await?;
+        assert_eq!(db.stats().series, 1001);
+        let found = db.query(&series[999], TimeRange::ALL).await?;
+        assert_eq!(found[0].len(), 1);
+        db.close().await
     }
 }

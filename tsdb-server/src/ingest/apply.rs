@@ -1,5 +1,5 @@
-//! Decoded points into the database: new series registered (many at once, so that their
-//! catalog appends share fsyncs), then one batch of every point; points the database
+//! Decoded points into the database: new series registered in one batch (one catalog write
+//! and fsync for all of them), then one batch of every point; points the database
 //! refuses are taken out and counted, and the rest written. Runs on a task of its own.
 
 use std::collections::HashMap;
@@ -188,7 +188,7 @@ async fn write_grouped(
     series: Vec<(Labels, Vec<(i64, f64)>)>,
     rejections: &mut Rejections,
 ) -> Result<u64, Error> {
-    let registered = register(shared, series).await;
+    let registered = register(shared, series).await?;
     let groups = accept_registered(registered, rejections)?;
     let batch: Vec<DataPoint> = groups
         .iter()
@@ -255,7 +255,7 @@ async fn write_resolved_inner(
             Err(reason) => rejections.add("invalid_labels", points.len() as u64, || reason),
         }
     }
-    let registered = register(shared, series).await;
+    let registered = register(shared, series).await?;
     for (key, (id, _)) in keys.iter().zip(&registered) {
         if let Ok(id) = id {
             shared.series_cache.insert(*key, *id);
@@ -272,17 +272,28 @@ async fn write_resolved_inner(
     result
 }
 
-/// Registers every series (concurrently, so that their catalog appends share fsyncs).
-async fn register(shared: &Arc<Shared>, series: Vec<(Labels, Vec<(i64, f64)>)>) -> Vec<Registered> {
+/// Registers every series in one batch: the new ones share one catalog write and fsync.
+/// When the database refuses one of them (a series id collision), one by one (concurrently,
+/// so that their catalog appends share fsyncs), to know which.
+async fn register(
+    shared: &Arc<Shared>,
+    series: Vec<(Labels, Vec<(i64, f64)>)>,
+) -> Result<Vec<Registered>, Error> {
     let db = &shared.db;
-    stream::iter(series)
+    let (labels, points): (Vec<Labels>, Vec<Vec<(i64, f64)>>) = series.into_iter().unzip();
+    match db.register_series_batch(&labels).await {
+        Ok(ids) => return Ok(ids.into_iter().map(Ok).zip(points).collect()),
+        Err(e) if !is_point_error(&e) => return Err(e),
+        Err(_) => {}
+    }
+    Ok(stream::iter(labels.into_iter().zip(points))
         .map(|(labels, points)| {
             let db = db.clone();
             async move { (db.register_series(&labels).await, points) }
         })
         .buffered(REGISTRATIONS_AT_ONCE)
         .collect()
-        .await
+        .await)
 }
 
 /// The registered series and their points; those refused are counted.

@@ -95,23 +95,18 @@ pub(crate) fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, WriteError> {
     Ok(out)
 }
 
-/// The body as text: gunzipped when it says so, UTF-8.
-pub(crate) fn text(
+/// The body's bytes, gunzipped when it says so. They are not checked as UTF-8 here: the
+/// decoders check each line, so that one bad byte costs its line only.
+pub(crate) fn decoded(
     state: &AppState,
     headers: &HeaderMap,
     body: Bytes,
-) -> Result<String, WriteError> {
-    let bytes = if is_gzip(headers)? {
-        gunzip(&body, state.inner.options.max_decoded_bytes)?
+) -> Result<Vec<u8>, WriteError> {
+    if is_gzip(headers)? {
+        gunzip(&body, state.inner.options.max_decoded_bytes)
     } else {
-        Vec::from(body)
-    };
-    String::from_utf8(bytes).map_err(|e| {
-        WriteError::BadData(format!(
-            "the body is not UTF-8 text (at byte {})",
-            e.utf8_error().valid_up_to()
-        ))
-    })
+        Ok(Vec::from(body))
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use tsdb_formats::{Item, Precision, influx};
 
 use super::apply::{Grouped, Rejections, finish, write};
-use super::body::{admit, read, text};
+use super::body::{admit, decoded, read};
 use super::{Protocol, WriteError};
 use crate::api::params::Params;
 use crate::api::query::now_ms;
@@ -84,11 +84,12 @@ async fn receive(
     let extra = extra_labels(&params)?;
     let slot = admit(state, protocol).await?;
     let body = read(state, body).await?;
-    let text = text(state, headers, body)?;
+    let text = decoded(state, headers, body)?;
     let opts = influx::Options {
         precision,
         default_timestamp: Some(now_ms()),
         extra_labels: extra,
+        ..influx::Options::default()
     };
     let (points, rejections, lines_rejected) =
         tokio::task::spawn_blocking(move || collect(influx::decode(&text, &opts)))

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tsdb_formats::{Item, prometheus_text};
 
 use super::apply::{finish, write};
-use super::body::{admit, read, text};
+use super::body::{admit, decoded, read};
 use super::influx::{collect, extra_labels};
 use super::{Protocol, WriteError};
 use crate::api::params::Params;
@@ -46,7 +46,7 @@ async fn receive(
     let extra = extra_labels(&params)?;
     let slot = admit(state, Protocol::PrometheusText).await?;
     let body = read(state, body).await?;
-    let text = text(state, headers, body)?;
+    let text = decoded(state, headers, body)?;
     let opts = prometheus_text::Options {
         default_timestamp: Some(default_timestamp),
         extra_labels: extra,
