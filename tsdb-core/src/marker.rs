@@ -28,7 +28,7 @@ pub fn write(dir: &Path, name: &str, body: &[u8]) -> Result<()> {
     replace(&dir.join(name), &bytes)
 }
 
-/// Durably replaces the file at `path` with `bytes`, as is (the layer under [`write`], for a
+/// Durably replaces the file at `path` with `bytes`, as is (the layer under [`write()`], for a
 /// file that carries checksums of its own): written to `<path>.tmp`, fsynced, renamed over
 /// `path`, then the directory is fsynced. After a crash the file holds the old bytes or the new
 /// ones, never a mix.
