@@ -276,4 +276,19 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Unavailable { .. } | Error::StateLost { .. })
     }
+
+    /// True when the error is about the points or series of a write (out of order, in the
+    /// future, unknown series, invalid input or labels, an id collision), not about the
+    /// database: a writer refuses those points and writes the others.
+    pub fn is_about_the_points(&self) -> bool {
+        matches!(
+            self,
+            Error::OutOfOrder { .. }
+                | Error::InTheFuture { .. }
+                | Error::SeriesNotFound { .. }
+                | Error::InvalidInput { .. }
+                | Error::InvalidLabels { .. }
+                | Error::SeriesIdCollision { .. }
+        )
+    }
 }

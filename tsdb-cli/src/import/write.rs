@@ -247,7 +247,7 @@ impl<'a> Writer<'a> {
                     self.totals.points += points.len() as u64;
                     return Ok(());
                 }
-                Err(e) if is_point_error(&e) => {
+                Err(e) if e.is_about_the_points() => {
                     if self.take_out(base, &mut points, &mut origins, &e) == 0 {
                         break;
                     }
@@ -275,7 +275,7 @@ impl<'a> Writer<'a> {
                         done = true;
                         break;
                     }
-                    Err(e) if is_point_error(&e) => {
+                    Err(e) if e.is_about_the_points() => {
                         if self.take_out(base, &mut points, &mut origins, &e) == 0 {
                             break;
                         }
@@ -289,7 +289,7 @@ impl<'a> Writer<'a> {
             for (p, o) in points.iter().zip(&origins) {
                 match self.db.insert_batch(std::slice::from_ref(p)).await {
                     Ok(()) => self.totals.points += 1,
-                    Err(e) if is_point_error(&e) => {
+                    Err(e) if e.is_about_the_points() => {
                         self.refuse(base + u64::from(*o), reason_of(&e), Why::Database(e));
                     }
                     Err(e) => return Err(e),
@@ -406,11 +406,11 @@ async fn register(db: &TimeSeriesDB, p: &mut Parsed) -> Result<(), Error> {
     }
     match db.register_series_batch(&p.new_series).await {
         Ok(_) => Ok(()),
-        Err(e) if is_point_error(&e) => {
+        Err(e) if e.is_about_the_points() => {
             // One of them is refused: one by one, to know which.
             for labels in &p.new_series {
                 if let Err(e) = db.register_series(labels).await {
-                    if !is_point_error(&e) {
+                    if !e.is_about_the_points() {
                         return Err(e);
                     }
                     p.refused.push((labels.series_id(), e));
@@ -446,19 +446,6 @@ fn error_for(e: &Error, p: &DataPoint) -> Error {
         Error::SeriesNotFound { series } => Error::SeriesNotFound { series },
         _ => Error::invalid_input(e.to_string()),
     }
-}
-
-/// Errors that concern the points, not the database: reject the points and go on.
-fn is_point_error(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::OutOfOrder { .. }
-            | Error::InTheFuture { .. }
-            | Error::SeriesNotFound { .. }
-            | Error::InvalidInput { .. }
-            | Error::InvalidLabels { .. }
-            | Error::SeriesIdCollision { .. }
-    )
 }
 
 fn reason_of(e: &Error) -> &'static str {

@@ -81,20 +81,47 @@ impl Grouped {
 }
 
 /// Writes `points` on a task of its own (a dropped request does not cut the write in two,
-/// nor free its write slot early) and counts what was ingested. Returns once every accepted point is durable.
+/// nor free its write slot early) and counts what was ingested. Returns once every accepted
+/// point is durable.
 pub(crate) async fn write(
     state: &AppState,
     protocol: Protocol,
     points: Grouped,
-    mut rejections: Rejections,
+    rejections: Rejections,
     slot: OwnedSemaphorePermit,
 ) -> Result<Rejections, WriteError> {
+    on_own_task(
+        state,
+        protocol,
+        rejections,
+        slot,
+        |shared, mut rejections| async move {
+            let result = write_grouped(&shared, points.series, &mut rejections).await;
+            (result, rejections)
+        },
+    )
+    .await
+}
+
+/// Runs `work` on a task of its own that holds the write slot until it ends, records its
+/// duration and ingested samples, and maps a database error to its answer.
+async fn on_own_task<F, Fut>(
+    state: &AppState,
+    protocol: Protocol,
+    rejections: Rejections,
+    slot: OwnedSemaphorePermit,
+    work: F,
+) -> Result<Rejections, WriteError>
+where
+    F: FnOnce(Arc<Shared>, Rejections) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = (Result<u64, Error>, Rejections)> + Send,
+{
     let shared = state.inner.clone();
     let task = tokio::spawn(async move {
         // The write slot is the task's: held until the write ends, whatever the request.
         let _slot = slot;
         let started = Instant::now();
-        let result = write_grouped(&shared, points.series, &mut rejections).await;
+        let (result, rejections) = work(shared.clone(), rejections).await;
         record(&shared, protocol, started, &result);
         result.map(|_| rejections)
     });
@@ -156,19 +183,6 @@ fn classify(e: &Error, state: &AppState) -> WriteError {
     }
 }
 
-/// Errors about the points of a batch: take them out and write the rest.
-fn is_point_error(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::OutOfOrder { .. }
-            | Error::InTheFuture { .. }
-            | Error::SeriesNotFound { .. }
-            | Error::InvalidInput { .. }
-            | Error::InvalidLabels { .. }
-            | Error::SeriesIdCollision { .. }
-    )
-}
-
 /// A registered series and its points.
 type Group = (SeriesId, Vec<(i64, f64)>);
 
@@ -221,21 +235,20 @@ pub(crate) async fn write_resolved(
     state: &AppState,
     protocol: Protocol,
     resolved: Resolved,
-    mut rejections: Rejections,
+    rejections: Rejections,
     slot: OwnedSemaphorePermit,
 ) -> Result<Rejections, WriteError> {
-    let shared = state.inner.clone();
-    let task = tokio::spawn(async move {
-        let _slot = slot;
-        let started = Instant::now();
-        let result = write_resolved_inner(&shared, resolved, &mut rejections).await;
-        record(&shared, protocol, started, &result);
-        result.map(|_| rejections)
-    });
-    match task.await {
-        Ok(result) => result.map_err(|e| classify(&e, state)),
-        Err(e) => Err(WriteError::Internal(format!("the write task failed: {e}"))),
-    }
+    on_own_task(
+        state,
+        protocol,
+        rejections,
+        slot,
+        |shared, mut rejections| async move {
+            let result = write_resolved_inner(&shared, resolved, &mut rejections).await;
+            (result, rejections)
+        },
+    )
+    .await
 }
 
 async fn write_resolved_inner(
@@ -283,7 +296,7 @@ async fn register(
     let (labels, points): (Vec<Labels>, Vec<Vec<(i64, f64)>>) = series.into_iter().unzip();
     match db.register_series_batch(&labels).await {
         Ok(ids) => return Ok(ids.into_iter().map(Ok).zip(points).collect()),
-        Err(e) if !is_point_error(&e) => return Err(e),
+        Err(e) if !e.is_about_the_points() => return Err(e),
         Err(_) => {}
     }
     Ok(stream::iter(labels.into_iter().zip(points))
@@ -305,7 +318,7 @@ fn accept_registered(
     for (id, points) in registered {
         match id {
             Ok(id) => groups.push((id, points)),
-            Err(e) if is_point_error(&e) => {
+            Err(e) if e.is_about_the_points() => {
                 let reason = match e {
                     Error::SeriesIdCollision { .. } => "series_id_collision",
                     _ => "invalid_labels",
@@ -333,7 +346,7 @@ async fn write_points(
         metrics.write_batches.inc();
         match db.insert_batch(&batch).await {
             Ok(()) => return Ok(batch.len() as u64),
-            Err(e) if is_point_error(&e) => {
+            Err(e) if e.is_about_the_points() => {
                 let before = batch.len();
                 take_out(&mut batch, &e);
                 let removed = (before - batch.len()) as u64;
@@ -391,7 +404,7 @@ async fn write_series(shared: Arc<Shared>, mut points: Vec<DataPoint>) -> Series
                     failure: None,
                 };
             }
-            Err(e) if is_point_error(&e) => {
+            Err(e) if e.is_about_the_points() => {
                 let before = points.len();
                 take_out(&mut points, &e);
                 if before == points.len() {
