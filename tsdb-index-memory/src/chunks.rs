@@ -4,11 +4,15 @@ use std::collections::HashSet;
 
 use tsdb_core::{ChunkLocation, ChunkReference, CodecId, SeriesId, TimeRange};
 
-/// One chunk reference without its series id (the series owns the list).
+/// One chunk reference without its series id (the series owns the list), with the largest
+/// end among the chunks up to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
     start: i64,
     end: i64,
+    /// The largest `end` of this entry and every one before it: chunks before the first
+    /// entry with `max_end >= t` all end before `t`.
+    max_end: i64,
     location: ChunkLocation,
     point_count: u32,
     codec: CodecId,
@@ -19,6 +23,10 @@ impl Entry {
         (self.start, self.end, self.location)
     }
 }
+
+/// Up to this many chunks a series' locations are checked by a scan; beyond it a hash set
+/// finds duplicates.
+const SCAN: usize = 32;
 
 /// The chunks of a series: nothing but a null pointer until its first chunk, so that a
 /// registered series whose points are all still in memory (every new one) costs 8 bytes here.
@@ -55,41 +63,64 @@ impl SeriesChunks {
     }
 }
 
-/// Chunks sorted by `(start, end, location)`, with `max_end[i]` the largest end among the
-/// first `i + 1` chunks. Chunks before the first `max_end >= t` all end before `t`.
+/// Chunks sorted by `(start, end, location)`; the set of their locations once there are more
+/// than [`SCAN`].
 #[derive(Debug, Default)]
 struct Sorted {
     entries: Vec<Entry>,
-    max_end: Vec<i64>,
-    locations: HashSet<ChunkLocation>,
+    // Boxed: 8 bytes in every series' list instead of 48, and most lists never have the set.
+    #[allow(clippy::box_collection)]
+    locations: Option<Box<HashSet<ChunkLocation>>>,
 }
 
 impl Sorted {
+    fn contains(&self, location: &ChunkLocation) -> bool {
+        match &self.locations {
+            Some(set) => set.contains(location),
+            None => self.entries.iter().any(|e| e.location == *location),
+        }
+    }
+
     /// Adds a chunk; false (and no change) when its location is already present.
     fn add(&mut self, c: &ChunkReference) -> bool {
-        if !self.locations.insert(c.location) {
+        if self.contains(&c.location) {
             return false;
         }
         let e = Entry {
             start: c.start_time,
             end: c.end_time,
+            max_end: c.end_time,
             location: c.location,
             point_count: c.point_count,
             codec: c.codec,
         };
+        // Most series have a chunk or two: no room reserved for more until there are more.
+        if self.entries.len() < 4 {
+            self.entries.reserve_exact(1);
+        }
         match self.entries.last() {
             // The common case: chunks arrive in time order.
             Some(last) if last.key() > e.key() => {
                 let at = self.entries.partition_point(|x| x.key() < e.key());
                 self.entries.insert(at, e);
-                self.max_end.insert(at, 0);
                 self.recompute_max_end(at);
             }
-            _ => {
-                let prev = self.max_end.last().copied().unwrap_or(i64::MIN);
-                self.entries.push(e);
-                self.max_end.push(prev.max(e.end));
+            last => {
+                let prev = last.map_or(i64::MIN, |l| l.max_end);
+                self.entries.push(Entry {
+                    max_end: prev.max(e.end),
+                    ..e
+                });
             }
+        }
+        match &mut self.locations {
+            Some(set) => {
+                set.insert(c.location);
+            }
+            None if self.entries.len() > SCAN => {
+                self.locations = Some(Box::new(self.entries.iter().map(|e| e.location).collect()));
+            }
+            None => {}
         }
         true
     }
@@ -98,17 +129,17 @@ impl Sorted {
         let mut running = if from == 0 {
             i64::MIN
         } else {
-            self.max_end[from - 1]
+            self.entries[from - 1].max_end
         };
-        for (m, e) in self.max_end[from..].iter_mut().zip(&self.entries[from..]) {
+        for e in &mut self.entries[from..] {
             running = running.max(e.end);
-            *m = running;
+            e.max_end = running;
         }
     }
 
     fn query(&self, series: SeriesId, range: TimeRange) -> Vec<ChunkReference> {
         let hi = self.entries.partition_point(|e| e.start <= range.end);
-        let lo = self.max_end[..hi].partition_point(|&m| m < range.start);
+        let lo = self.entries[..hi].partition_point(|e| e.max_end < range.start);
         self.entries[lo..hi]
             .iter()
             .filter(|e| e.end >= range.start)
@@ -124,14 +155,16 @@ impl Sorted {
     }
 
     fn remove(&mut self, locations: &[ChunkLocation]) {
-        let mut gone: HashSet<ChunkLocation> = HashSet::with_capacity(locations.len());
-        for l in locations {
-            if self.locations.remove(l) {
-                gone.insert(*l);
-            }
-        }
+        let gone: HashSet<ChunkLocation> = locations
+            .iter()
+            .filter(|l| self.contains(l))
+            .copied()
+            .collect();
         if gone.is_empty() {
             return;
+        }
+        if let Some(set) = &mut self.locations {
+            set.retain(|l| !gone.contains(l));
         }
         let first = self
             .entries
@@ -139,8 +172,10 @@ impl Sorted {
             .position(|e| gone.contains(&e.location))
             .unwrap_or(self.entries.len());
         self.entries.retain(|e| !gone.contains(&e.location));
-        self.max_end.truncate(self.entries.len());
         self.recompute_max_end(first.min(self.entries.len()));
+        if self.entries.len() <= SCAN / 2 {
+            self.locations = None;
+        }
     }
 }
 
@@ -183,6 +218,12 @@ mod tests {
             let c = chunk(start, start + rng.below(80) as i64, i);
             assert!(s.add(&c));
             all.push(c);
+            // A location already present is a no-op, whatever the other fields say.
+            let again = all[rng.below(all.len() as u64) as usize];
+            assert!(!s.add(&ChunkReference {
+                start_time: again.start_time - 5,
+                ..again
+            }));
             if i % 7 == 0 {
                 let victim = all.remove(rng.below(all.len() as u64) as usize);
                 s.remove(&[victim.location]);
@@ -194,12 +235,10 @@ mod tests {
             };
             assert_eq!(s.query(SeriesId(1), range), brute(&all, range), "step {i}");
             let mut running = i64::MIN;
-            let sorted =
-                s.0.as_deref()
-                    .map_or((&[][..], &[][..]), |x| (&x.entries[..], &x.max_end[..]));
-            for (e, m) in sorted.0.iter().zip(sorted.1) {
+            let entries = s.0.as_deref().map_or(&[][..], |x| &x.entries[..]);
+            for e in entries {
                 running = running.max(e.end);
-                assert_eq!(*m, running, "max_end must be the running maximum");
+                assert_eq!(e.max_end, running, "max_end must be the running maximum");
             }
         }
         assert_eq!(s.len(), all.len());

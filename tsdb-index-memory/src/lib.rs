@@ -4,8 +4,8 @@
 
 mod catalog;
 mod chunks;
+mod dictionary;
 mod index;
 mod postings;
-mod value;
 
 pub use index::MemoryTimeIndex;

@@ -1,112 +1,58 @@
-//! A set of series ids, ascending: one id inline, a sorted vector while small, a B-tree once
-//! large.
+//! Postings: the ascending ordinals of the series that have one `name="value"` pair.
 
-use std::collections::BTreeSet;
+/// A series' number inside the catalog: dense from 0, in registration order. Because a new
+/// series always gets the largest ordinal yet, a postings list only ever grows at its end and
+/// stays sorted without a tree.
+pub(crate) type Ordinal = u32;
 
-use tsdb_core::SeriesId;
-
-/// Above this many ids a postings list becomes a B-tree (inserts stay `O(log n)`); below it a
-/// sorted vector is smaller and faster to scan. Most label pairs (one per `instance`, say)
-/// hold a handful of series.
-const SMALL: usize = 64;
-
-/// Ascending series ids without duplicates.
-#[derive(Debug, Clone)]
+/// Where the postings of one value are: a single ordinal inline (most values of a
+/// high-cardinality label, like `instance` or a request id, belong to one series), or a list
+/// in the dictionary's [`Lists`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Postings {
-    /// A label value only one series has (an `instance`, a `series` id): most of them, at
-    /// high cardinality, so no allocation for it.
-    One(SeriesId),
-    Small(Vec<SeriesId>),
-    Large(BTreeSet<SeriesId>),
+    One(Ordinal),
+    Many(u32),
 }
 
-impl Default for Postings {
-    fn default() -> Self {
-        Postings::Small(Vec::new())
+/// The postings lists of one label's values that hold more than one ordinal.
+#[derive(Debug, Default)]
+pub(crate) struct Lists(Vec<Vec<Ordinal>>);
+
+impl Lists {
+    /// The ordinals `p` stands for, ascending.
+    pub(crate) fn get<'a>(&'a self, p: &'a Postings) -> &'a [Ordinal] {
+        match p {
+            Postings::One(o) => std::slice::from_ref(o),
+            Postings::Many(i) => self.0.get(*i as usize).map_or(&[], Vec::as_slice),
+        }
+    }
+
+    /// Adds `ordinal`, larger than every ordinal in `p`, to `p`.
+    pub(crate) fn push(&mut self, p: &mut Postings, ordinal: Ordinal) {
+        match p {
+            Postings::One(first) => {
+                let at = self.0.len() as u32;
+                self.0.push(vec![*first, ordinal]);
+                *p = Postings::Many(at);
+            }
+            Postings::Many(i) => {
+                if let Some(list) = self.0.get_mut(*i as usize) {
+                    list.push(ordinal);
+                }
+            }
+        }
     }
 }
 
-impl Postings {
-    pub(crate) fn insert(&mut self, id: SeriesId) {
-        match self {
-            Postings::Small(v) if v.is_empty() => *self = Postings::One(id),
-            Postings::One(x) if *x == id => {}
-            Postings::One(x) => {
-                let (a, b) = if *x < id { (*x, id) } else { (id, *x) };
-                *self = Postings::Small(vec![a, b]);
-            }
-            Postings::Small(v) => {
-                if let Err(at) = v.binary_search(&id) {
-                    if v.len() < SMALL {
-                        v.insert(at, id);
-                    } else {
-                        let mut set: BTreeSet<SeriesId> = v.drain(..).collect();
-                        set.insert(id);
-                        *self = Postings::Large(set);
-                    }
-                }
-            }
-            Postings::Large(s) => {
-                s.insert(id);
-            }
-        }
+/// The ascending union of several ascending lists, without duplicates.
+pub(crate) fn union(lists: &[&[Ordinal]]) -> Vec<Ordinal> {
+    let mut out: Vec<Ordinal> = Vec::with_capacity(lists.iter().map(|l| l.len()).sum());
+    for l in lists {
+        out.extend_from_slice(l);
     }
-
-    pub(crate) fn remove(&mut self, id: &SeriesId) {
-        match self {
-            Postings::One(x) if x == id => *self = Postings::Small(Vec::new()),
-            Postings::One(_) => {}
-            Postings::Small(v) => {
-                if let Ok(at) = v.binary_search(id) {
-                    v.remove(at);
-                }
-            }
-            Postings::Large(s) => {
-                s.remove(id);
-                if s.len() < SMALL / 2 {
-                    *self = Postings::Small(s.iter().copied().collect());
-                }
-            }
-        }
-    }
-
-    pub(crate) fn contains(&self, id: &SeriesId) -> bool {
-        match self {
-            Postings::One(x) => x == id,
-            Postings::Small(v) => v.binary_search(id).is_ok(),
-            Postings::Large(s) => s.contains(id),
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Postings::One(_) => 1,
-            Postings::Small(v) => v.len(),
-            Postings::Large(s) => s.len(),
-        }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The ids, ascending.
-    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = SeriesId> + '_> {
-        match self {
-            Postings::One(x) => Box::new(std::iter::once(*x)),
-            Postings::Small(v) => Box::new(v.iter().copied()),
-            Postings::Large(s) => Box::new(s.iter().copied()),
-        }
-    }
-
-    /// Appends the ids to `out`.
-    pub(crate) fn extend_into(&self, out: &mut Vec<SeriesId>) {
-        match self {
-            Postings::One(x) => out.push(*x),
-            Postings::Small(v) => out.extend_from_slice(v),
-            Postings::Large(s) => out.extend(s.iter().copied()),
-        }
-    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 #[cfg(test)]
@@ -114,26 +60,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn behaves_as_a_set_across_both_representations() {
-        let mut rng = tsdb_core::testkit::data::SplitMix64(3);
-        let mut p = Postings::default();
-        let mut model = BTreeSet::new();
-        for step in 0..5_000 {
-            let id = SeriesId(rng.below(200));
-            if rng.below(3) == 0 {
-                p.remove(&id);
-                model.remove(&id);
-            } else {
-                p.insert(id);
-                model.insert(id);
-            }
-            assert_eq!(p.len(), model.len(), "step {step}");
-            assert!(p.iter().eq(model.iter().copied()), "step {step}");
-            let probe = SeriesId(rng.below(200));
-            assert_eq!(p.contains(&probe), model.contains(&probe));
-        }
-        let mut out = Vec::new();
-        p.extend_into(&mut out);
-        assert!(out.iter().copied().eq(model.iter().copied()));
+    fn a_value_grows_from_one_ordinal_to_a_list() {
+        let mut lists = Lists::default();
+        let mut p = Postings::One(3);
+        assert_eq!(lists.get(&p), &[3]);
+        lists.push(&mut p, 7);
+        lists.push(&mut p, 9);
+        assert_eq!(lists.get(&p), &[3, 7, 9]);
+        let mut q = Postings::One(4);
+        lists.push(&mut q, 8);
+        assert_eq!(lists.get(&q), &[4, 8]);
+        assert_eq!(lists.get(&p), &[3, 7, 9]);
+        assert_eq!(
+            union(&[lists.get(&p), lists.get(&q), &[3]]),
+            vec![3, 4, 7, 8, 9]
+        );
     }
 }
