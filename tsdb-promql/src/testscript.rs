@@ -12,6 +12,9 @@ use std::sync::Arc;
 
 use tsdb_core::Labels;
 
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::Expr;
+
 use crate::engine::{Engine, EngineOptions};
 use crate::labels::LabelSet;
 use crate::source::{MemorySource, STALE_NAN_BITS};
@@ -118,76 +121,42 @@ pub fn expand_item(item: &str) -> Result<Vec<Option<f64>>, String> {
     }
 }
 
-/// Parses `name{a="b", ...}`, `{...}` or `name` (the test format's series notation).
+/// Parses a series of the test format, `name{a="b", ...}`, `{a="b", ...}`, `{}` or `name`,
+/// with the PromQL parser (Prometheus reads these with its PromQL grammar too): a selector
+/// whose matchers are all `=`.
 pub fn parse_labels(s: &str) -> Result<LabelSet, String> {
     let s = s.trim();
-    let (name, rest) = match s.find('{') {
-        Some(i) => (&s[..i], Some(&s[i + 1..])),
-        None => (s, None),
-    };
     let mut set = LabelSet::default();
-    if !name.trim().is_empty() {
-        set.set("__name__", name.trim());
-    }
-    let Some(rest) = rest else {
+    // The one label set that is not also a selector (a selector needs a matcher).
+    if s.strip_prefix('{')
+        .and_then(|r| r.strip_suffix('}'))
+        .is_some_and(|r| r.trim().is_empty())
+    {
         return Ok(set);
+    }
+    let query = crate::engine::parse(s, &EngineOptions::default())
+        .map_err(|e| format!("bad series {s:?}: {e}"))?;
+    let Expr::VectorSelector(vs) = query.expr() else {
+        return Err(format!(
+            "bad series {s:?}: not name{{label=\"value\", ...}}"
+        ));
     };
-    let body = rest
-        .trim_end()
-        .strip_suffix('}')
-        .ok_or_else(|| format!("missing '}}' in {s:?}"))?;
-    let mut chars = body.char_indices().peekable();
-    loop {
-        while chars
-            .peek()
-            .is_some_and(|(_, c)| c.is_whitespace() || *c == ',')
-        {
-            chars.next();
+    if vs.offset.is_some() || vs.at.is_some() || !vs.matchers.or_matchers.is_empty() {
+        return Err(format!(
+            "bad series {s:?}: not name{{label=\"value\", ...}}"
+        ));
+    }
+    if let Some(name) = &vs.name {
+        set.set("__name__", name);
+    }
+    for m in &vs.matchers.matchers {
+        if !matches!(m.op, PMatchOp::Equal) {
+            return Err(format!(
+                "bad series {s:?}: label {:?} must be given with =",
+                m.name
+            ));
         }
-        let Some(&(start, _)) = chars.peek() else {
-            break;
-        };
-        let mut end = start;
-        while let Some(&(i, c)) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            end = i + c.len_utf8();
-            chars.next();
-        }
-        let key = &body[start..end];
-        while chars
-            .peek()
-            .is_some_and(|(_, c)| c.is_whitespace() || *c == '=')
-        {
-            chars.next();
-        }
-        let quote = match chars.next() {
-            Some((_, c @ ('"' | '\'' | '`'))) => c,
-            _ => return Err(format!("expected a quoted value for {key:?} in {s:?}")),
-        };
-        let mut value = String::new();
-        let mut closed = false;
-        while let Some((_, c)) = chars.next() {
-            if c == quote {
-                closed = true;
-                break;
-            }
-            if c == '\\' && quote != '`' {
-                match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, 't')) => value.push('\t'),
-                    Some((_, o)) => value.push(o),
-                    None => break,
-                }
-            } else {
-                value.push(c);
-            }
-        }
-        if !closed {
-            return Err(format!("unterminated value for {key:?} in {s:?}"));
-        }
-        set.set(key, &value);
+        set.set(&m.name, &m.value);
     }
     Ok(set)
 }
@@ -544,7 +513,17 @@ mod tests {
         assert_eq!(l.get("__name__"), Some("m"));
         assert_eq!(l.get("b"), Some("y\"z"));
         assert_eq!(parse_labels("{}").expect("valid").len(), 0);
+        assert_eq!(parse_labels("{ }").expect("valid").len(), 0);
+        assert_eq!(parse_labels("m").expect("valid").get("__name__"), Some("m"));
+        let l = parse_labels(r#"{__name__="m", a='q', b=`r\n`}"#).expect("valid");
+        assert_eq!(
+            (l.get("__name__"), l.get("a"), l.get("b")),
+            (Some("m"), Some("q"), Some("r\\n"))
+        );
         assert!(parse_labels(r#"m{a="x""#).is_err());
+        assert!(parse_labels(r#"m{a=~"x"}"#).is_err());
+        assert!(parse_labels(r#"m{a="x"} offset 5m"#).is_err());
+        assert!(parse_labels("sum(m)").is_err());
     }
 
     #[test]
