@@ -31,23 +31,25 @@ impl BitWriter {
         BitWriter { acc, filled }
     }
 
-    /// Writes the low `n` bits of `value` (`1 <= n <= 64`; higher bits must be zero).
+    /// A writer with `filled` (`0..=63`) pending bits, left-aligned in `acc`: the inverse of
+    /// [`BitWriter::parts`], for state kept unpacked.
     #[inline(always)]
+    pub(crate) fn from_parts(acc: u64, filled: u32) -> Self {
+        debug_assert!(filled < 64);
+        BitWriter { acc, filled }
+    }
+
+    /// The pending bits (left-aligned) and how many there are (`0..=63`).
+    #[inline(always)]
+    pub(crate) fn parts(self) -> (u64, u32) {
+        (self.acc, self.filled)
+    }
+
+    /// Writes the low `n` bits of `value` (`1 <= n <= 64`; higher bits must be zero). (The
+    /// encoder keeps a writer's two fields in its own flat state and calls [`write_bits`].)
+    #[cfg(test)]
     pub(crate) fn write(&mut self, buf: &mut Vec<u8>, value: u64, n: u32) {
-        debug_assert!((1..=64).contains(&n));
-        debug_assert!(n == 64 || value >> n == 0);
-        let free = 64 - self.filled;
-        if n < free {
-            self.acc |= value << (free - n);
-            self.filled += n;
-        } else {
-            let spill = n - free;
-            // `free >= 1`, so `spill <= 63` and `value >> spill` keeps the top `free` bits.
-            self.acc |= value >> spill;
-            buf.extend_from_slice(&self.acc.to_be_bytes());
-            self.acc = if spill == 0 { 0 } else { value << (64 - spill) };
-            self.filled = spill;
-        }
+        write_bits(&mut self.acc, &mut self.filled, buf, value, n);
     }
 
     /// Number of bits written so far, `buf` holding the whole words.
@@ -68,6 +70,26 @@ impl BitWriter {
         out.extend_from_slice(buf);
         let tail = self.filled.div_ceil(8) as usize;
         out.extend_from_slice(&self.acc.to_be_bytes()[..tail]);
+    }
+}
+
+/// Writes the low `n` bits of `value` (`1 <= n <= 64`; higher bits must be zero) after the
+/// `filled` pending bits of `acc`: a [`BitWriter`] kept as two fields of a larger state.
+#[inline(always)]
+pub(crate) fn write_bits(acc: &mut u64, filled: &mut u32, buf: &mut Vec<u8>, value: u64, n: u32) {
+    debug_assert!((1..=64).contains(&n));
+    debug_assert!(n == 64 || value >> n == 0);
+    let free = 64 - *filled;
+    if n < free {
+        *acc |= value << (free - n);
+        *filled += n;
+    } else {
+        let spill = n - free;
+        // `free >= 1`, so `spill <= 63` and `value >> spill` keeps the top `free` bits.
+        *acc |= value >> spill;
+        buf.extend_from_slice(&acc.to_be_bytes());
+        *acc = if spill == 0 { 0 } else { value << (64 - spill) };
+        *filled = spill;
     }
 }
 

@@ -91,7 +91,12 @@ impl GorillaCompressor {
                 index,
             });
         }
-        let (start_time, end_time) = enc.time_range().unwrap_or((0, 0));
+        // Timestamps that went back somewhere: the range from the points, not by decoding.
+        let (start_time, end_time) = enc.ordered_time_range().unwrap_or_else(|| {
+            points.iter().fold((i64::MAX, i64::MIN), |(min, max), p| {
+                (min.min(p.timestamp), max.max(p.timestamp))
+            })
+        });
         Ok(CompressedBlock {
             codec: CodecId::GORILLA,
             series_id: series,

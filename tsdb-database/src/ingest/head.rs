@@ -1,7 +1,5 @@
 //! One series' head buffer: the newest points, kept Gorilla-compressed until sealed.
 
-use std::time::Instant;
-
 use tsdb_core::{Result, SeriesId};
 use tsdb_gorilla::Encoder;
 
@@ -13,46 +11,66 @@ use tsdb_gorilla::Encoder;
 #[derive(Debug)]
 pub(crate) struct Head {
     encoded: Encoder,
-    late: Vec<(i64, f64)>,
+    /// The late points in arrival order; boxed, as almost every head has none (8 bytes per
+    /// head instead of an empty `Vec`'s 24).
+    #[allow(clippy::box_collection)]
+    late: Option<Box<Vec<(i64, f64)>>>,
     /// Smallest WAL position of any point held: the WAL must be kept from there on.
     pub(crate) first_lsn: u64,
-    /// When the first point arrived, for age-based sealing.
-    pub(crate) opened: Instant,
+    /// When the first point arrived, for age-based sealing: nanoseconds on the clock of the
+    /// [`super::Heads`] holding the head.
+    pub(crate) opened: u64,
 }
 
 impl Head {
-    pub(crate) fn new(lsn: u64) -> Self {
+    /// An empty head for points from WAL position `lsn` on, opened at `opened` (see
+    /// [`Head::opened`]).
+    pub(crate) fn new(lsn: u64, opened: u64) -> Self {
         Head {
+            // No buffer until a second point comes (a head of one point is common: the
+            // first scrape of a target, an import of the latest values).
             encoded: Encoder::new(),
-            late: Vec::new(),
+            late: None,
             first_lsn: lsn,
-            opened: Instant::now(),
+            opened,
         }
     }
 
     pub(crate) fn push(&mut self, lsn: u64, timestamp: i64, value: f64) {
         self.first_lsn = self.first_lsn.min(lsn);
         match self.encoded.last() {
-            Some((last, _)) if timestamp <= last => self.late.push((timestamp, value)),
+            Some((last, _)) if timestamp <= last => self
+                .late
+                .get_or_insert_with(Box::default)
+                .push((timestamp, value)),
             _ => self.encoded.append(timestamp, value),
         }
     }
 
-    /// Points held, late ones included (a duplicate counts until sealing merges it away).
-    pub(crate) fn len(&self) -> usize {
-        self.encoded.point_count() as usize + self.late.len()
+    /// The late points, in arrival order.
+    fn late(&self) -> &[(i64, f64)] {
+        self.late.as_deref().map_or(&[], Vec::as_slice)
     }
 
-    /// Approximate heap bytes used.
+    /// Points held, late ones included (a duplicate counts until sealing merges it away).
+    pub(crate) fn len(&self) -> usize {
+        self.encoded.point_count() as usize + self.late().len()
+    }
+
+    /// Approximate heap bytes used (besides the head itself).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.encoded.capacity() + self.late.capacity() * std::mem::size_of::<(i64, f64)>()
+        self.encoded.capacity()
+            + self.late.as_ref().map_or(0, |late| {
+                std::mem::size_of::<Vec<(i64, f64)>>()
+                    + late.capacity() * std::mem::size_of::<(i64, f64)>()
+            })
     }
 
     /// The points in time order, one per timestamp (the last written wins).
     pub(crate) fn points(&self) -> Result<(Vec<i64>, Vec<f64>)> {
         let (mut ts, mut vs) = tsdb_gorilla::decode_to_vecs(&self.encoded.snapshot())?;
-        if !self.late.is_empty() {
-            merge_late(&mut ts, &mut vs, &self.late);
+        if !self.late().is_empty() {
+            merge_late(&mut ts, &mut vs, self.late());
         }
         Ok((ts, vs))
     }
@@ -70,7 +88,7 @@ impl Head {
 
     /// The Gorilla block of the head when it needs no merging (no late points), else `None`.
     pub(crate) fn clean_block(&self) -> Option<Vec<u8>> {
-        self.late.is_empty().then(|| self.encoded.snapshot())
+        self.late().is_empty().then(|| self.encoded.snapshot())
     }
 }
 
@@ -123,7 +141,7 @@ mod tests {
 
     #[test]
     fn late_points_merge_with_last_write_winning() {
-        let mut h = Head::new(5);
+        let mut h = Head::new(5, 0);
         h.push(5, 10, 1.0);
         h.push(6, 20, 2.0);
         h.push(7, 30, 3.0);
@@ -141,7 +159,7 @@ mod tests {
 
     #[test]
     fn in_order_head_is_one_clean_block() {
-        let mut h = Head::new(1);
+        let mut h = Head::new(1, 0);
         for i in 0..100 {
             h.push(1, i * 10, i as f64);
         }

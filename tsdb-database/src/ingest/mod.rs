@@ -10,39 +10,134 @@
 mod head;
 
 use std::collections::VecDeque;
+use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 use tsdb_core::{Error, Result, SeriesId};
 
 pub(crate) use head::{Head, Sealed};
 
-/// What a shard knows of one series.
+/// What a shard knows of one series: 16 bytes (24 with its key in the map), the heads boxed,
+/// since a series without buffered points (between chunks, after a flush, gone quiet) needs
+/// only its newest timestamp, and a map of boxes wastes little on its empty slots.
+#[derive(Debug, Default)]
+enum SeriesState {
+    /// No point accepted yet.
+    #[default]
+    New,
+    /// No head: the newest timestamp accepted so far (for the out-of-order window).
+    Idle(i64),
+    /// At least one head.
+    Live(Box<Live>),
+}
+
+/// A series with buffered points.
 ///
 /// Points newer than any accepted before, or inside the span of the in-order head, go to
 /// `head`; older ones (back-fill, a clock stepping back) go to `out_of_order`, sealed as
 /// chunks of their own, so that in-order chunks keep their narrow time spans. The two heads
 /// never hold the same timestamp: `head` only starts with a point newer than everything
 /// accepted, and only takes points from its first timestamp on.
-#[derive(Debug, Default)]
-struct SeriesState {
+#[derive(Debug)]
+struct Live {
     /// Newest timestamp accepted so far (for the out-of-order window).
-    max_ts: Option<i64>,
+    max_ts: i64,
+    /// The in-order head.
     head: Option<Head>,
     /// Boxed: most series never have one.
     out_of_order: Option<Box<Head>>,
 }
 
-impl SeriesState {
+impl Live {
+    /// The heads, the out-of-order one first (their timestamps never overlap).
     fn heads(&self) -> impl Iterator<Item = &Head> {
         self.out_of_order
             .as_deref()
             .into_iter()
             .chain(self.head.as_ref())
     }
+
+    /// False once both heads were sealed: the series is idle again.
+    fn has_heads(&self) -> bool {
+        self.head.is_some() || self.out_of_order.is_some()
+    }
 }
+
+impl SeriesState {
+    /// Newest timestamp accepted so far.
+    fn max_ts(&self) -> Option<i64> {
+        match self {
+            SeriesState::New => None,
+            SeriesState::Idle(max_ts) => Some(*max_ts),
+            SeriesState::Live(live) => Some(live.max_ts),
+        }
+    }
+
+    /// The series' heads (see [`Live::heads`]); none unless live.
+    fn heads(&self) -> impl Iterator<Item = &Head> {
+        match self {
+            SeriesState::Live(live) => Some(live.heads()),
+            SeriesState::New | SeriesState::Idle(_) => None,
+        }
+        .into_iter()
+        .flatten()
+    }
+
+    /// Raises the newest accepted timestamp to `t`.
+    fn observe(&mut self, t: i64) {
+        match self {
+            SeriesState::New => *self = SeriesState::Idle(t),
+            SeriesState::Idle(max_ts) => *max_ts = (*max_ts).max(t),
+            SeriesState::Live(live) => live.max_ts = live.max_ts.max(t),
+        }
+    }
+
+    /// Takes the state apart (leaving [`SeriesState::New`]): the newest accepted timestamp
+    /// and the heads, if any; [`SeriesState::settle`] puts it back together.
+    fn take(&mut self) -> (Option<i64>, Option<Box<Live>>) {
+        match std::mem::take(self) {
+            SeriesState::New => (None, None),
+            SeriesState::Idle(max_ts) => (Some(max_ts), None),
+            SeriesState::Live(live) => (Some(live.max_ts), Some(live)),
+        }
+    }
+
+    /// The state of a series with newest accepted timestamp `max_ts` and heads `live` (whose
+    /// box is dropped when it holds no head any more).
+    fn settle(max_ts: Option<i64>, live: Option<Box<Live>>) -> Self {
+        match (max_ts, live) {
+            (Some(max_ts), Some(mut live)) if live.has_heads() => {
+                live.max_ts = max_ts;
+                SeriesState::Live(live)
+            }
+            (Some(max_ts), _) => SeriesState::Idle(max_ts),
+            // Every point accepted sets `max_ts`: no heads without it.
+            (None, _) => SeriesState::New,
+        }
+    }
+
+    /// Approximate heap bytes held for the series besides its slot in the map.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            SeriesState::Live(live) => {
+                std::mem::size_of::<Live>()
+                    + live.heads().map(Head::heap_bytes).sum::<usize>()
+                    + live
+                        .out_of_order
+                        .as_ref()
+                        .map_or(0, |_| std::mem::size_of::<Head>())
+            }
+            SeriesState::New | SeriesState::Idle(_) => 0,
+        }
+    }
+}
+
+/// Capacity a shard's queue of sealed heads keeps once drained; a wave of sealing (a flush,
+/// heads of many series opened together growing old together) grows it far beyond.
+const SEALED_KEPT_CAPACITY: usize = 256;
 
 #[derive(Debug, Default)]
 struct Shard {
@@ -88,6 +183,8 @@ impl MemorySnapshot {
 /// All head buffers of the database.
 pub(crate) struct Heads {
     shards: Box<[Mutex<Shard>]>,
+    /// The clock heads are opened on (see [`Head::opened`]).
+    epoch: Instant,
     chunk_max_points: usize,
     /// Sealed heads waiting to be written, over all shards.
     pub(crate) sealed_waiting: AtomicUsize,
@@ -114,6 +211,7 @@ impl Heads {
     pub(crate) fn new(shards: usize, chunk_max_points: u32) -> Self {
         Heads {
             shards: (0..shards.max(1)).map(|_| Mutex::default()).collect(),
+            epoch: Instant::now(),
             chunk_max_points: chunk_max_points.max(1) as usize,
             sealed_waiting: AtomicUsize::new(0),
             buffered_points: AtomicU64::new(0),
@@ -131,6 +229,11 @@ impl Heads {
         (h % self.shards.len() as u64) as usize
     }
 
+    /// Nanoseconds since the heads were created: the time heads are opened at.
+    fn clock(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
         // A panic while holding the lock leaves plain data behind; keep serving.
         self.shards[shard]
@@ -141,19 +244,20 @@ impl Heads {
     /// Makes the series known to the heads; true when it was not known before.
     pub(crate) fn register(&self, series: SeriesId) -> bool {
         let mut shard = self.lock(self.shard_of(series));
-        if shard.series.contains_key(&series) {
-            return false;
+        match shard.series.entry(series) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(slot) => {
+                slot.insert(SeriesState::New);
+                true
+            }
         }
-        shard.series.insert(series, SeriesState::default());
-        true
     }
 
     /// Raises the series' newest accepted timestamp to `t` (a point stored in a chunk), so
     /// that the out-of-order window measures from it after a reopen as before.
     pub(crate) fn observe(&self, series: SeriesId, t: i64) {
         let mut shard = self.lock(self.shard_of(series));
-        let state = shard.series.entry(series).or_default();
-        state.max_ts = Some(state.max_ts.map_or(t, |m| m.max(t)));
+        shard.series.entry(series).or_default().observe(t);
     }
 
     pub(crate) fn is_registered(&self, series: SeriesId) -> bool {
@@ -184,7 +288,7 @@ impl Heads {
                 .series
                 .get(&series)
                 .ok_or(Error::SeriesNotFound { series })?;
-            let mut newest = state.max_ts.unwrap_or(i64::MIN);
+            let mut newest = state.max_ts().unwrap_or(i64::MIN);
             for &(t, _) in points {
                 let oldest_accepted = newest.saturating_sub(window_ms).max(floor);
                 if t < oldest_accepted {
@@ -213,32 +317,42 @@ impl Heads {
         let shard = &mut *shard;
         let mut sealed = 0;
         let mut added = 0u64;
+        // When heads opened by this call open: read once, when the first one does.
+        let mut now = None;
         for &(series, points) in groups {
             let state = shard.series.entry(series).or_default();
+            let (mut max_ts, mut live) = state.take();
             for &(t, v) in points {
-                let in_order = match (&state.head, state.max_ts) {
+                let head = live.as_ref().and_then(|l| l.head.as_ref());
+                let in_order = match (head, max_ts) {
                     (_, None) => true,
                     (_, Some(max)) if t > max => true,
                     (Some(head), _) => head.first_timestamp().is_some_and(|first| t >= first),
                     (None, Some(_)) => false,
                 };
-                state.max_ts = Some(state.max_ts.map_or(t, |m| m.max(t)));
+                max_ts = Some(max_ts.map_or(t, |m| m.max(t)));
                 added += 1;
+                let live = live.get_or_insert_with(|| {
+                    Box::new(Live {
+                        max_ts: t,
+                        head: None,
+                        out_of_order: None,
+                    })
+                });
+                let mut open = || Head::new(lsn, *now.get_or_insert_with(|| self.clock()));
                 let full = if in_order {
-                    let head = state.head.get_or_insert_with(|| Head::new(lsn));
+                    let head = live.head.get_or_insert_with(open);
                     head.push(lsn, t, v);
                     if head.len() >= self.chunk_max_points {
-                        state.head.take()
+                        live.head.take()
                     } else {
                         None
                     }
                 } else {
-                    let head = state
-                        .out_of_order
-                        .get_or_insert_with(|| Box::new(Head::new(lsn)));
+                    let head = live.out_of_order.get_or_insert_with(|| Box::new(open()));
                     head.push(lsn, t, v);
                     if head.len() >= self.chunk_max_points {
-                        state.out_of_order.take().map(|h| *h)
+                        live.out_of_order.take().map(|h| *h)
                     } else {
                         None
                     }
@@ -250,6 +364,7 @@ impl Heads {
                     sealed += 1;
                 }
             }
+            *state = SeriesState::settle(max_ts, live);
         }
         self.buffered_points.fetch_add(added, Ordering::Relaxed);
         self.sealed_waiting.fetch_add(sealed, Ordering::Relaxed);
@@ -263,8 +378,14 @@ impl Heads {
             let mut shard = self.lock(s);
             let shard = &mut *shard;
             for (&series, state) in shard.series.iter_mut() {
-                let out_of_order = state.out_of_order.take_if(|h| pick(h)).map(|h| *h);
-                let in_order = state.head.take_if(|h| pick(h));
+                let SeriesState::Live(live) = state else {
+                    continue;
+                };
+                let out_of_order = live.out_of_order.take_if(|h| pick(h)).map(|h| *h);
+                let in_order = live.head.take_if(|h| pick(h));
+                if !live.has_heads() {
+                    *state = SeriesState::Idle(live.max_ts);
+                }
                 for head in out_of_order.into_iter().chain(in_order) {
                     self.buffered_points
                         .fetch_sub(head.len() as u64, Ordering::Relaxed);
@@ -279,7 +400,9 @@ impl Heads {
 
     /// Seals heads whose first point is older than `max_age`.
     pub(crate) fn seal_older_than(&self, max_age: Duration) -> usize {
-        self.seal_where(|h| h.opened.elapsed() >= max_age)
+        let now = self.clock();
+        let max_age = u64::try_from(max_age.as_nanos()).unwrap_or(u64::MAX);
+        self.seal_where(|h| now.saturating_sub(h.opened) >= max_age)
     }
 
     /// Seals every non-empty head (shutdown).
@@ -304,6 +427,9 @@ impl Heads {
         if shard.sealed.front().is_some_and(|s| Arc::ptr_eq(s, done)) {
             shard.sealed.pop_front();
             self.sealed_waiting.fetch_sub(1, Ordering::Relaxed);
+            if shard.sealed.is_empty() {
+                shard.sealed.shrink_to(SEALED_KEPT_CAPACITY);
+            }
         }
     }
 
@@ -324,17 +450,14 @@ impl Heads {
         (0..self.shards.len())
             .map(|s| {
                 let shard = self.lock(s);
+                // A map slot: the entry and its control byte.
+                let slot = std::mem::size_of::<(SeriesId, SeriesState)>() + 1;
                 shard
                     .series
                     .values()
-                    .map(|st| {
-                        st.heads().map(Head::heap_bytes).sum::<usize>()
-                            + st.out_of_order
-                                .as_ref()
-                                .map_or(0, |_| std::mem::size_of::<Head>())
-                    })
+                    .map(SeriesState::heap_bytes)
                     .sum::<usize>()
-                    + shard.series.capacity() * std::mem::size_of::<(SeriesId, SeriesState)>()
+                    + shard.series.capacity() * slot
             })
             .sum()
     }
@@ -355,5 +478,41 @@ impl Heads {
             }
         }
         Ok(MemorySnapshot { sealed, heads })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_series_state_stays_small() {
+        // A map slot of 24 bytes for every series; one box for a series with points.
+        assert_eq!(std::mem::size_of::<(SeriesId, SeriesState)>(), 24);
+        assert!(std::mem::size_of::<Head>() <= 96);
+        assert!(std::mem::size_of::<Live>() <= 112);
+    }
+
+    #[test]
+    fn a_series_goes_idle_when_its_heads_are_sealed_and_keeps_its_window() {
+        let heads = Heads::new(1, 4);
+        let s = SeriesId(7);
+        assert!(heads.register(s));
+        assert!(!heads.register(s));
+        let points = [(10, 1.0), (20, 2.0)];
+        heads.apply(0, 1, &[(s, &points[..])]);
+        assert_eq!(heads.seal_all(), 1);
+        let shard = heads.lock(0);
+        assert!(matches!(shard.series.get(&s), Some(SeriesState::Idle(20))));
+        drop(shard);
+        // Older than the newest accepted point, with a window of 5 ms: refused.
+        let late = [(14, 3.0)];
+        assert!(heads.validate(0, &[(s, &late[..])], 5, i64::MIN).is_err());
+        assert!(heads.validate(0, &[(s, &late[..])], 6, i64::MIN).is_ok());
+        // Accepted late, it opens an out-of-order head.
+        heads.apply(0, 2, &[(s, &late[..])]);
+        let snapshot = heads.snapshot(s).expect("decodes");
+        assert_eq!(snapshot.heads, vec![(vec![14], vec![3.0])]);
+        assert_eq!(heads.min_lsn(), Some(1));
     }
 }
