@@ -19,7 +19,7 @@ use tsdb_core::{
 use crate::config::{Durability, LocalDiskConfig};
 use crate::format::{
     DELETION_ENTRY_LEN, Deletion, MAX_PAYLOAD, RecordMeta, decode_deletion, encode_deletion,
-    encode_record, parse_record, record_len,
+    encode_record, header_crc_of, parse_header, parse_record, record_len,
 };
 use crate::segment::{
     Entry, Lookup, Scan, SegmentState, Storage, parse_segment_file_name, scan, segment_file_name,
@@ -730,7 +730,7 @@ impl Inner {
                 seg.entries.push(Entry {
                     offset: w.pos,
                     len,
-                    meta: RecordMeta::of(block),
+                    header_crc: header_crc_of(&w.buf),
                     live: true,
                 });
                 seg.live += 1;
@@ -888,16 +888,24 @@ impl Inner {
         };
         let record = &owner[rel..rel + len];
         let rec = match parse_record(record, loc.segment, loc.offset) {
-            Ok(rec) if rec.len == entry.len && rec.meta == entry.meta => rec,
+            Ok(rec) if rec.len == entry.len && rec.header_crc == entry.header_crc => rec,
             Ok(_) => {
                 return Err(self.damaged_on_read(
                     loc,
                     &path,
                     "record differs from what was indexed when the segment was opened or written"
                         .to_owned(),
+                    None,
                 ));
             }
-            Err(why) => return Err(self.damaged_on_read(loc, &path, why.to_string())),
+            Err(why) => {
+                // What the chunk held, if its header is still the one indexed.
+                let meta = parse_header(record, loc.segment, loc.offset)
+                    .ok()
+                    .filter(|h| h.header_crc == entry.header_crc)
+                    .map(|h| h.meta);
+                return Err(self.damaged_on_read(loc, &path, why.to_string(), meta));
+            }
         };
         let payload = rec.payload_range();
         Ok(CompressedBlock {
@@ -912,7 +920,13 @@ impl Inner {
 
     /// Records that the chunk at `loc` failed its check on read (its bytes changed after the
     /// segment was opened or written): it leaves the listing and reads report it as damaged.
-    fn damaged_on_read(&self, loc: &ChunkLocation, path: &str, reason: String) -> Error {
+    fn damaged_on_read(
+        &self,
+        loc: &ChunkLocation,
+        path: &str,
+        reason: String,
+        meta: Option<RecordMeta>,
+    ) -> Error {
         tracing::error!(
             segment = %path,
             offset = loc.offset,
@@ -922,29 +936,42 @@ impl Inner {
         );
         let mut st = self.write_state();
         if let Some(seg) = st.segments.get_mut(&loc.segment) {
-            seg.mark_damaged(loc, reason.clone());
+            seg.mark_damaged(loc, reason.clone(), meta);
         }
         Error::corrupt(path, loc.offset, reason)
     }
 
+    /// Every live chunk, its metadata read from its header again. A header that no longer
+    /// reads as the one indexed makes its chunk damaged (reported, not listed).
     fn list(&self) -> Vec<ChunkReference> {
-        let st = self.read_state();
-        let mut out = Vec::with_capacity(st.segments.values().map(|s| s.live).sum());
-        for (&id, seg) in &st.segments {
-            for e in seg.entries.iter().filter(|e| e.live) {
-                out.push(ChunkReference {
-                    series_id: e.meta.series_id,
-                    location: ChunkLocation {
+        let mut changed: Vec<(ChunkLocation, Arc<str>, String)> = Vec::new();
+        let out = {
+            let st = self.read_state();
+            let mut out = Vec::with_capacity(st.segments.values().map(|s| s.live).sum());
+            for (&id, seg) in &st.segments {
+                for e in seg.entries.iter().filter(|e| e.live) {
+                    let location = ChunkLocation {
                         segment: id,
                         offset: e.offset,
                         length: e.len,
-                    },
-                    start_time: e.meta.start_time,
-                    end_time: e.meta.end_time,
-                    point_count: e.meta.point_count,
-                    codec: e.meta.codec,
-                });
+                    };
+                    match seg.header(id, e) {
+                        Ok(meta) => out.push(ChunkReference {
+                            series_id: meta.series_id,
+                            location,
+                            start_time: meta.start_time,
+                            end_time: meta.end_time,
+                            point_count: meta.point_count,
+                            codec: meta.codec,
+                        }),
+                        Err(why) => changed.push((location, seg.path.clone(), why)),
+                    }
+                }
             }
+            out
+        };
+        for (location, path, why) in changed {
+            let _ = self.damaged_on_read(&location, &path, why, None);
         }
         out
     }

@@ -36,6 +36,7 @@ pub(crate) struct RecordMeta {
 }
 
 impl RecordMeta {
+    #[cfg(test)]
     pub(crate) fn of(block: &CompressedBlock) -> Self {
         RecordMeta {
             codec: block.codec,
@@ -73,6 +74,11 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, segment: u64, offset: u64, block:
     out.extend_from_slice(&block.data);
     let record_crc = crc32fast::hash(&out[start..]);
     out.extend_from_slice(&record_crc.to_le_bytes());
+}
+
+/// The header checksum of a record [`encode_record`] wrote at the start of `record`.
+pub(crate) fn header_crc_of(record: &[u8]) -> u32 {
+    u32_at(record, HEADER_CRC_AT)
 }
 
 /// Why bytes at some offset are not a valid record.
@@ -114,6 +120,8 @@ impl std::fmt::Display for Invalid {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Record {
     pub(crate) meta: RecordMeta,
+    /// The header's own checksum: a fingerprint of the header (metadata, segment, offset).
+    pub(crate) header_crc: u32,
     /// Total record length, header to trailer.
     pub(crate) len: u64,
 }
@@ -201,6 +209,7 @@ pub(crate) fn parse_header(bytes: &[u8], segment: u64, offset: u64) -> Result<Re
     };
     Ok(Record {
         meta,
+        header_crc: stored,
         len: record_len(payload_len),
     })
 }

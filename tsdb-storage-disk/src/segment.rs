@@ -2,12 +2,13 @@
 //! reach its bytes.
 
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use memmap2::Mmap;
 use tsdb_core::ChunkLocation;
 
-use crate::format::{Invalid, RECORD_MAGIC, RecordMeta, parse_header, parse_record};
+use crate::format::{HEADER_LEN, Invalid, RECORD_MAGIC, RecordMeta, parse_header, parse_record};
 
 /// File name of segment `id`: twenty decimal digits and `.seg`, so names sort like ids.
 pub(crate) fn segment_file_name(id: u64) -> String {
@@ -23,12 +24,14 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// One verified record of a segment.
+/// One verified record of a segment: 24 bytes, its metadata left in the file (the header is
+/// read again to list chunks, and the checksum of that header tells it is the same one).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub(crate) offset: u64,
     pub(crate) len: u64,
-    pub(crate) meta: RecordMeta,
+    /// The record header's checksum, as verified when the record was written or scanned.
+    pub(crate) header_crc: u32,
     pub(crate) live: bool,
 }
 
@@ -73,7 +76,7 @@ pub(crate) fn scan(bytes: &[u8], segment: u64) -> Scan {
                 scan.entries.push(Entry {
                     offset: pos,
                     len: rec.len,
-                    meta: rec.meta,
+                    header_crc: rec.header_crc,
                     live: true,
                 });
                 pos += rec.len;
@@ -205,7 +208,13 @@ impl SegmentState {
     }
 
     /// Turns the live chunk at `loc` into a damaged region (its bytes failed a check on read).
-    pub(crate) fn mark_damaged(&mut self, loc: &ChunkLocation, reason: String) {
+    /// `meta` is what the record held, when its header is still the one indexed.
+    pub(crate) fn mark_damaged(
+        &mut self,
+        loc: &ChunkLocation,
+        reason: String,
+        meta: Option<RecordMeta>,
+    ) {
         if let Ok(i) = self.entries.binary_search_by_key(&loc.offset, |e| e.offset) {
             let e = self.entries[i];
             if e.live && e.len == loc.length {
@@ -216,9 +225,35 @@ impl SegmentState {
                     len: e.len,
                     reason,
                     deleted: false,
-                    meta: Some(e.meta),
+                    meta,
                 });
             }
+        }
+    }
+
+    /// The metadata of live record `e` of this segment (number `id`), read from its header,
+    /// which must still be the one verified when it was written or scanned.
+    pub(crate) fn header(&self, id: u64, e: &Entry) -> Result<RecordMeta, String> {
+        let start = usize::try_from(e.offset).map_err(|_| "offset out of range".to_owned())?;
+        let end = start + HEADER_LEN;
+        let mut copy = [0u8; HEADER_LEN];
+        let bytes: &[u8] = match &self.storage {
+            Storage::Mapped(Some(map)) | Storage::Active { map: Some(map), .. }
+                if end <= map.len() =>
+            {
+                &map[start..end]
+            }
+            Storage::Active { file, .. } => {
+                file.read_exact_at(&mut copy, e.offset)
+                    .map_err(|err| format!("reading the record header: {err}"))?;
+                &copy
+            }
+            Storage::Mapped(_) => return Err("record header past the end of the segment".into()),
+        };
+        match parse_header(bytes, id, e.offset) {
+            Ok(h) if h.header_crc == e.header_crc && h.len == e.len => Ok(h.meta),
+            Ok(_) => Err("record header differs from what was indexed".into()),
+            Err(why) => Err(why.to_string()),
         }
     }
 

@@ -883,3 +883,44 @@ async fn a_second_opener_never_repairs_under_a_live_writer_and_read_only_changes
         .expect("reopen after close");
     assert_eq!(reopened.read_chunk(&first).await.expect("read"), block);
 }
+
+#[tokio::test]
+async fn bytes_changed_under_an_open_store_are_damage_that_names_the_chunk() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    let e = LocalDiskEngine::open(dir.path()).await.expect("open");
+    let path = dir.path().join(seg_name(0));
+    let mut bytes = std::fs::read(&path).expect("read");
+    // One payload byte of the second record (its header stays intact), and the header
+    // checksum of the third (the record no longer is the one indexed).
+    let (hit, hit_block) = (chunks[1].0, chunks[1].1.clone());
+    bytes[hit.offset as usize + 60 + 3] ^= 0x10;
+    let gone = chunks[2].0;
+    bytes[gone.offset as usize + 56] ^= 0x01;
+    std::fs::write(&path, &bytes).expect("write");
+
+    assert!(matches!(e.read_chunk(&hit).await, Err(Error::Corrupt { .. })));
+    let listed = e.list_chunks().await.expect("list");
+    assert!(!listed.iter().any(|c| c.location == hit || c.location == gone));
+    assert_eq!(listed.len(), chunks.len() - 2, "every other chunk is still listed");
+    let damage = e.damage().await.expect("damage");
+    let named = damage
+        .iter()
+        .find(|d| d.offset == hit.offset)
+        .and_then(|d| d.chunk)
+        .expect("the payload flip is reported with the chunk it hit");
+    assert_eq!(
+        (named.series_id, named.start_time, named.end_time, named.point_count),
+        (
+            hit_block.series_id,
+            hit_block.start_time,
+            hit_block.end_time,
+            hit_block.point_count
+        )
+    );
+    assert!(
+        damage.iter().any(|d| d.offset == gone.offset),
+        "a changed header is reported too"
+    );
+    check_store(&e, &chunks, &|l| *l == hit || *l == gone, "changed while open").await;
+}
