@@ -899,10 +899,21 @@ async fn bytes_changed_under_an_open_store_are_damage_that_names_the_chunk() {
     bytes[gone.offset as usize + 56] ^= 0x01;
     std::fs::write(&path, &bytes).expect("write");
 
-    assert!(matches!(e.read_chunk(&hit).await, Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        e.read_chunk(&hit).await,
+        Err(Error::Corrupt { .. })
+    ));
     let listed = e.list_chunks().await.expect("list");
-    assert!(!listed.iter().any(|c| c.location == hit || c.location == gone));
-    assert_eq!(listed.len(), chunks.len() - 2, "every other chunk is still listed");
+    assert!(
+        !listed
+            .iter()
+            .any(|c| c.location == hit || c.location == gone)
+    );
+    assert_eq!(
+        listed.len(),
+        chunks.len() - 2,
+        "every other chunk is still listed"
+    );
     let damage = e.damage().await.expect("damage");
     let named = damage
         .iter()
@@ -910,7 +921,12 @@ async fn bytes_changed_under_an_open_store_are_damage_that_names_the_chunk() {
         .and_then(|d| d.chunk)
         .expect("the payload flip is reported with the chunk it hit");
     assert_eq!(
-        (named.series_id, named.start_time, named.end_time, named.point_count),
+        (
+            named.series_id,
+            named.start_time,
+            named.end_time,
+            named.point_count
+        ),
         (
             hit_block.series_id,
             hit_block.start_time,
@@ -922,5 +938,11 @@ async fn bytes_changed_under_an_open_store_are_damage_that_names_the_chunk() {
         damage.iter().any(|d| d.offset == gone.offset),
         "a changed header is reported too"
     );
-    check_store(&e, &chunks, &|l| *l == hit || *l == gone, "changed while open").await;
+    check_store(
+        &e,
+        &chunks,
+        &|l| *l == hit || *l == gone,
+        "changed while open",
+    )
+    .await;
 }
