@@ -140,13 +140,6 @@ fn ready<F: Future>(f: F) -> F::Output {
     }
 }
 
-/// Resident set size of this process, from `/proc/self/statm`.
-fn rss_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}
-
 fn percentiles(mut ns: Vec<u64>) -> (u64, u64, u64) {
     ns.sort_unstable();
     let at = |q: f64| ns[((ns.len() as f64 - 1.0) * q).round() as usize];
@@ -171,7 +164,7 @@ fn report_rate(engine: &str, what: &str, ops: u64, elapsed: Duration) {
 
 /// Builds the memory index, measuring its memory and add rate; prints percentiles.
 fn memory_half(c: &mut Criterion) {
-    let rss0 = rss_bytes();
+    let rss0 = tsdb_benches::rss_bytes("self");
     let index = MemoryTimeIndex::new();
     let started = Instant::now();
     for i in 0..SERIES {
@@ -179,7 +172,7 @@ fn memory_half(c: &mut Criterion) {
         ready(index.register_series(l.series_id(), &l)).expect("register");
     }
     report_rate("memory", "register_series", SERIES, started.elapsed());
-    let rss1 = rss_bytes();
+    let rss1 = tsdb_benches::rss_bytes("self");
     let ids: Vec<SeriesId> = (0..SERIES).map(|i| series_labels(i).series_id()).collect();
     let started = Instant::now();
     for j in 0..MEMORY_CHUNKS_PER_SERIES {
@@ -189,7 +182,7 @@ fn memory_half(c: &mut Criterion) {
     }
     let chunks = SERIES * MEMORY_CHUNKS_PER_SERIES;
     report_rate("memory", "add_chunk", chunks, started.elapsed());
-    let rss2 = rss_bytes();
+    let rss2 = tsdb_benches::rss_bytes("self");
     if let (Some(a), Some(b), Some(c)) = (rss0, rss1, rss2) {
         println!(
             r#"{{"bench":"index","engine":"memory","op":"memory","series":{SERIES},"chunks":{chunks},"bytes_per_series":{},"bytes_per_chunk":{},"note":"RSS growth; series include 4 labels each"}}"#,

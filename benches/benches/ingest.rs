@@ -24,18 +24,6 @@ fn sample(series: usize, i: usize) -> (i64, f64) {
     (t, v)
 }
 
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 async fn open(
     dir: &std::path::Path,
     durability: WalDurability,
@@ -137,9 +125,9 @@ fn main() {
         let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("temp dir");
         let db = Arc::new(open(dir.path(), WalDurability::Never, 20_000).await);
         let ids = register(&db, 1_000).await;
-        let before = rss_bytes();
+        let before = tsdb_benches::rss_bytes("self").unwrap_or(0);
         let (n, _) = ingest(db.clone(), &ids, points).await;
-        let after = rss_bytes();
+        let after = tsdb_benches::rss_bytes("self").unwrap_or(0);
         let stats = db.stats();
         println!(
             "{{\"bench\":\"buffered_memory\",\"points\":{n},\"buffered_points\":{},\"head_heap_bytes\":{},\"rss_growth_bytes\":{},\"head_bytes_per_point\":{:.3},\"rss_bytes_per_point\":{:.3},\"raw_struct_bytes\":{}}}",

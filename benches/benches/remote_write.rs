@@ -119,14 +119,6 @@ fn build_bodies(metric: &str, series: usize, rounds: usize, t0: i64) -> Vec<Vec<
     out
 }
 
-/// Resident memory of `pid` in bytes (`VmRSS`).
-fn rss_bytes(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 struct Outcome {
     seconds: f64,
     samples: usize,
@@ -245,12 +237,12 @@ fn main() {
             .expect("HTTP client");
         let url = format!("{}/api/v1/write", base.trim_end_matches('/'));
         let pid = pids.iter().find(|(n, _)| n == name).map(|(_, p)| p.clone());
-        let rss_before = pid.as_deref().and_then(rss_bytes);
+        let rss_before = pid.as_deref().and_then(tsdb_benches::rss_bytes);
         match rt.block_on(send_all(&client, &url, &bodies)) {
             Ok(o) => {
                 // Let the receiver settle (background flushes) before its memory is read.
                 std::thread::sleep(Duration::from_secs(2));
-                let rss_after = pid.as_deref().and_then(rss_bytes);
+                let rss_after = pid.as_deref().and_then(tsdb_benches::rss_bytes);
                 let per_series = match (rss_before, rss_after) {
                     (Some(b), Some(a)) => {
                         format!("{:.1}", a.saturating_sub(b) as f64 / series as f64)

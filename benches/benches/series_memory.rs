@@ -73,19 +73,6 @@ static GLOBAL: Counting = Counting;
 /// Series registered per `register_series_batch` call, and points per `insert_batch`.
 const BATCH: usize = 10_000;
 
-/// Resident set size of the process, from `/proc/self/status` (0 where there is none).
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// The labels of series `i`: a node-exporter-like metric, ten series per instance.
 fn labels(i: usize) -> Labels {
     Labels::new(
@@ -111,7 +98,7 @@ impl Baseline {
     /// Prints one JSON line for `phase`.
     fn report(&mut self, phase: &str, n: usize, db: Option<&TimeSeriesDB>) {
         let heap = LIVE.load(Ordering::Relaxed);
-        let rss = rss_bytes();
+        let rss = tsdb_benches::rss_bytes("self").unwrap_or(0);
         let per = |bytes: f64| bytes / n as f64;
         let heads = db.map_or(0, |db| db.stats().buffered_bytes);
         println!(
@@ -165,7 +152,7 @@ fn main() {
         let heap = LIVE.load(Ordering::Relaxed);
         let mut base = Baseline {
             heap,
-            rss: rss_bytes(),
+            rss: tsdb_benches::rss_bytes("self").unwrap_or(0),
             previous: heap,
         };
         base.report("opened", n, Some(&db));
