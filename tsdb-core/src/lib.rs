@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod compressor;
+pub mod dense_map;
 mod dir_lock;
 mod error;
 pub mod group_commit;

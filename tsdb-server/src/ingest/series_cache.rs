@@ -5,15 +5,15 @@
 //! The key is the 128-bit SipHash-1-3 of the bytes under keys drawn at random when the server
 //! starts, so that a sender can neither predict nor craft two label sets that share a key (the
 //! chance of an accidental one, with a billion series, is below 1e-20). Nothing but the key
-//! and the id is kept: 24 bytes a series in the table (about 50 with its empty slots). Each shard is emptied when it grows past its
+//! and the id is kept: 24 bytes a series, and about 10 more for the hash index. Each shard is emptied when it grows past its
 //! share of the capacity (the next write of those series registers them again, which is
 //! idempotent), and the whole cache when the database says it no longer knows an id.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use gorilla_tsdb::SeriesId;
+use gorilla_tsdb::core::dense_map::DenseMap;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 /// Shards (a power of two), so that concurrent writers rarely meet on a lock.
@@ -56,7 +56,8 @@ impl From<u128> for Stored {
     }
 }
 
-type Shard = HashMap<Stored, SeriesId, BuildHasherDefault<KeyHasher>>;
+/// Packed: the entries in one vector, a hash index of 4-byte positions beside it.
+type Shard = DenseMap<Stored, SeriesId, BuildHasherDefault<KeyHasher>>;
 
 /// The cache (see the module doc).
 #[derive(Debug)]
