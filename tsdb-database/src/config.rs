@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use tsdb_wal::{WalDurability, WalRecovery};
+pub use tsdb_wal::{FSYNC_BUCKET_BOUNDS, FsyncLatency, WalDurability, WalRecovery};
 
 /// Configuration of a [`crate::TimeSeriesDB`]. Build one with struct-update syntax:
 ///

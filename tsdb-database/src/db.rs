@@ -100,6 +100,12 @@ pub struct DbStats {
     pub wal_bytes: u64,
     /// Bytes appended to the WAL since open.
     pub wal_bytes_written: u64,
+    /// WAL appends (one a write call) since open.
+    pub wal_appends: u64,
+    /// fsyncs of WAL segment files since open.
+    pub wal_fsyncs: u64,
+    /// How long those fsyncs took.
+    pub wal_fsync_latency: crate::FsyncLatency,
     /// Entries in the damage log (see [`TimeSeriesDB::damage`]); accepted ones included.
     pub damaged: u64,
     /// Consecutive failed attempts to store or index a chunk (0 when storing works).
@@ -314,6 +320,7 @@ impl TimeSeriesDB {
     pub fn stats(&self) -> DbStats {
         let i = &self.inner;
         let (chunks_decoded, chunks_answered_by_header) = i.decoder.counts();
+        let wal = i.wal.stats();
         DbStats {
             series: i.heads.series_count() as u64,
             points_written: i.heads.points_written.load(Ordering::Relaxed),
@@ -323,7 +330,10 @@ impl TimeSeriesDB {
             chunks_written: i.flusher.chunks_written(),
             points_replayed: i.heads.points_replayed.load(Ordering::Relaxed),
             wal_bytes: i.wal.size_on_disk(),
-            wal_bytes_written: i.wal.stats().bytes_written,
+            wal_bytes_written: wal.bytes_written,
+            wal_appends: wal.appends,
+            wal_fsyncs: wal.fsyncs,
+            wal_fsync_latency: wal.fsync_latency,
             damaged: i.damage.all().len() as u64,
             flush_failures: i.flusher.consecutive_failures(),
             chunks_decoded,

@@ -26,7 +26,7 @@ mod records;
 mod tombstones;
 
 pub use builder::TimeSeriesDBBuilder;
-pub use config::{DatabaseConfig, WalDurability, WalRecovery};
+pub use config::{DatabaseConfig, FSYNC_BUCKET_BOUNDS, FsyncLatency, WalDurability, WalRecovery};
 pub use damage::Damage;
 pub use db::{DbStats, Selector, SnapshotStats, TimeSeriesDB};
 pub use read::SeriesPoints;

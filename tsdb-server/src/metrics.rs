@@ -10,8 +10,10 @@
 use std::sync::Arc;
 
 use gorilla_tsdb::TimeSeriesDB;
+use gorilla_tsdb::database::FSYNC_BUCKET_BOUNDS;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -240,12 +242,40 @@ impl Collector for DbCollector {
                 "Bytes appended to the WAL since open",
                 s.wal_bytes_written,
             ),
+            ("wal_appends", "WAL appends since open", s.wal_appends),
+            (
+                "wal_fsyncs",
+                "fsyncs of WAL segment files since open",
+                s.wal_fsyncs,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
             let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             counter.encode(metric)?;
         }
+        let fsyncs = s.wal_fsync_latency;
+        // Read while fsyncs go on: the count may lag the buckets by one.
+        let in_buckets: u64 = fsyncs.buckets.iter().sum();
+        let count = fsyncs.count.max(in_buckets);
+        let buckets: Vec<(f64, u64)> = FSYNC_BUCKET_BOUNDS
+            .iter()
+            .copied()
+            .zip(fsyncs.buckets)
+            .chain(std::iter::once((f64::INFINITY, count - in_buckets)))
+            .collect();
+        let mut metric = encoder.encode_descriptor(
+            "wal_fsync_duration_seconds",
+            "How long fsyncs of WAL segment files took",
+            None,
+            MetricType::Histogram,
+        )?;
+        metric.encode_histogram::<NoLabelSet>(
+            fsyncs.total_nanos as f64 / 1e9,
+            count,
+            &buckets,
+            None,
+        )?;
         Ok(())
     }
 }

@@ -594,10 +594,30 @@ async fn metrics_describe_the_server_and_the_database() {
         "gorilla_tsdb_head_points 123",
         "gorilla_tsdb_flush_queue_depth ",
         "gorilla_tsdb_wal_written_bytes_total ",
+        "gorilla_tsdb_wal_appends_total ",
+        "gorilla_tsdb_wal_fsync_duration_seconds_bucket{le=\"0.00005\"} ",
+        "gorilla_tsdb_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} ",
         "# EOF",
     ] {
         assert!(text.contains(wanted), "missing {wanted:?} in:\n{text}");
     }
+    // The histogram counts every fsync the counter does (none happen between the two reads:
+    // the server is idle).
+    let value = |name: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+        line[name.len()..].trim().parse().expect("a count")
+    };
+    assert_eq!(
+        value("gorilla_tsdb_wal_fsync_duration_seconds_count "),
+        value("gorilla_tsdb_wal_fsyncs_total ")
+    );
+    assert_eq!(
+        value("gorilla_tsdb_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} "),
+        value("gorilla_tsdb_wal_fsyncs_total ")
+    );
     // Every answer carries a request id.
     let r = server
         .client

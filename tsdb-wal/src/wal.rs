@@ -7,13 +7,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tsdb_core::group_commit::GroupCommit;
 use tsdb_core::marker::sync_dir;
 use tsdb_core::{DirLock, Error, Result};
 
 use crate::format::{self, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::latency::{FsyncLatency, Latency};
 use crate::replay::Replay;
 use crate::scan::{self, ScanRules, segment_file_name};
 
@@ -161,6 +162,8 @@ pub struct WalStats {
     pub bytes_written: u64,
     /// fsyncs of segment files since open (group commits, explicit syncs, segment rolls).
     pub fsyncs: u64,
+    /// How long those fsyncs took.
+    pub fsync_latency: FsyncLatency,
     /// fsyncs of the directory since open (segment creation and deletion).
     pub dir_fsyncs: u64,
     /// Segment files in the log.
@@ -206,6 +209,7 @@ struct Counters {
     records: AtomicU64,
     bytes_written: AtomicU64,
     fsyncs: AtomicU64,
+    fsync_latency: Latency,
     dir_fsyncs: AtomicU64,
     // Mirrors of the state, readable without its lock.
     segments: AtomicU64,
@@ -618,6 +622,7 @@ impl Wal {
             records: c.records.load(Ordering::Relaxed),
             bytes_written: c.bytes_written.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            fsync_latency: c.fsync_latency.snapshot(),
             dir_fsyncs: c.dir_fsyncs.load(Ordering::Relaxed),
             segments: c.segments.load(Ordering::Relaxed),
             size_on_disk: c.size_on_disk.load(Ordering::Relaxed),
@@ -743,13 +748,18 @@ impl Inner {
         let old = st.file.clone();
         let old_path = st.active.path.clone();
         let synced = blocking(move || {
+            let started = Instant::now();
             old.sync_data()
-                .map_err(|e| Error::io(old_path.display(), e))
+                .map_err(|e| Error::io(old_path.display(), e))?;
+            Ok(started.elapsed())
         })
         .await;
-        if let Err(e) = synced {
-            st.poisoned = Some(e.to_string());
-            return Err(e);
+        match synced {
+            Ok(took) => self.counters.fsync_latency.record(took),
+            Err(e) => {
+                st.poisoned = Some(e.to_string());
+                return Err(e);
+            }
         }
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         // A segment that cannot be created (the disk full) leaves the old one active and
@@ -790,15 +800,18 @@ impl Inner {
                 };
                 let dir = self.dir.clone();
                 let res = blocking(move || {
+                    let started = Instant::now();
                     file.sync_data().map_err(|e| Error::io(path.display(), e))?;
+                    let took = started.elapsed();
                     if dir_dirty {
                         sync_dir(&dir)?;
                     }
-                    Ok(())
+                    Ok(took)
                 })
                 .await;
                 match res {
-                    Ok(()) => {
+                    Ok(took) => {
+                        self.counters.fsync_latency.record(took);
                         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
                         if dir_dirty {
                             self.counters.dir_fsyncs.fetch_add(1, Ordering::Relaxed);

@@ -218,6 +218,11 @@ async fn group_commit_under_concurrency() {
         "group commit: {} fsyncs for {} appends",
         stats.fsyncs, stats.appends
     );
+    // Every fsync of a segment is timed, each in exactly one bucket or past the last.
+    let timed = stats.fsync_latency;
+    assert_eq!(timed.count, stats.fsyncs);
+    assert!(timed.buckets.iter().sum::<u64>() <= timed.count);
+    assert!(timed.total_nanos > 0);
     drop(wal);
     let (_wal, replay) = Wal::open(dir.path(), cfg).await.expect("reopen");
     assert_eq!(
