@@ -291,4 +291,18 @@ impl Error {
                 | Error::SeriesIdCollision { .. }
         )
     }
+
+    /// A short name for why points were refused, for counts by reason (`out_of_order`,
+    /// `in_the_future`, `unknown_series`, `invalid_labels`, `series_id_collision`); `None`
+    /// for any other error.
+    pub fn refusal_reason(&self) -> Option<&'static str> {
+        match self {
+            Error::OutOfOrder { .. } => Some("out_of_order"),
+            Error::InTheFuture { .. } => Some("in_the_future"),
+            Error::SeriesNotFound { .. } => Some("unknown_series"),
+            Error::InvalidLabels { .. } => Some("invalid_labels"),
+            Error::SeriesIdCollision { .. } => Some("series_id_collision"),
+            _ => None,
+        }
+    }
 }

@@ -285,21 +285,11 @@ pub fn scan_line<'a>(line: &'a [u8], opts: &Options) -> Result<Option<InfluxLine
         i += 1;
     }
     let rest = &line[i..];
-    let mut tokens = words(rest);
-    let first = tokens.next();
-    let defaulted = first.is_none();
-    let timestamp = match first {
-        Some(text) => crate::prometheus_text::timestamp(text, opts.precision)?,
-        None => opts
-            .default_timestamp
-            .ok_or_else(|| Reject::new(RejectKind::NoTimestamp, "no timestamp"))?,
-    };
-    if let Some(extra) = tokens.next() {
-        return Err(Reject::new(
-            RejectKind::Syntax,
-            format!("unexpected {} after the timestamp", shown(extra)),
-        ));
-    }
+    let (timestamp, defaulted) = crate::prometheus_text::final_timestamp(
+        words(rest),
+        opts.precision,
+        opts.default_timestamp,
+    )?;
     Ok(Some(InfluxLine {
         series,
         fields,

@@ -243,20 +243,7 @@ fn sample_line<'a>(line: &'a str, opts: &Options) -> Result<SampleLine<'a>, Reje
             ),
         ),
     })?;
-    let first = tokens.next();
-    let defaulted = first.is_none();
-    let timestamp = match first {
-        Some(text) => timestamp(text, opts.precision)?,
-        None => opts
-            .default_timestamp
-            .ok_or_else(|| Reject::new(RejectKind::NoTimestamp, "no timestamp"))?,
-    };
-    if let Some(extra) = tokens.next() {
-        return Err(Reject::new(
-            RejectKind::Syntax,
-            format!("unexpected {} after the timestamp", shown(extra)),
-        ));
-    }
+    let (timestamp, defaulted) = final_timestamp(tokens, opts.precision, opts.default_timestamp)?;
     Ok(SampleLine {
         series,
         name_len,
@@ -272,6 +259,27 @@ fn head(s: &str) -> &str {
 }
 
 /// An integer timestamp in `unit`, as milliseconds.
+/// The optional timestamp that ends a line (the line's last `tokens`): read in `unit`, or
+/// `default` (and `true`) when there is none; anything after it is a syntax error.
+pub(crate) fn final_timestamp<'a>(
+    mut tokens: impl Iterator<Item = &'a str>,
+    unit: Precision,
+    default: Option<i64>,
+) -> Result<(i64, bool), Reject> {
+    let first = tokens.next();
+    let timestamp = match first {
+        Some(text) => timestamp(text, unit)?,
+        None => default.ok_or_else(|| Reject::new(RejectKind::NoTimestamp, "no timestamp"))?,
+    };
+    if let Some(extra) = tokens.next() {
+        return Err(Reject::new(
+            RejectKind::Syntax,
+            format!("unexpected {} after the timestamp", shown(extra)),
+        ));
+    }
+    Ok((timestamp, first.is_none()))
+}
+
 pub(crate) fn timestamp(text: &str, unit: Precision) -> Result<i64, Reject> {
     let out_of_range = || {
         Reject::new(

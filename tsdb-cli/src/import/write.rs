@@ -449,14 +449,7 @@ fn error_for(e: &Error, p: &DataPoint) -> Error {
 }
 
 fn reason_of(e: &Error) -> &'static str {
-    match e {
-        Error::OutOfOrder { .. } => "out_of_order",
-        Error::InTheFuture { .. } => "in_the_future",
-        Error::SeriesNotFound { .. } => "unknown_series",
-        Error::InvalidLabels { .. } => "invalid_labels",
-        Error::SeriesIdCollision { .. } => "series_id_collision",
-        _ => "refused",
-    }
+    e.refusal_reason().unwrap_or("refused")
 }
 
 /// Why a point was rejected, with a hint where the cause is usually the input's unit.

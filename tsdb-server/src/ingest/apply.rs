@@ -442,14 +442,7 @@ async fn write_series(shared: Arc<Shared>, mut points: Vec<DataPoint>) -> Series
 }
 
 fn reason_of(e: &Error) -> &'static str {
-    match e {
-        Error::OutOfOrder { .. } => "out_of_order",
-        Error::InTheFuture { .. } => "in_the_future",
-        Error::SeriesNotFound { .. } => "unknown_series",
-        Error::InvalidLabels { .. } => "invalid_labels",
-        Error::SeriesIdCollision { .. } => "series_id_collision",
-        _ => "invalid",
-    }
+    e.refusal_reason().unwrap_or("invalid")
 }
 
 /// Takes out of `batch` the points the error is about: those of the series older or later
