@@ -74,6 +74,14 @@ pub trait StorageEngine: Send + Sync + Debug + 'static {
         self.sync().await
     }
 
+    /// Live chunks the engine would like written again elsewhere so that it can reclaim the
+    /// space of deleted chunks around them (for example every live chunk of a segment file
+    /// that is mostly dead). The database's compaction writes each one anew, indexes the copy
+    /// and then deletes it, after which the engine frees the space. Default: none.
+    async fn relocation_candidates(&self) -> Result<Vec<ChunkReference>> {
+        Ok(Vec::new())
+    }
+
     /// Damage found so far (at open, or by reads since): bytes that held or may have held
     /// chunks and fail their checks, and files the engine knows it wrote but cannot find.
     /// The database records it durably and refuses to answer silently from what is left.
@@ -111,6 +119,9 @@ macro_rules! forward_storage {
             }
             async fn close(&self) -> Result<()> {
                 (**self).close().await
+            }
+            async fn relocation_candidates(&self) -> Result<Vec<ChunkReference>> {
+                (**self).relocation_candidates().await
             }
             async fn damage(&self) -> Result<Vec<StorageDamage>> {
                 (**self).damage().await

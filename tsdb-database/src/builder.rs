@@ -23,6 +23,7 @@ use crate::db::{Engines, TimeSeriesDB};
 pub struct TimeSeriesDBBuilder {
     config: DatabaseConfig,
     compressor: Option<Arc<dyn Compressor>>,
+    cold_compressor: Option<Arc<dyn Compressor>>,
     storage: Option<Arc<dyn StorageEngine>>,
     index: Option<Arc<dyn TimeIndex>>,
 }
@@ -43,6 +44,15 @@ impl TimeSeriesDBBuilder {
     /// Chunks written by the built-in Gorilla codec stay readable whatever is chosen here.
     pub fn with_compressor<C: Compressor>(mut self, compressor: C) -> Self {
         self.compressor = Some(Arc::new(compressor));
+        self
+    }
+
+    /// Uses this codec for the chunks compaction writes once data has gone cold
+    /// ([`DatabaseConfig::cold_after`]). Default: `PcoCompressor` with the `pco` feature,
+    /// otherwise the codec of new chunks. Chunks it wrote stay readable only while it is
+    /// configured (or built in, like Gorilla and pco).
+    pub fn with_cold_compressor<C: Compressor>(mut self, compressor: C) -> Self {
+        self.cold_compressor = Some(Arc::new(compressor));
         self
     }
 
@@ -90,6 +100,10 @@ impl TimeSeriesDBBuilder {
             Some(c) => c,
             None => default_compressor()?,
         };
+        let cold = match self.cold_compressor {
+            Some(c) => c,
+            None => default_cold_compressor().unwrap_or_else(|| compressor.clone()),
+        };
         let storage = match self.storage {
             Some(s) => s,
             None => default_storage(&config).await?,
@@ -102,6 +116,7 @@ impl TimeSeriesDBBuilder {
             config,
             Engines {
                 compressor,
+                cold,
                 storage,
                 index,
             },
@@ -124,6 +139,13 @@ fn default_compressor() -> Result<Arc<dyn Compressor>> {
     return Err(Error::invalid_input(
         "no compressor: call with_compressor or enable the `gorilla` feature",
     ));
+}
+
+fn default_cold_compressor() -> Option<Arc<dyn Compressor>> {
+    #[cfg(feature = "pco")]
+    return Some(Arc::new(tsdb_pco::PcoCompressor::new()));
+    #[cfg(not(feature = "pco"))]
+    return None;
 }
 
 async fn default_storage(config: &DatabaseConfig) -> Result<Arc<dyn StorageEngine>> {

@@ -79,6 +79,16 @@ pub struct DatabaseConfig {
     /// fails with [`crate::Error::ReadOnly`]. The index is a private in-memory one rebuilt
     /// from disk, whatever `redis_url` says. For tools that inspect a database. Default: `false`.
     pub read_only: bool,
+    /// How often the background compaction runs (see [`crate::TimeSeriesDB::compact`]),
+    /// counted from open; `None` leaves compaction to explicit calls. Default: 10 minutes.
+    pub compaction_interval: Option<Duration>,
+    /// Chunks whose newest point is older than this, against the wall clock, are cold:
+    /// compaction merges them into chunks of up to [`Self::compacted_chunk_points`] points
+    /// in the cold codec (see [`crate::TimeSeriesDBBuilder::with_cold_compressor`]).
+    /// Default: 2 hours.
+    pub cold_after: Duration,
+    /// Most points in a chunk that compaction writes. Default: 8192.
+    pub compacted_chunk_points: u32,
 }
 
 impl Default for DatabaseConfig {
@@ -102,6 +112,9 @@ impl Default for DatabaseConfig {
             wal_recovery: WalRecovery::Strict,
             stall_timeout: Duration::from_secs(10),
             read_only: false,
+            compaction_interval: Some(Duration::from_secs(600)),
+            cold_after: Duration::from_secs(2 * 3600),
+            compacted_chunk_points: 8192,
         }
     }
 }

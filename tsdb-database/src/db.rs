@@ -8,12 +8,15 @@
 //!   ([`checkpoint::Checkpointer`]);
 //! - `maintenance`: the background task that seals, checkpoints and rebuilds on schedule;
 //! - `retention`: expired chunks deleted; `delete`: points deleted by tombstones;
+//! - `compact`: cold chunks merged into large ones of the cold codec, mostly dead segments
+//!   freed ([`compact::Compactor`]);
 //! - `read` and `rollup`: the read planner, stored chunks decoded ([`read::ChunkDecoder`])
 //!   and merged with buffered points, PromQL's range functions evaluated near the data;
 //! - `recover`: opening, the catalog and the WAL replayed; `snapshot`: a consistent copy;
 //! - `lifecycle`: open, closing, shut down, and the background tasks ([`lifecycle::Lifecycle`]).
 
 mod checkpoint;
+mod compact;
 mod delete;
 mod flush;
 mod lifecycle;
@@ -41,6 +44,8 @@ use crate::ingest::Heads;
 use crate::read::SeriesPoints;
 use crate::tombstones::Tombstones;
 use checkpoint::Checkpointer;
+pub use compact::CompactionStats;
+use compact::Compactor;
 use flush::Flusher;
 use lifecycle::Lifecycle;
 use read::ChunkDecoder;
@@ -115,6 +120,10 @@ pub struct DbStats {
     /// Stored chunks whose header answered a read since open, without decoding
     /// (`count_over_time` over a chunk without NaN values).
     pub chunks_answered_by_header: u64,
+    /// Compaction rounds run since open (background and [`TimeSeriesDB::compact`]).
+    pub compaction_rounds: u64,
+    /// What those rounds did.
+    pub compaction: CompactionStats,
 }
 
 /// The database: writes go to the WAL and the head buffers; background tasks seal heads into
@@ -131,6 +140,8 @@ pub struct TimeSeriesDB {
 #[derive(Debug)]
 pub(crate) struct Engines {
     pub(crate) compressor: Arc<dyn Compressor>,
+    /// The codec of the chunks compaction writes for cold data.
+    pub(crate) cold: Arc<dyn Compressor>,
     pub(crate) storage: Arc<dyn StorageEngine>,
     pub(crate) index: Arc<dyn TimeIndex>,
 }
@@ -147,6 +158,8 @@ pub(crate) struct Inner {
     checkpointer: Checkpointer,
     /// Stored chunks decoded for reads.
     pub(crate) decoder: ChunkDecoder,
+    /// Compaction's lock, read epochs and replaced chunks.
+    pub(crate) compactor: Compactor,
     lifecycle: Lifecycle,
     /// Losses found (damaged chunks, skipped WAL records, lost labels), kept durably.
     pub(crate) damage: DamageLog,
@@ -216,7 +229,8 @@ impl TimeSeriesDB {
             heads: Heads::new(config.ingest_shards, config.chunk_max_points),
             flusher: Flusher::new(config.flush_workers, config.stall_timeout),
             checkpointer: Checkpointer::new(mark.needed_from),
-            decoder: ChunkDecoder::new(&engines.compressor),
+            decoder: ChunkDecoder::new(&[&engines.compressor, &engines.cold]),
+            compactor: Compactor::default(),
             lifecycle: Lifecycle::new(dir_lock),
             engines,
             wal,
@@ -243,6 +257,10 @@ impl TimeSeriesDB {
         tasks.push(tokio::spawn(
             async move { marker.keep_log_ends_marked().await },
         ));
+        let compaction = inner.clone();
+        tasks.push(tokio::spawn(async move {
+            compaction.compaction_service().await
+        }));
         inner.lifecycle.set_tasks(tasks);
         if skipped_wal_damage {
             // Move the checkpoint past the skipped damage at once, so that the next strict
@@ -321,6 +339,7 @@ impl TimeSeriesDB {
         let i = &self.inner;
         let (chunks_decoded, chunks_answered_by_header) = i.decoder.counts();
         let wal = i.wal.stats();
+        let (compaction_rounds, compaction) = i.compactor.totals();
         DbStats {
             series: i.heads.series_count() as u64,
             points_written: i.heads.points_written.load(Ordering::Relaxed),
@@ -338,6 +357,8 @@ impl TimeSeriesDB {
             flush_failures: i.flusher.consecutive_failures(),
             chunks_decoded,
             chunks_answered_by_header,
+            compaction_rounds,
+            compaction,
         }
     }
 
@@ -441,6 +462,35 @@ impl TimeSeriesDB {
         self.inner.apply_retention().await
     }
 
+    /// Runs compaction now, to completion, without the background service's throttle:
+    /// every series' chunks whose newest point is older than [`DatabaseConfig::cold_after`]
+    /// (and every chunk overlapping them) are merged into chunks of up to
+    /// [`DatabaseConfig::compacted_chunk_points`] points in the cold codec, with deleted
+    /// points dropped and a rewritten timestamp's last write kept; chunks in storage files
+    /// that are mostly dead are written anew so the files can go. Returns once what was
+    /// replaced is deleted from storage (after the reads that began before may still hold
+    /// it). Writes and reads may go on meanwhile; a series written where it is being
+    /// rewritten is left for the next round (counted in [`CompactionStats::conflicts`]).
+    ///
+    /// Safe against a kill at any moment: new chunks are durable and indexed before the old
+    /// ones are removed, and a read merges both into the same points until they are.
+    pub async fn compact(&self) -> Result<CompactionStats> {
+        self.inner.check_writable("compact")?;
+        let mut total = CompactionStats::default();
+        // A round frees the chunks it replaced; the segments that leaves mostly dead are
+        // moved by the next one.
+        for _ in 0..3 {
+            let round = self.inner.compaction_round(false).await;
+            self.inner.delete_all_retired().await;
+            let round = round?;
+            total.add(&round);
+            if round.chunks_written == 0 && round.chunks_replaced == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
     /// Stops taking writes, writes every buffered point into chunks, makes storage durable,
     /// truncates the WAL and stops the background tasks. Later calls give [`Error::Closed`].
     ///
@@ -470,6 +520,7 @@ impl TimeSeriesDB {
                 abort.abort();
             }
         }
+        inner.delete_retired().await;
         let storage = inner.engines.storage.close().await;
         if flushed.is_ok() && storage.is_ok() && inner.heads.min_lsn().is_none() {
             // Every record is in durable chunks and the mark says none is needed: the WAL

@@ -28,6 +28,6 @@ mod tombstones;
 pub use builder::TimeSeriesDBBuilder;
 pub use config::{DatabaseConfig, FSYNC_BUCKET_BOUNDS, FsyncLatency, WalDurability, WalRecovery};
 pub use damage::Damage;
-pub use db::{DbStats, Selector, SnapshotStats, TimeSeriesDB};
+pub use db::{CompactionStats, DbStats, Selector, SnapshotStats, TimeSeriesDB};
 pub use read::SeriesPoints;
 pub use tsdb_core::{Error, Result};

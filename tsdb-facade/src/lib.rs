@@ -5,8 +5,8 @@
 
 // The database: builder, configuration, handle, statistics, damage, reads.
 pub use tsdb_database::{
-    Damage, DatabaseConfig, DbStats, Selector, SeriesPoints, SnapshotStats, TimeSeriesDB,
-    TimeSeriesDBBuilder, WalDurability, WalRecovery,
+    CompactionStats, Damage, DatabaseConfig, DbStats, Selector, SeriesPoints, SnapshotStats,
+    TimeSeriesDB, TimeSeriesDBBuilder, WalDurability, WalRecovery,
 };
 
 // The contract's types and traits, at the top for convenience.
@@ -35,6 +35,9 @@ pub mod compression {
     #[cfg(feature = "gorilla")]
     #[cfg_attr(docsrs, doc(cfg(feature = "gorilla")))]
     pub use tsdb_gorilla::GorillaCompressor;
+    #[cfg(feature = "pco")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "pco")))]
+    pub use tsdb_pco::PcoCompressor;
 }
 
 /// Storage engines for chunks.

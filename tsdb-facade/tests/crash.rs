@@ -3,7 +3,9 @@
 //! point reads back and nothing else was invented. Batches are written out of time order
 //! (scrambled within blocks of 64), so out-of-order heads and their chunks are killed too, and
 //! now and then series 0's points of an older batch are deleted: an acknowledged deletion
-//! never comes back. Snapshots are taken too; each one reported complete opens as a database
+//! never comes back. Compaction runs in the background all the while (every chunk is cold
+//! here), so kills land in its every step: each point must still be there exactly once.
+//! Snapshots are taken too; each one reported complete opens as a database
 //! holding every batch acknowledged before it.
 
 use std::io::{BufRead, BufReader};
@@ -22,12 +24,26 @@ const POINTS_PER_SERIES: i64 = 5;
 
 fn config(dir: &std::path::Path) -> DatabaseConfig {
     DatabaseConfig {
+        // Compaction runs all the time in the child (every chunk is cold: timestamps near
+        // 1970), so kills land inside it too.
+        compaction_interval: Some(Duration::from_millis(30)),
+        cold_after: Duration::ZERO,
+        compacted_chunk_points: 64,
+        ..checked_config(dir)
+    }
+}
+
+/// What the parent opens to check: no compaction of its own, so that what it finds
+/// compacted is the child's work.
+fn checked_config(dir: &std::path::Path) -> DatabaseConfig {
+    DatabaseConfig {
         data_dir: dir.to_path_buf(),
         chunk_max_points: 32,
         flush_interval: Duration::from_millis(200),
         checkpoint_interval: Duration::from_millis(50),
         wal_durability: WalDurability::Always,
         wal_segment_size: 64 << 10,
+        compaction_interval: None,
         ..Default::default()
     }
 }
@@ -126,6 +142,8 @@ async fn acknowledged_points_survive_sigkill() {
     let rounds = 30;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut rounds_run = 0;
+    // Chunks the child's compaction wrote, counted at each reopen.
+    let mut compacted_seen = 0;
     for round in 0..rounds {
         if Instant::now() > deadline {
             break;
@@ -191,7 +209,9 @@ async fn acknowledged_points_survive_sigkill() {
         // A snapshot reported complete holds every batch up to it.
         if let Some(b) = snapshot {
             let snap = TimeSeriesDBBuilder::new()
-                .with_config(config(&dir.path().join("snaps").join(b.to_string())))
+                .with_config(checked_config(
+                    &dir.path().join("snaps").join(b.to_string()),
+                ))
                 .build()
                 .await
                 .expect("the snapshot opens");
@@ -227,10 +247,15 @@ async fn acknowledged_points_survive_sigkill() {
 
         // Reopen and check: every acknowledged batch is there, and nothing invented.
         let db = TimeSeriesDBBuilder::new()
-            .with_config(config(&dir.path().join("db")))
+            .with_config(checked_config(&dir.path().join("db")))
             .build()
             .await
             .expect("parent reopens the database");
+        let stored = db.storage().list_chunks().await.expect("list chunks");
+        compacted_seen += stored
+            .iter()
+            .filter(|c| c.codec == gorilla_tsdb::CodecId::PCO)
+            .count();
         for s in 0..SERIES {
             let got = db.query(&labels(s), TimeRange::ALL).await.expect("query");
             let (ts, vs) = got
@@ -289,12 +314,13 @@ async fn acknowledged_points_survive_sigkill() {
     assert!(rounds_run >= 10, "only {rounds_run} rounds ran");
     assert!(acked_total > 0, "the child never acknowledged a batch");
     assert!(!deleted.is_empty(), "the child never deleted");
+    assert!(compacted_seen > 0, "the child never compacted");
     assert!(
         snapshots_checked > 0,
         "the child never completed a snapshot"
     );
     eprintln!(
-        "crash test: {rounds_run} rounds, {acked_total} acknowledged batches, {} deletions and {snapshots_checked} snapshots checked",
+        "crash test: {rounds_run} rounds, {acked_total} acknowledged batches, {} deletions, {snapshots_checked} snapshots and {compacted_seen} compacted chunks checked",
         deleted.len()
     );
 }

@@ -944,11 +944,16 @@ impl Inner {
     /// Every live chunk, its metadata read from its header again. A header that no longer
     /// reads as the one indexed makes its chunk damaged (reported, not listed).
     fn list(&self) -> Vec<ChunkReference> {
+        self.list_where(|_| true)
+    }
+
+    /// [`Self::list`] restricted to the segments `keep` picks.
+    fn list_where(&self, keep: impl Fn(&SegmentState) -> bool) -> Vec<ChunkReference> {
         let mut changed: Vec<(ChunkLocation, Arc<str>, String)> = Vec::new();
         let out = {
             let st = self.read_state();
             let mut out = Vec::with_capacity(st.segments.values().map(|s| s.live).sum());
-            for (&id, seg) in &st.segments {
+            for (&id, seg) in st.segments.iter().filter(|(_, seg)| keep(seg)) {
                 for e in seg.entries.iter().filter(|e| e.live) {
                     let location = ChunkLocation {
                         segment: id,
@@ -974,6 +979,26 @@ impl Inner {
             let _ = self.damaged_on_read(&location, &path, why, None);
         }
         out
+    }
+
+    /// The live chunks of segments whose bytes are mostly those of deleted chunks: once
+    /// they are written elsewhere and deleted, the segment file is removed. An active
+    /// segment that qualifies is sealed first, so that the copies land in a new one.
+    fn relocation_candidates(&self) -> Result<Vec<ChunkReference>> {
+        if self.config.is_read_only() {
+            return Ok(Vec::new());
+        }
+        let active_wasteful = {
+            let st = self.read_state();
+            st.segments.get(&st.active).is_some_and(mostly_dead)
+        };
+        if active_wasteful {
+            let mut w = self.lock_writer();
+            if !w.closed && w.poisoned.is_none() && w.pos > 0 {
+                self.rotate(&mut w)?;
+            }
+        }
+        Ok(self.list_where(mostly_dead))
     }
 
     async fn delete(&self, locations: &[ChunkLocation]) -> Result<()> {
@@ -1117,9 +1142,26 @@ impl StorageEngine for LocalDiskEngine {
         result
     }
 
+    async fn relocation_candidates(&self) -> Result<Vec<ChunkReference>> {
+        self.inner.relocation_candidates()
+    }
+
     async fn damage(&self) -> Result<Vec<StorageDamage>> {
         Ok(self.inner.damage())
     }
+}
+
+/// Whether at least half of a segment's record bytes belong to deleted chunks while some
+/// chunk in it is still live: rewriting the live ones frees the file.
+fn mostly_dead(seg: &SegmentState) -> bool {
+    let (mut live, mut total) = (0u64, 0u64);
+    for e in &seg.entries {
+        total += e.len;
+        if e.live {
+            live += e.len;
+        }
+    }
+    live > 0 && total - live >= live
 }
 
 impl Inner {

@@ -28,6 +28,9 @@ impl Inner {
             return Ok(0);
         }
         self.flush_all().await?;
+        // A tombstone names chunks by location: no compaction may swap a series' chunks
+        // between reading them here and writing it.
+        let _lock = self.compactor.series_lock.lock().await;
         let mut tombstones = Vec::new();
         for series in ids {
             let chunks = self.index_read(self.engines.index.query_chunks(series, range).await)?;

@@ -82,6 +82,7 @@ impl Inner {
                 tracing::warn!("rebuilding the index failed (will retry): {e}");
                 self.index_lost.store(true, Ordering::SeqCst);
             }
+            self.delete_retired().await;
             if last_checkpoint.elapsed() >= self.config.checkpoint_interval {
                 last_checkpoint = tokio::time::Instant::now();
                 if let Err(e) = self.checkpoint().await {

@@ -23,14 +23,19 @@ pub(crate) struct ChunkDecoder {
 }
 
 impl ChunkDecoder {
-    /// Reads Gorilla blocks and those of `configured`.
-    pub(crate) fn new(configured: &Arc<dyn Compressor>) -> Self {
+    /// Reads the built-in codecs' blocks (Gorilla, and pco with the `pco` feature) and
+    /// those of the `configured` ones.
+    pub(crate) fn new(configured: &[&Arc<dyn Compressor>]) -> Self {
         let mut codecs: HashMap<CodecId, Arc<dyn Compressor>> = HashMap::new();
         codecs.insert(
             CodecId::GORILLA,
             Arc::new(tsdb_gorilla::GorillaCompressor::new()),
         );
-        codecs.insert(configured.codec_id(), configured.clone());
+        #[cfg(feature = "pco")]
+        codecs.insert(CodecId::PCO, Arc::new(tsdb_pco::PcoCompressor::new()));
+        for codec in configured {
+            codecs.insert(codec.codec_id(), Arc::clone(codec));
+        }
         ChunkDecoder {
             codecs,
             decoded: AtomicU64::new(0),
@@ -95,6 +100,7 @@ impl Inner {
         range: TimeRange,
         mut partial: Option<&mut Vec<Damage>>,
     ) -> Result<Vec<SeriesPoints>> {
+        let _pin = self.compactor.pin();
         // Damage whose series is unknown might concern any selection, found or not.
         if let Some(d) = self.damage.blocking_unknown(range) {
             match partial.as_deref_mut() {

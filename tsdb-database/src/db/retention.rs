@@ -33,8 +33,10 @@ impl Inner {
         for (series, locations) in &by_series {
             self.engines.index.remove_chunks(*series, locations).await?;
         }
-        let locations: Vec<ChunkLocation> = expired.iter().map(|c| c.location).collect();
-        self.engines.storage.delete_chunks(&locations).await?;
+        // Deleted from storage once the reads that may have listed them are done.
+        self.compactor
+            .retire(expired.iter().map(|c| c.location).collect());
+        self.delete_retired().await;
         if !expired.is_empty() {
             tracing::info!(
                 "retention deleted {} chunks older than {cutoff}",

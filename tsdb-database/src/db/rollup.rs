@@ -43,6 +43,7 @@ impl Inner {
         request: &RollupRequest,
         limits: SelectLimits,
     ) -> Result<Vec<RolledSeries>> {
+        let _pin = self.compactor.pin();
         // Damage whose series is unknown might concern any selection.
         if let Some(d) = self.damage.blocking_unknown(request.read_range()) {
             return Err(d.to_error_unknown());

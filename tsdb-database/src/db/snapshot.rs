@@ -37,6 +37,8 @@ impl Inner {
         }
         // Everything acknowledged so far into chunks: the chunks are then the whole state.
         self.flush_all().await?;
+        // The chunks listed stay in storage until the copy is done.
+        let _pin = self.compactor.pin();
         let mut chunks = self.engines.storage.list_chunks().await?;
         chunks.sort_by_key(|c| c.location);
         let series = self.catalog_series().await?;
@@ -63,6 +65,7 @@ impl Inner {
                 ..self.config.clone()
             })
             .with_compressor(self.engines.compressor.clone())
+            .with_cold_compressor(self.engines.cold.clone())
             .build()
             .await?;
         let result = self.copy_into(&copy, &series, &chunks).await;

@@ -92,6 +92,7 @@ impl TimeSeriesDB {
     ) -> Result<Vec<SeriesPoints>> {
         let inner = self.inner();
         inner.check_open()?;
+        let _pin = inner.compactor.pin();
         let (planned, _) = plan_within(inner, matchers, range, limits).await?;
         let mut out = Vec::with_capacity(planned.len());
         for p in planned {
