@@ -197,10 +197,10 @@ pub(crate) async fn repair(data_dir: &Path, args: RepairArgs) -> Result<ExitCode
 }
 
 fn codec_name(id: u16) -> String {
-    if id == gorilla_tsdb::CodecId::GORILLA.0 {
-        "gorilla".to_owned()
-    } else {
-        format!("codec {id}")
+    match gorilla_tsdb::CodecId(id) {
+        gorilla_tsdb::CodecId::GORILLA => "gorilla".to_owned(),
+        gorilla_tsdb::CodecId::PCO => "pco".to_owned(),
+        _ => format!("codec {id}"),
     }
 }
 

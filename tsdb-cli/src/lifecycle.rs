@@ -1,4 +1,4 @@
-//! `delete` and `snapshot`: the data lifecycle commands.
+//! `delete`, `compact` and `snapshot`: the data lifecycle commands.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +28,21 @@ pub(crate) struct DeleteArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct CompactArgs {
+    /// Chunks whose newest point is older than this (against the clock) are rewritten into
+    /// the cold codec, e.g. `2h`; `0s` takes everything stored.
+    #[arg(long, value_parser = crate::duration_flag, default_value = "2h")]
+    cold_after: std::time::Duration,
+
+    /// Most points in a chunk compaction writes.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    chunk_points: u32,
+
+    #[command(flatten)]
+    policies: crate::Policies,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct SnapshotArgs {
     /// Where the copy goes: a directory that does not exist yet or is empty.
     target: PathBuf,
@@ -41,13 +56,87 @@ async fn open_existing(
     data_dir: &Path,
     policies: &crate::Policies,
 ) -> Result<gorilla_tsdb::TimeSeriesDB, Error> {
+    open_existing_with(data_dir, policies, |_| {}).await
+}
+
+/// [`open_existing`], with `tune` applied to the configuration.
+async fn open_existing_with(
+    data_dir: &Path,
+    policies: &crate::Policies,
+    tune: impl FnOnce(&mut gorilla_tsdb::DatabaseConfig),
+) -> Result<gorilla_tsdb::TimeSeriesDB, Error> {
     if !data_dir.join("series").exists() {
         return Err(Error::invalid_input(format_args!(
             "{} holds no database (no series catalog); give --data-dir",
             data_dir.display()
         )));
     }
-    crate::open(data_dir, WalDurability::Always, policies).await
+    crate::open_with(data_dir, WalDurability::Always, policies, tune).await
+}
+
+/// Bytes of every file under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => bytes_under(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+pub(crate) async fn compact(data_dir: &Path, args: CompactArgs) -> Result<ExitCode, Error> {
+    let before = bytes_under(data_dir);
+    let db = open_existing_with(data_dir, &args.policies, |config| {
+        config.cold_after = args.cold_after;
+        config.compacted_chunk_points = args.chunk_points;
+        // This command runs it itself, to completion.
+        config.compaction_interval = None;
+    })
+    .await?;
+    let started = std::time::Instant::now();
+    let result = async {
+        let stats = db.compact().await?;
+        let points: u64 = db
+            .storage()
+            .list_chunks()
+            .await?
+            .iter()
+            .map(|c| u64::from(c.point_count))
+            .sum();
+        Ok((stats, points))
+    }
+    .await;
+    let (stats, points) = crate::finish(db, result).await?;
+    let after = bytes_under(data_dir);
+    println!(
+        "compacted {} series in {:.1}s: {} chunks ({} bytes) into {} chunks ({} bytes)",
+        stats.series,
+        started.elapsed().as_secs_f64(),
+        stats.chunks_replaced,
+        stats.bytes_replaced,
+        stats.chunks_written,
+        stats.bytes_written,
+    );
+    if stats.conflicts > 0 || stats.damaged > 0 {
+        println!(
+            "left alone: {} series written meanwhile, {} touched by recorded damage (see `repair`)",
+            stats.conflicts, stats.damaged
+        );
+    }
+    let per_point = if points == 0 {
+        String::new()
+    } else {
+        format!(", {:.3} bytes a point", after as f64 / points as f64)
+    };
+    println!(
+        "data directory: {before} bytes before, {after} bytes after, {points} points stored{per_point}"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn delete(data_dir: &Path, args: DeleteArgs) -> Result<ExitCode, Error> {

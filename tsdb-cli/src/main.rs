@@ -87,6 +87,10 @@ enum Command {
     /// Deletes the points of the series selected by label matchers inside a time range
     /// (written before the command; durable tombstones hide them from every read).
     Delete(lifecycle::DeleteArgs),
+    /// Runs compaction to completion: cold chunks merged into large chunks of the cold codec
+    /// (pco), deleted points dropped, mostly dead chunk files freed; prints what it did and
+    /// the data directory's bytes a point.
+    Compact(lifecycle::CompactArgs),
     /// Writes a consistent copy of the database into another directory, which opens as a
     /// database of its own.
     Snapshot(lifecycle::SnapshotArgs),
@@ -167,6 +171,7 @@ async fn run(cli: Cli, explicit: Explicit) -> Result<ExitCode, Error> {
         Command::Inspect(args) => inspect::inspect(&cli.data_dir, args).await,
         Command::Repair(args) => inspect::repair(&cli.data_dir, args).await,
         Command::Delete(args) => lifecycle::delete(&cli.data_dir, args).await,
+        Command::Compact(args) => lifecycle::compact(&cli.data_dir, args).await,
         Command::Snapshot(args) => lifecycle::snapshot(&cli.data_dir, args).await,
         #[cfg(feature = "server")]
         Command::Serve(args) => {
@@ -255,6 +260,16 @@ async fn open(
     durability: WalDurability,
     policies: &Policies,
 ) -> Result<TimeSeriesDB, Error> {
+    open_with(data_dir, durability, policies, |_| {}).await
+}
+
+/// [`open`], with `tune` applied to the configuration last.
+async fn open_with(
+    data_dir: &std::path::Path,
+    durability: WalDurability,
+    policies: &Policies,
+    tune: impl FnOnce(&mut DatabaseConfig),
+) -> Result<TimeSeriesDB, Error> {
     std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir.display(), e))?;
     let mut config = DatabaseConfig {
         data_dir: data_dir.to_path_buf(),
@@ -263,6 +278,7 @@ async fn open(
         ..DatabaseConfig::default()
     };
     policies.apply(&mut config);
+    tune(&mut config);
     TimeSeriesDBBuilder::new().with_config(config).build().await
 }
 

@@ -87,7 +87,7 @@ pub struct DatabaseConfig {
     /// in the cold codec (see [`crate::TimeSeriesDBBuilder::with_cold_compressor`]).
     /// Default: 2 hours.
     pub cold_after: Duration,
-    /// Most points in a chunk that compaction writes. Default: 8192.
+    /// Most points in a chunk that compaction writes. Default: 16384.
     pub compacted_chunk_points: u32,
 }
 
@@ -114,7 +114,7 @@ impl Default for DatabaseConfig {
             read_only: false,
             compaction_interval: Some(Duration::from_secs(600)),
             cold_after: Duration::from_secs(2 * 3600),
-            compacted_chunk_points: 8192,
+            compacted_chunk_points: 16384,
         }
     }
 }

@@ -477,10 +477,11 @@ impl TimeSeriesDB {
     pub async fn compact(&self) -> Result<CompactionStats> {
         self.inner.check_writable("compact")?;
         let mut total = CompactionStats::default();
+        let mut rewritten = std::collections::HashSet::new();
         // A round frees the chunks it replaced; the segments that leaves mostly dead are
         // moved by the next one.
         for _ in 0..3 {
-            let round = self.inner.compaction_round(false).await;
+            let round = self.inner.compaction_round(false, &mut rewritten).await;
             self.inner.delete_all_retired().await;
             let round = round?;
             total.add(&round);
@@ -488,6 +489,7 @@ impl TimeSeriesDB {
                 break;
             }
         }
+        total.series = rewritten.len() as u64;
         Ok(total)
     }
 

@@ -376,3 +376,66 @@ fn mostly_dead_segments_are_freed() {
         db.close().await.expect("close");
     });
 }
+
+/// Every real recording of `../shared/data`, one series a file, takes no more bytes after
+/// compaction than in the Gorilla chunks it was flushed into (skipped loudly without the
+/// data, failing under `CI=true`).
+#[test]
+fn real_recordings_take_no_more_bytes_compacted_than_in_gorilla() {
+    let Some(datasets) = tsdb_testdata::real::datasets(
+        "tsdb-facade real_recordings_take_no_more_bytes_compacted_than_in_gorilla",
+    )
+    .expect("shared data loads") else {
+        return;
+    };
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = TimeSeriesDBBuilder::new()
+            .with_config(DatabaseConfig {
+                chunk_max_points: 1024,
+                compacted_chunk_points: 16384,
+                ..config(dir.path())
+            })
+            .build()
+            .await
+            .expect("database opens");
+        let mut model = Model::new();
+        for (s, d) in datasets.iter().enumerate() {
+            let labels = labels(s);
+            db.insert_series(&labels, &d.points).await.expect("insert");
+            let points = model.entry(s).or_default();
+            for &(t, v) in &d.points {
+                points.insert(t, v);
+            }
+        }
+        db.flush().await.expect("flush");
+        let bytes_by_series = |chunks: Vec<gorilla_tsdb::ChunkReference>| {
+            let mut out = BTreeMap::new();
+            for c in chunks {
+                *out.entry(c.series_id).or_insert(0u64) += c.location.length;
+            }
+            out
+        };
+        let gorilla = bytes_by_series(db.storage().list_chunks().await.expect("list"));
+        db.compact().await.expect("compact");
+        let compacted = bytes_by_series(db.storage().list_chunks().await.expect("list"));
+        for (s, d) in datasets.iter().enumerate() {
+            let id = labels(s).series_id();
+            let (before, after) = (gorilla[&id], compacted[&id]);
+            eprintln!(
+                "{}/{}: {} points, {before} bytes in Gorilla chunks, {after} compacted",
+                d.group,
+                d.name,
+                d.points.len()
+            );
+            assert!(
+                after <= before,
+                "{}/{}: {after} bytes compacted, {before} in Gorilla",
+                d.group,
+                d.name
+            );
+        }
+        assert!(same(&answers(&db, datasets.len()).await, &model));
+        db.close().await.expect("close");
+    });
+}

@@ -7,8 +7,9 @@ use tsdb_core::{
     CodecId, CompressedBlock, Compressor, DataPoint, Error, Result, SeriesId, async_trait,
 };
 
-/// The format version written in the first byte of every block.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version written in the first byte of every block (version 1, without the
+/// value-encoding byte, is still read).
+pub const FORMAT_VERSION: u8 = 2;
 
 /// The name used in [`Error::Corrupt`] errors.
 const SOURCE: &str = "pco block";
@@ -17,8 +18,59 @@ const SOURCE: &str = "pco block";
 /// header's count is bounded (1,048,576 points, 16 MiB of columns).
 pub const MAX_BLOCK_POINTS: usize = 1 << 20;
 
-/// Bytes before the two columns: version, point count, lengths of both columns.
-const HEADER_LEN: usize = 13;
+/// Bytes before the two columns: version, point count, lengths of both columns, and (from
+/// version 2) how values are encoded.
+const HEADER_LEN: usize = 14;
+
+/// The header of version 1 blocks, which have no value-encoding byte.
+const HEADER_LEN_V1: usize = 13;
+
+/// Most decimal digits a value column is tried with (see [`decimal_digits`]).
+pub const MAX_DECIMAL_DIGITS: u8 = 9;
+
+/// Largest integer magnitude a decimal column holds: every integer up to it is an exact
+/// `f64`, so `k as f64 / 10^digits` is one correctly rounded division.
+const MAX_EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+const POWERS_OF_TEN: [f64; MAX_DECIMAL_DIGITS as usize + 1] =
+    [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// The fewest decimal digits `d` (at most [`MAX_DECIMAL_DIGITS`]) such that every value is
+/// exactly the double nearest to `k / 10^d` for an integer `k`, with those integers: the
+/// values as they were printed (`57.34`, `0.5`, `12`). `None` when some value is not such a
+/// decimal (NaN, an infinity, `-0.0`, or more digits than that).
+pub fn decimal_digits(values: &[f64]) -> Option<(u8, Vec<i64>)> {
+    // Checked the way decoding computes it, through the integer (so `-0.0` fails).
+    let exact = |v: f64, scale: f64| {
+        let k = (v * scale).round();
+        if !k.is_finite() || k.abs() > MAX_EXACT_INTEGER {
+            return None;
+        }
+        let k = k as i64;
+        ((k as f64 / scale).to_bits() == v.to_bits()).then_some(k)
+    };
+    let first = *values.first()?;
+    for (digits, &scale) in POWERS_OF_TEN.iter().enumerate() {
+        // Most candidates fail on the first value; the whole column is tried only then.
+        if exact(first, scale).is_none() {
+            continue;
+        }
+        let mut ks = Vec::with_capacity(values.len());
+        for &v in values {
+            match exact(v, scale) {
+                Some(k) => ks.push(k),
+                None => break,
+            }
+        }
+        if ks.len() == values.len() {
+            return Some((digits as u8, ks));
+        }
+    }
+    None
+}
+
+/// How a block's values are encoded (the byte after the column lengths).
+const VALUES_AS_FLOATS: u8 = 0;
 
 /// The cold-tier codec as a [`Compressor`] (codec id [`CodecId::PCO`]): timestamps and
 /// values as two [pcodec](https://docs.rs/pco) columns, which finds the decimal structure,
@@ -101,16 +153,26 @@ impl PcoCompressor {
         }
         let count = timestamps.len() as u32;
         let failed = |e: pco::errors::PcoError| Error::invalid_input(format_args!("pco: {e}"));
-        let (ts, vs) = if timestamps.is_empty() {
-            (Vec::new(), Vec::new())
+        let (ts, vs, encoding) = if timestamps.is_empty() {
+            (Vec::new(), Vec::new(), VALUES_AS_FLOATS)
         } else {
-            // pcodec's defaults: compression level 8, delta and mode (decimal
-            // multipliers among them) chosen from the data.
+            // pcodec's defaults: compression level 8, delta and mode chosen from the data.
             let config = pco::ChunkConfig::default();
-            (
-                pco::standalone::simple_compress(timestamps, &config).map_err(failed)?,
-                pco::standalone::simple_compress(values, &config).map_err(failed)?,
-            )
+            let ts = pco::standalone::simple_compress(timestamps, &config).map_err(failed)?;
+            // Values printed as decimals are stored as the integers they are in their last
+            // digit: pcodec's float modes would spend bits on each value's rounding error.
+            match decimal_digits(values) {
+                Some((digits, ks)) => (
+                    ts,
+                    pco::standalone::simple_compress(&ks, &config).map_err(failed)?,
+                    digits + 1,
+                ),
+                None => (
+                    ts,
+                    pco::standalone::simple_compress(values, &config).map_err(failed)?,
+                    VALUES_AS_FLOATS,
+                ),
+            }
         };
         let ts_len = u32::try_from(ts.len())
             .map_err(|_| Error::invalid_input("timestamp column longer than 4 GiB"))?;
@@ -121,6 +183,7 @@ impl PcoCompressor {
         out.extend_from_slice(&count.to_le_bytes());
         out.extend_from_slice(&ts_len.to_le_bytes());
         out.extend_from_slice(&vs_len.to_le_bytes());
+        out.push(encoding);
         out.extend_from_slice(&ts);
         out.extend_from_slice(&vs);
         Ok(out)
@@ -135,12 +198,27 @@ impl PcoCompressor {
         values: &mut Vec<f64>,
     ) -> Result<usize> {
         let version = *data.first().ok_or_else(|| corrupt(0, "empty block"))?;
-        if version != FORMAT_VERSION {
+        let (header_len, encoding) = match version {
+            1 => (HEADER_LEN_V1, VALUES_AS_FLOATS),
+            FORMAT_VERSION => (
+                HEADER_LEN,
+                *data
+                    .get(HEADER_LEN - 1)
+                    .ok_or_else(|| corrupt(13, "block ends inside its header"))?,
+            ),
+            _ => {
+                return Err(corrupt(
+                    0,
+                    format_args!(
+                        "unknown format version {version} (this decoder reads 1 and {FORMAT_VERSION})"
+                    ),
+                ));
+            }
+        };
+        if encoding > MAX_DECIMAL_DIGITS + 1 {
             return Err(corrupt(
-                0,
-                format_args!(
-                    "unknown format version {version} (this decoder reads {FORMAT_VERSION})"
-                ),
+                HEADER_LEN - 1,
+                format_args!("unknown value encoding {encoding}"),
             ));
         }
         let count =
@@ -149,19 +227,19 @@ impl PcoCompressor {
             u32_at(data, 5).ok_or_else(|| corrupt(5, "block ends inside its header"))? as usize;
         let vs_len =
             u32_at(data, 9).ok_or_else(|| corrupt(9, "block ends inside its header"))? as usize;
-        let ts_end = HEADER_LEN + ts_len;
+        let ts_end = header_len + ts_len;
         if ts_end.checked_add(vs_len) != Some(data.len()) {
             return Err(corrupt(
                 5,
                 format_args!(
                     "columns of {ts_len} and {vs_len} bytes after the header, but the block has {} bytes",
-                    data.len().saturating_sub(HEADER_LEN)
+                    data.len().saturating_sub(header_len)
                 ),
             ));
         }
         if count == 0 {
-            if data.len() != HEADER_LEN {
-                return Err(corrupt(HEADER_LEN, "bytes after an empty block"));
+            if data.len() != header_len {
+                return Err(corrupt(header_len, "bytes after an empty block"));
             }
             return Ok(0);
         }
@@ -179,12 +257,21 @@ impl PcoCompressor {
         timestamps.resize(t_at + count, 0);
         values.resize(v_at + count, 0.0);
         column(
-            &data[HEADER_LEN..ts_end],
+            &data[header_len..ts_end],
             &mut timestamps[t_at..],
-            HEADER_LEN,
+            header_len,
             "timestamp",
         )?;
-        column(&data[ts_end..], &mut values[v_at..], ts_end, "value")?;
+        if encoding == VALUES_AS_FLOATS {
+            column(&data[ts_end..], &mut values[v_at..], ts_end, "value")?;
+        } else {
+            let scale = POWERS_OF_TEN[usize::from(encoding - 1)];
+            let mut ks = vec![0i64; count];
+            column(&data[ts_end..], &mut ks, ts_end, "value")?;
+            for (v, k) in values[v_at..].iter_mut().zip(ks) {
+                *v = k as f64 / scale;
+            }
+        }
         Ok(count)
     }
 
@@ -306,5 +393,15 @@ impl Compressor for PcoCompressor {
         values: &mut Vec<f64>,
     ) -> Result<()> {
         self.decompress_columns(block, timestamps, values)
+    }
+
+    /// A block whose values are decimals holds no NaN (decoding checks nothing else: a
+    /// damaged encoding byte fails the decode that would have answered).
+    fn may_hold_nan(&self, block: &CompressedBlock) -> bool {
+        !(block.data.first() == Some(&FORMAT_VERSION)
+            && block
+                .data
+                .get(HEADER_LEN - 1)
+                .is_some_and(|&e| e != VALUES_AS_FLOATS && e <= MAX_DECIMAL_DIGITS + 1))
     }
 }

@@ -248,6 +248,41 @@ impl Collector for DbCollector {
                 "fsyncs of WAL segment files since open",
                 s.wal_fsyncs,
             ),
+            (
+                "compaction_rounds",
+                "Compaction rounds run since open",
+                s.compaction_rounds,
+            ),
+            (
+                "compaction_series",
+                "Series whose chunks compaction rewrote since open",
+                s.compaction.series,
+            ),
+            (
+                "compaction_chunks_replaced",
+                "Chunks replaced by compaction since open",
+                s.compaction.chunks_replaced,
+            ),
+            (
+                "compaction_chunks_written",
+                "Chunks written by compaction since open",
+                s.compaction.chunks_written,
+            ),
+            (
+                "compaction_replaced_bytes",
+                "Stored bytes of the chunks compaction replaced since open",
+                s.compaction.bytes_replaced,
+            ),
+            (
+                "compaction_written_bytes",
+                "Stored bytes of the chunks compaction wrote since open",
+                s.compaction.bytes_written,
+            ),
+            (
+                "compaction_conflicts",
+                "Series compaction left for a later round because they were written meanwhile",
+                s.compaction.conflicts,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);

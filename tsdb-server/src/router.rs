@@ -32,7 +32,7 @@ use crate::state::AppState;
 /// | `POST /write`, `/api/v2/write` | Influx line protocol (1.x, 2.x) |
 /// | `GET /ping`; `GET,POST /query` | InfluxDB's health check; `CREATE DATABASE` only (Telegraf sends it) |
 /// | `POST /api/v1/import/prometheus` | Prometheus text exposition |
-/// | `POST,PUT /api/v1/admin/tsdb/delete_series`, `/api/v1/admin/tsdb/snapshot` | deletion and snapshots, with [`crate::ServerOptions::enable_admin_api`] |
+/// | `POST,PUT /api/v1/admin/tsdb/delete_series`, `clean_tombstones`, `snapshot` | deletion, compaction on demand and snapshots, with [`crate::ServerOptions::enable_admin_api`] |
 /// | `GET /metrics` | the server's own metrics |
 /// | `GET /-/healthy`, `/-/ready` | liveness, readiness |
 /// | `GET /`, `/graph`, `/graph/chart.svg` | the graph page and its chart |
@@ -68,6 +68,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/admin/tsdb/delete_series",
             post(admin::delete_series).put(admin::delete_series),
+        )
+        .route(
+            "/api/v1/admin/tsdb/clean_tombstones",
+            post(admin::clean_tombstones).put(admin::clean_tombstones),
         )
         .route(
             "/api/v1/admin/tsdb/snapshot",

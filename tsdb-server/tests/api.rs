@@ -691,7 +691,9 @@ async fn influx_and_grafana_probes_are_answered() {
 
 /// The admin API: answered 503 `unavailable` unless enabled (as Prometheus without
 /// `--web.enable-admin-api`); then `delete_series` deletes the matched points in its range
-/// (204), and `snapshot` answers a name whose directory opens as a database holding the data.
+/// (204), `clean_tombstones` rewrites the chunks without the deleted points (204, the answers
+/// unchanged, the compaction counters moved), and `snapshot` answers a name whose directory
+/// opens as a database holding the data.
 #[tokio::test]
 async fn admin_delete_series_and_snapshot() {
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
@@ -745,6 +747,36 @@ async fn admin_delete_series_and_snapshot() {
             {"metric": {"job": "b"}, "value": [ (T0 + 600_000) / 1000, "10"]}
         ])
     );
+
+    // Compaction on demand drops the deleted points from the chunks; answers stay.
+    let (status, _, text) = server
+        .post("/api/v1/admin/tsdb/clean_tombstones", &form, Vec::new())
+        .await;
+    assert_eq!(status, 204, "{text}");
+    let (_, json) = server
+        .get_json(&format!(
+            "/api/v1/query?query=count_over_time(m[1h])&time={}",
+            at(T0 + 600_000)
+        ))
+        .await;
+    assert_eq!(
+        count(json),
+        json!([
+            {"metric": {"job": "a"}, "value": [ (T0 + 600_000) / 1000, "41"]},
+            {"metric": {"job": "b"}, "value": [ (T0 + 600_000) / 1000, "10"]}
+        ])
+    );
+    let (_, metrics) = server.get("/metrics").await;
+    let value = |name: &str| -> u64 {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"));
+        line[name.len()..].trim().parse().expect("a count")
+    };
+    assert!(value("gorilla_tsdb_compaction_rounds_total ") >= 1);
+    assert!(value("gorilla_tsdb_compaction_chunks_replaced_total ") >= 1);
+    assert!(value("gorilla_tsdb_compaction_chunks_written_total ") >= 1);
 
     let (status, _, text) = server
         .post("/api/v1/admin/tsdb/snapshot", &form, Vec::new())

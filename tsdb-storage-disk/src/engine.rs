@@ -588,20 +588,7 @@ fn recover(dir: &Path, read_only: bool, segment_size: u64) -> Result<Opened> {
 
     let mut deletion_log_len = (kept.len() * DELETION_ENTRY_LEN) as u64;
     if rewrite && !read_only {
-        let tmp = dir.join(DELETION_LOG_TMP);
-        let mut out = Vec::with_capacity(kept.len() * DELETION_ENTRY_LEN);
-        for d in &kept {
-            encode_deletion(&mut out, *d);
-        }
-        let write = || -> io::Result<()> {
-            let f = File::create(&tmp)?;
-            f.write_all_at(&out, 0)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &log_path)
-        };
-        write().map_err(|e| io_err(format_args!("rewriting {}", log_path.display()), e))?;
-        sync_dir(dir)?;
-        deletion_log_len = out.len() as u64;
+        deletion_log_len = rewrite_deletion_log(dir, &kept)?;
     }
 
     let mut next_free = read_next_segment(dir)
@@ -1089,6 +1076,7 @@ impl Inner {
         }
         // Readers holding a view of a removed segment keep its map, and so its inode, alive:
         // unlinking only removes the name. The file is never truncated.
+        let segments_removed = !removed.is_empty();
         for path in removed {
             match std::fs::remove_file(&*path) {
                 Ok(()) => tracing::debug!(segment = %path, "removed a segment with no live chunks"),
@@ -1097,6 +1085,49 @@ impl Inner {
                 }
             }
         }
+        if segments_removed {
+            self.shrink_deletion_log(&mut log)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the deletion log without the entries of removed segments once those are most
+    /// of it (what the next open would do anyway).
+    fn shrink_deletion_log(&self, log: &mut DeletionLog) -> Result<()> {
+        let needed: Vec<Deletion> = {
+            let st = self.read_state();
+            st.segments
+                .iter()
+                .flat_map(|(&segment, seg)| {
+                    let dead = seg
+                        .entries
+                        .iter()
+                        .filter(|e| !e.live)
+                        .map(move |e| Deletion {
+                            segment,
+                            offset: e.offset,
+                            length: e.len,
+                        });
+                    let damaged = seg
+                        .damage
+                        .iter()
+                        .filter(|d| d.deleted)
+                        .map(move |d| Deletion {
+                            segment,
+                            offset: d.offset,
+                            length: d.len,
+                        });
+                    dead.chain(damaged)
+                })
+                .collect()
+        };
+        let entries = log.len / DELETION_ENTRY_LEN as u64;
+        if entries < 2 * needed.len() as u64 + 1024 {
+            return Ok(());
+        }
+        // The appending handle still points at the old file: dropped, reopened on next use.
+        log.file = None;
+        log.len = rewrite_deletion_log(&self.dir, &needed)?;
         Ok(())
     }
 }
@@ -1149,6 +1180,26 @@ impl StorageEngine for LocalDiskEngine {
     async fn damage(&self) -> Result<Vec<StorageDamage>> {
         Ok(self.inner.damage())
     }
+}
+
+/// Replaces the deletion log of `dir` with `kept` (written beside it, synced, renamed over
+/// it); returns its new length.
+fn rewrite_deletion_log(dir: &Path, kept: &[Deletion]) -> Result<u64> {
+    let log_path = dir.join(DELETION_LOG);
+    let tmp = dir.join(DELETION_LOG_TMP);
+    let mut out = Vec::with_capacity(kept.len() * DELETION_ENTRY_LEN);
+    for d in kept {
+        encode_deletion(&mut out, *d);
+    }
+    let write = || -> io::Result<()> {
+        let f = File::create(&tmp)?;
+        f.write_all_at(&out, 0)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &log_path)
+    };
+    write().map_err(|e| io_err(format_args!("rewriting {}", log_path.display()), e))?;
+    sync_dir(dir)?;
+    Ok(out.len() as u64)
 }
 
 /// Whether at least half of a segment's record bytes belong to deleted chunks while some

@@ -946,3 +946,80 @@ async fn bytes_changed_under_an_open_store_are_damage_that_names_the_chunk() {
     )
     .await;
 }
+
+/// Segments whose bytes are mostly deleted chunks offer their live chunks for relocation
+/// (the active one is sealed first, so that copies land elsewhere); once the copies are
+/// written and the originals deleted, the files go, and the deletion log sheds the entries
+/// of removed segments while every deletion that still matters survives a reopen.
+#[tokio::test]
+async fn mostly_dead_segments_offer_their_chunks_and_the_deletion_log_shrinks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let e = LocalDiskEngine::open_with(dir.path(), no_fsync())
+        .await
+        .expect("open");
+    let mut written = Vec::new();
+    for i in 0..3_000u64 {
+        let b = block(i, 40);
+        written.push((e.write_chunk(&b).await.expect("write"), b));
+    }
+    assert!(
+        e.relocation_candidates()
+            .await
+            .expect("candidates")
+            .is_empty(),
+        "nothing deleted, nothing to move"
+    );
+    // Delete three chunks in four: every segment, the active one too, is mostly dead.
+    let (gone, kept): (Vec<_>, Vec<_>) = written.iter().enumerate().partition(|(i, _)| i % 4 != 0);
+    let gone: Vec<ChunkLocation> = gone.iter().map(|(_, (l, _))| *l).collect();
+    e.delete_chunks(&gone).await.expect("delete");
+    let active_before = written.last().map(|(l, _)| l.segment).expect("a chunk");
+    let offered = e.relocation_candidates().await.expect("candidates");
+    let mut offered_locations: Vec<ChunkLocation> = offered.iter().map(|c| c.location).collect();
+    offered_locations.sort();
+    let mut kept_locations: Vec<ChunkLocation> = kept.iter().map(|(_, (l, _))| *l).collect();
+    kept_locations.sort();
+    assert_eq!(
+        offered_locations, kept_locations,
+        "every live chunk is offered"
+    );
+    // Move them, as compaction does: write anew, then delete the original.
+    let mut moved = Vec::new();
+    for (_, (loc, b)) in &kept {
+        let new = e.write_chunk(b).await.expect("write the copy");
+        assert!(
+            new.segment > active_before,
+            "copies go to a new segment: {new}"
+        );
+        moved.push((new, b.clone()));
+        e.delete_chunks(&[*loc]).await.expect("delete the original");
+    }
+    for id in 0..=active_before {
+        assert!(
+            !dir.path().join(seg_name(id)).exists(),
+            "segment {id} is removed"
+        );
+    }
+    let log_len = std::fs::metadata(dir.path().join("deletions.log")).map_or(0, |m| m.len());
+    assert!(
+        log_len < 32 * 1024,
+        "the deletion log sheds entries of removed segments: {log_len} bytes for {} deletions",
+        gone.len() + kept.len()
+    );
+    drop(e);
+    let e = LocalDiskEngine::open(dir.path()).await.expect("reopen");
+    let mut listed: Vec<ChunkLocation> = e
+        .list_chunks()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.location)
+        .collect();
+    listed.sort();
+    let mut expected: Vec<ChunkLocation> = moved.iter().map(|(l, _)| *l).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for (loc, b) in &moved {
+        assert!(e.read_chunk(loc).await.expect("read") == *b);
+    }
+}

@@ -34,7 +34,8 @@ use crate::read::merge;
 /// open in [`crate::DbStats::compaction`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactionStats {
-    /// Series whose chunks were rewritten.
+    /// Series whose chunks were rewritten (once each per call of `compact`; in the totals of
+    /// [`crate::DbStats::compaction`], once per round that rewrote them).
     pub series: u64,
     /// Chunks replaced (and deleted from storage once no read holds them).
     pub chunks_replaced: u64,
@@ -263,7 +264,11 @@ enum Outcome {
 impl Inner {
     /// One compaction round over every series, to completion. With `throttle`, pauses after
     /// each series for as long as it took (compaction then takes at most half a core).
-    pub(crate) async fn compaction_round(&self, throttle: bool) -> Result<CompactionStats> {
+    pub(crate) async fn compaction_round(
+        &self,
+        throttle: bool,
+        rewritten: &mut HashSet<SeriesId>,
+    ) -> Result<CompactionStats> {
         let started = Instant::now();
         let cutoff = crate::clock::now_ms()
             .saturating_sub(i64::try_from(self.config.cold_after.as_millis()).unwrap_or(i64::MAX));
@@ -297,7 +302,10 @@ impl Inner {
             }
             let began = Instant::now();
             match self.compact_series(series, &policy, &moved).await {
-                Ok(Outcome::Done(stats)) => round.add(&stats),
+                Ok(Outcome::Done(stats)) => {
+                    round.add(&stats);
+                    rewritten.insert(series);
+                }
                 Ok(Outcome::Nothing) => {}
                 Ok(Outcome::Conflict) => round.conflicts += 1,
                 Ok(Outcome::Damaged) => round.damaged += 1,
@@ -517,7 +525,7 @@ impl Inner {
             if self.lifecycle.is_shut_down() {
                 return;
             }
-            if let Err(e) = self.compaction_round(true).await {
+            if let Err(e) = self.compaction_round(true, &mut HashSet::new()).await {
                 tracing::warn!("compaction round failed (will retry): {e}");
             }
         }

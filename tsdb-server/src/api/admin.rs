@@ -1,4 +1,4 @@
-//! `/api/v1/admin/tsdb/delete_series` and `/api/v1/admin/tsdb/snapshot`, as Prometheus 2.42
+//! `/api/v1/admin/tsdb/delete_series`, `clean_tombstones` and `snapshot`, as Prometheus 2.42
 //! answers them, when [`crate::ServerOptions::enable_admin_api`] is set.
 
 use std::hash::{BuildHasher, RandomState};
@@ -44,6 +44,28 @@ pub(crate) async fn delete_series(State(state): State<AppState>, params: Params)
                 .await
                 .map_err(|e| ApiError::from_db(&e))?;
         }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST|PUT /api/v1/admin/tsdb/clean_tombstones`: runs compaction to completion (see
+/// `TimeSeriesDB::compact`), which rewrites every chunk holding deleted points without them,
+/// as well as the cold chunks; 204 when done.
+pub(crate) async fn clean_tombstones(State(state): State<AppState>) -> Response {
+    let result: Result<(), ApiError> = async {
+        admin_enabled(&state)?;
+        let stats = state
+            .inner
+            .db
+            .compact()
+            .await
+            .map_err(|e| ApiError::from_db(&e))?;
+        tracing::info!(?stats, "compaction run on request");
         Ok(())
     }
     .await;
