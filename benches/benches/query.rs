@@ -23,7 +23,9 @@
 //! also writes the dataset as VictoriaMetrics' JSON-lines import format;
 //! `QUERY_BENCH_OUT=<path>` writes the JSON document there too; `QUERY_BENCH_KEEP_DIR=<path>`
 //! loads the data into that directory and keeps it (closed) for `gorilla-tsdb serve`; `QUERY_BENCH_ONLY=Q3` times
-//! that query alone, `QUERY_BENCH_RUNS=N` runs each query N times (both for a profile).
+//! that query alone, `QUERY_BENCH_RUNS=N` runs each query N times (both for a profile);
+//! `QUERY_BENCH_COLD=1` compacts everything into the cold tier (pco chunks of 16,384 points)
+//! before timing, for the same queries over cold data.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -151,13 +153,16 @@ async fn run(engine: &Engine<Arc<TimeSeriesDB>>, q: &Query) -> Answer {
     }
 }
 
-async fn load(dir: &std::path::Path, vm_import: Option<&str>) -> (TimeSeriesDB, f64) {
+async fn load(dir: &std::path::Path, vm_import: Option<&str>, cold: bool) -> (TimeSeriesDB, f64) {
     let db = TimeSeriesDBBuilder::new()
         .with_config(DatabaseConfig {
             data_dir: dir.to_path_buf(),
             wal_durability: WalDurability::Never,
             flush_interval: Duration::from_secs(24 * 3600),
             max_buffered_points: 200_000_000,
+            // Compaction only when asked (below), never during the timings.
+            compaction_interval: None,
+            cold_after: Duration::ZERO,
             ..Default::default()
         })
         .build()
@@ -190,6 +195,10 @@ async fn load(dir: &std::path::Path, vm_import: Option<&str>) -> (TimeSeriesDB, 
         }
     }
     db.flush().await.expect("flush");
+    if cold {
+        let stats = db.compact().await.expect("compact");
+        eprintln!("compacted: {stats:?}");
+    }
     if let Some(mut out) = vm {
         out.flush().expect("write the VM import file");
     }
@@ -295,7 +304,8 @@ fn main() {
     let keep = std::env::var_os("QUERY_BENCH_KEEP_DIR").map(std::path::PathBuf::from);
     let data_dir = keep.clone().unwrap_or_else(|| dir.path().to_path_buf());
     let vm_import = std::env::var("QUERY_BENCH_VM_IMPORT").ok();
-    let (db, load_s) = rt.block_on(load(&data_dir, vm_import.as_deref()));
+    let cold = std::env::var("QUERY_BENCH_COLD").is_ok_and(|v| v == "1");
+    let (db, load_s) = rt.block_on(load(&data_dir, vm_import.as_deref(), cold));
     let db = Arc::new(db);
     let stats = db.stats();
     let engine = Arc::new(Engine::new(db.clone(), EngineOptions::default()));
@@ -349,7 +359,8 @@ fn main() {
         "\"Q1_concurrent\":{{\"tasks\":8,\"queries_per_s\":{qps},\"p99_ms\":{p99}}}"
     ));
     let doc = format!(
-        "{{\"series\":{SERIES},\"points\":{},\"eval\":{EVAL},\"q2_end\":{Q2_END},\"q3_start\":{HOUR},\"q3_end\":{Q3_END},\"load_s\":{load_s},{}}}",
+        "{{\"tier\":\"{}\",\"series\":{SERIES},\"points\":{},\"eval\":{EVAL},\"q2_end\":{Q2_END},\"q3_start\":{HOUR},\"q3_end\":{Q3_END},\"load_s\":{load_s},{}}}",
+        if cold { "cold" } else { "hot" },
         SERIES * POINTS,
         parts.join(",")
     );

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::types::{CodecId, CompressedBlock, DataPoint, SeriesId};
+use crate::types::{CodecId, CompressedBlock, DataPoint, SeriesId, TimeRange};
 
 /// A codec for the points of one series.
 ///
@@ -86,6 +86,22 @@ pub trait Compressor: Send + Sync + Debug + 'static {
         Ok(())
     }
 
+    /// [`Compressor::decompress_into`] for a reader that only needs the points inside
+    /// `range` (inclusive): every point of the block inside it must be appended, in the
+    /// block's order; points outside it may be appended too or left out. A codec whose
+    /// blocks decode in parts (pages with their time spans) decodes only the parts that
+    /// overlap. The default decodes the whole block.
+    async fn decompress_range_into(
+        &self,
+        block: &CompressedBlock,
+        range: TimeRange,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<()> {
+        let _ = range;
+        self.decompress_into(block, timestamps, values).await
+    }
+
     /// Whether the blocks this codec writes are exactly the Gorilla bit format of the
     /// `tsdb-gorilla` crate, so that a database whose head buffers already hold a series in
     /// that format may store those bytes without encoding them again. Default `false`; only
@@ -140,6 +156,17 @@ macro_rules! forward_compressor {
                 values: &mut Vec<f64>,
             ) -> Result<()> {
                 (**self).decompress_into(block, timestamps, values).await
+            }
+            async fn decompress_range_into(
+                &self,
+                block: &CompressedBlock,
+                range: TimeRange,
+                timestamps: &mut Vec<i64>,
+                values: &mut Vec<f64>,
+            ) -> Result<()> {
+                (**self)
+                    .decompress_range_into(block, range, timestamps, values)
+                    .await
             }
             fn writes_gorilla_format(&self) -> bool {
                 (**self).writes_gorilla_format()

@@ -74,6 +74,14 @@ pub trait StorageEngine: Send + Sync + Debug + 'static {
         self.sync().await
     }
 
+    /// Ends the file (or object) new chunks are appended to, so that the chunks written next
+    /// do not share it with those written before. Compaction calls it before writing the
+    /// chunks that replace others, so that what it replaces can be freed whole. Default:
+    /// nothing (an engine without such files).
+    async fn seal(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Live chunks the engine would like written again elsewhere so that it can reclaim the
     /// space of deleted chunks around them (for example every live chunk of a segment file
     /// that is mostly dead). The database's compaction writes each one anew, indexes the copy
@@ -119,6 +127,9 @@ macro_rules! forward_storage {
             }
             async fn close(&self) -> Result<()> {
                 (**self).close().await
+            }
+            async fn seal(&self) -> Result<()> {
+                (**self).seal().await
             }
             async fn relocation_candidates(&self) -> Result<Vec<ChunkReference>> {
                 (**self).relocation_candidates().await

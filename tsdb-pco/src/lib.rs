@@ -4,11 +4,15 @@
 
 use bytes::Bytes;
 use tsdb_core::{
-    CodecId, CompressedBlock, Compressor, DataPoint, Error, Result, SeriesId, async_trait,
+    CodecId, CompressedBlock, Compressor, DataPoint, Error, Result, SeriesId, TimeRange,
+    async_trait,
 };
 
-/// The format version written in the first byte of every block (version 1, without the
-/// value-encoding byte, is still read).
+mod paged;
+pub use paged::PAGE_POINTS;
+
+/// The format version written in the first byte of every block (blocks of version 1, one
+/// pcodec file a column without pages, are still read).
 pub const FORMAT_VERSION: u8 = 2;
 
 /// The name used in [`Error::Corrupt`] errors.
@@ -17,10 +21,6 @@ const SOURCE: &str = "pco block";
 /// Most points in one block: decoding allocates the columns the header announces, so the
 /// header's count is bounded (1,048,576 points, 16 MiB of columns).
 pub const MAX_BLOCK_POINTS: usize = 1 << 20;
-
-/// Bytes before the two columns: version, point count, lengths of both columns, and (from
-/// version 2) how values are encoded.
-const HEADER_LEN: usize = 14;
 
 /// The header of version 1 blocks, which have no value-encoding byte.
 const HEADER_LEN_V1: usize = 13;
@@ -69,7 +69,8 @@ pub fn decimal_digits(values: &[f64]) -> Option<(u8, Vec<i64>)> {
     None
 }
 
-/// How a block's values are encoded (the byte after the column lengths).
+/// How a block's values are encoded (the byte after the point count): as floats, or as
+/// decimals with `encoding - 1` digits.
 const VALUES_AS_FLOATS: u8 = 0;
 
 /// The cold-tier codec as a [`Compressor`] (codec id [`CodecId::PCO`]): timestamps and
@@ -130,13 +131,60 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes))
 }
 
+/// Decodes a block of format version 1: a 13-byte header (version, count, the two column
+/// lengths) and two pcodec standalone files, values always as floats.
+fn decode_v1(data: &[u8], timestamps: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<usize> {
+    let count = u32_at(data, 1).ok_or_else(|| corrupt(1, "block ends inside its header"))? as usize;
+    let ts_len =
+        u32_at(data, 5).ok_or_else(|| corrupt(5, "block ends inside its header"))? as usize;
+    let vs_len =
+        u32_at(data, 9).ok_or_else(|| corrupt(9, "block ends inside its header"))? as usize;
+    let ts_end = HEADER_LEN_V1 + ts_len;
+    if ts_end.checked_add(vs_len) != Some(data.len()) {
+        return Err(corrupt(
+            5,
+            format_args!(
+                "columns of {ts_len} and {vs_len} bytes after the header, but the block has {} bytes",
+                data.len().saturating_sub(HEADER_LEN_V1)
+            ),
+        ));
+    }
+    if count == 0 {
+        if data.len() != HEADER_LEN_V1 {
+            return Err(corrupt(HEADER_LEN_V1, "bytes after an empty block"));
+        }
+        return Ok(0);
+    }
+    if count > MAX_BLOCK_POINTS {
+        return Err(corrupt(
+            1,
+            format_args!(
+                "header says {count} points, more than a block holds ({MAX_BLOCK_POINTS})"
+            ),
+        ));
+    }
+    // Into columns of the announced size: what a damaged column says of its own length
+    // allocates nothing, and a column holding more or fewer numbers is damage.
+    let (t_at, v_at) = (timestamps.len(), values.len());
+    timestamps.resize(t_at + count, 0);
+    values.resize(v_at + count, 0.0);
+    column(
+        &data[HEADER_LEN_V1..ts_end],
+        &mut timestamps[t_at..],
+        HEADER_LEN_V1,
+        "timestamp",
+    )?;
+    column(&data[ts_end..], &mut values[v_at..], ts_end, "value")?;
+    Ok(count)
+}
+
 impl PcoCompressor {
     /// The codec.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Encodes the columns (of equal length) into a block's bytes.
+    /// Encodes the columns (of equal length) into a block's bytes (format version 2).
     pub fn encode_columns(&self, timestamps: &[i64], values: &[f64]) -> Result<Vec<u8>> {
         if timestamps.len() != values.len() {
             return Err(Error::invalid_input(format_args!(
@@ -151,42 +199,14 @@ impl PcoCompressor {
                 timestamps.len()
             )));
         }
-        let count = timestamps.len() as u32;
-        let failed = |e: pco::errors::PcoError| Error::invalid_input(format_args!("pco: {e}"));
-        let (ts, vs, encoding) = if timestamps.is_empty() {
-            (Vec::new(), Vec::new(), VALUES_AS_FLOATS)
-        } else {
-            // pcodec's defaults: compression level 8, delta and mode chosen from the data.
-            let config = pco::ChunkConfig::default();
-            let ts = pco::standalone::simple_compress(timestamps, &config).map_err(failed)?;
-            // Values printed as decimals are stored as the integers they are in their last
-            // digit: pcodec's float modes would spend bits on each value's rounding error.
-            match decimal_digits(values) {
-                Some((digits, ks)) => (
-                    ts,
-                    pco::standalone::simple_compress(&ks, &config).map_err(failed)?,
-                    digits + 1,
-                ),
-                None => (
-                    ts,
-                    pco::standalone::simple_compress(values, &config).map_err(failed)?,
-                    VALUES_AS_FLOATS,
-                ),
-            }
-        };
-        let ts_len = u32::try_from(ts.len())
-            .map_err(|_| Error::invalid_input("timestamp column longer than 4 GiB"))?;
-        let vs_len = u32::try_from(vs.len())
-            .map_err(|_| Error::invalid_input("value column longer than 4 GiB"))?;
-        let mut out = Vec::with_capacity(HEADER_LEN + ts.len() + vs.len());
-        out.push(FORMAT_VERSION);
-        out.extend_from_slice(&count.to_le_bytes());
-        out.extend_from_slice(&ts_len.to_le_bytes());
-        out.extend_from_slice(&vs_len.to_le_bytes());
-        out.push(encoding);
-        out.extend_from_slice(&ts);
-        out.extend_from_slice(&vs);
-        Ok(out)
+        if timestamps.is_empty() {
+            let mut out = vec![FORMAT_VERSION, 0, 0, 0, 0, VALUES_AS_FLOATS];
+            out.extend_from_slice(&(paged::PAGE_POINTS as u32).to_le_bytes());
+            return Ok(out);
+        }
+        // Values printed as decimals are stored as the integers they are in their last
+        // digit: pcodec's float modes would spend bits on each value's rounding error.
+        paged::encode(timestamps, values, decimal_digits(values))
     }
 
     /// Decodes a block's bytes, appending to the columns; checks that both columns hold the
@@ -197,82 +217,39 @@ impl PcoCompressor {
         timestamps: &mut Vec<i64>,
         values: &mut Vec<f64>,
     ) -> Result<usize> {
-        let version = *data.first().ok_or_else(|| corrupt(0, "empty block"))?;
-        let (header_len, encoding) = match version {
-            1 => (HEADER_LEN_V1, VALUES_AS_FLOATS),
-            FORMAT_VERSION => (
-                HEADER_LEN,
-                *data
-                    .get(HEADER_LEN - 1)
-                    .ok_or_else(|| corrupt(13, "block ends inside its header"))?,
-            ),
-            _ => {
-                return Err(corrupt(
-                    0,
-                    format_args!(
-                        "unknown format version {version} (this decoder reads 1 and {FORMAT_VERSION})"
-                    ),
-                ));
-            }
-        };
-        if encoding > MAX_DECIMAL_DIGITS + 1 {
-            return Err(corrupt(
-                HEADER_LEN - 1,
-                format_args!("unknown value encoding {encoding}"),
-            ));
-        }
-        let count =
-            u32_at(data, 1).ok_or_else(|| corrupt(1, "block ends inside its header"))? as usize;
-        let ts_len =
-            u32_at(data, 5).ok_or_else(|| corrupt(5, "block ends inside its header"))? as usize;
-        let vs_len =
-            u32_at(data, 9).ok_or_else(|| corrupt(9, "block ends inside its header"))? as usize;
-        let ts_end = header_len + ts_len;
-        if ts_end.checked_add(vs_len) != Some(data.len()) {
-            return Err(corrupt(
-                5,
+        self.decode(data, None, timestamps, values)
+    }
+
+    /// [`Self::decode_columns`] restricted to the pages whose points overlap `range`: every
+    /// point of the block inside `range` is appended, with at most the rest of their pages
+    /// (blocks of format version 1 are decoded whole).
+    pub fn decode_columns_in(
+        &self,
+        data: &[u8],
+        range: TimeRange,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<usize> {
+        self.decode(data, Some(range), timestamps, values)
+    }
+
+    fn decode(
+        &self,
+        data: &[u8],
+        range: Option<TimeRange>,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<usize> {
+        match *data.first().ok_or_else(|| corrupt(0, "empty block"))? {
+            1 => decode_v1(data, timestamps, values),
+            FORMAT_VERSION => paged::decode(data, range, timestamps, values),
+            version => Err(corrupt(
+                0,
                 format_args!(
-                    "columns of {ts_len} and {vs_len} bytes after the header, but the block has {} bytes",
-                    data.len().saturating_sub(header_len)
+                    "unknown format version {version} (this decoder reads 1 and {FORMAT_VERSION})"
                 ),
-            ));
+            )),
         }
-        if count == 0 {
-            if data.len() != header_len {
-                return Err(corrupt(header_len, "bytes after an empty block"));
-            }
-            return Ok(0);
-        }
-        if count > MAX_BLOCK_POINTS {
-            return Err(corrupt(
-                1,
-                format_args!(
-                    "header says {count} points, more than a block holds ({MAX_BLOCK_POINTS})"
-                ),
-            ));
-        }
-        // Into columns of the announced size: what a damaged column says of its own length
-        // allocates nothing, and a column holding more or fewer numbers is damage.
-        let (t_at, v_at) = (timestamps.len(), values.len());
-        timestamps.resize(t_at + count, 0);
-        values.resize(v_at + count, 0.0);
-        column(
-            &data[header_len..ts_end],
-            &mut timestamps[t_at..],
-            header_len,
-            "timestamp",
-        )?;
-        if encoding == VALUES_AS_FLOATS {
-            column(&data[ts_end..], &mut values[v_at..], ts_end, "value")?;
-        } else {
-            let scale = POWERS_OF_TEN[usize::from(encoding - 1)];
-            let mut ks = vec![0i64; count];
-            column(&data[ts_end..], &mut ks, ts_end, "value")?;
-            for (v, k) in values[v_at..].iter_mut().zip(ks) {
-                *v = k as f64 / scale;
-            }
-        }
-        Ok(count)
     }
 
     fn block(
@@ -395,13 +372,56 @@ impl Compressor for PcoCompressor {
         self.decompress_columns(block, timestamps, values)
     }
 
+    async fn decompress_range_into(
+        &self,
+        block: &CompressedBlock,
+        range: TimeRange,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<()> {
+        if range.start <= block.start_time && block.end_time <= range.end {
+            return self.decompress_columns(block, timestamps, values);
+        }
+        if block.codec != CodecId::PCO {
+            return Err(Error::UnsupportedCodec {
+                engine: "pco",
+                codec: block.codec,
+            });
+        }
+        let at = timestamps.len();
+        let n = self.decode_columns_in(&block.data, range, timestamps, values)?;
+        // Only part of the block: its points must still be within what its header says.
+        if n > block.point_count as usize {
+            return Err(corrupt(
+                1,
+                format_args!(
+                    "block decodes to more than the {} points its header says",
+                    block.point_count
+                ),
+            ));
+        }
+        if let Some(t) = timestamps[at..]
+            .iter()
+            .find(|&&t| t < block.start_time || block.end_time < t)
+        {
+            return Err(corrupt(
+                1,
+                format_args!(
+                    "timestamp {t} outside the block's span [{}, {}]",
+                    block.start_time, block.end_time
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// A block whose values are decimals holds no NaN (decoding checks nothing else: a
     /// damaged encoding byte fails the decode that would have answered).
     fn may_hold_nan(&self, block: &CompressedBlock) -> bool {
         !(block.data.first() == Some(&FORMAT_VERSION)
             && block
                 .data
-                .get(HEADER_LEN - 1)
+                .get(5)
                 .is_some_and(|&e| e != VALUES_AS_FLOATS && e <= MAX_DECIMAL_DIGITS + 1))
     }
 }

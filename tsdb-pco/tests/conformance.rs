@@ -51,6 +51,47 @@ proptest! {
         round_trip(&ts, &vs);
     }
 
+    /// A read of a range gets every point of the block inside it, in the block's order,
+    /// and nothing the block does not hold; sorted blocks of several pages skip pages.
+    #[test]
+    fn range_reads_hold_every_point_inside_the_range(
+        len in 1usize..9_000,
+        scrambled in any::<bool>(),
+        from in any::<prop::sample::Index>(),
+        width in 0i64..40_000_000,
+        decimals in any::<bool>(),
+    ) {
+        let mut ts: Vec<i64> = (0..len as i64).map(|i| 1_700_000_000_000 + i * 10_000).collect();
+        if scrambled {
+            let n = ts.len();
+            for i in 0..n {
+                ts.swap(i, (i * 7919) % n);
+            }
+        }
+        let vs: Vec<f64> = (0..len)
+            .map(|i| if decimals { (i % 977) as f64 / 100.0 } else { (i as f64).sqrt() })
+            .collect();
+        let c = PcoCompressor::new();
+        let data = c.encode_columns(&ts, &vs).expect("encode");
+        let start = ts[from.index(len)];
+        let range = tsdb_core::TimeRange { start, end: start + width };
+        let (mut t2, mut v2) = (Vec::new(), Vec::new());
+        c.decode_columns_in(&data, range, &mut t2, &mut v2).expect("decode");
+        let inside = |t: &i64| range.start <= *t && *t <= range.end;
+        let want: Vec<(i64, u64)> = ts.iter().zip(&vs).filter(|(t, _)| inside(t)).map(|(t, v)| (*t, v.to_bits())).collect();
+        let got: Vec<(i64, u64)> = t2.iter().zip(&v2).filter(|(t, _)| inside(t)).map(|(t, v)| (*t, v.to_bits())).collect();
+        prop_assert_eq!(got, want);
+        // What was decoded is a subsequence of the block: pages in order.
+        let all: Vec<(i64, u64)> = ts.iter().zip(&vs).map(|(t, v)| (*t, v.to_bits())).collect();
+        let mut it = all.iter();
+        for p in t2.iter().zip(&v2).map(|(t, v)| (*t, v.to_bits())) {
+            prop_assert!(it.any(|q| *q == p), "{:?} not in the block's order", p);
+        }
+        if !scrambled && width < 10_000 * tsdb_pco::PAGE_POINTS as i64 && len > 3 * tsdb_pco::PAGE_POINTS {
+            prop_assert!(t2.len() < len, "a short range of a sorted block skips pages");
+        }
+    }
+
     /// Regular scrapes of decimal gauges, the data the cold tier is for.
     #[test]
     fn decimal_gauges_round_trip(

@@ -1177,6 +1177,25 @@ impl StorageEngine for LocalDiskEngine {
         self.inner.relocation_candidates()
     }
 
+    /// Seals the active segment (fsync, then map) and starts the next one, unless it is
+    /// empty.
+    async fn seal(&self) -> Result<()> {
+        if self.inner.config.is_read_only() {
+            return Err(read_only_err("seal"));
+        }
+        let mut w = self.inner.lock_writer();
+        if w.closed {
+            return Err(Error::Closed { engine: ENGINE });
+        }
+        if let Some(reason) = &w.poisoned {
+            return Err(poisoned_err(reason));
+        }
+        if w.pos > 0 {
+            self.inner.rotate(&mut w)?;
+        }
+        Ok(())
+    }
+
     async fn damage(&self) -> Result<Vec<StorageDamage>> {
         Ok(self.inner.damage())
     }

@@ -292,6 +292,7 @@ impl Inner {
             by_series.entry(chunk.series_id).or_default().push(chunk);
         }
         let mut round = CompactionStats::default();
+        let mut sealed = false;
         for (series, chunks) in by_series {
             if self.lifecycle.is_shut_down() {
                 break;
@@ -301,6 +302,12 @@ impl Inner {
                 continue;
             }
             let began = Instant::now();
+            if !sealed {
+                // What this round writes goes to a file of its own, so that the files holding
+                // what it replaces empty and go.
+                self.engines.storage.seal().await?;
+                sealed = true;
+            }
             match self.compact_series(series, &policy, &moved).await {
                 Ok(Outcome::Done(stats)) => {
                     round.add(&stats);
@@ -403,7 +410,7 @@ impl Inner {
         for stretch in stretches {
             let mut sources = Vec::with_capacity(stretch.len());
             for chunk in stretch {
-                match self.read_chunk(chunk).await {
+                match self.read_chunk(chunk, TimeRange::ALL).await {
                     Ok(columns) => sources.push(columns),
                     Err(Error::Corrupt { .. }) => return Ok(false),
                     Err(e) => return Err(e),

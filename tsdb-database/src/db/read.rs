@@ -54,19 +54,26 @@ impl ChunkDecoder {
     }
 
     /// Decodes `block` (read from `chunk`) onto the columns through its codec, checked
-    /// against its header.
+    /// against its header: every point when `range` covers the block, otherwise at least
+    /// those inside `range` (a codec may skip parts of the block that lie outside it).
     pub(crate) async fn decode_into(
         &self,
         chunk: &ChunkReference,
         block: &CompressedBlock,
+        range: TimeRange,
         ts: &mut Vec<i64>,
         vs: &mut Vec<f64>,
     ) -> Result<Ascending> {
         let codec = self.codec_of(block)?;
         self.decoded.fetch_add(1, Ordering::Relaxed);
         let at = ts.len();
-        codec.decompress_into(block, ts, vs).await?;
-        check_decoded(block, chunk, codec.name(), &ts[at..], vs.len() - at)
+        let whole = range.start <= block.start_time && block.end_time <= range.end;
+        if whole {
+            codec.decompress_into(block, ts, vs).await?;
+        } else {
+            codec.decompress_range_into(block, range, ts, vs).await?;
+        }
+        check_decoded(block, chunk, codec.name(), &ts[at..], vs.len() - at, whole)
     }
 
     /// Notes a chunk whose header answered a read.
@@ -188,7 +195,7 @@ impl Inner {
             .await?;
         let mut sources: Vec<Columns> = Vec::with_capacity(chunks.len() + memory.sealed.len() + 1);
         for chunk in &chunks {
-            match self.read_chunk(chunk).await {
+            match self.read_chunk(chunk, range).await {
                 Ok(columns) => sources.push(columns),
                 Err(e) => match (&e, partial.as_deref_mut()) {
                     (Error::Corrupt { .. }, Some(warnings)) => {
@@ -212,7 +219,7 @@ impl Inner {
         let mut sources = Vec::with_capacity(chunks.len());
         for chunk in &chunks {
             // What storage holds, deleted points too: replay must see them as stored.
-            match self.read_chunk_raw(chunk).await {
+            match self.read_chunk_raw(chunk, range).await {
                 Ok(columns) => sources.push(columns),
                 // Recorded as damage; the WAL's copy of its points (if any) is replayed.
                 Err(Error::Corrupt { .. }) => {}
@@ -227,11 +234,12 @@ impl Inner {
     pub(crate) async fn read_chunk_into(
         &self,
         chunk: &ChunkReference,
+        range: TimeRange,
         ts: &mut Vec<i64>,
         vs: &mut Vec<f64>,
     ) -> Result<Ascending> {
         let at = ts.len();
-        let result = self.decode_chunk_into(chunk, ts, vs).await;
+        let result = self.decode_chunk_into(chunk, range, ts, vs).await;
         if result.is_err() {
             ts.truncate(at);
             vs.truncate(at);
@@ -279,26 +287,31 @@ impl Inner {
     async fn decode_chunk_into(
         &self,
         chunk: &ChunkReference,
+        range: TimeRange,
         ts: &mut Vec<i64>,
         vs: &mut Vec<f64>,
     ) -> Result<Ascending> {
         let block = self.engines.storage.read_chunk(&chunk.location).await?;
-        self.decoder.decode_into(chunk, &block, ts, vs).await
+        self.decoder.decode_into(chunk, &block, range, ts, vs).await
     }
 
     /// One stored chunk as columns, decoded by its codec and checked against its header,
-    /// without the points deleted.
-    pub(crate) async fn read_chunk(&self, chunk: &ChunkReference) -> Result<Columns> {
-        let (mut ts, mut vs) = self.read_chunk_raw(chunk).await?;
+    /// without the points deleted: every point inside `range`, and maybe others.
+    pub(crate) async fn read_chunk(
+        &self,
+        chunk: &ChunkReference,
+        range: TimeRange,
+    ) -> Result<Columns> {
+        let (mut ts, mut vs) = self.read_chunk_raw(chunk, range).await?;
         remove_hidden(&mut ts, &mut vs, 0, &self.tombstones.hiding(chunk));
         Ok((ts, vs))
     }
 
     /// [`Self::read_chunk`] with the deleted points left in (what storage holds).
-    async fn read_chunk_raw(&self, chunk: &ChunkReference) -> Result<Columns> {
+    async fn read_chunk_raw(&self, chunk: &ChunkReference, range: TimeRange) -> Result<Columns> {
         let mut columns = (Vec::new(), Vec::new());
         let result = self
-            .decode_chunk_into(chunk, &mut columns.0, &mut columns.1)
+            .decode_chunk_into(chunk, range, &mut columns.0, &mut columns.1)
             .await
             .map(|_| columns);
         self.note_damaged(chunk, result)
@@ -317,6 +330,7 @@ fn check_decoded(
     codec: &str,
     ts: &[i64],
     values: usize,
+    whole: bool,
 ) -> Result<Ascending> {
     let wrong = |what: String| {
         Err(Error::corrupt(
@@ -325,7 +339,8 @@ fn check_decoded(
             format_args!("codec {codec} ({}) decoded {what}", block.codec),
         ))
     };
-    if ts.len() != values || ts.len() != block.point_count as usize {
+    let count = block.point_count as usize;
+    if ts.len() != values || ts.len() > count || (whole && ts.len() != count) {
         return wrong(format!(
             "{} timestamps and {values} values, the header says {} points",
             ts.len(),
@@ -342,7 +357,8 @@ fn check_decoded(
         ts.iter()
             .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)))
     };
-    if lo != block.start_time || hi != block.end_time {
+    let outside = lo < block.start_time || block.end_time < hi;
+    if outside || (whole && (lo != block.start_time || hi != block.end_time)) {
         return wrong(format!(
             "timestamps spanning [{lo}, {hi}], the header says [{}, {}]",
             block.start_time, block.end_time

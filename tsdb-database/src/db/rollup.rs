@@ -133,7 +133,10 @@ impl Inner {
             // the whole is strictly ascending.
             let mut ascending = true;
             for chunk in &chunks {
-                ascending &= self.read_chunk_into(chunk, &mut s.ts, &mut s.vs).await?.0;
+                ascending &= self
+                    .read_chunk_into(chunk, range, &mut s.ts, &mut s.vs)
+                    .await?
+                    .0;
             }
             if ascending {
                 return Ok(());
@@ -144,7 +147,7 @@ impl Inner {
         chunks.sort_by_key(|c| c.location);
         let mut sources = Vec::with_capacity(chunks.len() + memory.sealed.len() + 1);
         for chunk in &chunks {
-            sources.push(self.read_chunk(chunk).await?);
+            sources.push(self.read_chunk(chunk, range).await?);
         }
         sources.extend(memory.into_sources()?);
         let (ts, vs) = merge(sources, range);
@@ -209,7 +212,7 @@ impl Inner {
                 let at = s.ts.len();
                 let decoded = self
                     .decoder
-                    .decode_into(chunk, &block, &mut s.ts, &mut s.vs)
+                    .decode_into(chunk, &block, request.read_range(), &mut s.ts, &mut s.vs)
                     .await;
                 if decoded.is_err() {
                     s.ts.truncate(at);

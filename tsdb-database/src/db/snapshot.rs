@@ -106,7 +106,7 @@ impl Inner {
             } else {
                 let (mut ts, mut vs) = (Vec::new(), Vec::new());
                 self.decoder
-                    .decode_into(chunk, &block, &mut ts, &mut vs)
+                    .decode_into(chunk, &block, tsdb_core::TimeRange::ALL, &mut ts, &mut vs)
                     .await?;
                 remove_hidden(&mut ts, &mut vs, 0, &hidden);
                 if ts.is_empty() {

@@ -155,7 +155,7 @@ async fn plan_within(
 async fn read_planned(inner: &Inner, p: &Planned, range: TimeRange) -> Result<Columns> {
     let mut sources: Vec<Columns> = Vec::with_capacity(p.chunks.len() + p.memory.sealed.len() + 1);
     for chunk in &p.chunks {
-        sources.push(inner.read_chunk(chunk).await?);
+        sources.push(inner.read_chunk(chunk, range).await?);
     }
     for sealed in &p.memory.sealed {
         sources.push(sealed.head.points()?);
