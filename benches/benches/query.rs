@@ -25,7 +25,10 @@
 //! loads the data into that directory and keeps it (closed) for `gorilla-tsdb serve`; `QUERY_BENCH_ONLY=Q3` times
 //! that query alone, `QUERY_BENCH_RUNS=N` runs each query N times (both for a profile);
 //! `QUERY_BENCH_COLD=1` compacts everything into the cold tier (pco chunks of 16,384 points)
-//! before timing, for the same queries over cold data.
+//! before timing, for the same queries over cold data; `QUERY_BENCH_DURING_COMPACTION=1`
+//! instead times Q2 and ingestion (a writer adding a point to every series every 5 ms, 200,000
+//! points/s, and the latency of those writes) before and while the throttled background
+//! compaction rewrites the whole dataset.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -294,6 +297,103 @@ fn concurrent_q1(
     (all.len() as f64 / elapsed, percentile(&all, 0.99))
 }
 
+/// Q2's median latency, a paced writer's points/s and its p99 write latency (ms) for `secs`
+/// (or, with `until_compacted`, until the first compaction round is done), with `db`
+/// serving both; and the writer's next timestamp.
+fn q2_and_ingest(
+    rt: &tokio::runtime::Runtime,
+    db: &Arc<TimeSeriesDB>,
+    from: i64,
+    secs: f64,
+    until_compacted: bool,
+) -> (f64, f64, f64, i64) {
+    let engine = Engine::new(db.clone(), EngineOptions::default());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        rt.spawn(async move {
+            let ids: Vec<_> = (0..SERIES).map(|s| labels(s).series_id()).collect();
+            let mut t = from;
+            let mut points = 0u64;
+            let mut lat = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                let batch: Vec<gorilla_tsdb::DataPoint> = ids
+                    .iter()
+                    .map(|&id| gorilla_tsdb::DataPoint::new(id, t, 1.0))
+                    .collect();
+                let began = Instant::now();
+                db.insert_batch(&batch).await.expect("insert");
+                lat.push(began.elapsed().as_secs_f64() * 1e3);
+                points += batch.len() as u64;
+                t += 1;
+            }
+            lat.sort_by(f64::total_cmp);
+            (points, percentile(&lat, 0.99), t)
+        })
+    };
+    let started = Instant::now();
+    let mut lat = Vec::new();
+    loop {
+        let done = if until_compacted {
+            db.stats().compaction_rounds > 0
+        } else {
+            started.elapsed().as_secs_f64() >= secs
+        };
+        if done || started.elapsed().as_secs_f64() > 600.0 {
+            break;
+        }
+        let t = Instant::now();
+        std::hint::black_box(rt.block_on(run(&engine, &q2())));
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let (points, write_p99, next) = rt.block_on(writer).expect("writer");
+    lat.sort_by(f64::total_cmp);
+    (
+        percentile(&lat, 0.5),
+        points as f64 / elapsed,
+        write_p99,
+        next,
+    )
+}
+
+/// `QUERY_BENCH_DURING_COMPACTION=1`: Q2 and ingestion before and during compaction.
+fn during_compaction(rt: &tokio::runtime::Runtime, dir: &std::path::Path) {
+    let (db, _) = rt.block_on(load(dir, None, false));
+    let db = Arc::new(db);
+    let (q2_before, ingest_before, p99_before, next) =
+        q2_and_ingest(rt, &db, T_LAST + 10_000, 10.0, false);
+    let db = Arc::into_inner(db).expect("one handle");
+    rt.block_on(db.close()).expect("close");
+    let db = TimeSeriesDBBuilder::new()
+        .with_config(DatabaseConfig {
+            data_dir: dir.to_path_buf(),
+            wal_durability: WalDurability::Never,
+            flush_interval: Duration::from_secs(24 * 3600),
+            max_buffered_points: 200_000_000,
+            compaction_interval: Some(Duration::from_millis(1)),
+            cold_after: Duration::ZERO,
+            ..Default::default()
+        })
+        .build();
+    let db = Arc::new(rt.block_on(db).expect("reopen"));
+    let started = Instant::now();
+    let (q2_during, ingest_during, p99_during, _) = q2_and_ingest(rt, &db, next, 0.0, true);
+    let compaction_s = started.elapsed().as_secs_f64();
+    let stats = db.stats().compaction;
+    eprintln!(
+        "before: Q2 median {q2_before:.2} ms, {ingest_before:.0} points/s (write p99 {p99_before:.2} ms); during a {compaction_s:.1} s compaction ({} chunks into {}): Q2 median {q2_during:.2} ms, {ingest_during:.0} points/s (write p99 {p99_during:.2} ms)",
+        stats.chunks_replaced, stats.chunks_written
+    );
+    println!(
+        "{{\"bench\":\"during_compaction\",\"q2_median_ms_before\":{q2_before:.3},\"q2_median_ms_during\":{q2_during:.3},\"ingest_points_per_s_before\":{ingest_before:.0},\"ingest_points_per_s_during\":{ingest_during:.0},\"write_p99_ms_before\":{p99_before:.3},\"write_p99_ms_during\":{p99_during:.3},\"compaction_s\":{compaction_s:.2},\"chunks_replaced\":{}}}",
+        stats.chunks_replaced
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -303,6 +403,10 @@ fn main() {
     // `QUERY_BENCH_KEEP_DIR=<path>` loads the data there and keeps it (closed) for a server.
     let keep = std::env::var_os("QUERY_BENCH_KEEP_DIR").map(std::path::PathBuf::from);
     let data_dir = keep.clone().unwrap_or_else(|| dir.path().to_path_buf());
+    if std::env::var("QUERY_BENCH_DURING_COMPACTION").is_ok_and(|v| v == "1") {
+        during_compaction(&rt, &data_dir);
+        return;
+    }
     let vm_import = std::env::var("QUERY_BENCH_VM_IMPORT").ok();
     let cold = std::env::var("QUERY_BENCH_COLD").is_ok_and(|v| v == "1");
     let (db, load_s) = rt.block_on(load(&data_dir, vm_import.as_deref(), cold));
