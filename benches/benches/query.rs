@@ -156,18 +156,24 @@ async fn run(engine: &Engine<Arc<TimeSeriesDB>>, q: &Query) -> Answer {
     }
 }
 
+/// The bench's configuration: every chunk cold (their timestamps are in 2023), compacted by
+/// the background service every `compaction_interval` or only when asked.
+fn bench_config(dir: &std::path::Path, compaction_interval: Option<Duration>) -> DatabaseConfig {
+    DatabaseConfig {
+        data_dir: dir.to_path_buf(),
+        wal_durability: WalDurability::Never,
+        flush_interval: Duration::from_secs(24 * 3600),
+        max_buffered_points: 200_000_000,
+        compaction_interval,
+        cold_after: Duration::ZERO,
+        ..Default::default()
+    }
+}
+
 async fn load(dir: &std::path::Path, vm_import: Option<&str>, cold: bool) -> (TimeSeriesDB, f64) {
     let db = TimeSeriesDBBuilder::new()
-        .with_config(DatabaseConfig {
-            data_dir: dir.to_path_buf(),
-            wal_durability: WalDurability::Never,
-            flush_interval: Duration::from_secs(24 * 3600),
-            max_buffered_points: 200_000_000,
-            // Compaction only when asked (below), never during the timings.
-            compaction_interval: None,
-            cold_after: Duration::ZERO,
-            ..Default::default()
-        })
+        // Compaction only when asked (below), never during the timings.
+        .with_config(bench_config(dir, None))
         .build()
         .await
         .expect("database opens");
@@ -369,15 +375,7 @@ fn during_compaction(rt: &tokio::runtime::Runtime, dir: &std::path::Path) {
     let db = Arc::into_inner(db).expect("one handle");
     rt.block_on(db.close()).expect("close");
     let db = TimeSeriesDBBuilder::new()
-        .with_config(DatabaseConfig {
-            data_dir: dir.to_path_buf(),
-            wal_durability: WalDurability::Never,
-            flush_interval: Duration::from_secs(24 * 3600),
-            max_buffered_points: 200_000_000,
-            compaction_interval: Some(Duration::from_millis(1)),
-            cold_after: Duration::ZERO,
-            ..Default::default()
-        })
+        .with_config(bench_config(dir, Some(Duration::from_millis(1))))
         .build();
     let db = Arc::new(rt.block_on(db).expect("reopen"));
     let started = Instant::now();

@@ -733,39 +733,27 @@ async fn admin_delete_series_and_snapshot() {
         .post("/api/v1/admin/tsdb/delete_series", &form, body.into_bytes())
         .await;
     assert_eq!(status, 204, "{text}");
-    let count = |json: serde_json::Value| json["data"]["result"].clone();
-    let (_, json) = server
-        .get_json(&format!(
-            "/api/v1/query?query=count_over_time(m[1h])&time={}",
-            at(T0 + 600_000)
-        ))
-        .await;
-    assert_eq!(
-        count(json),
-        json!([
-            {"metric": {"job": "a"}, "value": [ (T0 + 600_000) / 1000, "41"]},
-            {"metric": {"job": "b"}, "value": [ (T0 + 600_000) / 1000, "10"]}
-        ])
-    );
+    let counts = || async {
+        let (_, json) = server
+            .get_json(&format!(
+                "/api/v1/query?query=count_over_time(m[1h])&time={}",
+                at(T0 + 600_000)
+            ))
+            .await;
+        json["data"]["result"].clone()
+    };
+    let after_deletion = json!([
+        {"metric": {"job": "a"}, "value": [ (T0 + 600_000) / 1000, "41"]},
+        {"metric": {"job": "b"}, "value": [ (T0 + 600_000) / 1000, "10"]}
+    ]);
+    assert_eq!(counts().await, after_deletion);
 
     // Compaction on demand drops the deleted points from the chunks; answers stay.
     let (status, _, text) = server
         .post("/api/v1/admin/tsdb/clean_tombstones", &form, Vec::new())
         .await;
     assert_eq!(status, 204, "{text}");
-    let (_, json) = server
-        .get_json(&format!(
-            "/api/v1/query?query=count_over_time(m[1h])&time={}",
-            at(T0 + 600_000)
-        ))
-        .await;
-    assert_eq!(
-        count(json),
-        json!([
-            {"metric": {"job": "a"}, "value": [ (T0 + 600_000) / 1000, "41"]},
-            {"metric": {"job": "b"}, "value": [ (T0 + 600_000) / 1000, "10"]}
-        ])
-    );
+    assert_eq!(counts().await, after_deletion);
     let (_, metrics) = server.get("/metrics").await;
     let value = |name: &str| -> u64 {
         let line = metrics
