@@ -85,6 +85,7 @@ where
     unknown_locations(&*open("unknown_locations".into()).await).await;
     reopen_keeps_everything(|| open("reopen".into())).await;
     concurrent_writers_and_readers(open("concurrent".into()).await).await;
+    compaction_moves(&*open("compaction".into()).await).await;
     close_stops_writes(&*open("close".into()).await).await;
 }
 
@@ -222,6 +223,66 @@ async fn assert_listing(e: &dyn StorageEngine, want: &[ChunkReference], when: &s
             want.len()
         );
     }
+}
+
+/// What compaction asks of an engine: `seal` leaves every chunk readable and writes going on;
+/// `relocation_candidates` offers only live chunks, as listed; and moving what it offers
+/// (a copy written, then the original deleted) keeps every chunk's bytes and empties the
+/// offer.
+pub async fn compaction_moves(e: &dyn StorageEngine) {
+    let written = write_all(e, &blocks(9, 36)).await;
+    let (gone, kept): (Vec<_>, Vec<_>) = written
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 4 != 0);
+    let gone: Vec<ChunkLocation> = gone.iter().map(|(_, (l, _))| *l).collect();
+    e.delete_chunks(&gone)
+        .await
+        .unwrap_or_else(|err| panic!("{}: delete_chunks failed: {err}", e.name()));
+    e.seal()
+        .await
+        .unwrap_or_else(|err| panic!("{}: seal failed: {err}", e.name()));
+    let mut kept: Vec<(ChunkLocation, CompressedBlock)> =
+        kept.into_iter().map(|(_, w)| w).collect();
+    for (loc, b) in &kept {
+        assert_reads_back(e, loc, b).await;
+    }
+    kept.extend(write_all(e, &blocks(10, 4)).await);
+    assert_listing(e, &expected_listing(&kept), "after seal and more writes").await;
+    for _ in 0..3 {
+        let offered = e
+            .relocation_candidates()
+            .await
+            .unwrap_or_else(|err| panic!("{}: relocation_candidates failed: {err}", e.name()));
+        if offered.is_empty() {
+            break;
+        }
+        for c in &offered {
+            let i = kept
+                .iter()
+                .position(|(l, b)| ChunkReference::new(b, *l) == *c)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: relocation_candidates offers a chunk that is not live as listed (or offers it twice): {c:?}",
+                        e.name()
+                    )
+                });
+            let (old, block) = kept.swap_remove(i);
+            let new = e
+                .write_chunk(&block)
+                .await
+                .unwrap_or_else(|err| panic!("{}: writing a moved chunk failed: {err}", e.name()));
+            e.delete_chunks(&[old])
+                .await
+                .unwrap_or_else(|err| panic!("{}: deleting a moved chunk failed: {err}", e.name()));
+            kept.push((new, block));
+        }
+    }
+    for (loc, b) in &kept {
+        assert_reads_back(e, loc, b).await;
+    }
+    assert_listing(e, &expected_listing(&kept), "after moving what was offered").await;
 }
 
 /// Written blocks read back exactly (every field, every byte), locations are distinct even for
