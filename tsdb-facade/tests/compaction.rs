@@ -35,6 +35,33 @@ async fn open(dir: &std::path::Path) -> TimeSeriesDB {
         .expect("database opens")
 }
 
+/// [`open`] with the default chunk sizes: flushed chunks of 1,024 points, compacted ones of
+/// 16,384 (several pco pages).
+async fn open_default_chunks(dir: &std::path::Path) -> TimeSeriesDB {
+    TimeSeriesDBBuilder::new()
+        .with_config(DatabaseConfig {
+            chunk_max_points: 1024,
+            compacted_chunk_points: 16384,
+            ..config(dir)
+        })
+        .build()
+        .await
+        .expect("database opens")
+}
+
+/// The points of the first series of a query's answer, as pairs.
+fn first_points(got: &[gorilla_tsdb::SeriesPoints]) -> Vec<(i64, f64)> {
+    got.first()
+        .map(|g| {
+            g.timestamps
+                .iter()
+                .copied()
+                .zip(g.values.iter().copied())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn labels(s: usize) -> Labels {
     Labels::new("compaction_test", [("series", s.to_string())]).expect("valid labels")
 }
@@ -257,12 +284,7 @@ fn writes_and_reads_during_compaction_are_never_lost_or_hidden() {
             "{rounds} rounds, {rewritten} rewrites"
         );
         let got = db.query(&series, TimeRange::ALL).await.expect("query");
-        let answer: BTreeMap<i64, f64> = got[0]
-            .timestamps
-            .iter()
-            .copied()
-            .zip(got[0].values.iter().copied())
-            .collect();
+        let answer: BTreeMap<i64, f64> = first_points(&got).into_iter().collect();
         assert_eq!(answer, last);
         let stats = db.stats();
         assert!(
@@ -396,15 +418,7 @@ fn real_recordings_take_no_more_bytes_compacted_than_in_gorilla() {
     };
     runtime().block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = TimeSeriesDBBuilder::new()
-            .with_config(DatabaseConfig {
-                chunk_max_points: 1024,
-                compacted_chunk_points: 16384,
-                ..config(dir.path())
-            })
-            .build()
-            .await
-            .expect("database opens");
+        let db = open_default_chunks(dir.path()).await;
         let mut model = Model::new();
         for (s, d) in datasets.iter().enumerate() {
             let labels = labels(s);
@@ -452,17 +466,7 @@ fn real_recordings_take_no_more_bytes_compacted_than_in_gorilla() {
 fn short_reads_of_large_compacted_chunks_match_the_raw_points() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = Arc::new(
-            TimeSeriesDBBuilder::new()
-                .with_config(DatabaseConfig {
-                    chunk_max_points: 1024,
-                    compacted_chunk_points: 16384,
-                    ..config(dir.path())
-                })
-                .build()
-                .await
-                .expect("database opens"),
-        );
+        let db = Arc::new(open_default_chunks(dir.path()).await);
         let series = labels(0);
         let points: Vec<(i64, f64)> = (0..20_000i64)
             .map(|i| (i * 1_000, ((i * 37) % 1000) as f64 / 8.0))
@@ -494,17 +498,7 @@ fn short_reads_of_large_compacted_chunks_match_the_raw_points() {
                 .copied()
                 .filter(|(t, _)| start <= *t && *t <= end)
                 .collect();
-            let got: Vec<(i64, f64)> = got
-                .first()
-                .map(|g| {
-                    g.timestamps
-                        .iter()
-                        .copied()
-                        .zip(g.values.iter().copied())
-                        .collect()
-                })
-                .unwrap_or_default();
-            assert_eq!(got, want, "range {range:?}");
+            assert_eq!(first_points(&got), want, "range {range:?}");
             // PromQL over the same window: the sum of the values inside it.
             let at = end.max(0);
             let window = (end - start).max(1);

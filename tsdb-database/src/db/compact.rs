@@ -430,7 +430,9 @@ impl Inner {
                 written.push(ChunkReference::new(&block, location));
             }
         }
-        self.engines.storage.sync().await?;
+        if !written.is_empty() {
+            self.engines.storage.sync().await?;
+        }
         Ok(true)
     }
 
