@@ -89,6 +89,44 @@ pub struct DatabaseConfig {
     pub cold_after: Duration,
     /// Most points in a chunk that compaction writes. Default: 16384.
     pub compacted_chunk_points: u32,
+    /// Rollup tiers (downsampling) that compaction builds from cold data and range functions
+    /// are answered from when they can be exactly (see [`RollupTier`]). Default: none.
+    pub rollup_tiers: Vec<RollupTier>,
+}
+
+/// One rollup tier: per series, the count, sum, minimum, maximum and last value of every
+/// bucket `(k - resolution, k]`, built by compaction once the bucket is older than
+/// [`DatabaseConfig::cold_after`], and kept for its own retention (longer than the raw data's,
+/// typically).
+///
+/// `count_over_time`, `sum_over_time`, `avg_over_time`, `min_over_time`, `max_over_time`,
+/// `last_over_time` and `present_over_time` over a range that is a multiple of the resolution,
+/// at evaluation times that are multiples of it (an instant query at such a time, or a range
+/// query whose start and step are multiples of it, offsets and `@` included), are answered from
+/// the coarsest such tier for every window the tier has built; the others, and the windows with
+/// points written or deleted since, from raw data. Counts, minima, maxima and last values are
+/// the raw answers bit for bit; sums and means are sums of per-bucket sums, equal to the raw
+/// answers up to floating-point rounding.
+///
+/// ```
+/// use std::time::Duration;
+/// use tsdb_database::{DatabaseConfig, RollupTier};
+/// let config = DatabaseConfig {
+///     rollup_tiers: vec![
+///         RollupTier { resolution: Duration::from_secs(300), retention: Some(Duration::from_secs(400 * 86_400)) },
+///         RollupTier { resolution: Duration::from_secs(3600), retention: None },
+///     ],
+///     ..Default::default()
+/// };
+/// assert_eq!(config.rollup_tiers.len(), 2);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RollupTier {
+    /// Width of a bucket: at least a millisecond, at most a year.
+    pub resolution: Duration,
+    /// Buckets whose label is older than this, against the wall clock, are deleted; `None`
+    /// keeps them for ever.
+    pub retention: Option<Duration>,
 }
 
 impl Default for DatabaseConfig {
@@ -115,6 +153,7 @@ impl Default for DatabaseConfig {
             compaction_interval: Some(Duration::from_secs(600)),
             cold_after: Duration::from_secs(2 * 3600),
             compacted_chunk_points: 16384,
+            rollup_tiers: Vec::new(),
         }
     }
 }

@@ -26,6 +26,7 @@ mod recover;
 mod retention;
 mod rollup;
 mod snapshot;
+mod tiers;
 mod write;
 
 use std::sync::Arc;
@@ -50,6 +51,8 @@ use flush::Flusher;
 use lifecycle::Lifecycle;
 use read::ChunkDecoder;
 pub use snapshot::SnapshotStats;
+pub use tiers::RollupStats;
+use tiers::Tiers;
 
 /// Which series a query reads.
 #[derive(Clone, Debug)]
@@ -124,6 +127,8 @@ pub struct DbStats {
     pub compaction_rounds: u64,
     /// What those rounds did.
     pub compaction: CompactionStats,
+    /// What the rollup tiers did.
+    pub rollup: RollupStats,
 }
 
 /// The database: writes go to the WAL and the head buffers; background tasks seal heads into
@@ -165,6 +170,8 @@ pub(crate) struct Inner {
     pub(crate) damage: DamageLog,
     /// What `delete_series` deleted, applied by every read.
     pub(crate) tombstones: Tombstones,
+    /// The rollup tiers: their state and chunks.
+    pub(crate) tiers: Tiers,
     /// The index reported that its backend lost state: the maintenance task rebuilds it.
     pub(crate) index_lost: AtomicBool,
 }
@@ -224,6 +231,7 @@ impl TimeSeriesDB {
         .await?;
         let damage = DamageLog::load(dir, config.read_only)?;
         let tombstones = Tombstones::load(dir, config.read_only)?;
+        let tiers = Tiers::new(&config.rollup_tiers, dir)?;
 
         let inner = Arc::new(Inner {
             heads: Heads::new(config.ingest_shards, config.chunk_max_points),
@@ -237,6 +245,7 @@ impl TimeSeriesDB {
             catalog,
             damage,
             tombstones,
+            tiers,
             index_lost: AtomicBool::new(false),
             config,
         });
@@ -359,6 +368,7 @@ impl TimeSeriesDB {
             chunks_answered_by_header,
             compaction_rounds,
             compaction,
+            rollup: i.tiers.stats(),
         }
     }
 
@@ -490,6 +500,9 @@ impl TimeSeriesDB {
             }
         }
         total.series = rewritten.len() as u64;
+        let tiers = self.inner.build_tiers().await;
+        self.inner.delete_all_retired().await;
+        tiers?;
         Ok(total)
     }
 

@@ -23,11 +23,14 @@ mod checkpoint_mark;
 mod clock;
 mod damage;
 mod records;
+mod tiers;
 mod tombstones;
 
 pub use builder::TimeSeriesDBBuilder;
-pub use config::{DatabaseConfig, FSYNC_BUCKET_BOUNDS, FsyncLatency, WalDurability, WalRecovery};
+pub use config::{
+    DatabaseConfig, FSYNC_BUCKET_BOUNDS, FsyncLatency, RollupTier, WalDurability, WalRecovery,
+};
 pub use damage::Damage;
-pub use db::{CompactionStats, DbStats, Selector, SnapshotStats, TimeSeriesDB};
+pub use db::{CompactionStats, DbStats, RollupStats, Selector, SnapshotStats, TimeSeriesDB};
 pub use read::SeriesPoints;
 pub use tsdb_core::{Error, Result};

@@ -154,6 +154,13 @@ impl Tombstones {
         Ok(())
     }
 
+    /// Whether a tombstone of `series` covers part of `range`.
+    pub(crate) fn touching(&self, series: SeriesId, range: TimeRange) -> bool {
+        self.read()
+            .iter()
+            .any(|t| t.series == series && t.range.overlaps(&range))
+    }
+
     /// The ranges of `chunk` that tombstones hide (empty in the common case).
     pub(crate) fn hiding(&self, chunk: &ChunkReference) -> Vec<TimeRange> {
         let entries = self.read();

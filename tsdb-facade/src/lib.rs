@@ -5,8 +5,8 @@
 
 // The database: builder, configuration, handle, statistics, damage, reads.
 pub use tsdb_database::{
-    CompactionStats, Damage, DatabaseConfig, DbStats, Selector, SeriesPoints, SnapshotStats,
-    TimeSeriesDB, TimeSeriesDBBuilder, WalDurability, WalRecovery,
+    CompactionStats, Damage, DatabaseConfig, DbStats, RollupStats, RollupTier, Selector,
+    SeriesPoints, SnapshotStats, TimeSeriesDB, TimeSeriesDBBuilder, WalDurability, WalRecovery,
 };
 
 // The contract's types and traits, at the top for convenience.

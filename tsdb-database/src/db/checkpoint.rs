@@ -56,6 +56,9 @@ impl Inner {
         // The mark records how far the logs are durable: make that everything written.
         self.wal.sync().await?;
         self.catalog.sync().await?;
+        // The series these chunks marked for the rollup tiers to build again, before the WAL
+        // records that would mark them again on replay go.
+        self.tiers.persist(&self.config.data_dir)?;
         // The mark first, then the truncation: the mark never names a deleted segment. It
         // lets the next open skip the records already in chunks and tells it how far the
         // logs went.

@@ -289,7 +289,10 @@ impl Inner {
         // index under the lock.
         let mut by_series: BTreeMap<SeriesId, Vec<ChunkReference>> = BTreeMap::new();
         for chunk in self.engines.storage.list_chunks().await? {
-            by_series.entry(chunk.series_id).or_default().push(chunk);
+            // Rollup chunks are the tiers' own (`build_tiers` moves them).
+            if chunk.codec != CodecId::ROLLUP {
+                by_series.entry(chunk.series_id).or_default().push(chunk);
+            }
         }
         let mut round = CompactionStats::default();
         let mut sealed = false;
@@ -536,6 +539,9 @@ impl Inner {
             }
             if let Err(e) = self.compaction_round(true, &mut HashSet::new()).await {
                 tracing::warn!("compaction round failed (will retry): {e}");
+            }
+            if let Err(e) = self.build_tiers().await {
+                tracing::warn!("building the rollup tiers failed (will retry): {e}");
             }
         }
     }

@@ -43,6 +43,10 @@ impl Inner {
             }
         }
         self.tombstones.add(&tombstones)?;
+        for t in &tombstones {
+            self.tiers.note_deleted(t.series, t.range.start);
+        }
+        self.tiers.persist(&self.config.data_dir)?;
         tracing::info!(
             series = tombstones.len(),
             start = range.start,

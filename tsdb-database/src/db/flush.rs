@@ -156,6 +156,7 @@ impl Inner {
         let location = match stored {
             Some(location) => location,
             None => {
+                self.tiers.note_written(block.series_id, block.start_time);
                 let location = self.engines.storage.write_chunk(&block).await?;
                 *sealed.stored.lock().unwrap_or_else(PoisonError::into_inner) = Some(location);
                 location

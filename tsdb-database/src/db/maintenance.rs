@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tsdb_core::{Error, Result};
+use tsdb_core::{CodecId, Error, Result};
 
 use super::Inner;
 use crate::records;
@@ -34,7 +34,7 @@ impl Inner {
             series += 1;
         }
         let chunks = self.engines.storage.list_chunks().await?;
-        for chunk in &chunks {
+        for chunk in chunks.iter().filter(|c| c.codec != CodecId::ROLLUP) {
             match self.engines.index.add_chunk(chunk).await {
                 Ok(()) | Err(Error::SeriesNotFound { .. }) => {}
                 Err(e) => return Err(e),

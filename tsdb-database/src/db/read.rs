@@ -181,7 +181,7 @@ impl Inner {
 
     /// Every point of one series in `range`, merged oldest source first: stored chunks by
     /// location (write order), then sealed heads, then the live head.
-    async fn read_series_with(
+    pub(super) async fn read_series_with(
         &self,
         series: SeriesId,
         range: TimeRange,

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 
-use tsdb_core::{ChunkLocation, ChunkReference, Result, SeriesId, TimeRange};
+use tsdb_core::{ChunkLocation, ChunkReference, CodecId, Result, SeriesId, TimeRange};
 use tsdb_wal::{Replay, WalDamage};
 
 use super::Inner;
@@ -31,10 +31,22 @@ impl Inner {
         }
         // Make the index agree with storage: add what it lacks, drop what storage lost.
         let mut stored: BTreeMap<SeriesId, Vec<ChunkReference>> = BTreeMap::new();
+        let mut rollups = Vec::new();
         for chunk in self.engines.storage.list_chunks().await? {
+            if chunk.codec == CodecId::ROLLUP {
+                rollups.push(chunk);
+                continue;
+            }
             // The out-of-order window holds against stored points too, not only buffered ones.
             self.heads.observe(chunk.series_id, chunk.end_time);
             stored.entry(chunk.series_id).or_default().push(chunk);
+        }
+        let unknown = self.tiers.adopt(rollups, |id| known.contains_key(&id));
+        if unknown > 0 {
+            tracing::info!(
+                chunks = unknown,
+                "rollup chunks of tiers not configured now are kept, unused"
+            );
         }
         for d in self.engines.storage.damage().await? {
             self.damage.record(Damage {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use tsdb_core::{ChunkLocation, ChunkReference, Result, SeriesId};
+use tsdb_core::{ChunkLocation, ChunkReference, CodecId, Result, SeriesId};
 
 use super::Inner;
 
@@ -24,7 +24,8 @@ impl Inner {
             .list_chunks()
             .await?
             .into_iter()
-            .filter(|c| c.end_time < cutoff)
+            // Rollup chunks follow their tier's retention.
+            .filter(|c| c.end_time < cutoff && c.codec != CodecId::ROLLUP)
             .collect();
         let mut by_series: BTreeMap<SeriesId, Vec<ChunkLocation>> = BTreeMap::new();
         for c in &expired {

@@ -88,12 +88,24 @@ impl Inner {
         ids: &[SeriesId],
     ) -> Result<Vec<RolledSeries>> {
         let range = request.read_range();
+        let tier = self.tiers.pick(request);
         let mut s = Scratch::default();
         let mut out = Vec::new();
         for &id in ids {
             let Some(labels) = self.index_read(self.engines.index.series_labels(id).await)? else {
                 continue;
             };
+            if let Some(r) = tier
+                && self.tiered_series(id, request, r, &mut s.out).await?
+            {
+                if !s.out.is_empty() {
+                    out.push(RolledSeries {
+                        labels,
+                        points: s.out.clone(),
+                    });
+                }
+                continue;
+            }
             let counted = match request.kind {
                 RollupKind::Range {
                     function: RangeFunction::CountOverTime,

@@ -98,8 +98,21 @@ impl Inner {
             target.register_new(&pairs).await?;
             stats.series += batch.len() as u64;
         }
+        let known: std::collections::HashSet<tsdb_core::SeriesId> =
+            series.iter().map(|(id, _)| *id).collect();
         for chunk in chunks {
             let block = self.engines.storage.read_chunk(&chunk.location).await?;
+            if chunk.codec == tsdb_core::CodecId::ROLLUP {
+                // The tiers' chunks as they are, with the tiers' state below.
+                let location = target.engines.storage.write_chunk(&block).await?;
+                target
+                    .tiers
+                    .adopt([ChunkReference::new(&block, location)], |id| {
+                        known.contains(&id)
+                    });
+                stats.chunks += 1;
+                continue;
+            }
             let hidden = self.tombstones.hiding(chunk);
             let block = if hidden.is_empty() {
                 block
@@ -135,6 +148,8 @@ impl Inner {
         for damage in self.damage.all() {
             target.damage.record(damage)?;
         }
+        target.tiers.copy_state_of(&self.tiers);
+        target.tiers.persist(&target.config.data_dir)?;
         Ok(stats)
     }
 

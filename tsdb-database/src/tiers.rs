@@ -1,0 +1,684 @@
+//! Rollup tiers (downsampling): what the compaction service keeps of each series at a coarser
+//! resolution, so that long ranges are answered without reading every raw point, and after
+//! retention has deleted them.
+//!
+//! A tier of resolution `R` holds, for every bucket `(k - R, k]` (`k` a multiple of `R`, the
+//! bucket's *label*) that has a sample other than a staleness marker, its count, sum, minimum,
+//! maximum and last value, and, when a sample lies exactly on `k`, that sample's value (the
+//! *end*). PromQL's window `[t - W, t]` of a range function at `t` (a multiple of `R`, `W` one
+//! too) is then exactly the buckets labelled `t - W + R ..= t` and the end of bucket `t - W`.
+//!
+//! Each aggregate of a series is stored as a series of its own, `(label, value)` points in
+//! chunks of the cold codec wrapped in a small container ([`CodecId::ROLLUP`]): the container
+//! names the series, the tier and the aggregate, so that storage's listing alone rebuilds the
+//! tiers on open, and no index ever sees them. A chunk holds the buckets of one *group* of
+//! [`GROUP_BUCKETS`] consecutive labels, so that building on rewrites only the newest group.
+//!
+//! How far each tier is built, and the series written to since where it was built, live in
+//! `<data_dir>/ROLLUPS` (see [`TierState`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tsdb_core::{Bytes, CodecId, CompressedBlock, Error, Result, SeriesId};
+use tsdb_promql::{RangeFunction, RollupKind, RollupRequest, STALE_NAN_BITS};
+
+/// Buckets in one group (one chunk per aggregate).
+pub(crate) const GROUP_BUCKETS: i64 = 256;
+
+const FILE: &str = "ROLLUPS";
+const CONTAINER_VERSION: u8 = 1;
+/// Version, series, resolution, aggregate, inner codec.
+const CONTAINER_HEADER: usize = 1 + 8 + 8 + 1 + 2;
+
+/// One aggregate a tier keeps per bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Agg {
+    Count = 0,
+    Sum = 1,
+    Min = 2,
+    Max = 3,
+    Last = 4,
+    /// The value of the sample exactly on the bucket's label, when there is one.
+    End = 5,
+}
+
+impl Agg {
+    pub(crate) const ALL: [Agg; 6] = [
+        Agg::Count,
+        Agg::Sum,
+        Agg::Min,
+        Agg::Max,
+        Agg::Last,
+        Agg::End,
+    ];
+
+    fn from_code(code: u8) -> Option<Agg> {
+        Agg::ALL.get(usize::from(code)).copied()
+    }
+}
+
+/// The id under which aggregate `agg` of `base` in the tier of `resolution_ms` is stored:
+/// `base` XOR a key of the tier and aggregate, so that the base is found again from it.
+pub(crate) fn derived_id(base: SeriesId, resolution_ms: i64, agg: Agg) -> SeriesId {
+    SeriesId(base.0 ^ tier_key(resolution_ms, agg))
+}
+
+fn tier_key(resolution_ms: i64, agg: Agg) -> u64 {
+    // splitmix64 of the pair: any fixed, well-mixed key will do.
+    let mut z = (resolution_ms as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(agg as u64 + 0x5157_4C4C_5550_0001);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// What a rollup chunk's container says about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkOf {
+    pub(crate) base: SeriesId,
+    pub(crate) resolution_ms: i64,
+    pub(crate) agg: Agg,
+}
+
+/// Wraps `inner` (one aggregate's points, encoded by a codec of the database) in the rollup
+/// container.
+pub(crate) fn wrap(inner: &CompressedBlock, of: ChunkOf) -> CompressedBlock {
+    let mut data = Vec::with_capacity(CONTAINER_HEADER + inner.data.len());
+    data.push(CONTAINER_VERSION);
+    data.extend_from_slice(&of.base.0.to_le_bytes());
+    data.extend_from_slice(&of.resolution_ms.to_le_bytes());
+    data.push(of.agg as u8);
+    data.extend_from_slice(&inner.codec.0.to_le_bytes());
+    data.extend_from_slice(&inner.data);
+    CompressedBlock {
+        codec: CodecId::ROLLUP,
+        series_id: derived_id(of.base, of.resolution_ms, of.agg),
+        start_time: inner.start_time,
+        end_time: inner.end_time,
+        point_count: inner.point_count,
+        data: Bytes::from(data),
+    }
+}
+
+/// The container's header and the inner block, checked against the outer one.
+pub(crate) fn unwrap(block: &CompressedBlock) -> Result<(ChunkOf, CompressedBlock)> {
+    let corrupt = |reason: String| Error::Corrupt {
+        source_name: format!("rollup chunk of series {}", block.series_id.0),
+        offset: 0,
+        reason,
+    };
+    let d = &block.data;
+    if d.len() < CONTAINER_HEADER || d[0] != CONTAINER_VERSION {
+        return Err(corrupt(format!(
+            "not a version {CONTAINER_VERSION} rollup container ({} bytes)",
+            d.len()
+        )));
+    }
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let base = SeriesId(u64_at(1));
+    let resolution_ms = u64_at(9) as i64;
+    let agg =
+        Agg::from_code(d[17]).ok_or_else(|| corrupt(format!("unknown aggregate {}", d[17])))?;
+    let codec = CodecId(u16::from_le_bytes([d[18], d[19]]));
+    if resolution_ms <= 0 || derived_id(base, resolution_ms, agg) != block.series_id {
+        return Err(corrupt(format!(
+            "its header (series {}, tier {resolution_ms} ms) does not name the chunk's series",
+            base.0
+        )));
+    }
+    let of = ChunkOf {
+        base,
+        resolution_ms,
+        agg,
+    };
+    let inner = CompressedBlock {
+        codec,
+        series_id: block.series_id,
+        start_time: block.start_time,
+        end_time: block.end_time,
+        point_count: block.point_count,
+        data: block.data.slice(CONTAINER_HEADER..),
+    };
+    Ok((of, inner))
+}
+
+/// The first multiple of `r` at or after `t`.
+pub(crate) fn ceil_to(t: i64, r: i64) -> i64 {
+    let down = t.div_euclid(r).saturating_mul(r);
+    if down == t { t } else { down.saturating_add(r) }
+}
+
+/// The last multiple of `r` at or before `t`.
+pub(crate) fn floor_to(t: i64, r: i64) -> i64 {
+    t.div_euclid(r).saturating_mul(r)
+}
+
+/// The group of the bucket labelled `label`: labels `(g·S, (g+1)·S]`, `S` = [`GROUP_BUCKETS`]`·r`.
+pub(crate) fn group_of(label: i64, r: i64) -> i64 {
+    (label - 1).div_euclid(GROUP_BUCKETS * r)
+}
+
+/// The labels `(first, last)` of group `g`.
+pub(crate) fn group_labels(g: i64, r: i64) -> (i64, i64) {
+    let span = GROUP_BUCKETS * r;
+    (g * span + r, g * span + span)
+}
+
+/// A tier's buckets of one series, by ascending label: every aggregate but `end` has a value
+/// for every label; `end` only for the buckets with a sample on their label.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Buckets {
+    pub(crate) labels: Vec<i64>,
+    pub(crate) count: Vec<f64>,
+    pub(crate) sum: Vec<f64>,
+    pub(crate) min: Vec<f64>,
+    pub(crate) max: Vec<f64>,
+    pub(crate) last: Vec<f64>,
+    pub(crate) end: (Vec<i64>, Vec<f64>),
+}
+
+fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+impl Buckets {
+    /// The column of `agg` (`end`'s values; its labels are `end.0`).
+    pub(crate) fn column(&self, agg: Agg) -> (&[i64], &[f64]) {
+        match agg {
+            Agg::Count => (&self.labels, &self.count),
+            Agg::Sum => (&self.labels, &self.sum),
+            Agg::Min => (&self.labels, &self.min),
+            Agg::Max => (&self.labels, &self.max),
+            Agg::Last => (&self.labels, &self.last),
+            Agg::End => (&self.end.0, &self.end.1),
+        }
+    }
+
+    /// Rebuilds from one column per aggregate (as decoded from storage). `None` when the
+    /// dense columns do not share their labels.
+    pub(crate) fn from_columns(
+        mut columns: BTreeMap<Agg, (Vec<i64>, Vec<f64>)>,
+    ) -> Option<Buckets> {
+        let mut take = |agg| columns.remove(&agg).unwrap_or_default();
+        let (labels, count) = take(Agg::Count);
+        let mut dense = |agg| {
+            let (l, v) = take(agg);
+            (l == labels).then_some(v)
+        };
+        let (sum, min, max, last) = (
+            dense(Agg::Sum)?,
+            dense(Agg::Min)?,
+            dense(Agg::Max)?,
+            dense(Agg::Last)?,
+        );
+        let end = take(Agg::End);
+        Some(Buckets {
+            labels,
+            count,
+            sum,
+            min,
+            max,
+            last,
+            end,
+        })
+    }
+
+    /// Appends the buckets of the samples `ts`/`vs` (ascending, unique timestamps, none in a
+    /// bucket already held), computed with PromQL's own arithmetic; staleness markers are
+    /// left out, as PromQL leaves them out of every window.
+    pub(crate) fn add_samples(&mut self, ts: &[i64], vs: &[f64], r: i64) {
+        let mut window: (Vec<i64>, Vec<f64>) = (Vec::new(), Vec::new());
+        let mut i = 0;
+        while i < ts.len() {
+            let label = ceil_to(ts[i], r);
+            let mut j = i;
+            window.0.clear();
+            window.1.clear();
+            while j < ts.len() && ts[j] <= label {
+                if !is_stale(vs[j]) {
+                    window.0.push(ts[j]);
+                    window.1.push(vs[j]);
+                }
+                j += 1;
+            }
+            i = j;
+            let (wt, wv) = (&window.0, &window.1);
+            let Some(&last) = wv.last() else {
+                continue;
+            };
+            let span = (label - r, label);
+            let apply = |f: RangeFunction| f.apply_columns(wt, wv, span).unwrap_or(f64::NAN);
+            self.labels.push(label);
+            self.count.push(wv.len() as f64);
+            self.sum.push(apply(RangeFunction::SumOverTime));
+            self.min.push(apply(RangeFunction::MinOverTime));
+            self.max.push(apply(RangeFunction::MaxOverTime));
+            self.last.push(last);
+            if wt.last() == Some(&label) {
+                self.end.0.push(label);
+                self.end.1.push(last);
+            }
+        }
+    }
+
+    /// Keeps the buckets whose label `keep` accepts.
+    pub(crate) fn retain(&mut self, keep: impl Fn(i64) -> bool) {
+        let mut out = Buckets::default();
+        for i in 0..self.labels.len() {
+            if keep(self.labels[i]) {
+                out.labels.push(self.labels[i]);
+                out.count.push(self.count[i]);
+                out.sum.push(self.sum[i]);
+                out.min.push(self.min[i]);
+                out.max.push(self.max[i]);
+                out.last.push(self.last[i]);
+            }
+        }
+        for (&l, &v) in self.end.0.iter().zip(&self.end.1) {
+            if keep(l) {
+                out.end.0.push(l);
+                out.end.1.push(v);
+            }
+        }
+        *self = out;
+    }
+
+    /// Appends `other`, whose labels all come after this one's.
+    pub(crate) fn append(&mut self, mut other: Buckets) {
+        self.labels.append(&mut other.labels);
+        self.count.append(&mut other.count);
+        self.sum.append(&mut other.sum);
+        self.min.append(&mut other.min);
+        self.max.append(&mut other.max);
+        self.last.append(&mut other.last);
+        self.end.0.append(&mut other.end.0);
+        self.end.1.append(&mut other.end.1);
+    }
+}
+
+/// The range functions a tier answers (see [`answer`]).
+pub(crate) fn answers(function: RangeFunction) -> bool {
+    matches!(
+        function,
+        RangeFunction::CountOverTime
+            | RangeFunction::SumOverTime
+            | RangeFunction::AvgOverTime
+            | RangeFunction::MinOverTime
+            | RangeFunction::MaxOverTime
+            | RangeFunction::LastOverTime
+            | RangeFunction::PresentOverTime
+    )
+}
+
+/// Whether the tier of resolution `r` answers `request`: a range function it answers, a
+/// range that is a multiple of `r`, and every evaluation time a multiple of `r`.
+pub(crate) fn tier_answers(request: &RollupRequest, r: i64) -> bool {
+    let RollupKind::Range { function, range_ms } = request.kind else {
+        return false;
+    };
+    answers(function)
+        && range_ms > 0
+        && range_ms % r == 0
+        && request.times.iter().all(|t| t.rem_euclid(r) == 0)
+}
+
+/// Evaluates `function` over windows `[t - range_ms, t]` for each of `times` (all multiples
+/// of `r`, as [`tier_answers`] requires) from the buckets, appending `(index_base + i, value,
+/// t)`. `false` (and `out` as it was) when a sum the mean needs is not finite: PromQL's mean
+/// then takes a path that buckets cannot follow, and the raw points must answer.
+pub(crate) fn answer(
+    function: RangeFunction,
+    range_ms: i64,
+    times: &[i64],
+    index_base: u32,
+    b: &Buckets,
+    out: &mut Vec<(u32, f64, i64)>,
+) -> bool {
+    let at = out.len();
+    let (mut lo, mut hi, mut e) = (0usize, 0usize, 0usize);
+    let (mut wt, mut wv) = (Vec::new(), Vec::new());
+    for (i, &t) in times.iter().enumerate() {
+        let start = t.saturating_sub(range_ms);
+        while hi < b.labels.len() && b.labels[hi] <= t {
+            hi += 1;
+        }
+        while lo < hi && b.labels[lo] <= start {
+            lo += 1;
+        }
+        while e < b.end.0.len() && b.end.0[e] < start {
+            e += 1;
+        }
+        let end = (e < b.end.0.len() && b.end.0[e] == start).then(|| b.end.1[e]);
+        let count = b.count[lo..hi].iter().sum::<f64>() + f64::from(u8::from(end.is_some()));
+        if count == 0.0 {
+            continue;
+        }
+        // The window's values in time order: the end of the bucket before, then the buckets.
+        let mut gather = |column: &[f64]| {
+            wt.clear();
+            wv.clear();
+            if let Some(v) = end {
+                wt.push(start);
+                wv.push(v);
+            }
+            wt.extend_from_slice(&b.labels[lo..hi]);
+            wv.extend_from_slice(&column[lo..hi]);
+        };
+        let value = match function {
+            RangeFunction::CountOverTime => count,
+            RangeFunction::PresentOverTime => 1.0,
+            RangeFunction::LastOverTime => {
+                if hi > lo {
+                    b.last[hi - 1]
+                } else {
+                    end.unwrap_or(f64::NAN)
+                }
+            }
+            RangeFunction::MinOverTime | RangeFunction::MaxOverTime => {
+                gather(if function == RangeFunction::MinOverTime {
+                    &b.min
+                } else {
+                    &b.max
+                });
+                function
+                    .apply_columns(&wt, &wv, (start, t))
+                    .unwrap_or(f64::NAN)
+            }
+            RangeFunction::SumOverTime | RangeFunction::AvgOverTime => {
+                gather(&b.sum);
+                let sum = RangeFunction::SumOverTime
+                    .apply_columns(&wt, &wv, (start, t))
+                    .unwrap_or(f64::NAN);
+                if function == RangeFunction::SumOverTime {
+                    sum
+                } else if sum.is_finite() {
+                    sum / count
+                } else {
+                    out.truncate(at);
+                    return false;
+                }
+            }
+            _ => {
+                out.truncate(at);
+                return false;
+            }
+        };
+        out.push((index_base + i as u32, value, t));
+    }
+    true
+}
+
+/// How far each tier is built, and where series were written to below it since.
+///
+/// File `<data_dir>/ROLLUPS`, replaced whole (written beside it, fsynced, renamed), one
+/// entry a line, each ending with the CRC-32 of the rest of it:
+///
+/// - `1 \t tier \t resolution_ms \t built_until`: every bucket labelled at or before
+///   `built_until` is built, for every series;
+/// - `1 \t dirty \t series \t from`: points of `series` at or after `from` were written or
+///   deleted after their buckets were built, which must be built again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TierState {
+    pub(crate) built_until: BTreeMap<i64, i64>,
+    pub(crate) dirty: BTreeMap<SeriesId, i64>,
+}
+
+impl TierState {
+    pub(crate) fn path(dir: &Path) -> PathBuf {
+        dir.join(FILE)
+    }
+
+    /// The state in `dir` (empty when there is no file).
+    pub(crate) fn load(dir: &Path) -> Result<TierState> {
+        let path = Self::path(dir);
+        let text = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TierState::default()),
+            Err(e) => return Err(Error::io(path.display(), e)),
+        };
+        let mut state = TierState::default();
+        let mut offset = 0u64;
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            let bad = || Error::Corrupt {
+                source_name: path.display().to_string(),
+                offset,
+                reason: "a line of the rollup tiers' state fails its check".to_owned(),
+            };
+            let body = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| l.strip_suffix('\n'))
+                .ok_or_else(bad)?;
+            let (body, crc) = body.rsplit_once('\t').ok_or_else(bad)?;
+            if u32::from_str_radix(crc, 16).ok() != Some(crc32fast::hash(body.as_bytes())) {
+                return Err(bad());
+            }
+            let f: Vec<&str> = body.split('\t').collect();
+            match f[..] {
+                ["1", "tier", r, until] => {
+                    let (r, until) = (
+                        r.parse().map_err(|_| bad())?,
+                        until.parse().map_err(|_| bad())?,
+                    );
+                    state.built_until.insert(r, until);
+                }
+                ["1", "dirty", series, from] => {
+                    let (s, from) = (
+                        series.parse().map_err(|_| bad())?,
+                        from.parse().map_err(|_| bad())?,
+                    );
+                    state.dirty.insert(SeriesId(s), from);
+                }
+                _ => return Err(bad()),
+            }
+            offset += line.len() as u64;
+        }
+        Ok(state)
+    }
+
+    /// Durably replaces the state in `dir`.
+    pub(crate) fn store(&self, dir: &Path) -> Result<()> {
+        let mut text = String::new();
+        let mut line = |body: String| {
+            let crc = crc32fast::hash(body.as_bytes());
+            text.push_str(&format!("{body}\t{crc:08x}\n"));
+        };
+        for (r, until) in &self.built_until {
+            line(format!("1\ttier\t{r}\t{until}"));
+        }
+        for (series, from) in &self.dirty {
+            line(format!("1\tdirty\t{}\t{from}", series.0));
+        }
+        tsdb_core::marker::replace(&Self::path(dir), text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn request(function: RangeFunction, range_ms: i64, times: Vec<i64>) -> RollupRequest {
+        RollupRequest {
+            matchers: Vec::new(),
+            times,
+            kind: RollupKind::Range { function, range_ms },
+        }
+    }
+
+    const FUNCTIONS: [RangeFunction; 7] = [
+        RangeFunction::CountOverTime,
+        RangeFunction::SumOverTime,
+        RangeFunction::AvgOverTime,
+        RangeFunction::MinOverTime,
+        RangeFunction::MaxOverTime,
+        RangeFunction::LastOverTime,
+        RangeFunction::PresentOverTime,
+    ];
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            8 => (-10_000i64..10_000).prop_map(|c| c as f64 / 100.0),
+            1 => Just(f64::from_bits(STALE_NAN_BITS)),
+            1 => Just(f64::NAN),
+            1 => Just(-0.0),
+            1 => Just(0.0),
+            1 => any::<f64>(),
+        ]
+    }
+
+    /// Within rounding for sums and means (a sum of bucket sums); bit for bit otherwise.
+    fn same(function: RangeFunction, a: f64, b: f64) -> bool {
+        if a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()) {
+            return true;
+        }
+        matches!(
+            function,
+            RangeFunction::SumOverTime | RangeFunction::AvgOverTime
+        ) && (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+    }
+
+    proptest! {
+        /// A tier's answer to every function it answers is the answer over the raw samples.
+        #[test]
+        fn tier_answers_equal_raw_answers(
+            steps in proptest::collection::vec((1i64..40, value()), 0..300),
+            r in prop_oneof![Just(10i64), Just(30), Just(60)],
+            windows in 1i64..6,
+            step in 1i64..4,
+            first in -20i64..40,
+            function in 0usize..FUNCTIONS.len(),
+        ) {
+            let function = FUNCTIONS[function];
+            let (mut ts, mut vs) = (Vec::new(), Vec::new());
+            let mut t = -200;
+            for (gap, v) in steps {
+                t += gap;
+                ts.push(t);
+                vs.push(v);
+            }
+            let mut b = Buckets::default();
+            b.add_samples(&ts, &vs, r);
+            let times: Vec<i64> = (0..40).map(|i| (first + i * step) * r).collect();
+            let req = request(function, windows * r, times.clone());
+            prop_assert!(tier_answers(&req, r));
+            let (mut raw, mut scratch) = (Vec::new(), (Vec::new(), Vec::new()));
+            req.evaluate(&ts, &vs, &mut scratch, &mut raw);
+            let mut tiered = Vec::new();
+            if answer(function, windows * r, &times, 0, &b, &mut tiered) {
+                prop_assert_eq!(raw.len(), tiered.len(), "{:?} {:?}", raw, tiered);
+                for (x, y) in raw.iter().zip(&tiered) {
+                    prop_assert_eq!((x.0, x.2), (y.0, y.2));
+                    prop_assert!(same(function, x.1, y.1), "{:?}: raw {} tier {}", function, x.1, y.1);
+                }
+            } else {
+                prop_assert!(function == RangeFunction::AvgOverTime);
+                prop_assert!(tiered.is_empty());
+            }
+        }
+
+        /// Buckets built in pieces, group by group, equal buckets built at once.
+        #[test]
+        fn buckets_build_in_pieces(gaps in proptest::collection::vec(1i64..50, 1..400), cut in 0usize..400) {
+            let r = 20;
+            let ts: Vec<i64> = gaps.iter().scan(0i64, |t, g| { *t += g; Some(*t) }).collect();
+            let vs: Vec<f64> = ts.iter().map(|&t| (t % 7) as f64).collect();
+            let mut whole = Buckets::default();
+            whole.add_samples(&ts, &vs, r);
+            let split = ceil_to(ts[cut.min(ts.len() - 1)], r);
+            let at = ts.partition_point(|&t| t <= split);
+            let mut pieces = Buckets::default();
+            pieces.add_samples(&ts[..at], &vs[..at], r);
+            let mut rest = Buckets::default();
+            rest.add_samples(&ts[at..], &vs[at..], r);
+            pieces.append(rest);
+            prop_assert_eq!(whole, pieces);
+        }
+    }
+
+    #[test]
+    fn derived_ids_lead_back_to_their_series() {
+        let base = SeriesId(0x1234_5678_9abc_def0);
+        let ids: Vec<SeriesId> = Agg::ALL
+            .iter()
+            .map(|&a| derived_id(base, 300_000, a))
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_ne!(*id, base);
+            assert_eq!(SeriesId(id.0 ^ tier_key(300_000, Agg::ALL[i])), base);
+            assert!(ids[i + 1..].iter().all(|o| o != id));
+        }
+        assert_ne!(
+            derived_id(base, 300_000, Agg::Sum),
+            derived_id(base, 3_600_000, Agg::Sum)
+        );
+    }
+
+    #[test]
+    fn containers_round_trip_and_refuse_damage() {
+        let inner = CompressedBlock {
+            codec: CodecId::GORILLA,
+            series_id: SeriesId(0),
+            start_time: 5,
+            end_time: 9,
+            point_count: 2,
+            data: Bytes::from_static(b"payload"),
+        };
+        let of = ChunkOf {
+            base: SeriesId(77),
+            resolution_ms: 60_000,
+            agg: Agg::Max,
+        };
+        let block = wrap(&inner, of);
+        assert_eq!(block.codec, CodecId::ROLLUP);
+        let (back, inside) = unwrap(&block).expect("a container just written");
+        assert_eq!(back, of);
+        assert_eq!(
+            (inside.codec, &inside.data[..]),
+            (CodecId::GORILLA, &b"payload"[..])
+        );
+        let mut other = block.clone();
+        other.series_id = SeriesId(78);
+        assert!(matches!(unwrap(&other), Err(Error::Corrupt { .. })));
+        let mut short = block;
+        short.data = short.data.slice(..10);
+        assert!(matches!(unwrap(&short), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn state_round_trips_and_names_a_damaged_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(
+            TierState::load(dir.path()).expect("no file"),
+            TierState::default()
+        );
+        let mut state = TierState::default();
+        state.built_until.insert(300_000, 1_700_000_100_000);
+        state.dirty.insert(SeriesId(u64::MAX), -5);
+        state.store(dir.path()).expect("stored");
+        assert_eq!(TierState::load(dir.path()).expect("loaded"), state);
+        let path = TierState::path(dir.path());
+        let mut bytes = std::fs::read(&path).expect("read");
+        let second = bytes.iter().position(|&b| b == b'\n').expect("two lines") + 1;
+        bytes[second + 3] ^= 1;
+        std::fs::write(&path, &bytes).expect("write");
+        match TierState::load(dir.path()) {
+            Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, second as u64),
+            other => panic!("damage not reported: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn groups_tile_the_labels() {
+        let r = 300_000;
+        for label in [r, 2 * r, GROUP_BUCKETS * r, GROUP_BUCKETS * r + r, -r, 0] {
+            let (first, last) = group_labels(group_of(label, r), r);
+            assert!(first <= label && label <= last, "{label}: {first}..{last}");
+        }
+    }
+}

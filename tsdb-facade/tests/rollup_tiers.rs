@@ -1,0 +1,355 @@
+//! Rollup tiers: PromQL answers served from a tier are the answers over the raw points (any
+//! order of writes, overwrites, staleness markers, deletions, reopens), a write or deletion
+//! below a built tier is never hidden by it, and the tier keeps answering after retention
+//! has deleted the raw points.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gorilla_tsdb::promql::{Engine, EngineOptions, STALE_NAN_BITS, Series};
+use gorilla_tsdb::{
+    DatabaseConfig, LabelMatcher, Labels, RollupTier, TimeRange, TimeSeriesDB, TimeSeriesDBBuilder,
+    WalDurability,
+};
+use proptest::prelude::*;
+
+const MINUTE: i64 = 60_000;
+/// A start aligned to every resolution used here.
+const T0: i64 = 1_600_000_200 * 1000 / (60 * MINUTE) * (60 * MINUTE);
+
+fn config(dir: &std::path::Path, tiers: bool) -> DatabaseConfig {
+    DatabaseConfig {
+        data_dir: dir.to_path_buf(),
+        chunk_max_points: 16,
+        wal_durability: WalDurability::Never,
+        compaction_interval: None,
+        cold_after: Duration::ZERO,
+        compacted_chunk_points: 64,
+        rollup_tiers: if tiers {
+            vec![
+                RollupTier {
+                    resolution: Duration::from_secs(30),
+                    retention: None,
+                },
+                RollupTier {
+                    resolution: Duration::from_secs(120),
+                    retention: None,
+                },
+            ]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    }
+}
+
+async fn open(dir: &std::path::Path, tiers: bool) -> Arc<TimeSeriesDB> {
+    Arc::new(
+        TimeSeriesDBBuilder::new()
+            .with_config(config(dir, tiers))
+            .build()
+            .await
+            .expect("database opens"),
+    )
+}
+
+fn labels(s: usize) -> Labels {
+    Labels::new("tier_test", [("series", s.to_string())]).expect("valid labels")
+}
+
+const FUNCTIONS: [&str; 7] = [
+    "count_over_time",
+    "sum_over_time",
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "last_over_time",
+    "present_over_time",
+];
+
+/// The queries compared: every function a tier answers, over windows that the 30 s and the
+/// 2 min tiers answer, and one neither does (a step off the grid).
+fn queries() -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for f in FUNCTIONS {
+        out.push((format!("{f}(tier_test[2m])"), 2 * MINUTE));
+        out.push((format!("{f}(tier_test[1m])"), 30_000));
+        out.push((format!("{f}(tier_test[4m] offset 2m)"), 2 * MINUTE));
+    }
+    out.push(("sum_over_time(tier_test[2m])".to_owned(), 45_000));
+    out
+}
+
+async fn answers(db: &Arc<TimeSeriesDB>, query: &str, step: i64, to: i64) -> Vec<Series> {
+    let engine = Engine::new(db.clone(), EngineOptions::default());
+    let mut got = engine
+        .range_query(query, T0 - 10 * MINUTE, to, step)
+        .await
+        .expect("range query");
+    got.sort_by(|a, b| format!("{:?}", a.metric).cmp(&format!("{:?}", b.metric)));
+    got
+}
+
+/// Bit for bit (NaN equal to NaN), except sums and means: within rounding.
+fn assert_same(query: &str, tiered: &[Series], raw: &[Series]) {
+    let rounding = query.starts_with("sum") || query.starts_with("avg");
+    assert_eq!(tiered.len(), raw.len(), "{query}: series differ");
+    for (t, r) in tiered.iter().zip(raw) {
+        assert_eq!(t.metric, r.metric, "{query}");
+        assert_eq!(
+            t.points.len(),
+            r.points.len(),
+            "{query} {:?}: {:?} vs {:?}",
+            t.metric,
+            t.points,
+            r.points
+        );
+        for (a, b) in t.points.iter().zip(&r.points) {
+            assert_eq!(a.0, b.0, "{query}");
+            let same = a.1.to_bits() == b.1.to_bits()
+                || (a.1.is_nan() && b.1.is_nan())
+                || (rounding && (a.1 - b.1).abs() <= 1e-9 * a.1.abs().max(b.1.abs()).max(1.0));
+            assert!(same, "{query} at {}: tier {} raw {}", a.0, a.1, b.1);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Write(usize, Vec<(i64, f64)>),
+    Compact,
+    Delete(usize, i64, i64),
+    Reopen,
+}
+
+fn value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        8 => (-5_000i64..5_000).prop_map(|c| c as f64 / 100.0),
+        1 => Just(f64::from_bits(STALE_NAN_BITS)),
+        1 => Just(f64::NAN),
+        1 => Just(-0.0),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    // Timestamps on a 5 s grid (often on bucket edges) or anywhere, over 40 minutes.
+    let ts = prop_oneof![(0i64..480).prop_map(|i| i * 5_000), 0i64..2_400_000];
+    prop_oneof![
+        6 => (0usize..3, proptest::collection::vec((ts, value()), 1..120))
+            .prop_map(|(s, p)| Op::Write(s, p.into_iter().map(|(t, v)| (T0 + t, v)).collect())),
+        3 => Just(Op::Compact),
+        1 => (0usize..3, 0i64..2_400_000, 0i64..600_000)
+            .prop_map(|(s, a, len)| Op::Delete(s, T0 + a, T0 + a + len)),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn selector(s: usize) -> Vec<LabelMatcher> {
+    vec![
+        LabelMatcher::equal("__name__", "tier_test"),
+        LabelMatcher::equal("series", s.to_string()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Every answer of a database with tiers equals that of one without, whatever happened
+    /// to the raw points since the tiers were built; and, once built, the tiers answer.
+    #[test]
+    fn tier_answers_are_raw_answers(ops in proptest::collection::vec(op(), 1..14)) {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let (td, pd) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+            let (mut tiered, mut plain) = (open(td.path(), true).await, open(pd.path(), false).await);
+            for op in &ops {
+                match op {
+                    Op::Write(s, points) => {
+                        for db in [&tiered, &plain] {
+                            db.insert_series(&labels(*s), points).await.expect("insert");
+                        }
+                    }
+                    Op::Compact => {
+                        for db in [&tiered, &plain] {
+                            db.flush().await.expect("flush");
+                            db.compact().await.expect("compact");
+                        }
+                    }
+                    Op::Delete(s, a, b) => {
+                        for db in [&tiered, &plain] {
+                            db.delete_series(&selector(*s), TimeRange { start: *a, end: *b })
+                                .await
+                                .expect("delete");
+                        }
+                    }
+                    Op::Reopen => {
+                        tiered.close().await.expect("close");
+                        plain.close().await.expect("close");
+                        tiered = open(td.path(), true).await;
+                        plain = open(pd.path(), false).await;
+                    }
+                }
+                // Between the steps too: what was written since a build must show.
+                let (q, step) = &queries()[0];
+                let to = T0 + 50 * MINUTE;
+                assert_same(q, &answers(&tiered, q, *step, to).await, &answers(&plain, q, *step, to).await);
+            }
+            for db in [&tiered, &plain] {
+                db.flush().await.expect("flush");
+                db.compact().await.expect("compact");
+            }
+            let before = tiered.stats().rollup.series_answered;
+            for (q, step) in queries() {
+                let to = T0 + 50 * MINUTE;
+                assert_same(&q, &answers(&tiered, &q, step, to).await, &answers(&plain, &q, step, to).await);
+            }
+            let wrote = ops.iter().any(|o| matches!(o, Op::Write(..)));
+            if wrote {
+                assert!(tiered.stats().rollup.series_answered > before, "no answer came from a tier");
+            }
+            tiered.close().await.expect("close");
+            plain.close().await.expect("close");
+        });
+    }
+}
+
+/// Past the raw data's retention, the tier answers what the raw points answered.
+#[tokio::test]
+async fn tiers_outlive_raw_retention() {
+    let dir = tempfile::tempdir().expect("dir");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let hour = 60 * MINUTE;
+    let start = (now - 6 * hour) / (5 * MINUTE) * (5 * MINUTE);
+    let cfg = DatabaseConfig {
+        rollup_tiers: vec![RollupTier {
+            resolution: Duration::from_secs(300),
+            retention: Some(Duration::from_secs(30 * 86_400)),
+        }],
+        ..config(dir.path(), false)
+    };
+    let open_it = || async {
+        Arc::new(
+            TimeSeriesDBBuilder::new()
+                .with_config(cfg.clone())
+                .build()
+                .await
+                .expect("opens"),
+        )
+    };
+    let db = open_it().await;
+    for s in 0..2 {
+        let points: Vec<(i64, f64)> = (0..2_000)
+            .map(|i| {
+                (
+                    start + i * 10_000,
+                    ((i * 7 + s as i64 * 3) % 101) as f64 / 4.0,
+                )
+            })
+            .collect();
+        db.insert_series(&labels(s), &points).await.expect("insert");
+    }
+    db.flush().await.expect("flush");
+    db.compact().await.expect("compact");
+    let queries = [
+        "avg_over_time(tier_test[5m])",
+        "max_over_time(tier_test[15m])",
+        "count_over_time(tier_test[5m])",
+    ];
+    let engine = || Engine::new(db.clone(), EngineOptions::default());
+    let (from, to) = (start + 10 * MINUTE, start + 2 * hour);
+    let mut before = Vec::new();
+    for q in queries {
+        before.push(
+            engine()
+                .range_query(q, from, to, 5 * MINUTE)
+                .await
+                .expect("query"),
+        );
+    }
+    assert!(
+        before
+            .iter()
+            .all(|b| b.len() == 2 && b[0].points.len() > 20)
+    );
+    // Raw points older than 3 hours go; a restart then forgets nothing of the tier.
+    db.close().await.expect("close");
+    let db = Arc::new(
+        TimeSeriesDBBuilder::new()
+            .with_config(DatabaseConfig {
+                retention: Some(Duration::from_secs(3 * 3600)),
+                ..cfg.clone()
+            })
+            .build()
+            .await
+            .expect("opens"),
+    );
+    assert!(db.apply_retention().await.expect("retention") > 0);
+    db.compact().await.expect("compact");
+    let raw = db
+        .query(
+            &labels(0),
+            TimeRange {
+                start: from,
+                end: to,
+            },
+        )
+        .await
+        .expect("raw query");
+    assert!(raw.is_empty(), "the raw points are gone");
+    let engine = Engine::new(db.clone(), EngineOptions::default());
+    for (q, want) in queries.iter().zip(&before) {
+        let got = engine
+            .range_query(q, from, to, 5 * MINUTE)
+            .await
+            .expect("query");
+        assert_eq!(&got, want, "{q} after retention");
+    }
+    assert!(db.stats().rollup.series_answered >= 6);
+    db.close().await.expect("close");
+}
+
+/// A point written below a built tier shows at once (from memory, then from its chunk), and
+/// the next build takes it in.
+#[tokio::test]
+async fn a_late_write_shows_at_once_and_is_built_in() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = open(dir.path(), true).await;
+    let points: Vec<(i64, f64)> = (0..400).map(|i| (T0 + i * 5_000, 1.0)).collect();
+    db.insert_series(&labels(0), &points).await.expect("insert");
+    db.flush().await.expect("flush");
+    db.compact().await.expect("compact");
+    let engine = Engine::new(db.clone(), EngineOptions::default());
+    let q = "count_over_time(tier_test[2m])";
+    let count_at = |got: &[Series], t: i64| {
+        got[0]
+            .points
+            .iter()
+            .find(|p| p.0 == t)
+            .map(|p| p.1)
+            .expect("a point at the time")
+    };
+    let (from, to) = (T0 + 10 * MINUTE, T0 + 30 * MINUTE);
+    let got = engine.range_query(q, from, to, 2 * MINUTE).await.expect("query");
+    let answered = db.stats().rollup.series_answered;
+    assert!(answered > 0, "the tier answers");
+    // 2 min windows, both ends in: 25 points of a 5 s grid.
+    assert_eq!(count_at(&got, T0 + 20 * MINUTE), 25.0);
+    // Between two grid points: one more in that window, in memory only.
+    db.insert(&labels(0), T0 + 20 * MINUTE - 2_500, 7.0).await.expect("late insert");
+    let got = engine.range_query(q, from, to, 2 * MINUTE).await.expect("query");
+    assert_eq!(count_at(&got, T0 + 20 * MINUTE), 26.0, "from memory");
+    assert_eq!(count_at(&got, T0 + 16 * MINUTE), 25.0, "the windows before come from the tier");
+    assert!(db.stats().rollup.series_answered > answered);
+    db.flush().await.expect("flush");
+    let got = engine.range_query(q, from, to, 2 * MINUTE).await.expect("query");
+    assert_eq!(count_at(&got, T0 + 20 * MINUTE), 26.0, "from its chunk");
+    db.compact().await.expect("compact");
+    let built = db.stats().rollup.buckets_written;
+    let got = engine.range_query(q, from, to, 2 * MINUTE).await.expect("query");
+    assert_eq!(count_at(&got, T0 + 20 * MINUTE), 26.0, "from the tier built again");
+    assert!(built > 0);
+    db.close().await.expect("close");
+}
