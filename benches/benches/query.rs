@@ -28,7 +28,9 @@
 //! before timing, for the same queries over cold data; `QUERY_BENCH_DURING_COMPACTION=1`
 //! instead times Q2 and ingestion (a writer adding a point to every series every 5 ms, 200,000
 //! points/s, and the latency of those writes) before and while the throttled background
-//! compaction rewrites the whole dataset.
+//! compaction rewrites the whole dataset; `QUERY_BENCH_TIERS=1` also builds rollup tiers of
+//! 5 minutes and 1 hour while compacting, and Q3 (on the 5 minute grid) is answered from the
+//! 5 minute tier.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -170,10 +172,26 @@ fn bench_config(dir: &std::path::Path, compaction_interval: Option<Duration>) ->
     }
 }
 
-async fn load(dir: &std::path::Path, vm_import: Option<&str>, cold: bool) -> (TimeSeriesDB, f64) {
+async fn load(
+    dir: &std::path::Path,
+    vm_import: Option<&str>,
+    cold: bool,
+    tiers: bool,
+) -> (TimeSeriesDB, f64) {
+    let tier = |minutes: u64| gorilla_tsdb::RollupTier {
+        resolution: Duration::from_secs(60 * minutes),
+        retention: None,
+    };
     let db = TimeSeriesDBBuilder::new()
         // Compaction only when asked (below), never during the timings.
-        .with_config(bench_config(dir, None))
+        .with_config(DatabaseConfig {
+            rollup_tiers: if tiers {
+                vec![tier(5), tier(60)]
+            } else {
+                Vec::new()
+            },
+            ..bench_config(dir, None)
+        })
         .build()
         .await
         .expect("database opens");
@@ -204,9 +222,27 @@ async fn load(dir: &std::path::Path, vm_import: Option<&str>, cold: bool) -> (Ti
         }
     }
     db.flush().await.expect("flush");
-    if cold {
+    if cold || tiers {
         let stats = db.compact().await.expect("compact");
         eprintln!("compacted: {stats:?}");
+        let chunks = db.storage().list_chunks().await.expect("list chunks");
+        let bytes = |rollup: bool| -> u64 {
+            chunks
+                .iter()
+                .filter(|c| (c.codec == gorilla_tsdb::CodecId::ROLLUP) == rollup)
+                .map(|c| c.location.length)
+                .sum()
+        };
+        eprintln!(
+            "chunk bytes: raw {} ({:.3} a point), rollup tiers {} in {} chunks",
+            bytes(false),
+            bytes(false) as f64 / (SERIES * POINTS) as f64,
+            bytes(true),
+            chunks
+                .iter()
+                .filter(|c| c.codec == gorilla_tsdb::CodecId::ROLLUP)
+                .count()
+        );
     }
     if let Some(mut out) = vm {
         out.flush().expect("write the VM import file");
@@ -368,7 +404,7 @@ fn q2_and_ingest(
 
 /// `QUERY_BENCH_DURING_COMPACTION=1`: Q2 and ingestion before and during compaction.
 fn during_compaction(rt: &tokio::runtime::Runtime, dir: &std::path::Path) {
-    let (db, _) = rt.block_on(load(dir, None, false));
+    let (db, _) = rt.block_on(load(dir, None, false, false));
     let db = Arc::new(db);
     let (q2_before, ingest_before, p99_before, next) =
         q2_and_ingest(rt, &db, T_LAST + 10_000, 10.0, false);
@@ -407,7 +443,8 @@ fn main() {
     }
     let vm_import = std::env::var("QUERY_BENCH_VM_IMPORT").ok();
     let cold = std::env::var("QUERY_BENCH_COLD").is_ok_and(|v| v == "1");
-    let (db, load_s) = rt.block_on(load(&data_dir, vm_import.as_deref(), cold));
+    let tiers = std::env::var("QUERY_BENCH_TIERS").is_ok_and(|v| v == "1");
+    let (db, load_s) = rt.block_on(load(&data_dir, vm_import.as_deref(), cold, tiers));
     let db = Arc::new(db);
     let stats = db.stats();
     let engine = Arc::new(Engine::new(db.clone(), EngineOptions::default()));
@@ -462,7 +499,13 @@ fn main() {
     ));
     let doc = format!(
         "{{\"tier\":\"{}\",\"series\":{SERIES},\"points\":{},\"eval\":{EVAL},\"q2_end\":{Q2_END},\"q3_start\":{HOUR},\"q3_end\":{Q3_END},\"load_s\":{load_s},{}}}",
-        if cold { "cold" } else { "hot" },
+        if tiers {
+            "tiers"
+        } else if cold {
+            "cold"
+        } else {
+            "hot"
+        },
         SERIES * POINTS,
         parts.join(",")
     );

@@ -38,6 +38,11 @@ pub(crate) struct CompactArgs {
     #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     chunk_points: u32,
 
+    /// A rollup tier to build, `RESOLUTION[:RETENTION]` (e.g. `5m:400d`); repeat for several.
+    /// Give the tiers the database is served with: those not given are not built on.
+    #[arg(long = "rollup", value_parser = crate::rollup_flag)]
+    rollups: Vec<gorilla_tsdb::RollupTier>,
+
     #[command(flatten)]
     policies: crate::Policies,
 }
@@ -94,6 +99,7 @@ pub(crate) async fn compact(data_dir: &Path, args: CompactArgs) -> Result<ExitCo
     let db = open_existing_with(data_dir, &args.policies, |config| {
         config.cold_after = args.cold_after;
         config.compacted_chunk_points = args.chunk_points;
+        config.rollup_tiers = args.rollups.clone();
         // This command runs it itself, to completion.
         config.compaction_interval = None;
     })
@@ -106,12 +112,13 @@ pub(crate) async fn compact(data_dir: &Path, args: CompactArgs) -> Result<ExitCo
             .list_chunks()
             .await?
             .iter()
+            .filter(|c| c.codec != gorilla_tsdb::CodecId::ROLLUP)
             .map(|c| u64::from(c.point_count))
             .sum();
-        Ok((stats, points))
+        Ok((stats, points, db.stats().rollup))
     }
     .await;
-    let (stats, points) = crate::finish(db, result).await?;
+    let (stats, points, rollup) = crate::finish(db, result).await?;
     let after = bytes_under(data_dir);
     println!(
         "compacted {} series in {:.1}s: {} chunks ({} bytes) into {} chunks ({} bytes)",
@@ -126,6 +133,12 @@ pub(crate) async fn compact(data_dir: &Path, args: CompactArgs) -> Result<ExitCo
         println!(
             "left alone: {} series written meanwhile, {} touched by recorded damage (see `repair`)",
             stats.conflicts, stats.damaged
+        );
+    }
+    if rollup.groups_written > 0 || rollup.chunks_expired > 0 {
+        println!(
+            "rollup tiers: {} buckets written in {} groups, {} expired chunks deleted",
+            rollup.buckets_written, rollup.groups_written, rollup.chunks_expired
         );
     }
     let per_point = if points == 0 {

@@ -241,6 +241,18 @@ pub(crate) fn duration_flag(text: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("{text:?} is negative"))
 }
 
+/// `RESOLUTION[:RETENTION]` (e.g. `5m:400d`, `1h`) as a rollup tier.
+pub(crate) fn rollup_flag(text: &str) -> Result<gorilla_tsdb::RollupTier, String> {
+    let (resolution, retention) = match text.split_once(':') {
+        Some((r, k)) => (r, Some(duration_flag(k)?)),
+        None => (text, None),
+    };
+    Ok(gorilla_tsdb::RollupTier {
+        resolution: duration_flag(resolution)?,
+        retention,
+    })
+}
+
 /// A duration, or `none`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OptionalDuration(pub(crate) Option<std::time::Duration>);

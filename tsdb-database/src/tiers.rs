@@ -24,7 +24,7 @@ use tsdb_core::{Bytes, CodecId, CompressedBlock, Error, Result, SeriesId};
 use tsdb_promql::{RangeFunction, RollupKind, RollupRequest, STALE_NAN_BITS};
 
 /// Buckets in one group (one chunk per aggregate).
-pub(crate) const GROUP_BUCKETS: i64 = 256;
+pub(crate) const GROUP_BUCKETS: i64 = 1024;
 
 const FILE: &str = "ROLLUPS";
 const CONTAINER_VERSION: u8 = 1;
@@ -200,14 +200,18 @@ impl Buckets {
         }
     }
 
-    /// Rebuilds from one column per aggregate (as decoded from storage). `None` when the
-    /// dense columns do not share their labels.
+    /// Rebuilds from one column per aggregate (as decoded from storage; those of `read`
+    /// only, the others left NaN). `None` when the dense columns do not share their labels.
     pub(crate) fn from_columns(
         mut columns: BTreeMap<Agg, (Vec<i64>, Vec<f64>)>,
+        read: &[Agg],
     ) -> Option<Buckets> {
         let mut take = |agg| columns.remove(&agg).unwrap_or_default();
         let (labels, count) = take(Agg::Count);
         let mut dense = |agg| {
+            if !read.contains(&agg) {
+                return Some(vec![f64::NAN; labels.len()]);
+            }
             let (l, v) = take(agg);
             (l == labels).then_some(v)
         };
@@ -299,6 +303,19 @@ impl Buckets {
         self.last.append(&mut other.last);
         self.end.0.append(&mut other.end.0);
         self.end.1.append(&mut other.end.1);
+    }
+}
+
+/// The aggregates [`answer`] reads for `function`.
+pub(crate) fn needs(function: RangeFunction) -> &'static [Agg] {
+    match function {
+        RangeFunction::SumOverTime | RangeFunction::AvgOverTime => {
+            &[Agg::Count, Agg::End, Agg::Sum]
+        }
+        RangeFunction::MinOverTime => &[Agg::Count, Agg::End, Agg::Min],
+        RangeFunction::MaxOverTime => &[Agg::Count, Agg::End, Agg::Max],
+        RangeFunction::LastOverTime => &[Agg::Count, Agg::End, Agg::Last],
+        _ => &[Agg::Count, Agg::End],
     }
 }
 
@@ -421,12 +438,14 @@ pub(crate) fn answer(
 ///
 /// - `1 \t tier \t resolution_ms \t built_until`: every bucket labelled at or before
 ///   `built_until` is built, for every series;
-/// - `1 \t dirty \t series \t from`: points of `series` at or after `from` were written or
-///   deleted after their buckets were built, which must be built again.
+/// - `1 \t dirty \t resolution_ms \t series \t from`: points of `series` at or after `from`
+///   were written or deleted after the buckets of that tier were built, which must be built
+///   again.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TierState {
     pub(crate) built_until: BTreeMap<i64, i64>,
-    pub(crate) dirty: BTreeMap<SeriesId, i64>,
+    /// By tier resolution and series.
+    pub(crate) dirty: BTreeMap<(i64, SeriesId), i64>,
 }
 
 impl TierState {
@@ -467,12 +486,13 @@ impl TierState {
                     );
                     state.built_until.insert(r, until);
                 }
-                ["1", "dirty", series, from] => {
-                    let (s, from) = (
+                ["1", "dirty", r, series, from] => {
+                    let (r, s, from) = (
+                        r.parse().map_err(|_| bad())?,
                         series.parse().map_err(|_| bad())?,
                         from.parse().map_err(|_| bad())?,
                     );
-                    state.dirty.insert(SeriesId(s), from);
+                    state.dirty.insert((r, SeriesId(s)), from);
                 }
                 _ => return Err(bad()),
             }
@@ -491,8 +511,8 @@ impl TierState {
         for (r, until) in &self.built_until {
             line(format!("1\ttier\t{r}\t{until}"));
         }
-        for (series, from) in &self.dirty {
-            line(format!("1\tdirty\t{}\t{from}", series.0));
+        for ((r, series), from) in &self.dirty {
+            line(format!("1\tdirty\t{r}\t{}\t{from}", series.0));
         }
         tsdb_core::marker::replace(&Self::path(dir), text.as_bytes())
     }
@@ -659,7 +679,7 @@ mod tests {
         );
         let mut state = TierState::default();
         state.built_until.insert(300_000, 1_700_000_100_000);
-        state.dirty.insert(SeriesId(u64::MAX), -5);
+        state.dirty.insert((300_000, SeriesId(u64::MAX)), -5);
         state.store(dir.path()).expect("stored");
         assert_eq!(TierState::load(dir.path()).expect("loaded"), state);
         let path = TierState::path(dir.path());

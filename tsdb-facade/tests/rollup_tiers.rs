@@ -332,24 +332,115 @@ async fn a_late_write_shows_at_once_and_is_built_in() {
             .expect("a point at the time")
     };
     let (from, to) = (T0 + 10 * MINUTE, T0 + 30 * MINUTE);
-    let got = engine.range_query(q, from, to, 2 * MINUTE).await.expect("query");
+    let got = engine
+        .range_query(q, from, to, 2 * MINUTE)
+        .await
+        .expect("query");
     let answered = db.stats().rollup.series_answered;
     assert!(answered > 0, "the tier answers");
     // 2 min windows, both ends in: 25 points of a 5 s grid.
     assert_eq!(count_at(&got, T0 + 20 * MINUTE), 25.0);
     // Between two grid points: one more in that window, in memory only.
-    db.insert(&labels(0), T0 + 20 * MINUTE - 2_500, 7.0).await.expect("late insert");
-    let got = engine.range_query(q, from, to, 2 * MINUTE).await.expect("query");
+    db.insert(&labels(0), T0 + 20 * MINUTE - 2_500, 7.0)
+        .await
+        .expect("late insert");
+    let got = engine
+        .range_query(q, from, to, 2 * MINUTE)
+        .await
+        .expect("query");
     assert_eq!(count_at(&got, T0 + 20 * MINUTE), 26.0, "from memory");
-    assert_eq!(count_at(&got, T0 + 16 * MINUTE), 25.0, "the windows before come from the tier");
+    assert_eq!(
+        count_at(&got, T0 + 16 * MINUTE),
+        25.0,
+        "the windows before come from the tier"
+    );
     assert!(db.stats().rollup.series_answered > answered);
     db.flush().await.expect("flush");
-    let got = engine.range_query(q, from, to, 2 * MINUTE).await.expect("query");
+    let got = engine
+        .range_query(q, from, to, 2 * MINUTE)
+        .await
+        .expect("query");
     assert_eq!(count_at(&got, T0 + 20 * MINUTE), 26.0, "from its chunk");
     db.compact().await.expect("compact");
     let built = db.stats().rollup.buckets_written;
-    let got = engine.range_query(q, from, to, 2 * MINUTE).await.expect("query");
-    assert_eq!(count_at(&got, T0 + 20 * MINUTE), 26.0, "from the tier built again");
+    let got = engine
+        .range_query(q, from, to, 2 * MINUTE)
+        .await
+        .expect("query");
+    assert_eq!(
+        count_at(&got, T0 + 20 * MINUTE),
+        26.0,
+        "from the tier built again"
+    );
     assert!(built > 0);
+    db.close().await.expect("close");
+}
+
+/// A database opened without its tiers configured (a command-line tool) still answers from
+/// them and keeps track of what it writes below them, for the next open that builds them.
+#[tokio::test]
+async fn an_open_without_the_tiers_reads_them_and_tracks_its_writes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = open(dir.path(), true).await;
+    let points: Vec<(i64, f64)> = (0..400).map(|i| (T0 + i * 5_000, i as f64)).collect();
+    db.insert_series(&labels(0), &points).await.expect("insert");
+    db.flush().await.expect("flush");
+    db.compact().await.expect("compact");
+    db.close().await.expect("close");
+    let q = "max_over_time(tier_test[2m])";
+    let (from, to) = (T0 + 10 * MINUTE, T0 + 30 * MINUTE);
+    let max_at = |got: &[Series], t: i64| {
+        got[0]
+            .points
+            .iter()
+            .find(|p| p.0 == t)
+            .map(|p| p.1)
+            .expect("a point at the time")
+    };
+
+    let db = open(dir.path(), false).await;
+    let engine = Engine::new(db.clone(), EngineOptions::default());
+    let got = engine
+        .range_query(q, from, to, 2 * MINUTE)
+        .await
+        .expect("query");
+    assert_eq!(max_at(&got, T0 + 20 * MINUTE), 240.0);
+    assert!(db.stats().rollup.series_answered > 0, "read from the tier");
+    db.insert(&labels(0), T0 + 20 * MINUTE - 2_500, 1e6)
+        .await
+        .expect("late insert");
+    db.flush().await.expect("flush");
+    db.compact().await.expect("compact builds no tier here");
+    assert_eq!(db.stats().rollup.groups_written, 0);
+    let got = engine
+        .range_query(q, from, to, 2 * MINUTE)
+        .await
+        .expect("query");
+    assert_eq!(max_at(&got, T0 + 20 * MINUTE), 1e6);
+    db.close().await.expect("close");
+
+    let db = open(dir.path(), true).await;
+    let engine = Engine::new(db.clone(), EngineOptions::default());
+    let got = engine
+        .range_query(q, from, to, 2 * MINUTE)
+        .await
+        .expect("query");
+    assert_eq!(
+        max_at(&got, T0 + 20 * MINUTE),
+        1e6,
+        "the mark outlived the reopen"
+    );
+    db.compact().await.expect("compact");
+    assert!(db.stats().rollup.groups_written > 0);
+    let answered = db.stats().rollup.series_answered;
+    let got = engine
+        .range_query(q, from, to, 2 * MINUTE)
+        .await
+        .expect("query");
+    assert_eq!(max_at(&got, T0 + 20 * MINUTE), 1e6);
+    assert!(
+        db.stats().rollup.series_answered > answered,
+        "the tier built again answers"
+    );
     db.close().await.expect("close");
 }

@@ -11,6 +11,14 @@
 //! data_dir = "/var/lib/gorilla-tsdb"
 //! retention = "15d"
 //! wal_durability = "always"   # "always", "never", or an fsync interval such as "10ms"
+//! cold_after = "2h"
+//!
+//! # Rollup tiers (downsampling), kept longer than the raw points.
+//! [[database.rollup_tiers]]
+//! resolution = "5m"
+//! retention = "400d"
+//! [[database.rollup_tiers]]
+//! resolution = "1h"
 //!
 //! [query]
 //! timeout = "2m"
@@ -25,7 +33,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gorilla_tsdb::{DatabaseConfig, Error, WalDurability, WalRecovery};
+use gorilla_tsdb::{DatabaseConfig, Error, RollupTier, WalDurability, WalRecovery};
 use serde::Deserialize;
 
 use crate::options::ServerOptions;
@@ -116,6 +124,34 @@ pub struct DatabaseSection {
     /// [`DatabaseConfig::stall_timeout`].
     #[serde(default, deserialize_with = "duration")]
     pub stall_timeout: Option<Duration>,
+    /// [`DatabaseConfig::compaction_interval`]: a duration, or `"none"` for explicit
+    /// compactions only.
+    pub compaction_interval: Option<String>,
+    /// [`DatabaseConfig::cold_after`].
+    #[serde(default, deserialize_with = "duration")]
+    pub cold_after: Option<Duration>,
+    /// [`DatabaseConfig::compacted_chunk_points`].
+    pub compacted_chunk_points: Option<u32>,
+    /// [`DatabaseConfig::rollup_tiers`] (`[[database.rollup_tiers]]` tables).
+    pub rollup_tiers: Option<Vec<RollupTierSection>>,
+}
+
+/// One `[[database.rollup_tiers]]` table: a [`RollupTier`].
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RollupTierSection {
+    /// [`RollupTier::resolution`].
+    #[serde(deserialize_with = "required_duration")]
+    pub resolution: Duration,
+    /// [`RollupTier::retention`]; absent keeps the tier's buckets for ever.
+    #[serde(default, deserialize_with = "duration")]
+    pub retention: Option<Duration>,
+}
+
+fn required_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// `[query]`.
@@ -230,6 +266,20 @@ impl ConfigFile {
             db.wal_recovery = parse_wal_recovery(r)?;
         }
         set(&mut db.stall_timeout, d.stall_timeout);
+        if let Some(i) = &d.compaction_interval {
+            db.compaction_interval = parse_optional_duration("compaction_interval", i)?;
+        }
+        set(&mut db.cold_after, d.cold_after);
+        set(&mut db.compacted_chunk_points, d.compacted_chunk_points);
+        if let Some(tiers) = &d.rollup_tiers {
+            db.rollup_tiers = tiers
+                .iter()
+                .map(|t| RollupTier {
+                    resolution: t.resolution,
+                    retention: t.retention,
+                })
+                .collect();
+        }
 
         let q = &self.query;
         set(&mut server.query_timeout, q.timeout);
@@ -269,6 +319,13 @@ mod tests {
             wal_durability = "10ms"
             out_of_order_window = "1h30m"
             future_tolerance = "none"
+            compaction_interval = "none"
+            cold_after = "30m"
+            [[database.rollup_tiers]]
+            resolution = "5m"
+            retention = "400d"
+            [[database.rollup_tiers]]
+            resolution = "1h"
             [query]
             timeout = "30s"
             max_samples = 1000
@@ -289,6 +346,21 @@ mod tests {
         );
         assert_eq!(db.out_of_order_window, Duration::from_secs(5400));
         assert_eq!(db.future_tolerance, None);
+        assert_eq!(db.compaction_interval, None);
+        assert_eq!(db.cold_after, Duration::from_secs(1800));
+        assert_eq!(
+            db.rollup_tiers,
+            [
+                RollupTier {
+                    resolution: Duration::from_secs(300),
+                    retention: Some(Duration::from_secs(400 * 86_400)),
+                },
+                RollupTier {
+                    resolution: Duration::from_secs(3600),
+                    retention: None,
+                },
+            ]
+        );
         assert_eq!(
             db.chunk_max_points,
             DatabaseConfig::default().chunk_max_points

@@ -283,6 +283,26 @@ impl Collector for DbCollector {
                 "Series compaction left for a later round because they were written meanwhile",
                 s.compaction.conflicts,
             ),
+            (
+                "rollup_groups_written",
+                "Groups of rollup-tier buckets (a chunk per aggregate) written since open",
+                s.rollup.groups_written,
+            ),
+            (
+                "rollup_buckets_written",
+                "Rollup-tier buckets written since open",
+                s.rollup.buckets_written,
+            ),
+            (
+                "rollup_chunks_expired",
+                "Rollup-tier chunks deleted by their tier's retention since open",
+                s.rollup.chunks_expired,
+            ),
+            (
+                "rollup_series_answered",
+                "Series whose query answer came from a rollup tier since open",
+                s.rollup.series_answered,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);

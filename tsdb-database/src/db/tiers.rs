@@ -23,7 +23,7 @@ use super::Inner;
 use crate::config::RollupTier;
 use crate::read::merge;
 use crate::tiers::{
-    Agg, Buckets, ChunkOf, TierState, answer, ceil_to, derived_id, group_labels, group_of,
+    Agg, Buckets, ChunkOf, TierState, answer, ceil_to, derived_id, group_labels, group_of, needs,
     tier_answers, unwrap, wrap,
 };
 
@@ -60,9 +60,15 @@ type TierChunks = HashMap<(SeriesId, i64), Vec<(Agg, ChunkReference)>>;
 /// The rollup tiers' component: their specification, state and chunks.
 #[derive(Debug)]
 pub(crate) struct Tiers {
-    /// Ascending resolution.
+    /// The tiers configured (built on), by ascending resolution.
     specs: Vec<Spec>,
+    /// The resolutions of the tiers read: those configured, and those built before (a tier
+    /// no longer configured answers what it holds, and is kept track of, but not built on).
+    readable: Vec<i64>,
     state: Mutex<TierState>,
+    /// Per tier, the newest label it is built or being built to: a chunk written at or
+    /// before it marks its series for that tier.
+    reach: Mutex<BTreeMap<i64, i64>>,
     /// The state changed since it was last stored.
     changed: AtomicBool,
     /// The newest label any tier is built or being built to: a chunk written at or before it
@@ -109,8 +115,15 @@ impl Tiers {
             .copied()
             .max()
             .unwrap_or(i64::MIN);
+        let readable: BTreeSet<i64> = specs
+            .iter()
+            .map(|s| s.r)
+            .chain(state.built_until.keys().copied())
+            .collect();
         Ok(Tiers {
             specs,
+            readable: readable.into_iter().collect(),
+            reach: Mutex::new(state.built_until.clone()),
             state: Mutex::new(state),
             changed: AtomicBool::new(false),
             horizon: AtomicI64::new(horizon),
@@ -132,6 +145,7 @@ impl Tiers {
             .copied()
             .max()
             .unwrap_or(i64::MIN);
+        *self.reach() = state.built_until.clone();
         *self.state() = state;
         self.horizon.fetch_max(horizon, Ordering::SeqCst);
         self.changed.store(true, Ordering::SeqCst);
@@ -150,26 +164,44 @@ impl Tiers {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn reach(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, i64>> {
+        self.reach.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The tier of `r` is built or being built to `label`: raised before any raw point of
+    /// the build is read.
+    fn extend_reach(&self, r: i64, label: i64) {
+        let mut reach = self.reach();
+        let entry = reach.entry(r).or_insert(label);
+        *entry = (*entry).max(label);
+        self.horizon.fetch_max(label, Ordering::SeqCst);
+    }
+
     /// A chunk of `series` starting at `start` is about to be written from memory: when a
     /// tier is (being) built that far, the series' buckets from there are built again.
     pub(crate) fn note_written(&self, series: SeriesId, start: i64) {
         if start <= self.horizon.load(Ordering::SeqCst) {
-            self.mark(series, start);
+            self.mark(series, start, false);
         }
     }
 
     /// Points of `series` from `start` on were deleted.
     pub(crate) fn note_deleted(&self, series: SeriesId, start: i64) {
         if self.horizon.load(Ordering::SeqCst) > i64::MIN {
-            self.mark(series, start);
+            self.mark(series, start, true);
         }
     }
 
-    fn mark(&self, series: SeriesId, from: i64) {
+    fn mark(&self, series: SeriesId, from: i64, any: bool) {
+        let reach = self.reach();
         let mut state = self.state();
-        let entry = state.dirty.entry(series).or_insert(from);
-        *entry = (*entry).min(from);
-        self.changed.store(true, Ordering::SeqCst);
+        for (&r, &until) in reach.iter() {
+            if any || from <= until {
+                let entry = state.dirty.entry((r, series)).or_insert(from);
+                *entry = (*entry).min(from);
+                self.changed.store(true, Ordering::SeqCst);
+            }
+        }
     }
 
     /// Stores the state if it changed (before the WAL is truncated behind the chunks that
@@ -194,11 +226,11 @@ impl Tiers {
         let mut map = self.chunks.write().unwrap_or_else(PoisonError::into_inner);
         let mut unknown = 0;
         'chunks: for chunk in listed {
-            for spec in &self.specs {
+            for &r in &self.readable {
                 for agg in Agg::ALL {
-                    let base = SeriesId(chunk.series_id.0 ^ derived_id(SeriesId(0), spec.r, agg).0);
+                    let base = SeriesId(chunk.series_id.0 ^ derived_id(SeriesId(0), r, agg).0);
                     if known(base) {
-                        map.entry((base, spec.r)).or_default().push((agg, chunk));
+                        map.entry((base, r)).or_default().push((agg, chunk));
                         continue 'chunks;
                     }
                 }
@@ -210,10 +242,10 @@ impl Tiers {
 
     /// The coarsest tier that answers `request`.
     pub(crate) fn pick(&self, request: &RollupRequest) -> Option<i64> {
-        self.specs
+        self.readable
             .iter()
             .rev()
-            .map(|s| s.r)
+            .copied()
             .find(|&r| tier_answers(request, r))
     }
 
@@ -224,7 +256,7 @@ impl Tiers {
         let built = state.built_until.get(&r).copied().unwrap_or(i64::MIN);
         let dirty = state
             .dirty
-            .get(&series)
+            .get(&(r, series))
             .map_or(i64::MAX, |&d| d.saturating_sub(1));
         built.min(dirty)
     }
@@ -256,11 +288,11 @@ impl Tiers {
     }
 }
 
-/// When the newest memory point of a series is not needed: the oldest timestamp it holds.
-fn memory_oldest(memory: &crate::ingest::MemorySnapshot) -> Result<Option<i64>> {
+/// The oldest timestamp memory holds of a series (late points included).
+fn memory_oldest(memory: &crate::ingest::MemorySnapshot) -> Option<i64> {
     let mut oldest: Option<i64> = None;
     for s in &memory.sealed {
-        if let Some((first, _)) = s.head.time_range() {
+        if let Some(first) = s.head.oldest() {
             oldest = Some(oldest.map_or(first, |o| o.min(first)));
         }
     }
@@ -269,7 +301,7 @@ fn memory_oldest(memory: &crate::ingest::MemorySnapshot) -> Result<Option<i64>> 
             oldest = Some(oldest.map_or(first, |o| o.min(first)));
         }
     }
-    Ok(oldest)
+    oldest
 }
 
 impl Inner {
@@ -280,10 +312,11 @@ impl Inner {
         &self,
         chunks: &[(Agg, ChunkReference)],
         labels: TimeRange,
+        read: &[Agg],
     ) -> Result<Option<Buckets>> {
         let mut per_agg: BTreeMap<Agg, Vec<&ChunkReference>> = BTreeMap::new();
         for (agg, c) in chunks {
-            if c.start_time <= labels.end && labels.start <= c.end_time {
+            if read.contains(agg) && c.start_time <= labels.end && labels.start <= c.end_time {
                 per_agg.entry(*agg).or_default().push(c);
             }
         }
@@ -312,7 +345,7 @@ impl Inner {
             }
             columns.insert(agg, merge(sources, labels));
         }
-        Ok(Buckets::from_columns(columns))
+        Ok(Buckets::from_columns(columns, read))
     }
 
     /// Answers `request` for one series from the tier of `r` where it is valid, and from raw
@@ -330,7 +363,7 @@ impl Inner {
         out.clear();
         let memory = self.heads.snapshot(id)?;
         let mut valid = self.tiers.valid_until(id, r);
-        if let Some(oldest) = memory_oldest(&memory)? {
+        if let Some(oldest) = memory_oldest(&memory) {
             valid = valid.min(oldest.saturating_sub(1));
         }
         drop(memory);
@@ -344,12 +377,17 @@ impl Inner {
             start: times[0].saturating_sub(range_ms),
             end: times[k - 1],
         };
-        let Some(buckets) = self.read_buckets(&chunks, labels).await? else {
-            tracing::warn!(
-                series = id.0,
-                "a rollup tier's aggregates disagree; raw data answers"
-            );
-            return Ok(false);
+        let buckets = match self.read_buckets(&chunks, labels, needs(function)).await {
+            Ok(Some(b)) => b,
+            // Recorded as damage; the next build writes the group again from raw points.
+            Ok(None) | Err(Error::Corrupt { .. }) => {
+                tracing::warn!(
+                    series = id.0,
+                    "a rollup tier of the series is damaged; raw data answers"
+                );
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
         };
         if !answer(function, range_ms, &times[..k], 0, &buckets, out) {
             return Ok(false);
@@ -383,32 +421,24 @@ impl Inner {
                 .saturating_add(RETENTION_MARGIN_MS)
         });
         let (targets, dirty) = {
-            let mut state = self.tiers.state();
-            let configured: BTreeSet<i64> = self.tiers.specs.iter().map(|s| s.r).collect();
-            // A tier no longer configured is forgotten: configured again, it is built anew.
-            let before = state.built_until.len();
-            state.built_until.retain(|r, _| configured.contains(r));
-            if state.built_until.len() != before {
-                self.tiers.changed.store(true, Ordering::SeqCst);
-            }
+            let state = self.tiers.state();
             let targets: Vec<(Spec, Option<i64>, i64)> = self
                 .tiers
                 .specs
                 .iter()
                 .map(|s| {
-                    (
-                        *s,
-                        state.built_until.get(&s.r).copied(),
-                        crate::tiers::floor_to(cold, s.r),
-                    )
+                    let built = state.built_until.get(&s.r).copied();
+                    // Never back (a clock stepping back, a longer `cold_after`).
+                    let until = crate::tiers::floor_to(cold, s.r).max(built.unwrap_or(i64::MIN));
+                    (*s, built, until)
                 })
                 .collect();
             (targets, state.dirty.clone())
         };
         // Writes from now on at or before the new ends mark their series: raised before any
         // raw point is read.
-        if let Some(max) = targets.iter().map(|t| t.2).max() {
-            self.tiers.horizon.fetch_max(max, Ordering::SeqCst);
+        for &(spec, _, until) in &targets {
+            self.tiers.extend_reach(spec.r, until);
         }
         self.tier_retention(now).await?;
         self.relocate_rollups().await?;
@@ -422,7 +452,7 @@ impl Inner {
                     .push((chunk.start_time, chunk.end_time));
             }
         }
-        for &series in dirty.keys() {
+        for &(_, series) in dirty.keys() {
             spans.entry(series).or_default();
         }
         for (series, spans) in &spans {
@@ -439,7 +469,7 @@ impl Inner {
                         None => continue,
                     },
                 };
-                if let Some(&d) = dirty.get(series) {
+                if let Some(&d) = dirty.get(&(r, *series)) {
                     from = from.min(ceil_to(d, r));
                 }
                 if from > until {
@@ -470,9 +500,11 @@ impl Inner {
             for &(spec, _, until) in &targets {
                 state.built_until.insert(spec.r, until);
             }
-            for (series, from) in &dirty {
-                if state.dirty.get(series) == Some(from) {
-                    state.dirty.remove(series);
+            // Marks made meanwhile stay, for the next build.
+            for (key, from) in &dirty {
+                let built = targets.iter().any(|t| t.0.r == key.0);
+                if built && state.dirty.get(key) == Some(from) {
+                    state.dirty.remove(key);
                 }
             }
             self.tiers.changed.store(true, Ordering::SeqCst);
@@ -508,7 +540,7 @@ impl Inner {
             start: first,
             end: last,
         };
-        let old = match self.read_buckets(&old_chunks, whole).await {
+        let old = match self.read_buckets(&old_chunks, whole, &Agg::ALL).await {
             Ok(Some(b)) => b,
             Ok(None) | Err(Error::Corrupt { .. }) => {
                 tracing::warn!(

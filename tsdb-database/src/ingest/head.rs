@@ -86,6 +86,15 @@ impl Head {
         self.encoded.time_range()
     }
 
+    /// Smallest timestamp of every point held, late ones included.
+    pub(crate) fn oldest(&self) -> Option<i64> {
+        let late = self.late().iter().map(|p| p.0).min();
+        match (self.encoded.time_range().map(|r| r.0), late) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The Gorilla block of the head when it needs no merging (no late points), else `None`.
     pub(crate) fn clean_block(&self) -> Option<Vec<u8>> {
         self.late().is_empty().then(|| self.encoded.snapshot())
