@@ -79,8 +79,18 @@ pub(crate) async fn stats(data_dir: &Path, args: StatsArgs) -> Result<ExitCode, 
         t.points += u64::from(c.point_count);
         t.bytes += c.location.length;
     }
-    let chunk_points: u64 = by_codec.values().map(|t| t.points).sum();
-    let chunk_bytes: u64 = by_codec.values().map(|t| t.bytes).sum();
+    // Raw points only: the rollup tiers' chunks hold buckets (their row counts them).
+    let raw = |id: &&u16| gorilla_tsdb::CodecId(**id) != gorilla_tsdb::CodecId::ROLLUP;
+    let chunk_points: u64 = by_codec
+        .iter()
+        .filter(|(id, _)| raw(id))
+        .map(|(_, t)| t.points)
+        .sum();
+    let chunk_bytes: u64 = by_codec
+        .iter()
+        .filter(|(id, _)| raw(id))
+        .map(|(_, t)| t.bytes)
+        .sum();
     let on_disk = dir_bytes(data_dir);
     let per_point = |bytes: u64, points: u64| {
         if points == 0 {
@@ -128,7 +138,7 @@ pub(crate) async fn stats(data_dir: &Path, args: StatsArgs) -> Result<ExitCode, 
     println!("chunks           {}", chunks.len());
     println!("points in chunks {chunk_points}");
     println!("points buffered  {} (WAL only)", counters.buffered_points);
-    println!("chunk bytes      {chunk_bytes}");
+    println!("chunk bytes      {chunk_bytes} (rollup tiers apart, below)");
     println!("bytes on disk    {on_disk} (chunks, index-free segments, WAL, catalog)");
     println!(
         "bytes/point      {:.3}",
@@ -200,6 +210,7 @@ fn codec_name(id: u16) -> String {
     match gorilla_tsdb::CodecId(id) {
         gorilla_tsdb::CodecId::GORILLA => "gorilla".to_owned(),
         gorilla_tsdb::CodecId::PCO => "pco".to_owned(),
+        gorilla_tsdb::CodecId::ROLLUP => "rollup".to_owned(),
         _ => format!("codec {id}"),
     }
 }

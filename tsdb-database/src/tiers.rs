@@ -201,28 +201,55 @@ impl Buckets {
     }
 
     /// Rebuilds from one column per aggregate (as decoded from storage; those of `read`
-    /// only, the others left NaN). `None` when the dense columns do not share their labels.
+    /// only, the others left NaN), and whether the dense columns agree on their labels. When
+    /// they do not (a build killed between writing a group's aggregates: some of the new
+    /// ones are there, beside the old ones), the labels all of them hold are kept: the old
+    /// and new chunks of a group agree on those.
     pub(crate) fn from_columns(
         mut columns: BTreeMap<Agg, (Vec<i64>, Vec<f64>)>,
         read: &[Agg],
-    ) -> Option<Buckets> {
-        let mut take = |agg| columns.remove(&agg).unwrap_or_default();
-        let (labels, count) = take(Agg::Count);
-        let mut dense = |agg| {
-            if !read.contains(&agg) {
-                return Some(vec![f64::NAN; labels.len()]);
+    ) -> (Buckets, bool) {
+        let dense: Vec<Agg> = [Agg::Count, Agg::Sum, Agg::Min, Agg::Max, Agg::Last]
+            .into_iter()
+            .filter(|a| *a == Agg::Count || read.contains(a))
+            .collect();
+        let mut labels: Option<Vec<i64>> = None;
+        let mut consistent = true;
+        for agg in &dense {
+            let l = columns.get(agg).map(|c| c.0.clone()).unwrap_or_default();
+            labels = Some(match labels {
+                None => l,
+                Some(common) => {
+                    if common != l {
+                        consistent = false;
+                    }
+                    common
+                        .into_iter()
+                        .filter(|x| l.binary_search(x).is_ok())
+                        .collect()
+                }
+            });
+        }
+        let labels = labels.unwrap_or_default();
+        let mut column = |agg: Agg| -> Vec<f64> {
+            if !dense.contains(&agg) {
+                return vec![f64::NAN; labels.len()];
             }
-            let (l, v) = take(agg);
-            (l == labels).then_some(v)
+            let (l, v) = columns.remove(&agg).unwrap_or_default();
+            labels
+                .iter()
+                .map(|x| l.binary_search(x).map_or(f64::NAN, |i| v[i]))
+                .collect()
         };
-        let (sum, min, max, last) = (
-            dense(Agg::Sum)?,
-            dense(Agg::Min)?,
-            dense(Agg::Max)?,
-            dense(Agg::Last)?,
+        let (count, sum, min, max, last) = (
+            column(Agg::Count),
+            column(Agg::Sum),
+            column(Agg::Min),
+            column(Agg::Max),
+            column(Agg::Last),
         );
-        let end = take(Agg::End);
-        Some(Buckets {
+        let end = columns.remove(&Agg::End).unwrap_or_default();
+        let buckets = Buckets {
             labels,
             count,
             sum,
@@ -230,7 +257,8 @@ impl Buckets {
             max,
             last,
             end,
-        })
+        };
+        (buckets, consistent)
     }
 
     /// Appends the buckets of the samples `ts`/`vs` (ascending, unique timestamps, none in a

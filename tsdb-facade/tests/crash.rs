@@ -6,7 +6,9 @@
 //! never comes back. Compaction runs in the background all the while (every chunk is cold
 //! here), so kills land in its every step: each point must still be there exactly once.
 //! Snapshots are taken too; each one reported complete opens as a database
-//! holding every batch acknowledged before it.
+//! holding every batch acknowledged before it. The child's compaction builds rollup tiers as
+//! well; the parent (which does not build them) reads them, and their answers must be the
+//! answers over the points it finds.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -29,6 +31,16 @@ fn config(dir: &std::path::Path) -> DatabaseConfig {
         compaction_interval: Some(Duration::from_millis(30)),
         cold_after: Duration::ZERO,
         compacted_chunk_points: 64,
+        rollup_tiers: vec![
+            gorilla_tsdb::RollupTier {
+                resolution: Duration::from_secs(5),
+                retention: None,
+            },
+            gorilla_tsdb::RollupTier {
+                resolution: Duration::from_secs(20),
+                retention: None,
+            },
+        ],
         ..checked_config(dir)
     }
 }
@@ -114,6 +126,19 @@ async fn crash_child() {
             db.delete_series(&series0, range).await.expect("delete");
             println!("deleted {gone}");
         }
+        if batch % 8 == 7 {
+            // A whole round now and then, rollup tiers included (a child seldom lives
+            // through a throttled background round and the build after it).
+            db.compact().await.expect("compact");
+            eprintln!(
+                "DBG child compacted at {batch}: {:?} rollups {}",
+                db.stats().rollup,
+                std::path::Path::new(&dir)
+                    .join("db")
+                    .join("ROLLUPS")
+                    .exists()
+            );
+        }
         if batch % 61 == 60 {
             db.snapshot(snaps.join(batch.to_string()))
                 .await
@@ -144,6 +169,7 @@ async fn acknowledged_points_survive_sigkill() {
     let mut rounds_run = 0;
     // Chunks the child's compaction wrote, counted at each reopen.
     let mut compacted_seen = 0;
+    let mut tier_answers = 0u64;
     for round in 0..rounds {
         if Instant::now() > deadline {
             break;
@@ -152,7 +178,9 @@ async fn acknowledged_points_survive_sigkill() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let run_for = Duration::from_millis(20 + seed % 300);
+        // Every fifth child lives long enough for whole compactions and rollup builds too.
+        let run_for =
+            Duration::from_millis(20 + seed % 300 + if round % 5 == 4 { 1500 } else { 0 });
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir.path())
@@ -251,6 +279,11 @@ async fn acknowledged_points_survive_sigkill() {
             .build()
             .await
             .expect("parent reopens the database");
+        let db = std::sync::Arc::new(db);
+        let engine = gorilla_tsdb::promql::Engine::new(
+            db.clone(),
+            gorilla_tsdb::promql::EngineOptions::default(),
+        );
         let stored = db.storage().list_chunks().await.expect("list chunks");
         compacted_seen += stored
             .iter()
@@ -308,7 +341,36 @@ async fn acknowledged_points_survive_sigkill() {
                     "round {round}: wrong value at {t}"
                 );
             }
+            // On the tiers' grid: answered from the child's tiers where they hold the
+            // windows, from the points after; either way, the answers over `present`.
+            let Some(&last) = present.keys().next_back() else {
+                continue;
+            };
+            let end = last.div_euclid(20_000) * 20_000 + 20_000;
+            for function in ["count_over_time", "max_over_time"] {
+                let q = format!("{function}(crash_test{{series=\"{s}\"}}[20s])");
+                let got = engine
+                    .range_query(&q, 0, end, 20_000)
+                    .await
+                    .expect("tier query");
+                let got = got.first().map(|g| g.points.clone()).unwrap_or_default();
+                let mut want = Vec::new();
+                for t in (0..=end).step_by(20_000) {
+                    let window: Vec<f64> = present.range(t - 20_000..=t).map(|(_, v)| *v).collect();
+                    if window.is_empty() {
+                        continue;
+                    }
+                    let v = if function == "count_over_time" {
+                        window.len() as f64
+                    } else {
+                        window.iter().copied().fold(f64::MIN, f64::max)
+                    };
+                    want.push((t, v));
+                }
+                assert_eq!(got, want, "round {round}: {q}");
+            }
         }
+        tier_answers += db.stats().rollup.series_answered;
         db.close().await.expect("close");
     }
     assert!(rounds_run >= 10, "only {rounds_run} rounds ran");
@@ -316,11 +378,15 @@ async fn acknowledged_points_survive_sigkill() {
     assert!(!deleted.is_empty(), "the child never deleted");
     assert!(compacted_seen > 0, "the child never compacted");
     assert!(
+        tier_answers > 0,
+        "no answer came from the child's rollup tiers"
+    );
+    assert!(
         snapshots_checked > 0,
         "the child never completed a snapshot"
     );
     eprintln!(
-        "crash test: {rounds_run} rounds, {acked_total} acknowledged batches, {} deletions, {snapshots_checked} snapshots and {compacted_seen} compacted chunks checked",
+        "crash test: {rounds_run} rounds, {acked_total} acknowledged batches, {} deletions, {snapshots_checked} snapshots, {compacted_seen} compacted chunks and {tier_answers} series answered from tiers checked",
         deleted.len()
     );
 }

@@ -42,11 +42,13 @@ impl Inner {
                 });
             }
         }
-        self.tombstones.add(&tombstones)?;
+        // The rollup tiers' marks first: a deletion they did not hear of would leave the
+        // deleted points in their buckets.
         for t in &tombstones {
             self.tiers.note_deleted(t.series, t.range.start);
         }
         self.tiers.persist(&self.config.data_dir)?;
+        self.tombstones.add(&tombstones)?;
         tracing::info!(
             series = tombstones.len(),
             start = range.start,

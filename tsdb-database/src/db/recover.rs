@@ -128,6 +128,10 @@ impl Inner {
                 // Kept (they go into chunks), but no query can select them without labels.
                 self.record_unlabeled(series, [(range.start, range.end)])?;
             }
+            // The chunks these records went into may have been stored without the rollup
+            // tiers' mark being kept (it is kept at the checkpoint that would drop these
+            // records): marked again.
+            self.tiers.note_written(series, range.start);
             let (stored_ts, stored_vs) = self.read_stored(series, range).await?;
             let shard = self.heads.shard_of(series);
             for (t, lsn, v) in finals {

@@ -31,6 +31,18 @@ use crate::tiers::{
 /// their buckets are kept rather than summed again.
 const RETENTION_MARGIN_MS: i64 = 3_600_000;
 
+/// Groups built between two syncs of storage.
+const SYNC_EVERY_GROUPS: usize = 512;
+
+/// A group written, waiting for storage to be synced before it replaces the old one.
+struct Pending {
+    series: SeriesId,
+    r: i64,
+    old: Vec<ChunkLocation>,
+    new: Vec<(Agg, ChunkReference)>,
+    buckets: u64,
+}
+
 /// What the rollup tiers did since open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RollupStats {
@@ -305,15 +317,15 @@ fn memory_oldest(memory: &crate::ingest::MemorySnapshot) -> Option<i64> {
 }
 
 impl Inner {
-    /// Reads the buckets of the tier `r` of `series` with labels in `labels`, from `chunks`
-    /// (the newest write of a label winning). `None` when the aggregates disagree on their
-    /// labels (a damaged tier: raw data answers).
+    /// Reads the buckets of a tier with labels in `labels`, from `chunks` (the newest write of
+    /// a label winning), and whether the aggregates agree on their labels (see
+    /// [`Buckets::from_columns`]).
     async fn read_buckets(
         &self,
         chunks: &[(Agg, ChunkReference)],
         labels: TimeRange,
         read: &[Agg],
-    ) -> Result<Option<Buckets>> {
+    ) -> Result<(Buckets, bool)> {
         let mut per_agg: BTreeMap<Agg, Vec<&ChunkReference>> = BTreeMap::new();
         for (agg, c) in chunks {
             if read.contains(agg) && c.start_time <= labels.end && labels.start <= c.end_time {
@@ -378,9 +390,10 @@ impl Inner {
             end: times[k - 1],
         };
         let buckets = match self.read_buckets(&chunks, labels, needs(function)).await {
-            Ok(Some(b)) => b,
-            // Recorded as damage; the next build writes the group again from raw points.
-            Ok(None) | Err(Error::Corrupt { .. }) => {
+            Ok((b, true)) => b,
+            // Damage is recorded, and the next build writes the group again; a build cut
+            // short is finished by the next one.
+            Ok((_, false)) | Err(Error::Corrupt { .. }) => {
                 tracing::warn!(
                     series = id.0,
                     "a rollup tier of the series is damaged; raw data answers"
@@ -455,9 +468,10 @@ impl Inner {
         for &(_, series) in dirty.keys() {
             spans.entry(series).or_default();
         }
+        let mut pending = Vec::new();
         for (series, spans) in &spans {
             if self.lifecycle.is_shut_down() {
-                return Ok(());
+                return self.tier_swap_in(pending).await;
             }
             for &(spec, built, until) in &targets {
                 let r = spec.r;
@@ -490,11 +504,19 @@ impl Inner {
                     }
                 }
                 for g in groups {
-                    self.build_group(*series, r, g, (from, until), raw_from)
-                        .await?;
+                    if let Some(p) = self
+                        .build_group(*series, r, g, (from, until), raw_from)
+                        .await?
+                    {
+                        pending.push(p);
+                    }
                 }
             }
+            if pending.len() >= SYNC_EVERY_GROUPS {
+                self.tier_swap_in(std::mem::take(&mut pending)).await?;
+            }
         }
+        self.tier_swap_in(pending).await?;
         {
             let mut state = self.tiers.state();
             for &(spec, _, until) in &targets {
@@ -516,8 +538,26 @@ impl Inner {
         Ok(())
     }
 
+    /// Makes the groups' new chunks durable, then puts them in place of the old ones, which
+    /// are deleted once no read holds them.
+    async fn tier_swap_in(&self, pending: Vec<Pending>) -> Result<()> {
+        if pending.iter().any(|p| !p.new.is_empty()) {
+            self.engines.storage.sync().await?;
+        }
+        for p in pending {
+            self.tiers
+                .buckets_written
+                .fetch_add(p.buckets, Ordering::Relaxed);
+            self.tiers.groups_written.fetch_add(1, Ordering::Relaxed);
+            self.tiers.swap(p.series, p.r, &p.old, p.new);
+            self.compactor.retire(p.old);
+        }
+        Ok(())
+    }
+
     /// Builds the buckets of group `g` of the tier `r` of `series` whose labels lie in
-    /// `labels`; raw points from `raw_from` on are there to sum.
+    /// `labels` (raw points from `raw_from` on are there to sum), and writes them; `None`
+    /// when the group is as it should be already.
     async fn build_group(
         &self,
         series: SeriesId,
@@ -525,7 +565,7 @@ impl Inner {
         g: i64,
         labels: (i64, i64),
         raw_from: Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<Option<Pending>> {
         let _pin = self.compactor.pin();
         let (first, last) = group_labels(g, r);
         let (lo, hi) = (labels.0.max(first), labels.1.min(last));
@@ -540,15 +580,15 @@ impl Inner {
             start: first,
             end: last,
         };
-        let old = match self.read_buckets(&old_chunks, whole, &Agg::ALL).await {
-            Ok(Some(b)) => b,
-            Ok(None) | Err(Error::Corrupt { .. }) => {
+        let (old, lo) = match self.read_buckets(&old_chunks, whole, &Agg::ALL).await {
+            Ok((b, _)) => (b, lo),
+            Err(Error::Corrupt { .. }) => {
                 tracing::warn!(
                     series = series.0,
                     group = g,
-                    "a rollup group is damaged; built again from raw points"
+                    "a rollup group is damaged; built again from the raw points still there"
                 );
-                Buckets::default()
+                (Buckets::default(), first)
             }
             Err(e) => return Err(e),
         };
@@ -592,7 +632,7 @@ impl Inner {
                 == old_chunks.len()
         {
             // Nothing changed, and no group is held twice (a build cut short leaves that).
-            return Ok(());
+            return Ok(None);
         }
         let mut written = Vec::new();
         for agg in Agg::ALL {
@@ -616,18 +656,13 @@ impl Inner {
             let location = self.engines.storage.write_chunk(&block).await?;
             written.push((agg, ChunkReference::new(&block, location)));
         }
-        if !written.is_empty() {
-            self.engines.storage.sync().await?;
-        }
-        let old_locations: Vec<ChunkLocation> =
-            old_chunks.iter().map(|(_, c)| c.location).collect();
-        self.tiers
-            .buckets_written
-            .fetch_add(buckets.labels.len() as u64, Ordering::Relaxed);
-        self.tiers.groups_written.fetch_add(1, Ordering::Relaxed);
-        self.tiers.swap(series, r, &old_locations, written);
-        self.compactor.retire(old_locations);
-        Ok(())
+        Ok(Some(Pending {
+            series,
+            r,
+            old: old_chunks.iter().map(|(_, c)| c.location).collect(),
+            new: written,
+            buckets: buckets.labels.len() as u64,
+        }))
     }
 
     /// Deletes the rollup chunks past their tier's retention.
