@@ -130,14 +130,6 @@ async fn crash_child() {
             // A whole round now and then, rollup tiers included (a child seldom lives
             // through a throttled background round and the build after it).
             db.compact().await.expect("compact");
-            eprintln!(
-                "DBG child compacted at {batch}: {:?} rollups {}",
-                db.stats().rollup,
-                std::path::Path::new(&dir)
-                    .join("db")
-                    .join("ROLLUPS")
-                    .exists()
-            );
         }
         if batch % 61 == 60 {
             db.snapshot(snaps.join(batch.to_string()))
