@@ -444,3 +444,32 @@ async fn an_open_without_the_tiers_reads_them_and_tracks_its_writes() {
     );
     db.close().await.expect("close");
 }
+
+/// A snapshot carries the tiers: opened on its own, it answers from them what the source does.
+#[tokio::test]
+async fn a_snapshot_answers_from_the_tiers_it_copied() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = open(dir.path(), true).await;
+    for s in 0..3 {
+        let points: Vec<(i64, f64)> = (0..600)
+            .map(|i| (T0 + i * 4_000 + s as i64, ((i * 13 + s as i64) % 17) as f64))
+            .collect();
+        db.insert_series(&labels(s), &points).await.expect("insert");
+    }
+    db.flush().await.expect("flush");
+    db.compact().await.expect("compact");
+    let q = "avg_over_time(tier_test[4m])";
+    let want = answers(&db, q, 2 * MINUTE, T0 + 50 * MINUTE).await;
+    assert_eq!(want.len(), 3);
+    let copy = dir.path().join("copy");
+    db.snapshot(&copy).await.expect("snapshot");
+    db.close().await.expect("close");
+    let snap = open(&copy, false).await;
+    let got = answers(&snap, q, 2 * MINUTE, T0 + 50 * MINUTE).await;
+    assert_eq!(got, want);
+    assert!(
+        snap.stats().rollup.series_answered >= 3,
+        "answered from the copied tiers"
+    );
+    snap.close().await.expect("close");
+}

@@ -98,6 +98,8 @@ impl Inner {
             target.register_new(&pairs).await?;
             stats.series += batch.len() as u64;
         }
+        // The tiers' state first: the copy then reads every tier the source reads.
+        target.tiers.copy_state_of(&self.tiers);
         let known: std::collections::HashSet<tsdb_core::SeriesId> =
             series.iter().map(|(id, _)| *id).collect();
         for chunk in chunks {
@@ -148,7 +150,6 @@ impl Inner {
         for damage in self.damage.all() {
             target.damage.record(damage)?;
         }
-        target.tiers.copy_state_of(&self.tiers);
         target.tiers.persist(&target.config.data_dir)?;
         Ok(stats)
     }

@@ -76,7 +76,7 @@ pub(crate) struct Tiers {
     specs: Vec<Spec>,
     /// The resolutions of the tiers read: those configured, and those built before (a tier
     /// no longer configured answers what it holds, and is kept track of, but not built on).
-    readable: Vec<i64>,
+    readable: RwLock<Vec<i64>>,
     state: Mutex<TierState>,
     /// Per tier, the newest label it is built or being built to: a chunk written at or
     /// before it marks its series for that tier.
@@ -134,7 +134,7 @@ impl Tiers {
             .collect();
         Ok(Tiers {
             specs,
-            readable: readable.into_iter().collect(),
+            readable: RwLock::new(readable.into_iter().collect()),
             reach: Mutex::new(state.built_until.clone()),
             state: Mutex::new(state),
             changed: AtomicBool::new(false),
@@ -158,6 +158,18 @@ impl Tiers {
             .max()
             .unwrap_or(i64::MIN);
         *self.reach() = state.built_until.clone();
+        {
+            let mut readable = self
+                .readable
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let all: BTreeSet<i64> = readable
+                .iter()
+                .copied()
+                .chain(state.built_until.keys().copied())
+                .collect();
+            *readable = all.into_iter().collect();
+        }
         *self.state() = state;
         self.horizon.fetch_max(horizon, Ordering::SeqCst);
         self.changed.store(true, Ordering::SeqCst);
@@ -174,6 +186,13 @@ impl Tiers {
 
     fn state(&self) -> std::sync::MutexGuard<'_, TierState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn readable(&self) -> Vec<i64> {
+        self.readable
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn reach(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, i64>> {
@@ -228,17 +247,18 @@ impl Tiers {
             .inspect_err(|_| self.changed.store(true, Ordering::SeqCst))
     }
 
-    /// Takes the rollup chunks of storage's listing in: those of a configured tier whose
-    /// series `known` knows. Returns how many were not (a tier no longer configured).
+    /// Takes the rollup chunks of storage's listing in: those of a tier read (see
+    /// `readable`) whose series `known` knows. Returns how many were not.
     pub(crate) fn adopt(
         &self,
         listed: impl IntoIterator<Item = ChunkReference>,
         known: impl Fn(SeriesId) -> bool,
     ) -> usize {
         let mut map = self.chunks.write().unwrap_or_else(PoisonError::into_inner);
+        let readable = self.readable();
         let mut unknown = 0;
         'chunks: for chunk in listed {
-            for &r in &self.readable {
+            for &r in &readable {
                 for agg in Agg::ALL {
                     let base = SeriesId(chunk.series_id.0 ^ derived_id(SeriesId(0), r, agg).0);
                     if known(base) {
@@ -254,7 +274,7 @@ impl Tiers {
 
     /// The coarsest tier that answers `request`.
     pub(crate) fn pick(&self, request: &RollupRequest) -> Option<i64> {
-        self.readable
+        self.readable()
             .iter()
             .rev()
             .copied()
