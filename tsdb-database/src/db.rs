@@ -481,6 +481,8 @@ impl TimeSeriesDB {
     /// replaced is deleted from storage (after the reads that began before may still hold
     /// it). Writes and reads may go on meanwhile; a series written where it is being
     /// rewritten is left for the next round (counted in [`CompactionStats::conflicts`]).
+    /// Then the rollup tiers ([`DatabaseConfig::rollup_tiers`]) are built up to
+    /// `cold_after` ago, and their retention applied ([`DbStats::rollup`] counts it).
     ///
     /// Safe against a kill at any moment: new chunks are durable and indexed before the old
     /// ones are removed, and a read merges both into the same points until they are.
