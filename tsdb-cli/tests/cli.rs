@@ -998,6 +998,38 @@ fn compact_rewrites_cold_chunks_and_answers_stay() {
     assert_says(&text(&out.stdout), &["pco"]);
     assert_eq!(query_json(&data, &range), before);
 
+    // A rollup tier: built on demand, shown by `stats`, answering the queries on its grid
+    // as the raw points did (`query` does not configure it: it reads it all the same).
+    let on_grid = [
+        "max_over_time(gauge[10m])",
+        "--start",
+        "1700000400",
+        "--end",
+        "1700029800",
+        "--step",
+        "5m",
+    ];
+    let raw = query_json(&data, &on_grid);
+    assert_eq!(raw.len(), 3);
+    let out = cli(
+        &data,
+        &["compact", "--cold-after", "0s", "--rollup", "5m:400d"],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert_says(
+        &stdout,
+        &[
+            "rollup tiers: 303 buckets written in 3 groups",
+            "9000 points stored",
+        ],
+    );
+    assert_says(&text(&cli(&data, &["stats"]).stdout), &["rollup"]);
+    assert_eq!(query_json(&data, &on_grid), raw);
+    let out = cli(&data, &["compact", "--rollup", "5m:later"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_says(&text(&out.stderr), &["--rollup"]);
+
     // Nothing cold any more: a second run rewrites nothing.
     let out = cli(&data, &["compact", "--cold-after", "0s"]);
     assert_says(&text(&out.stdout), &["compacted 0 series"]);
