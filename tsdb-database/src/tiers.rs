@@ -481,6 +481,11 @@ impl TierState {
         dir.join(FILE)
     }
 
+    /// The newest label any tier is built to (`i64::MIN` when none is).
+    pub(crate) fn newest_built(&self) -> i64 {
+        self.built_until.values().copied().max().unwrap_or(i64::MIN)
+    }
+
     /// The state in `dir` (empty when there is no file).
     pub(crate) fn load(dir: &Path) -> Result<TierState> {
         let path = Self::path(dir);

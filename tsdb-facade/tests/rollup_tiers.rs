@@ -311,68 +311,64 @@ async fn tiers_outlive_raw_retention() {
     db.close().await.expect("close");
 }
 
+/// `query`'s value at `t`, over series 0 from `T0 + 10m` to `T0 + 30m` at a 2 minute step.
+async fn value_at(db: &Arc<TimeSeriesDB>, query: &str, t: i64) -> f64 {
+    let got = Engine::new(db.clone(), EngineOptions::default())
+        .range_query(query, T0 + 10 * MINUTE, T0 + 30 * MINUTE, 2 * MINUTE)
+        .await
+        .expect("query");
+    got[0]
+        .points
+        .iter()
+        .find(|p| p.0 == t)
+        .map(|p| p.1)
+        .expect("a point at the time")
+}
+
+/// Writes series 0 on a 5 s grid from `T0` (400 points of `value(i)`), flushes and builds.
+async fn written_and_built(db: &Arc<TimeSeriesDB>, value: impl Fn(i64) -> f64) {
+    let points: Vec<(i64, f64)> = (0..400).map(|i| (T0 + i * 5_000, value(i))).collect();
+    db.insert_series(&labels(0), &points).await.expect("insert");
+    db.flush().await.expect("flush");
+    db.compact().await.expect("compact");
+}
+
 /// A point written below a built tier shows at once (from memory, then from its chunk), and
 /// the next build takes it in.
 #[tokio::test]
 async fn a_late_write_shows_at_once_and_is_built_in() {
     let dir = tempfile::tempdir().expect("dir");
     let db = open(dir.path(), true).await;
-    let points: Vec<(i64, f64)> = (0..400).map(|i| (T0 + i * 5_000, 1.0)).collect();
-    db.insert_series(&labels(0), &points).await.expect("insert");
-    db.flush().await.expect("flush");
-    db.compact().await.expect("compact");
-    let engine = Engine::new(db.clone(), EngineOptions::default());
+    written_and_built(&db, |_| 1.0).await;
     let q = "count_over_time(tier_test[2m])";
-    let count_at = |got: &[Series], t: i64| {
-        got[0]
-            .points
-            .iter()
-            .find(|p| p.0 == t)
-            .map(|p| p.1)
-            .expect("a point at the time")
-    };
-    let (from, to) = (T0 + 10 * MINUTE, T0 + 30 * MINUTE);
-    let got = engine
-        .range_query(q, from, to, 2 * MINUTE)
-        .await
-        .expect("query");
+    let at = T0 + 20 * MINUTE;
+    // 2 min windows, both ends in: 25 points of a 5 s grid.
+    assert_eq!(value_at(&db, q, at).await, 25.0);
     let answered = db.stats().rollup.series_answered;
     assert!(answered > 0, "the tier answers");
-    // 2 min windows, both ends in: 25 points of a 5 s grid.
-    assert_eq!(count_at(&got, T0 + 20 * MINUTE), 25.0);
     // Between two grid points: one more in that window, in memory only.
-    db.insert(&labels(0), T0 + 20 * MINUTE - 2_500, 7.0)
+    db.insert(&labels(0), at - 2_500, 7.0)
         .await
         .expect("late insert");
-    let got = engine
-        .range_query(q, from, to, 2 * MINUTE)
-        .await
-        .expect("query");
-    assert_eq!(count_at(&got, T0 + 20 * MINUTE), 26.0, "from memory");
+    assert_eq!(value_at(&db, q, at).await, 26.0, "from memory");
+    let before = T0 + 16 * MINUTE;
     assert_eq!(
-        count_at(&got, T0 + 16 * MINUTE),
+        value_at(&db, q, before).await,
         25.0,
-        "the windows before come from the tier"
+        "the windows before from the tier"
     );
     assert!(db.stats().rollup.series_answered > answered);
     db.flush().await.expect("flush");
-    let got = engine
-        .range_query(q, from, to, 2 * MINUTE)
-        .await
-        .expect("query");
-    assert_eq!(count_at(&got, T0 + 20 * MINUTE), 26.0, "from its chunk");
+    assert_eq!(value_at(&db, q, at).await, 26.0, "from its chunk");
     db.compact().await.expect("compact");
-    let built = db.stats().rollup.buckets_written;
-    let got = engine
-        .range_query(q, from, to, 2 * MINUTE)
-        .await
-        .expect("query");
+    assert!(db.stats().rollup.buckets_written > 0);
+    let answered = db.stats().rollup.series_answered;
     assert_eq!(
-        count_at(&got, T0 + 20 * MINUTE),
+        value_at(&db, q, at).await,
         26.0,
         "from the tier built again"
     );
-    assert!(built > 0);
+    assert!(db.stats().rollup.series_answered > answered);
     db.close().await.expect("close");
 }
 
@@ -382,62 +378,33 @@ async fn a_late_write_shows_at_once_and_is_built_in() {
 async fn an_open_without_the_tiers_reads_them_and_tracks_its_writes() {
     let dir = tempfile::tempdir().expect("dir");
     let db = open(dir.path(), true).await;
-    let points: Vec<(i64, f64)> = (0..400).map(|i| (T0 + i * 5_000, i as f64)).collect();
-    db.insert_series(&labels(0), &points).await.expect("insert");
-    db.flush().await.expect("flush");
-    db.compact().await.expect("compact");
+    written_and_built(&db, |i| i as f64).await;
     db.close().await.expect("close");
     let q = "max_over_time(tier_test[2m])";
-    let (from, to) = (T0 + 10 * MINUTE, T0 + 30 * MINUTE);
-    let max_at = |got: &[Series], t: i64| {
-        got[0]
-            .points
-            .iter()
-            .find(|p| p.0 == t)
-            .map(|p| p.1)
-            .expect("a point at the time")
-    };
+    let at = T0 + 20 * MINUTE;
 
     let db = open(dir.path(), false).await;
-    let engine = Engine::new(db.clone(), EngineOptions::default());
-    let got = engine
-        .range_query(q, from, to, 2 * MINUTE)
-        .await
-        .expect("query");
-    assert_eq!(max_at(&got, T0 + 20 * MINUTE), 240.0);
+    assert_eq!(value_at(&db, q, at).await, 240.0);
     assert!(db.stats().rollup.series_answered > 0, "read from the tier");
-    db.insert(&labels(0), T0 + 20 * MINUTE - 2_500, 1e6)
+    db.insert(&labels(0), at - 2_500, 1e6)
         .await
         .expect("late insert");
     db.flush().await.expect("flush");
     db.compact().await.expect("compact builds no tier here");
     assert_eq!(db.stats().rollup.groups_written, 0);
-    let got = engine
-        .range_query(q, from, to, 2 * MINUTE)
-        .await
-        .expect("query");
-    assert_eq!(max_at(&got, T0 + 20 * MINUTE), 1e6);
+    assert_eq!(value_at(&db, q, at).await, 1e6);
     db.close().await.expect("close");
 
     let db = open(dir.path(), true).await;
-    let engine = Engine::new(db.clone(), EngineOptions::default());
-    let got = engine
-        .range_query(q, from, to, 2 * MINUTE)
-        .await
-        .expect("query");
     assert_eq!(
-        max_at(&got, T0 + 20 * MINUTE),
+        value_at(&db, q, at).await,
         1e6,
         "the mark outlived the reopen"
     );
     db.compact().await.expect("compact");
     assert!(db.stats().rollup.groups_written > 0);
     let answered = db.stats().rollup.series_answered;
-    let got = engine
-        .range_query(q, from, to, 2 * MINUTE)
-        .await
-        .expect("query");
-    assert_eq!(max_at(&got, T0 + 20 * MINUTE), 1e6);
+    assert_eq!(value_at(&db, q, at).await, 1e6);
     assert!(
         db.stats().rollup.series_answered > answered,
         "the tier built again answers"

@@ -121,12 +121,7 @@ impl Tiers {
         let state = TierState::load(dir)?;
         // Tiers built before stay tracked even when not configured now: a later open that
         // configures them again must know what was written since.
-        let horizon = state
-            .built_until
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(i64::MIN);
+        let horizon = state.newest_built();
         let readable: BTreeSet<i64> = specs
             .iter()
             .map(|s| s.r)
@@ -151,12 +146,7 @@ impl Tiers {
     /// Takes `other`'s state (a snapshot copying its tiers).
     pub(crate) fn copy_state_of(&self, other: &Tiers) {
         let state = other.state().clone();
-        let horizon = state
-            .built_until
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(i64::MIN);
+        let horizon = state.newest_built();
         *self.reach() = state.built_until.clone();
         {
             let mut readable = self
