@@ -6,7 +6,9 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{
+    Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -34,6 +36,8 @@ pub(crate) const NEXT_SEGMENT: &str = "next-segment";
 /// Name of the file holding the synced watermark: how far the store was durable at the last
 /// explicit `sync` or `close`.
 pub(crate) const SYNCED_END: &str = "synced-end";
+/// The sealed segments holding live chunks (and those found missing): see [`write_sealed`].
+pub(crate) const SEALED: &str = "sealed-segments";
 /// How long open waits for a handle dropped without `close` to release the directory lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -69,6 +73,40 @@ fn write_synced_end(dir: &Path, segment: u64, offset: u64) -> Result<()> {
 /// damaged (then torn tails are judged without it, as before it existed).
 fn read_synced_end(dir: &Path) -> Option<(u64, u64)> {
     read_marker_u64s::<2>(dir, SYNCED_END).map(|[s, o]| (s, o))
+}
+
+/// Durably records each sealed segment that holds live chunks with the length it was sealed
+/// at (and those found missing or cut before, with the length they had): a listed segment
+/// missing or shorter at open is damage, never a silent loss. Written when a segment is
+/// sealed, and before a segment with no live chunk is removed.
+fn write_sealed(dir: &Path, sealed: &BTreeMap<u64, u64>) -> Result<()> {
+    let body: Vec<u8> = sealed
+        .iter()
+        .flat_map(|(id, len)| id.to_le_bytes().into_iter().chain(len.to_le_bytes()))
+        .collect();
+    marker::write(dir, SEALED, &body)
+}
+
+/// What [`write_sealed`] stored; `None` (logged when damaged) without a usable file (a store
+/// written before it existed: then removed or cut sealed segments go unnoticed, as before).
+fn read_sealed(dir: &Path) -> Option<BTreeMap<u64, u64>> {
+    let u64_at = |b: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        u64::from_le_bytes(a)
+    };
+    match marker::read(dir, SEALED) {
+        Ok(Some(body)) if body.len() % 16 == 0 => Some(
+            body.chunks_exact(16)
+                .map(|b| (u64_at(&b[..8]), u64_at(&b[8..])))
+                .collect(),
+        ),
+        Ok(None) => None,
+        Ok(Some(_)) | Err(_) => {
+            tracing::warn!(file = %dir.join(SEALED).display(), "damaged marker file; going on without it");
+            None
+        }
+    }
 }
 
 /// A marker file holding `N` little-endian `u64`s; `None` (logged) when missing or damaged.
@@ -122,6 +160,10 @@ struct Inner {
     deletions: tokio::sync::Mutex<DeletionLog>,
     /// Files or bytes the store knows it had synced but could not find at open.
     missing: Vec<StorageDamage>,
+    /// The sealed segments holding live chunks, with the length each was sealed at (those
+    /// found missing or cut at open included, so that every later open reports them too): what
+    /// [`write_sealed`] records.
+    sealed: Mutex<BTreeMap<u64, u64>>,
     /// The directory lock (none when read-only), released by `close` or with the last handle.
     lock: Mutex<Option<DirLock>>,
     /// The synced watermark last written, so an idle store does not rewrite it.
@@ -307,6 +349,7 @@ impl LocalDiskEngine {
                 len: opened.deletion_log_len,
             }),
             missing: opened.missing,
+            sealed: Mutex::new(opened.sealed),
             lock: Mutex::new(lock),
             marked: tokio::sync::Mutex::new(None),
         });
@@ -360,6 +403,7 @@ struct Opened {
     deletion_log_len: u64,
     next_free: u64,
     missing: Vec<StorageDamage>,
+    sealed: BTreeMap<u64, u64>,
 }
 
 /// Creates the store's directory (and makes its name durable) when it does not exist.
@@ -503,6 +547,39 @@ fn recover(dir: &Path, read_only: bool, segment_size: u64) -> Result<Opened> {
         }
     }
 
+    // Sealed segments as recorded; those present and not recorded (a store older than the
+    // record) are taken as they are.
+    let mut sealed = read_sealed(dir).unwrap_or_default();
+    for (&id, &len) in &sealed {
+        let now = segments
+            .get(&id)
+            .map(|s: &SegmentState| s.storage.sealed_len());
+        let reason = match now {
+            None if !ids.contains(&id) => format!(
+                "segment {id} is missing, but it was sealed holding live chunks: the file was removed; points of any series may be missing here"
+            ),
+            Some(Some(now)) if now < len => format!(
+                "segment {id} is {now} bytes long, but it was sealed at {len} bytes: it was cut; points of any series may be missing here"
+            ),
+            _ => continue,
+        };
+        let from = now.flatten().unwrap_or(0);
+        missing.push(StorageDamage {
+            source: path_of(id).to_string(),
+            offset: from,
+            length: len - from,
+            reason,
+            chunk: None,
+        });
+    }
+    for (&id, seg) in &segments {
+        if Some(id) != last
+            && let Some(len) = seg.storage.sealed_len()
+        {
+            let entry = sealed.entry(id).or_insert(len);
+            *entry = (*entry).max(len);
+        }
+    }
     if let Some((seg, off)) = synced_end
         && !ids.contains(&seg)
         && last.is_none_or(|l| seg > l)
@@ -573,6 +650,13 @@ fn recover(dir: &Path, read_only: bool, segment_size: u64) -> Result<Opened> {
         .map(|(id, _)| *id)
         .collect();
     for id in &dead {
+        sealed.remove(id);
+    }
+    if !read_only {
+        // Recorded as they are now, the dead ones left out before they go.
+        write_sealed(dir, &sealed)?;
+    }
+    for id in &dead {
         if let Some(seg) = segments.remove(id) {
             drop(seg);
             let path = path_of(*id);
@@ -637,6 +721,7 @@ fn recover(dir: &Path, read_only: bool, segment_size: u64) -> Result<Opened> {
         deletion_log_len,
         next_free,
         missing,
+        sealed,
     })
 }
 
@@ -739,6 +824,7 @@ impl Inner {
             .ok_or_else(segment_limit)?
             .max(w.next_free);
         let after = next.checked_add(1).ok_or_else(segment_limit)?;
+        let (old_id, sealed_len) = (w.active, w.pos);
         let old_path = self.dir.join(segment_file_name(w.active));
         let old_name = old_path.to_string_lossy().into_owned();
         if let Err(e) = w.file.sync_data() {
@@ -784,7 +870,28 @@ impl Inner {
         w.active = next;
         w.file = file;
         w.pos = 0;
+        self.record_sealed(Some((old_id, sealed_len)), &[]);
         Ok(())
+    }
+
+    /// Records the sealed segments: `sealed` (numbered, with the length it was sealed at) added,
+    /// `removed` taken out (see [`write_sealed`]); `false` when that failed (logged: removing a
+    /// segment must then wait).
+    fn record_sealed(&self, sealed: Option<(u64, u64)>, removed: &[u64]) -> bool {
+        let mut record = self.sealed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((id, len)) = sealed {
+            record.insert(id, len);
+        }
+        for id in removed {
+            record.remove(id);
+        }
+        match write_sealed(&self.dir, &record) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "recording the sealed segments failed");
+                false
+            }
+        }
     }
 
     /// Returns once every byte up to sequence number `target` is durable, running the fsync
@@ -1049,7 +1156,7 @@ impl Inner {
         res.map_err(|e| io_err(format_args!("appending to {}", log_path.display()), e))?;
         log.len = at + (todo.len() * DELETION_ENTRY_LEN) as u64;
 
-        let mut removed = Vec::new();
+        let (mut removed, mut removed_ids) = (Vec::new(), Vec::new());
         {
             let mut st = self.write_state();
             for d in &todo {
@@ -1071,11 +1178,17 @@ impl Inner {
             for id in dead {
                 if let Some(seg) = st.segments.remove(&id) {
                     removed.push(seg.path.clone());
+                    removed_ids.push(id);
                 }
             }
         }
         // Readers holding a view of a removed segment keep its map, and so its inode, alive:
-        // unlinking only removes the name. The file is never truncated.
+        // unlinking only removes the name. The file is never truncated. The list of sealed
+        // segments goes first: a listed segment that is missing is damage.
+        if !removed.is_empty() && !self.record_sealed(None, &removed_ids) {
+            // Left for the next open, which removes segments with no live chunk.
+            removed.clear();
+        }
         let segments_removed = !removed.is_empty();
         for path in removed {
             match std::fs::remove_file(&*path) {

@@ -141,6 +141,16 @@ pub(crate) enum Storage {
     Mapped(Option<Arc<Mmap>>),
 }
 
+impl Storage {
+    /// The length of a sealed segment (`None` for the active one).
+    pub(crate) fn sealed_len(&self) -> Option<u64> {
+        match self {
+            Storage::Mapped(map) => Some(map.as_ref().map_or(0, |m| m.len() as u64)),
+            Storage::Active { .. } => None,
+        }
+    }
+}
+
 /// What a location points at.
 pub(crate) enum Lookup<'a> {
     Live(&'a Entry),

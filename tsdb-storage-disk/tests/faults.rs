@@ -446,6 +446,11 @@ async fn a_segment_whose_chunks_are_all_deleted_is_removed_and_stays_deleted() {
         .map(|r| r.location)
         .collect();
     assert_eq!(listed, vec![chunks[3].0]);
+    assert_eq!(
+        e.damage().await.expect("damage"),
+        [],
+        "a segment the store removed itself is no damage"
+    );
     drop(e);
     // New segments get new numbers: a stale deletion can never hit a new chunk.
     let e = LocalDiskEngine::open_with(dir.path(), small_segments())
@@ -784,6 +789,47 @@ async fn a_cut_of_synced_bytes_or_a_removed_last_segment_is_reported_not_repaire
             .any(|d| d.source.ends_with(&seg_name(2)) && d.reason.contains("missing")),
         "{damage:?}"
     );
+}
+
+/// A sealed segment holding live chunks, removed or cut at a record boundary behind the
+/// store's back: reported at every open, never a silent loss of its chunks.
+#[tokio::test]
+async fn a_removed_or_cut_sealed_segment_is_reported_at_every_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let chunks = build_store(dir.path()).await;
+    let pristine = snapshot(dir.path());
+    let seg0 = dir.path().join(seg_name(0));
+    let second = chunks[1].0.offset;
+    for fault in ["removed", "cut"] {
+        restore(dir.path(), &pristine);
+        if fault == "removed" {
+            std::fs::remove_file(&seg0).expect("remove a sealed segment");
+        } else {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&seg0)
+                .expect("open");
+            f.set_len(second).expect("cut before the second record");
+        }
+        for open in 0..2 {
+            let e = LocalDiskEngine::open_with(dir.path(), no_fsync())
+                .await
+                .expect("open");
+            let damage = e.damage().await.expect("damage");
+            let want = if fault == "removed" {
+                "sealed holding live chunks"
+            } else {
+                "it was cut"
+            };
+            assert!(
+                damage
+                    .iter()
+                    .any(|d| d.source.ends_with(&seg_name(0)) && d.reason.contains(want)),
+                "{fault}, open {open}: {damage:?}"
+            );
+            e.close().await.expect("close");
+        }
+    }
 }
 
 #[tokio::test]

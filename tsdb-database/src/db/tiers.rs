@@ -370,6 +370,17 @@ impl Inner {
         Ok(Buckets::from_columns(columns, read))
     }
 
+    /// Whether recorded damage touches the chunks of the tier `r` of `series` in `labels`.
+    fn tier_damaged(&self, series: SeriesId, r: i64, labels: TimeRange) -> bool {
+        !self.damage.is_empty()
+            && Agg::ALL.iter().any(|&a| {
+                !self
+                    .damage
+                    .touching(derived_id(series, r, a), labels)
+                    .is_empty()
+            })
+    }
+
     /// Answers `request` for one series from the tier of `r` where it is valid, and from raw
     /// points after; `false` (nothing done) when the tier answers none of its windows.
     pub(super) async fn tiered_series(
@@ -399,6 +410,11 @@ impl Inner {
             start: times[0].saturating_sub(range_ms),
             end: times[k - 1],
         };
+        // A tier chunk storage lost (or found damaged) is no longer listed: the buckets
+        // left would answer as if its points were never written.
+        if self.tier_damaged(id, r, labels) {
+            return Ok(false);
+        }
         let buckets = match self.read_buckets(&chunks, labels, needs(function)).await {
             Ok((b, true)) => b,
             // Damage is recorded, and the next build writes the group again; a build cut
@@ -478,6 +494,9 @@ impl Inner {
         for &(_, series) in dirty.keys() {
             spans.entry(series).or_default();
         }
+        // What a build writes starts a file of its own: groups are written anew every
+        // round, and the files they leave behind then empty whole.
+        self.engines.storage.seal().await?;
         let mut pending = Vec::new();
         for (series, spans) in &spans {
             if self.lifecycle.is_shut_down() {
@@ -590,7 +609,16 @@ impl Inner {
             start: first,
             end: last,
         };
-        let (old, lo) = match self.read_buckets(&old_chunks, whole, &Agg::ALL).await {
+        let read = if self.tier_damaged(series, r, whole) {
+            Err(Error::Corrupt {
+                source_name: format!("rollup tier {r} ms of series {}", series.0),
+                offset: 0,
+                reason: "recorded damage touches the group".to_owned(),
+            })
+        } else {
+            self.read_buckets(&old_chunks, whole, &Agg::ALL).await
+        };
+        let (old, lo) = match read {
             Ok((b, _)) => (b, lo),
             Err(Error::Corrupt { .. }) => {
                 tracing::warn!(
