@@ -223,8 +223,13 @@ async fn load(
     }
     db.flush().await.expect("flush");
     if cold || tiers {
+        let started = Instant::now();
         let stats = db.compact().await.expect("compact");
-        eprintln!("compacted: {stats:?}");
+        eprintln!(
+            "compacted in {:.1} s: {stats:?}; rollup tiers: {:?}",
+            started.elapsed().as_secs_f64(),
+            db.stats().rollup
+        );
         let chunks = db.storage().list_chunks().await.expect("list chunks");
         let bytes = |rollup: bool| -> u64 {
             chunks

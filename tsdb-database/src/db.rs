@@ -502,7 +502,7 @@ impl TimeSeriesDB {
             }
         }
         total.series = rewritten.len() as u64;
-        let tiers = self.inner.build_tiers().await;
+        let tiers = self.inner.build_tiers(false).await;
         self.inner.delete_all_retired().await;
         tiers?;
         Ok(total)

@@ -540,7 +540,7 @@ impl Inner {
             if let Err(e) = self.compaction_round(true, &mut HashSet::new()).await {
                 tracing::warn!("compaction round failed (will retry): {e}");
             }
-            if let Err(e) = self.build_tiers().await {
+            if let Err(e) = self.build_tiers(true).await {
                 tracing::warn!("building the rollup tiers failed (will retry): {e}");
             }
         }

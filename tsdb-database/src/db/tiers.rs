@@ -447,8 +447,10 @@ impl Inner {
     }
 
     /// Builds every configured tier up to `cold_after` ago (see the module docs), applies
-    /// their retention and moves the rollup chunks storage asks to move.
-    pub(crate) async fn build_tiers(&self) -> Result<()> {
+    /// their retention and moves the rollup chunks storage asks to move. Throttled (the
+    /// background service), it pauses after each series as long as the series took, as
+    /// compaction does.
+    pub(crate) async fn build_tiers(&self, throttle: bool) -> Result<()> {
         if self.tiers.specs.is_empty() || self.config.read_only {
             return Ok(());
         }
@@ -498,10 +500,12 @@ impl Inner {
         // round, and the files they leave behind then empty whole.
         self.engines.storage.seal().await?;
         let mut pending = Vec::new();
+        let mut worked = std::time::Duration::ZERO;
         for (series, spans) in &spans {
             if self.lifecycle.is_shut_down() {
                 return self.tier_swap_in(pending).await;
             }
+            let began = std::time::Instant::now();
             for &(spec, built, until) in &targets {
                 let r = spec.r;
                 let first_raw = spans.iter().map(|s| s.0).min();
@@ -543,6 +547,11 @@ impl Inner {
             }
             if pending.len() >= SYNC_EVERY_GROUPS {
                 self.tier_swap_in(std::mem::take(&mut pending)).await?;
+            }
+            // Pauses of at least 10 ms: the timer does not do finer ones well.
+            worked += began.elapsed();
+            if throttle && worked >= std::time::Duration::from_millis(10) {
+                self.lifecycle.pause(std::mem::take(&mut worked)).await;
             }
         }
         self.tier_swap_in(pending).await?;
