@@ -601,3 +601,57 @@ async fn damage_never_makes_a_tier_answer_silently_wrong() {
     );
     assert!(checked > 0 && refused + reported > 0);
 }
+
+/// A tier's own retention shorter than the raw data's: past it, the raw points answer.
+#[tokio::test]
+async fn past_a_tiers_retention_the_raw_points_answer() {
+    let dir = tempfile::tempdir().expect("dir");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let hour = 60 * MINUTE;
+    let start = (now - 50 * hour) / (5 * MINUTE) * (5 * MINUTE);
+    let db = Arc::new(
+        TimeSeriesDBBuilder::new()
+            .with_config(DatabaseConfig {
+                rollup_tiers: vec![RollupTier {
+                    resolution: Duration::from_secs(300),
+                    retention: Some(Duration::from_secs(86_400)),
+                }],
+                ..config(dir.path(), false)
+            })
+            .build()
+            .await
+            .expect("opens"),
+    );
+    let points: Vec<(i64, f64)> = (0..3_600)
+        .map(|i| (start + i * 10_000, (i % 13) as f64))
+        .collect();
+    db.insert_series(&labels(0), &points).await.expect("insert");
+    db.flush().await.expect("flush");
+    // The first build writes the buckets; the second finds them past the tier's retention.
+    db.compact().await.expect("compact");
+    db.compact().await.expect("compact");
+    assert!(
+        db.stats().rollup.chunks_expired > 0,
+        "the tier's retention deleted its buckets"
+    );
+    let q = "count_over_time(tier_test[5m])";
+    let got = Engine::new(db.clone(), EngineOptions::default())
+        .range_query(q, start + 5 * MINUTE, start + 9 * hour, 5 * MINUTE)
+        .await
+        .expect("query");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].points.len(),
+        108,
+        "every window answered from the raw points"
+    );
+    assert!(
+        got[0].points.iter().all(|p| p.1 == 30.0 || p.1 == 31.0),
+        "{:?}",
+        got[0].points
+    );
+    db.close().await.expect("close");
+}

@@ -23,8 +23,8 @@ use super::Inner;
 use crate::config::RollupTier;
 use crate::read::merge;
 use crate::tiers::{
-    Agg, Buckets, ChunkOf, TierState, answer, ceil_to, derived_id, group_labels, group_of, needs,
-    tier_answers, unwrap, wrap,
+    Agg, Buckets, ChunkOf, GROUP_BUCKETS, TierState, answer, ceil_to, derived_id, group_labels,
+    group_of, needs, tier_answers, unwrap, wrap,
 };
 
 /// Raw points this close to the retention cutoff may be deleted while a group is built:
@@ -262,6 +262,20 @@ impl Tiers {
         unknown
     }
 
+    /// The oldest label the tier of `r` still holds every bucket from: its retention's
+    /// cutoff, with a margin for the retention round running meanwhile.
+    fn kept_from(&self, r: i64) -> i64 {
+        self.specs
+            .iter()
+            .find(|s| s.r == r)
+            .and_then(|s| s.retention_ms)
+            .map_or(i64::MIN, |keep| {
+                crate::clock::now_ms()
+                    .saturating_sub(keep)
+                    .saturating_add(GROUP_BUCKETS * r)
+            })
+    }
+
     /// The coarsest tier that answers `request`.
     pub(crate) fn pick(&self, request: &RollupRequest) -> Option<i64> {
         self.readable()
@@ -411,8 +425,9 @@ impl Inner {
             end: times[k - 1],
         };
         // A tier chunk storage lost (or found damaged) is no longer listed: the buckets
-        // left would answer as if its points were never written.
-        if self.tier_damaged(id, r, labels) {
+        // left would answer as if its points were never written. Buckets past the tier's
+        // retention are gone too, while raw points may still be there.
+        if self.tier_damaged(id, r, labels) || labels.start < self.tiers.kept_from(r) {
             return Ok(false);
         }
         let buckets = match self.read_buckets(&chunks, labels, needs(function)).await {
