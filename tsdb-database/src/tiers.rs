@@ -8,11 +8,12 @@
 //! *end*). PromQL's window `[t - W, t]` of a range function at `t` (a multiple of `R`, `W` one
 //! too) is then exactly the buckets labelled `t - W + R ..= t` and the end of bucket `t - W`.
 //!
-//! Each aggregate of a series is stored as a series of its own, `(label, value)` points in
-//! chunks of the cold codec wrapped in a small container ([`CodecId::ROLLUP`]): the container
-//! names the series, the tier and the aggregate, so that storage's listing alone rebuilds the
-//! tiers on open, and no index ever sees them. A chunk holds the buckets of one *group* of
-//! [`GROUP_BUCKETS`] consecutive labels, so that building on rewrites only the newest group.
+//! A tier's buckets are stored in chunks of one *group* of [`GROUP_BUCKETS`] consecutive
+//! labels each (so that building on rewrites only the newest group): a container
+//! ([`CodecId::ROLLUP`]) naming the series and the tier, holding each aggregate's
+//! `(label, value)` points encoded by the cold codec, so that storage's listing alone rebuilds
+//! the tiers on open, no index ever sees them, and a read decodes only the aggregates it
+//! needs.
 //!
 //! How far each tier is built, and the series written to since where it was built, live in
 //! `<data_dir>/ROLLUPS` (see [`TierState`]).
@@ -23,13 +24,13 @@ use std::path::{Path, PathBuf};
 use tsdb_core::{Bytes, CodecId, CompressedBlock, Error, Result, SeriesId};
 use tsdb_promql::{RangeFunction, RollupKind, RollupRequest, STALE_NAN_BITS};
 
-/// Buckets in one group (one chunk per aggregate).
+/// Buckets in one group (one chunk).
 pub(crate) const GROUP_BUCKETS: i64 = 1024;
 
 const FILE: &str = "ROLLUPS";
 const CONTAINER_VERSION: u8 = 1;
-/// Version, series, resolution, aggregate, inner codec.
-const CONTAINER_HEADER: usize = 1 + 8 + 8 + 1 + 2;
+/// Version, series, resolution, number of parts.
+const CONTAINER_HEADER: usize = 1 + 8 + 8 + 1;
 
 /// One aggregate a tier keeps per bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -58,52 +59,69 @@ impl Agg {
     }
 }
 
-/// The id under which aggregate `agg` of `base` in the tier of `resolution_ms` is stored:
-/// `base` XOR a key of the tier and aggregate, so that the base is found again from it.
-pub(crate) fn derived_id(base: SeriesId, resolution_ms: i64, agg: Agg) -> SeriesId {
-    SeriesId(base.0 ^ tier_key(resolution_ms, agg))
+/// The id under which the tier of `resolution_ms` of `base` is stored: `base` XOR a key of
+/// the tier, so that the base is found again from it.
+pub(crate) fn derived_id(base: SeriesId, resolution_ms: i64) -> SeriesId {
+    SeriesId(base.0 ^ tier_key(resolution_ms))
 }
 
-fn tier_key(resolution_ms: i64, agg: Agg) -> u64 {
-    // splitmix64 of the pair: any fixed, well-mixed key will do.
+/// The key [`derived_id`] XORs in.
+pub(crate) fn tier_key(resolution_ms: i64) -> u64 {
+    // splitmix64 of the resolution: any fixed, well-mixed key will do.
     let mut z = (resolution_ms as u64)
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(agg as u64 + 0x5157_4C4C_5550_0001);
+        .wrapping_add(0x5157_4C4C_5550_0001);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
-/// What a rollup chunk's container says about it.
+/// What a rollup chunk's container says it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ChunkOf {
     pub(crate) base: SeriesId,
     pub(crate) resolution_ms: i64,
-    pub(crate) agg: Agg,
 }
 
-/// Wraps `inner` (one aggregate's points, encoded by a codec of the database) in the rollup
-/// container.
-pub(crate) fn wrap(inner: &CompressedBlock, of: ChunkOf) -> CompressedBlock {
-    let mut data = Vec::with_capacity(CONTAINER_HEADER + inner.data.len());
+/// Per aggregate: code, codec, point count, start, end, payload length.
+const PART_HEADER: usize = 1 + 2 + 4 + 8 + 8 + 4;
+
+/// Wraps the aggregates of one group (`parts`, each its `(label, value)` points encoded by a
+/// codec of the database) in one rollup container: version, series, resolution, the number
+/// of parts, a header per part, then their payloads. The outer block spans the count
+/// column's labels (every bucket has a count).
+pub(crate) fn wrap(of: ChunkOf, parts: &[(Agg, CompressedBlock)]) -> CompressedBlock {
+    let payload: usize = parts.iter().map(|(_, b)| b.data.len()).sum();
+    let mut data = Vec::with_capacity(CONTAINER_HEADER + parts.len() * PART_HEADER + payload);
     data.push(CONTAINER_VERSION);
     data.extend_from_slice(&of.base.0.to_le_bytes());
     data.extend_from_slice(&of.resolution_ms.to_le_bytes());
-    data.push(of.agg as u8);
-    data.extend_from_slice(&inner.codec.0.to_le_bytes());
-    data.extend_from_slice(&inner.data);
+    data.push(parts.len() as u8);
+    for (agg, b) in parts {
+        data.push(*agg as u8);
+        data.extend_from_slice(&b.codec.0.to_le_bytes());
+        data.extend_from_slice(&b.point_count.to_le_bytes());
+        data.extend_from_slice(&b.start_time.to_le_bytes());
+        data.extend_from_slice(&b.end_time.to_le_bytes());
+        data.extend_from_slice(&(b.data.len() as u32).to_le_bytes());
+    }
+    for (_, b) in parts {
+        data.extend_from_slice(&b.data);
+    }
+    let count = parts.iter().find(|(a, _)| *a == Agg::Count).map(|(_, b)| b);
     CompressedBlock {
         codec: CodecId::ROLLUP,
-        series_id: derived_id(of.base, of.resolution_ms, of.agg),
-        start_time: inner.start_time,
-        end_time: inner.end_time,
-        point_count: inner.point_count,
+        series_id: derived_id(of.base, of.resolution_ms),
+        start_time: count.map_or(0, |b| b.start_time),
+        end_time: count.map_or(0, |b| b.end_time),
+        point_count: count.map_or(0, |b| b.point_count),
         data: Bytes::from(data),
     }
 }
 
-/// The container's header and the inner block, checked against the outer one.
-pub(crate) fn unwrap(block: &CompressedBlock) -> Result<(ChunkOf, CompressedBlock)> {
+/// The container's header and its parts (sharing the block's bytes), checked against the
+/// outer block.
+pub(crate) fn unwrap(block: &CompressedBlock) -> Result<(ChunkOf, Vec<(Agg, CompressedBlock)>)> {
     let corrupt = |reason: String| Error::Corrupt {
         source_name: format!("rollup chunk of series {}", block.series_id.0),
         offset: 0,
@@ -116,36 +134,70 @@ pub(crate) fn unwrap(block: &CompressedBlock) -> Result<(ChunkOf, CompressedBloc
             d.len()
         )));
     }
-    let u64_at = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&d[at..at + 8]);
-        u64::from_le_bytes(b)
+    let bytes = |at: usize, n: usize| -> Result<&[u8]> {
+        d.get(at..at + n)
+            .ok_or_else(|| corrupt(format!("cut short at byte {at} of {}", d.len())))
     };
-    let base = SeriesId(u64_at(1));
-    let resolution_ms = u64_at(9) as i64;
-    let agg =
-        Agg::from_code(d[17]).ok_or_else(|| corrupt(format!("unknown aggregate {}", d[17])))?;
-    let codec = CodecId(u16::from_le_bytes([d[18], d[19]]));
-    if resolution_ms <= 0 || derived_id(base, resolution_ms, agg) != block.series_id {
+    let u64_at = |at: usize| -> Result<u64> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(bytes(at, 8)?);
+        Ok(u64::from_le_bytes(b))
+    };
+    let u32_at = |at: usize| -> Result<u32> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(bytes(at, 4)?);
+        Ok(u32::from_le_bytes(b))
+    };
+    let base = SeriesId(u64_at(1)?);
+    let resolution_ms = u64_at(9)? as i64;
+    if resolution_ms <= 0 || derived_id(base, resolution_ms) != block.series_id {
         return Err(corrupt(format!(
             "its header (series {}, tier {resolution_ms} ms) does not name the chunk's series",
             base.0
         )));
     }
-    let of = ChunkOf {
-        base,
-        resolution_ms,
-        agg,
-    };
-    let inner = CompressedBlock {
-        codec,
-        series_id: block.series_id,
-        start_time: block.start_time,
-        end_time: block.end_time,
-        point_count: block.point_count,
-        data: block.data.slice(CONTAINER_HEADER..),
-    };
-    Ok((of, inner))
+    let n = usize::from(d[17]);
+    let mut at = CONTAINER_HEADER;
+    let mut payload_at = CONTAINER_HEADER + n * PART_HEADER;
+    let mut parts = Vec::with_capacity(n);
+    for _ in 0..n {
+        let code = bytes(at, 1)?[0];
+        let agg =
+            Agg::from_code(code).ok_or_else(|| corrupt(format!("unknown aggregate {code}")))?;
+        let codec = bytes(at + 1, 2)?;
+        let codec = CodecId(u16::from_le_bytes([codec[0], codec[1]]));
+        let point_count = u32_at(at + 3)?;
+        let start_time = u64_at(at + 7)? as i64;
+        let end_time = u64_at(at + 15)? as i64;
+        let len = u32_at(at + 23)? as usize;
+        bytes(payload_at, len)?;
+        parts.push((
+            agg,
+            CompressedBlock {
+                codec,
+                series_id: block.series_id,
+                start_time,
+                end_time,
+                point_count,
+                data: block.data.slice(payload_at..payload_at + len),
+            },
+        ));
+        at += PART_HEADER;
+        payload_at += len;
+    }
+    if payload_at != d.len() {
+        return Err(corrupt(format!(
+            "{} bytes after its parts",
+            d.len().saturating_sub(payload_at)
+        )));
+    }
+    Ok((
+        ChunkOf {
+            base,
+            resolution_ms,
+        },
+        parts,
+    ))
 }
 
 /// The first multiple of `r` at or after `t`.
@@ -657,50 +709,100 @@ mod tests {
     #[test]
     fn derived_ids_lead_back_to_their_series() {
         let base = SeriesId(0x1234_5678_9abc_def0);
-        let ids: Vec<SeriesId> = Agg::ALL
-            .iter()
-            .map(|&a| derived_id(base, 300_000, a))
-            .collect();
-        for (i, id) in ids.iter().enumerate() {
-            assert_ne!(*id, base);
-            assert_eq!(SeriesId(id.0 ^ tier_key(300_000, Agg::ALL[i])), base);
-            assert!(ids[i + 1..].iter().all(|o| o != id));
-        }
-        assert_ne!(
-            derived_id(base, 300_000, Agg::Sum),
-            derived_id(base, 3_600_000, Agg::Sum)
-        );
+        let (five, hour) = (derived_id(base, 300_000), derived_id(base, 3_600_000));
+        assert!(five != base && hour != base && five != hour);
+        assert_eq!(SeriesId(five.0 ^ tier_key(300_000)), base);
     }
 
     #[test]
     fn containers_round_trip_and_refuse_damage() {
-        let inner = CompressedBlock {
-            codec: CodecId::GORILLA,
-            series_id: SeriesId(0),
-            start_time: 5,
-            end_time: 9,
-            point_count: 2,
-            data: Bytes::from_static(b"payload"),
+        let part = |agg, codec, start, data: &'static [u8]| {
+            (
+                agg,
+                CompressedBlock {
+                    codec,
+                    series_id: SeriesId(0),
+                    start_time: start,
+                    end_time: 9,
+                    point_count: 2,
+                    data: Bytes::from_static(data),
+                },
+            )
         };
+        let parts = [
+            part(Agg::Count, CodecId::PCO, 5, b"counts"),
+            part(Agg::End, CodecId::GORILLA, 9, b"e"),
+        ];
         let of = ChunkOf {
             base: SeriesId(77),
             resolution_ms: 60_000,
-            agg: Agg::Max,
         };
-        let block = wrap(&inner, of);
+        let block = wrap(of, &parts);
         assert_eq!(block.codec, CodecId::ROLLUP);
+        assert_eq!(
+            (block.start_time, block.end_time, block.point_count),
+            (5, 9, 2)
+        );
         let (back, inside) = unwrap(&block).expect("a container just written");
         assert_eq!(back, of);
-        assert_eq!(
-            (inside.codec, &inside.data[..]),
-            (CodecId::GORILLA, &b"payload"[..])
-        );
+        assert_eq!(inside.len(), 2);
+        for ((agg, want), (got_agg, got)) in parts.iter().zip(&inside) {
+            assert_eq!(agg, got_agg);
+            assert_eq!(
+                (
+                    got.codec,
+                    got.start_time,
+                    got.end_time,
+                    got.point_count,
+                    &got.data[..]
+                ),
+                (
+                    want.codec,
+                    want.start_time,
+                    want.end_time,
+                    want.point_count,
+                    &want.data[..]
+                )
+            );
+        }
         let mut other = block.clone();
         other.series_id = SeriesId(78);
         assert!(matches!(unwrap(&other), Err(Error::Corrupt { .. })));
-        let mut short = block;
-        short.data = short.data.slice(..10);
-        assert!(matches!(unwrap(&short), Err(Error::Corrupt { .. })));
+        for cut in 0..block.data.len() {
+            let mut short = block.clone();
+            short.data = short.data.slice(..cut);
+            assert!(
+                matches!(unwrap(&short), Err(Error::Corrupt { .. })),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Any bytes: an error or parts that lie inside the block, never a panic.
+        #[test]
+        fn any_container_bytes_are_refused_or_parsed(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let block = CompressedBlock {
+                codec: CodecId::ROLLUP,
+                series_id: SeriesId(0),
+                start_time: 0,
+                end_time: 0,
+                point_count: 0,
+                data: Bytes::from(data),
+            };
+            let _ = unwrap(&block);
+        }
+
+        /// Any bytes in the state file: a state or `Corrupt`, never a panic.
+        #[test]
+        fn any_state_file_bytes_are_refused_or_parsed(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let dir = tempfile::tempdir().expect("temp dir");
+            std::fs::write(TierState::path(dir.path()), &data).expect("write");
+            match TierState::load(dir.path()) {
+                Ok(_) | Err(Error::Corrupt { .. }) => {}
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
     }
 
     #[test]

@@ -285,7 +285,7 @@ impl Collector for DbCollector {
             ),
             (
                 "rollup_groups_written",
-                "Groups of rollup-tier buckets (a chunk per aggregate) written since open",
+                "Groups of rollup-tier buckets (a chunk each) written since open",
                 s.rollup.groups_written,
             ),
             (

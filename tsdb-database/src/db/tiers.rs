@@ -21,10 +21,10 @@ use tsdb_promql::{RollupKind, RollupRequest};
 
 use super::Inner;
 use crate::config::RollupTier;
-use crate::read::merge;
+use crate::read::{Columns, merge};
 use crate::tiers::{
     Agg, Buckets, ChunkOf, GROUP_BUCKETS, TierState, answer, ceil_to, derived_id, group_labels,
-    group_of, needs, tier_answers, unwrap, wrap,
+    group_of, needs, tier_answers, tier_key, unwrap, wrap,
 };
 
 /// Raw points this close to the retention cutoff may be deleted while a group is built:
@@ -39,14 +39,14 @@ struct Pending {
     series: SeriesId,
     r: i64,
     old: Vec<ChunkLocation>,
-    new: Vec<(Agg, ChunkReference)>,
+    new: Vec<ChunkReference>,
     buckets: u64,
 }
 
 /// What the rollup tiers did since open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RollupStats {
-    /// Groups of buckets (one chunk per aggregate) written.
+    /// Groups of buckets (a chunk each) written.
     pub groups_written: u64,
     /// Buckets written.
     pub buckets_written: u64,
@@ -67,7 +67,7 @@ fn millis(d: std::time::Duration) -> i64 {
 }
 
 /// Each series' rollup chunks, per tier resolution.
-type TierChunks = HashMap<(SeriesId, i64), Vec<(Agg, ChunkReference)>>;
+type TierChunks = HashMap<(SeriesId, i64), Vec<ChunkReference>>;
 
 /// The rollup tiers' component: their specification, state and chunks.
 #[derive(Debug)]
@@ -249,12 +249,10 @@ impl Tiers {
         let mut unknown = 0;
         'chunks: for chunk in listed {
             for &r in &readable {
-                for agg in Agg::ALL {
-                    let base = SeriesId(chunk.series_id.0 ^ derived_id(SeriesId(0), r, agg).0);
-                    if known(base) {
-                        map.entry((base, r)).or_default().push((agg, chunk));
-                        continue 'chunks;
-                    }
+                let base = SeriesId(chunk.series_id.0 ^ tier_key(r));
+                if known(base) {
+                    map.entry((base, r)).or_default().push(chunk);
+                    continue 'chunks;
                 }
             }
             unknown += 1;
@@ -297,7 +295,7 @@ impl Tiers {
         built.min(dirty)
     }
 
-    fn chunks_of(&self, series: SeriesId, r: i64) -> Vec<(Agg, ChunkReference)> {
+    fn chunks_of(&self, series: SeriesId, r: i64) -> Vec<ChunkReference> {
         self.chunks
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -307,16 +305,10 @@ impl Tiers {
     }
 
     /// Replaces `old` chunks of the series' tier by `new` ones.
-    fn swap(
-        &self,
-        series: SeriesId,
-        r: i64,
-        old: &[ChunkLocation],
-        new: Vec<(Agg, ChunkReference)>,
-    ) {
+    fn swap(&self, series: SeriesId, r: i64, old: &[ChunkLocation], new: Vec<ChunkReference>) {
         let mut map = self.chunks.write().unwrap_or_else(PoisonError::into_inner);
         let entry = map.entry((series, r)).or_default();
-        entry.retain(|(_, c)| !old.contains(&c.location));
+        entry.retain(|c| !old.contains(&c.location));
         entry.extend(new);
         if entry.is_empty() {
             map.remove(&(series, r));
@@ -346,53 +338,50 @@ impl Inner {
     /// [`Buckets::from_columns`]).
     async fn read_buckets(
         &self,
-        chunks: &[(Agg, ChunkReference)],
+        chunks: &[ChunkReference],
         labels: TimeRange,
         read: &[Agg],
     ) -> Result<(Buckets, bool)> {
-        let mut per_agg: BTreeMap<Agg, Vec<&ChunkReference>> = BTreeMap::new();
-        for (agg, c) in chunks {
-            if read.contains(agg) && c.start_time <= labels.end && labels.start <= c.end_time {
-                per_agg.entry(*agg).or_default().push(c);
-            }
-        }
-        let mut columns = BTreeMap::new();
-        for (agg, mut refs) in per_agg {
-            refs.sort_by_key(|c| c.location);
-            let mut sources = Vec::with_capacity(refs.len());
-            for chunk in refs {
-                let block = self.note_damaged(
-                    chunk,
-                    self.engines.storage.read_chunk(&chunk.location).await,
-                )?;
-                let (of, inner) = self.note_damaged(chunk, unwrap(&block))?;
-                debug_assert_eq!(of.agg, agg);
-                let inner_ref = ChunkReference {
-                    codec: inner.codec,
-                    ..*chunk
-                };
+        let mut refs: Vec<&ChunkReference> = chunks
+            .iter()
+            .filter(|c| c.start_time <= labels.end && labels.start <= c.end_time)
+            .collect();
+        refs.sort_by_key(|c| c.location);
+        let mut sources: BTreeMap<Agg, Vec<Columns>> = BTreeMap::new();
+        for chunk in refs {
+            let block = self.note_damaged(
+                chunk,
+                self.engines.storage.read_chunk(&chunk.location).await,
+            )?;
+            let (_, parts) = self.note_damaged(chunk, unwrap(&block))?;
+            for (agg, inner) in parts {
+                if !read.contains(&agg) {
+                    continue;
+                }
+                let inner_ref = ChunkReference::new(&inner, chunk.location);
                 let (mut ts, mut vs) = (Vec::new(), Vec::new());
                 let decoded = self
                     .decoder
                     .decode_into(&inner_ref, &inner, labels, &mut ts, &mut vs)
                     .await;
                 self.note_damaged(chunk, decoded)?;
-                sources.push((ts, vs));
+                sources.entry(agg).or_default().push((ts, vs));
             }
-            columns.insert(agg, merge(sources, labels));
         }
+        let columns = sources
+            .into_iter()
+            .map(|(agg, s)| (agg, merge(s, labels)))
+            .collect();
         Ok(Buckets::from_columns(columns, read))
     }
 
     /// Whether recorded damage touches the chunks of the tier `r` of `series` in `labels`.
     fn tier_damaged(&self, series: SeriesId, r: i64, labels: TimeRange) -> bool {
         !self.damage.is_empty()
-            && Agg::ALL.iter().any(|&a| {
-                !self
-                    .damage
-                    .touching(derived_id(series, r, a), labels)
-                    .is_empty()
-            })
+            && !self
+                .damage
+                .touching(derived_id(series, r), labels)
+                .is_empty()
     }
 
     /// Answers `request` for one series from the tier of `r` where it is valid, and from raw
@@ -545,7 +534,7 @@ impl Inner {
                         groups.insert(g);
                     }
                 }
-                for (_, c) in self.tiers.chunks_of(*series, r) {
+                for c in self.tiers.chunks_of(*series, r) {
                     let g = group_of(c.start_time, r);
                     if c.end_time >= from && (g_from..=g_to).contains(&g) {
                         groups.insert(g);
@@ -623,11 +612,11 @@ impl Inner {
         let (first, last) = group_labels(g, r);
         let (lo, hi) = (labels.0.max(first), labels.1.min(last));
         let summable = |label: i64| raw_from.is_none_or(|f| label - r + 1 >= f);
-        let old_chunks: Vec<(Agg, ChunkReference)> = self
+        let old_chunks: Vec<ChunkReference> = self
             .tiers
             .chunks_of(series, r)
             .into_iter()
-            .filter(|(_, c)| group_of(c.start_time, r) == g)
+            .filter(|c| group_of(c.start_time, r) == g)
             .collect();
         let whole = TimeRange {
             start: first,
@@ -685,18 +674,11 @@ impl Inner {
         }
         let mut buckets = kept;
         buckets.append(fresh);
-        if buckets == old
-            && old_chunks
-                .iter()
-                .map(|(a, _)| *a)
-                .collect::<BTreeSet<_>>()
-                .len()
-                == old_chunks.len()
-        {
+        if buckets == old && old_chunks.len() <= 1 {
             // Nothing changed, and no group is held twice (a build cut short leaves that).
             return Ok(None);
         }
-        let mut written = Vec::new();
+        let mut parts = Vec::new();
         for agg in Agg::ALL {
             let (ls, vs) = buckets.column(agg);
             if ls.is_empty() {
@@ -705,23 +687,26 @@ impl Inner {
             let inner = self
                 .engines
                 .cold
-                .compress_columns(derived_id(series, r, agg), ls, vs)
+                .compress_columns(derived_id(series, r), ls, vs)
                 .await?;
+            parts.push((agg, inner));
+        }
+        let mut written = Vec::new();
+        if !parts.is_empty() {
             let block = wrap(
-                &inner,
                 ChunkOf {
                     base: series,
                     resolution_ms: r,
-                    agg,
                 },
+                &parts,
             );
             let location = self.engines.storage.write_chunk(&block).await?;
-            written.push((agg, ChunkReference::new(&block, location)));
+            written.push(ChunkReference::new(&block, location));
         }
         Ok(Some(Pending {
             series,
             r,
-            old: old_chunks.iter().map(|(_, c)| c.location).collect(),
+            old: old_chunks.iter().map(|c| c.location).collect(),
             new: written,
             buckets: buckets.labels.len() as u64,
         }))
@@ -744,7 +729,7 @@ impl Inner {
                     continue;
                 };
                 let cutoff = now.saturating_sub(keep);
-                for (_, c) in chunks {
+                for c in chunks {
                     if c.end_time < cutoff {
                         expired.push((*series, *r, c.location));
                     }
@@ -792,7 +777,7 @@ impl Inner {
                 .tiers
                 .chunks_of(of.base, of.resolution_ms)
                 .iter()
-                .any(|(_, c)| c.location == chunk.location);
+                .any(|c| c.location == chunk.location);
             if !known {
                 continue;
             }
@@ -803,7 +788,7 @@ impl Inner {
         let mut old = Vec::new();
         for (of, from, to) in moved {
             self.tiers
-                .swap(of.base, of.resolution_ms, &[from], vec![(of.agg, to)]);
+                .swap(of.base, of.resolution_ms, &[from], vec![to]);
             old.push(from);
         }
         self.compactor.retire(old);
