@@ -213,23 +213,32 @@ proptest! {
     }
 }
 
+/// The wall clock, ms.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// A 5-minute tier kept for `keep`, over [`config`] without tiers.
+fn five_minute_tier(dir: &std::path::Path, keep: Duration) -> DatabaseConfig {
+    DatabaseConfig {
+        rollup_tiers: vec![RollupTier {
+            resolution: Duration::from_secs(300),
+            retention: Some(keep),
+        }],
+        ..config(dir, false)
+    }
+}
+
 /// Past the raw data's retention, the tier answers what the raw points answered.
 #[tokio::test]
 async fn tiers_outlive_raw_retention() {
     let dir = tempfile::tempdir().expect("dir");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
     let hour = 60 * MINUTE;
-    let start = (now - 6 * hour) / (5 * MINUTE) * (5 * MINUTE);
-    let cfg = DatabaseConfig {
-        rollup_tiers: vec![RollupTier {
-            resolution: Duration::from_secs(300),
-            retention: Some(Duration::from_secs(30 * 86_400)),
-        }],
-        ..config(dir.path(), false)
-    };
+    let start = (now_ms() - 6 * hour) / (5 * MINUTE) * (5 * MINUTE);
+    let cfg = five_minute_tier(dir.path(), Duration::from_secs(30 * 86_400));
     let open_it = || async {
         Arc::new(
             TimeSeriesDBBuilder::new()
@@ -606,21 +615,11 @@ async fn damage_never_makes_a_tier_answer_silently_wrong() {
 #[tokio::test]
 async fn past_a_tiers_retention_the_raw_points_answer() {
     let dir = tempfile::tempdir().expect("dir");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
     let hour = 60 * MINUTE;
-    let start = (now - 50 * hour) / (5 * MINUTE) * (5 * MINUTE);
+    let start = (now_ms() - 50 * hour) / (5 * MINUTE) * (5 * MINUTE);
     let db = Arc::new(
         TimeSeriesDBBuilder::new()
-            .with_config(DatabaseConfig {
-                rollup_tiers: vec![RollupTier {
-                    resolution: Duration::from_secs(300),
-                    retention: Some(Duration::from_secs(86_400)),
-                }],
-                ..config(dir.path(), false)
-            })
+            .with_config(five_minute_tier(dir.path(), Duration::from_secs(86_400)))
             .build()
             .await
             .expect("opens"),
