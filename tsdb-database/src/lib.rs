@@ -23,7 +23,8 @@ mod checkpoint_mark;
 mod clock;
 mod damage;
 mod records;
-mod tiers;
+#[doc(hidden)]
+pub mod tiers;
 mod tombstones;
 
 pub use builder::TimeSeriesDBBuilder;

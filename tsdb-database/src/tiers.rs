@@ -200,6 +200,61 @@ pub(crate) fn unwrap(block: &CompressedBlock) -> Result<(ChunkOf, Vec<(Agg, Comp
     ))
 }
 
+/// Entry points for `fuzz/` (not a stable API): the rollup tiers' parsers of on-disk bytes.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Parses `data` as a rollup container whose outer block names the series its header
+    /// names; when it parses, its parts lie inside it and writing them again gives `data`
+    /// back. Returns whether it parsed.
+    pub fn rollup_container(data: &[u8]) -> bool {
+        let u64_at = |at: usize| {
+            data.get(at..at + 8).map(|b| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                u64::from_le_bytes(a)
+            })
+        };
+        let series_id = match (u64_at(1), u64_at(9)) {
+            (Some(base), Some(r)) => derived_id(SeriesId(base), r as i64),
+            _ => SeriesId(0),
+        };
+        let block = CompressedBlock {
+            codec: CodecId::ROLLUP,
+            series_id,
+            start_time: 0,
+            end_time: 0,
+            point_count: 0,
+            data: Bytes::copy_from_slice(data),
+        };
+        let Ok((of, parts)) = unwrap(&block) else {
+            return false;
+        };
+        assert_eq!(
+            &wrap(of, &parts).data[..],
+            data,
+            "a parsed container writes back as it was"
+        );
+        true
+    }
+
+    /// Parses `data` as the tiers' state file; when it parses, storing it again and parsing
+    /// that gives the same state. Returns whether it parsed.
+    pub fn rollup_state(data: &[u8]) -> bool {
+        match TierState::parse(data, "fuzz") {
+            Ok(state) => {
+                let again =
+                    TierState::parse(&state.encode(), "fuzz").expect("a stored state parses");
+                assert_eq!(again, state, "a state stores and parses back as it was");
+                true
+            }
+            Err(Error::Corrupt { .. }) => false,
+            Err(e) => panic!("only `Corrupt` for bad bytes: {e}"),
+        }
+    }
+}
+
 /// The first multiple of `r` at or after `t`.
 pub(crate) fn ceil_to(t: i64, r: i64) -> i64 {
     let down = t.div_euclid(r).saturating_mul(r);
@@ -546,11 +601,16 @@ impl TierState {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TierState::default()),
             Err(e) => return Err(Error::io(path.display(), e)),
         };
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The state in `text` (the file's bytes), damage named as in `source`.
+    pub(crate) fn parse(text: &[u8], source: &str) -> Result<TierState> {
         let mut state = TierState::default();
         let mut offset = 0u64;
         for line in text.split_inclusive(|&b| b == b'\n') {
             let bad = || Error::Corrupt {
-                source_name: path.display().to_string(),
+                source_name: source.to_owned(),
                 offset,
                 reason: "a line of the rollup tiers' state fails its check".to_owned(),
             };
@@ -588,6 +648,11 @@ impl TierState {
 
     /// Durably replaces the state in `dir`.
     pub(crate) fn store(&self, dir: &Path) -> Result<()> {
+        tsdb_core::marker::replace(&Self::path(dir), &self.encode())
+    }
+
+    /// The file's bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut text = String::new();
         let mut line = |body: String| {
             let crc = crc32fast::hash(body.as_bytes());
@@ -599,7 +664,7 @@ impl TierState {
         for ((r, series), from) in &self.dirty {
             line(format!("1\tdirty\t{r}\t{}\t{from}", series.0));
         }
-        tsdb_core::marker::replace(&Self::path(dir), text.as_bytes())
+        text.into_bytes()
     }
 }
 
@@ -803,6 +868,31 @@ mod tests {
                 Err(e) => prop_assert!(false, "{e}"),
             }
         }
+    }
+
+    #[test]
+    fn the_fuzzing_entry_points_parse_what_was_written() {
+        let part = CompressedBlock {
+            codec: CodecId::PCO,
+            series_id: SeriesId(0),
+            start_time: 1,
+            end_time: 2,
+            point_count: 2,
+            data: Bytes::from_static(b"xy"),
+        };
+        let of = ChunkOf {
+            base: SeriesId(5),
+            resolution_ms: 1000,
+        };
+        assert!(fuzzing::rollup_container(
+            &wrap(of, &[(Agg::Count, part)]).data
+        ));
+        assert!(!fuzzing::rollup_container(b"\x01short"));
+        let mut state = TierState::default();
+        state.built_until.insert(1000, 7);
+        state.dirty.insert((1000, SeriesId(3)), -2);
+        assert!(fuzzing::rollup_state(&state.encode()));
+        assert!(!fuzzing::rollup_state(b"1\ttier\t1\t2\tdeadbeef\n"));
     }
 
     #[test]
