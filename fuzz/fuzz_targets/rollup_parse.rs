@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tsdb_database::tiers::fuzzing;
+use tsdb_database::fuzzing;
 
 fuzz_target!(|data: &[u8]| {
     match data.split_first() {

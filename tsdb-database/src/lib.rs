@@ -23,8 +23,7 @@ mod checkpoint_mark;
 mod clock;
 mod damage;
 mod records;
-#[doc(hidden)]
-pub mod tiers;
+mod tiers;
 mod tombstones;
 
 pub use builder::TimeSeriesDBBuilder;
@@ -35,3 +34,60 @@ pub use damage::Damage;
 pub use db::{CompactionStats, DbStats, RollupStats, Selector, SnapshotStats, TimeSeriesDB};
 pub use read::SeriesPoints;
 pub use tsdb_core::{Error, Result};
+
+/// Entry points for `fuzz/` (not a stable API): parsers of on-disk bytes the database owns.
+#[doc(hidden)]
+pub mod fuzzing {
+    use tsdb_core::{Bytes, CodecId, CompressedBlock, Error, SeriesId};
+
+    use crate::tiers::{TierState, derived_id, unwrap, wrap};
+
+    /// Parses `data` as a rollup container whose outer block names the series its header
+    /// names; when it parses, its parts lie inside it and writing them again gives `data`
+    /// back. Returns whether it parsed.
+    pub fn rollup_container(data: &[u8]) -> bool {
+        let u64_at = |at: usize| {
+            data.get(at..at + 8).map(|b| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                u64::from_le_bytes(a)
+            })
+        };
+        let series_id = match (u64_at(1), u64_at(9)) {
+            (Some(base), Some(r)) => derived_id(SeriesId(base), r as i64),
+            _ => SeriesId(0),
+        };
+        let block = CompressedBlock {
+            codec: CodecId::ROLLUP,
+            series_id,
+            start_time: 0,
+            end_time: 0,
+            point_count: 0,
+            data: Bytes::copy_from_slice(data),
+        };
+        let Ok((of, parts)) = unwrap(&block) else {
+            return false;
+        };
+        assert_eq!(
+            &wrap(of, &parts).data[..],
+            data,
+            "a parsed container writes back as it was"
+        );
+        true
+    }
+
+    /// Parses `data` as the tiers' state file; when it parses, storing it again and parsing
+    /// that gives the same state. Returns whether it parsed.
+    pub fn rollup_state(data: &[u8]) -> bool {
+        match TierState::parse(data, "fuzz") {
+            Ok(state) => {
+                let again =
+                    TierState::parse(&state.encode(), "fuzz").expect("a stored state parses");
+                assert_eq!(again, state, "a state stores and parses back as it was");
+                true
+            }
+            Err(Error::Corrupt { .. }) => false,
+            Err(e) => panic!("only `Corrupt` for bad bytes: {e}"),
+        }
+    }
+}

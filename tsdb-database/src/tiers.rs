@@ -200,61 +200,6 @@ pub(crate) fn unwrap(block: &CompressedBlock) -> Result<(ChunkOf, Vec<(Agg, Comp
     ))
 }
 
-/// Entry points for `fuzz/` (not a stable API): the rollup tiers' parsers of on-disk bytes.
-#[doc(hidden)]
-pub mod fuzzing {
-    use super::*;
-
-    /// Parses `data` as a rollup container whose outer block names the series its header
-    /// names; when it parses, its parts lie inside it and writing them again gives `data`
-    /// back. Returns whether it parsed.
-    pub fn rollup_container(data: &[u8]) -> bool {
-        let u64_at = |at: usize| {
-            data.get(at..at + 8).map(|b| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                u64::from_le_bytes(a)
-            })
-        };
-        let series_id = match (u64_at(1), u64_at(9)) {
-            (Some(base), Some(r)) => derived_id(SeriesId(base), r as i64),
-            _ => SeriesId(0),
-        };
-        let block = CompressedBlock {
-            codec: CodecId::ROLLUP,
-            series_id,
-            start_time: 0,
-            end_time: 0,
-            point_count: 0,
-            data: Bytes::copy_from_slice(data),
-        };
-        let Ok((of, parts)) = unwrap(&block) else {
-            return false;
-        };
-        assert_eq!(
-            &wrap(of, &parts).data[..],
-            data,
-            "a parsed container writes back as it was"
-        );
-        true
-    }
-
-    /// Parses `data` as the tiers' state file; when it parses, storing it again and parsing
-    /// that gives the same state. Returns whether it parsed.
-    pub fn rollup_state(data: &[u8]) -> bool {
-        match TierState::parse(data, "fuzz") {
-            Ok(state) => {
-                let again =
-                    TierState::parse(&state.encode(), "fuzz").expect("a stored state parses");
-                assert_eq!(again, state, "a state stores and parses back as it was");
-                true
-            }
-            Err(Error::Corrupt { .. }) => false,
-            Err(e) => panic!("only `Corrupt` for bad bytes: {e}"),
-        }
-    }
-}
-
 /// The first multiple of `r` at or after `t`.
 pub(crate) fn ceil_to(t: i64, r: i64) -> i64 {
     let down = t.div_euclid(r).saturating_mul(r);
@@ -884,15 +829,15 @@ mod tests {
             base: SeriesId(5),
             resolution_ms: 1000,
         };
-        assert!(fuzzing::rollup_container(
+        assert!(crate::fuzzing::rollup_container(
             &wrap(of, &[(Agg::Count, part)]).data
         ));
-        assert!(!fuzzing::rollup_container(b"\x01short"));
+        assert!(!crate::fuzzing::rollup_container(b"\x01short"));
         let mut state = TierState::default();
         state.built_until.insert(1000, 7);
         state.dirty.insert((1000, SeriesId(3)), -2);
-        assert!(fuzzing::rollup_state(&state.encode()));
-        assert!(!fuzzing::rollup_state(b"1\ttier\t1\t2\tdeadbeef\n"));
+        assert!(crate::fuzzing::rollup_state(&state.encode()));
+        assert!(!crate::fuzzing::rollup_state(b"1\ttier\t1\t2\tdeadbeef\n"));
     }
 
     #[test]
