@@ -278,7 +278,9 @@ fn writes_and_reads_during_compaction_are_never_lost_or_hidden() {
         let last = writer.await.expect("writer");
         assert!(reader.await.expect("reader") > 0);
         db.flush().await.expect("flush");
-        db.compact().await.expect("final compaction");
+        // Rounds that ran while the writer wrote may all have left the series for later
+        // (written where it was being rewritten): the last one, after it, rewrites it.
+        rewritten += db.compact().await.expect("final compaction").series;
         assert!(
             rounds > 1 && rewritten > 0,
             "{rounds} rounds, {rewritten} rewrites"
