@@ -238,16 +238,8 @@ async fn acknowledged_points_survive_sigkill() {
             let either = |batch: &u64| deleted.contains(batch) || maybe_deleted.contains(batch);
             for s in 0..SERIES {
                 let got = snap.query(&labels(s), TimeRange::ALL).await.expect("query");
-                let present: std::collections::BTreeMap<i64, f64> = got
-                    .first()
-                    .map(|g| {
-                        g.timestamps
-                            .iter()
-                            .copied()
-                            .zip(g.values.iter().copied())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let present: std::collections::BTreeMap<i64, f64> =
+                    got.first().map(|g| g.iter().collect()).unwrap_or_default();
                 for batch in 0..=b {
                     if s == 0 && either(&batch) {
                         continue;

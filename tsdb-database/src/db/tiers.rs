@@ -316,22 +316,6 @@ impl Tiers {
     }
 }
 
-/// The oldest timestamp memory holds of a series (late points included).
-fn memory_oldest(memory: &crate::ingest::MemorySnapshot) -> Option<i64> {
-    let mut oldest: Option<i64> = None;
-    for s in &memory.sealed {
-        if let Some(first) = s.head.oldest() {
-            oldest = Some(oldest.map_or(first, |o| o.min(first)));
-        }
-    }
-    for (ts, _) in &memory.heads {
-        if let Some(&first) = ts.iter().min() {
-            oldest = Some(oldest.map_or(first, |o| o.min(first)));
-        }
-    }
-    oldest
-}
-
 impl Inner {
     /// Reads the buckets of a tier with labels in `labels`, from `chunks` (the newest write of
     /// a label winning), and whether the aggregates agree on their labels (see
@@ -397,12 +381,10 @@ impl Inner {
             return Ok(false);
         };
         out.clear();
-        let memory = self.heads.snapshot(id)?;
         let mut valid = self.tiers.valid_until(id, r);
-        if let Some(oldest) = memory_oldest(&memory) {
+        if let Some(oldest) = self.heads.oldest(id) {
             valid = valid.min(oldest.saturating_sub(1));
         }
-        drop(memory);
         let times = &request.times;
         let k = times.partition_point(|&t| t <= valid);
         if k == 0 {

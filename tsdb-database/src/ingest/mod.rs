@@ -465,6 +465,23 @@ impl Heads {
             .sum()
     }
 
+    /// The oldest timestamp memory holds of `series` (late points included), read from the
+    /// heads without decoding them.
+    pub(crate) fn oldest(&self, series: SeriesId) -> Option<i64> {
+        let shard = self.lock(self.shard_of(series));
+        let sealed = shard
+            .sealed
+            .iter()
+            .filter(|s| s.series == series)
+            .filter_map(|s| s.head.oldest());
+        let live = shard
+            .series
+            .get(&series)
+            .into_iter()
+            .flat_map(|state| state.heads().filter_map(Head::oldest));
+        sealed.chain(live).min()
+    }
+
     /// What a query must see of one series from memory.
     pub(crate) fn snapshot(&self, series: SeriesId) -> Result<MemorySnapshot> {
         let shard = self.lock(self.shard_of(series));
