@@ -211,6 +211,7 @@ fn codec_name(id: u16) -> String {
         gorilla_tsdb::CodecId::GORILLA => "gorilla".to_owned(),
         gorilla_tsdb::CodecId::PCO => "pco".to_owned(),
         gorilla_tsdb::CodecId::ROLLUP => "rollup".to_owned(),
+        gorilla_tsdb::CodecId::PACKED => "packed".to_owned(),
         _ => format!("codec {id}"),
     }
 }

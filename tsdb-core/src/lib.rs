@@ -4,6 +4,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod compressor;
+pub mod decimal;
 pub mod dense_map;
 mod dir_lock;
 mod error;

@@ -123,7 +123,7 @@ impl TimeRange {
 /// Identifies the codec that wrote a [`CompressedBlock`].
 ///
 /// Ids below `0x8000` are assigned by this project (`1` is Gorilla, `2` the cold-tier pco
-/// codec, `3` the database's rollup container); third-party codecs pick one in `0x8000..=0xFFFF`. `0` is never a valid codec.
+/// codec, `3` the database's rollup container, `4` the bit-packed column codec); third-party codecs pick one in `0x8000..=0xFFFF`. `0` is never a valid codec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CodecId(pub u16);
 
@@ -135,6 +135,8 @@ impl CodecId {
     /// The database's container of rollup-tier chunks (a chunk of another codec, with the
     /// series, tier and aggregate it holds); never a codec of the write path.
     pub const ROLLUP: CodecId = CodecId(3);
+    /// The bit-packed column codec of the `tsdb-packed` crate (fast to decode).
+    pub const PACKED: CodecId = CodecId(4);
 }
 
 impl fmt::Display for CodecId {

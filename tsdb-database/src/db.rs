@@ -185,7 +185,8 @@ impl TimeSeriesDB {
         dir_lock: Option<DirLock>,
     ) -> Result<Self> {
         let codec = engines.compressor.codec_id();
-        let ours = codec == CodecId::GORILLA && engines.compressor.writes_gorilla_format();
+        let ours = (codec == CodecId::GORILLA && engines.compressor.writes_gorilla_format())
+            || (codec == CodecId::PACKED && engines.compressor.name() == "packed");
         if codec.0 == 0 || (codec.0 < 0x8000 && !ours) {
             return Err(Error::invalid_input(format_args!(
                 "codec {} ({}) uses a reserved id: third-party codecs pick one in 0x8000..=0xFFFF",

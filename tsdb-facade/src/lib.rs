@@ -35,6 +35,9 @@ pub mod compression {
     #[cfg(feature = "gorilla")]
     #[cfg_attr(docsrs, doc(cfg(feature = "gorilla")))]
     pub use tsdb_gorilla::GorillaCompressor;
+    /// Bit-packed columns: about as small as Gorilla on floats, much smaller on decimals,
+    /// and several times faster to decode (its chunks are always readable).
+    pub use tsdb_packed::PackedCompressor;
     #[cfg(feature = "pco")]
     #[cfg_attr(docsrs, doc(cfg(feature = "pco")))]
     pub use tsdb_pco::PcoCompressor;

@@ -420,7 +420,17 @@ fn real_recordings_take_no_more_bytes_compacted_than_in_gorilla() {
     };
     runtime().block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = open_default_chunks(dir.path()).await;
+        // Flushed in Gorilla, decimals included (this compares the cold codec with it).
+        let db = TimeSeriesDBBuilder::new()
+            .with_config(DatabaseConfig {
+                chunk_max_points: 1024,
+                compacted_chunk_points: 16384,
+                pack_decimal_chunks: false,
+                ..config(dir.path())
+            })
+            .build()
+            .await
+            .expect("database opens");
         let mut model = Model::new();
         for (s, d) in datasets.iter().enumerate() {
             let labels = labels(s);

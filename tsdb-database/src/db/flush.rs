@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
-use tsdb_core::{ChunkReference, CompressedBlock, Error, Result, TimeRange};
+use tsdb_core::decimal::decimal_digits;
+use tsdb_core::{ChunkReference, CodecId, CompressedBlock, Compressor, Error, Result, TimeRange};
+use tsdb_packed::PackedCompressor;
 
 use super::Inner;
 use crate::damage::Damage;
@@ -206,20 +208,25 @@ impl Inner {
 
     pub(super) async fn seal_to_block(&self, sealed: &Sealed) -> Result<CompressedBlock> {
         let compressor = &self.engines.compressor;
+        // Decimals go to the packed codec (see `DatabaseConfig::pack_decimal_chunks`).
+        if self.config.pack_decimal_chunks && compressor.writes_gorilla_format() {
+            let (ts, vs) = sealed.head.points()?;
+            if decimal_digits(&vs).is_some() {
+                return PackedCompressor::new()
+                    .compress_columns(sealed.series, &ts, &vs)
+                    .await;
+            }
+            if let Some(data) = sealed.head.clean_block() {
+                return Ok(gorilla_block(compressor.codec_id(), sealed, data));
+            }
+            return compressor.compress_columns(sealed.series, &ts, &vs).await;
+        }
         // Head buffers hold Gorilla blocks: a codec that writes that very format takes them
         // as they are, every other codec encodes the points itself.
         if compressor.writes_gorilla_format()
             && let Some(data) = sealed.head.clean_block()
         {
-            let (start_time, end_time) = sealed.head.time_range().unwrap_or((0, 0));
-            return Ok(CompressedBlock {
-                codec: compressor.codec_id(),
-                series_id: sealed.series,
-                start_time,
-                end_time,
-                point_count: sealed.head.len() as u32,
-                data: data.into(),
-            });
+            return Ok(gorilla_block(compressor.codec_id(), sealed, data));
         }
         let (ts, vs) = sealed.head.points()?;
         compressor.compress_columns(sealed.series, &ts, &vs).await
@@ -294,5 +301,18 @@ impl Inner {
     pub(super) fn stalled(&self, what: &str) -> Error {
         self.flusher
             .stalled(what, self.heads.sealed_waiting.load(Ordering::SeqCst))
+    }
+}
+
+/// A head's clean Gorilla block as a chunk of `codec`.
+fn gorilla_block(codec: CodecId, sealed: &Sealed, data: Vec<u8>) -> CompressedBlock {
+    let (start_time, end_time) = sealed.head.time_range().unwrap_or((0, 0));
+    CompressedBlock {
+        codec,
+        series_id: sealed.series,
+        start_time,
+        end_time,
+        point_count: sealed.head.len() as u32,
+        data: data.into(),
     }
 }

@@ -23,13 +23,17 @@ pub(crate) struct ChunkDecoder {
 }
 
 impl ChunkDecoder {
-    /// Reads the built-in codecs' blocks (Gorilla, and pco with the `pco` feature) and
+    /// Reads the built-in codecs' blocks (Gorilla, packed, and pco with the `pco` feature) and
     /// those of the `configured` ones.
     pub(crate) fn new(configured: &[&Arc<dyn Compressor>]) -> Self {
         let mut codecs: HashMap<CodecId, Arc<dyn Compressor>> = HashMap::new();
         codecs.insert(
             CodecId::GORILLA,
             Arc::new(tsdb_gorilla::GorillaCompressor::new()),
+        );
+        codecs.insert(
+            CodecId::PACKED,
+            Arc::new(tsdb_packed::PackedCompressor::new()),
         );
         #[cfg(feature = "pco")]
         codecs.insert(CodecId::PCO, Arc::new(tsdb_pco::PcoCompressor::new()));

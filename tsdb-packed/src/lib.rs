@@ -1,0 +1,179 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use bytes::Bytes;
+use tsdb_core::{
+    CodecId, CompressedBlock, Compressor, DataPoint, Error, Result, SeriesId, async_trait,
+};
+
+mod format;
+pub use format::{FORMAT_VERSION, GROUP, MAX_BLOCK_POINTS};
+
+/// The bit-packed column codec (see the crate documentation). Stateless; cheap to clone.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PackedCompressor;
+
+impl PackedCompressor {
+    /// The codec.
+    pub fn new() -> Self {
+        PackedCompressor
+    }
+
+    /// Encodes two columns of the same length (at most [`MAX_BLOCK_POINTS`]) into a block's
+    /// bytes.
+    pub fn encode_columns(&self, timestamps: &[i64], values: &[f64]) -> Result<Vec<u8>> {
+        if timestamps.len() != values.len() {
+            return Err(Error::invalid_input(format_args!(
+                "{} timestamps but {} values",
+                timestamps.len(),
+                values.len()
+            )));
+        }
+        if timestamps.len() > MAX_BLOCK_POINTS {
+            return Err(Error::invalid_input(format_args!(
+                "a block holds at most {MAX_BLOCK_POINTS} points, got {}",
+                timestamps.len()
+            )));
+        }
+        Ok(format::encode(timestamps, values))
+    }
+
+    /// Decodes a block's bytes, appending to the columns; returns the points decoded. On
+    /// error the columns may hold part of the block.
+    pub fn decode_columns(
+        &self,
+        data: &[u8],
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<usize> {
+        format::decode(data, timestamps, values)
+    }
+
+    fn block(
+        &self,
+        series: SeriesId,
+        timestamps: &[i64],
+        values: &[f64],
+    ) -> Result<CompressedBlock> {
+        let data = self.encode_columns(timestamps, values)?;
+        let (start_time, end_time) = match (timestamps.iter().min(), timestamps.iter().max()) {
+            (Some(&lo), Some(&hi)) => (lo, hi),
+            _ => (0, 0),
+        };
+        Ok(CompressedBlock {
+            codec: CodecId::PACKED,
+            series_id: series,
+            start_time,
+            end_time,
+            point_count: timestamps.len() as u32,
+            data: Bytes::from(data),
+        })
+    }
+
+    /// [`Compressor::decompress_into`] without `async`, checked against the block's codec,
+    /// point count and time range.
+    pub fn decompress_columns(
+        &self,
+        block: &CompressedBlock,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<()> {
+        if block.codec != CodecId::PACKED {
+            return Err(Error::UnsupportedCodec {
+                engine: "packed",
+                codec: block.codec,
+            });
+        }
+        let at = timestamps.len();
+        let n = self.decode_columns(&block.data, timestamps, values)?;
+        if n != block.point_count as usize {
+            return Err(Error::corrupt(
+                "packed block",
+                3,
+                format_args!(
+                    "block holds {n} points but its header says {}",
+                    block.point_count
+                ),
+            ));
+        }
+        let decoded = &timestamps[at..];
+        let (lo, hi) = decoded
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        if n > 0 && (lo != block.start_time || hi != block.end_time) {
+            return Err(Error::corrupt(
+                "packed block",
+                3,
+                format_args!(
+                    "timestamps span [{lo}, {hi}], the block says [{}, {}]",
+                    block.start_time, block.end_time
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Compressor for PackedCompressor {
+    fn name(&self) -> &'static str {
+        "packed"
+    }
+
+    fn codec_id(&self) -> CodecId {
+        CodecId::PACKED
+    }
+
+    async fn compress(&self, points: &[DataPoint]) -> Result<CompressedBlock> {
+        let Some(first) = points.first() else {
+            return self.block(SeriesId(0), &[], &[]);
+        };
+        if let Some((index, other)) = points
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.series_id != first.series_id)
+        {
+            return Err(Error::MixedSeries {
+                expected: first.series_id,
+                found: other.series_id,
+                index,
+            });
+        }
+        let ts: Vec<i64> = points.iter().map(|p| p.timestamp).collect();
+        let vs: Vec<f64> = points.iter().map(|p| p.value).collect();
+        self.block(first.series_id, &ts, &vs)
+    }
+
+    async fn decompress(&self, block: &CompressedBlock) -> Result<Vec<DataPoint>> {
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        self.decompress_columns(block, &mut ts, &mut vs)?;
+        Ok(ts
+            .into_iter()
+            .zip(vs)
+            .map(|(t, v)| DataPoint::new(block.series_id, t, v))
+            .collect())
+    }
+
+    async fn compress_columns(
+        &self,
+        series: SeriesId,
+        timestamps: &[i64],
+        values: &[f64],
+    ) -> Result<CompressedBlock> {
+        self.block(series, timestamps, values)
+    }
+
+    async fn decompress_into(
+        &self,
+        block: &CompressedBlock,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<()> {
+        self.decompress_columns(block, timestamps, values)
+    }
+
+    fn may_hold_nan(&self, block: &CompressedBlock) -> bool {
+        format::read_header(&block.data).map_or(true, |h| h.may_hold_nan)
+    }
+}
