@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod codec;
 mod compressor;
 pub mod decimal;
 pub mod dense_map;

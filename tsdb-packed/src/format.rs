@@ -204,6 +204,25 @@ pub(crate) fn read_header(data: &[u8]) -> Result<Header> {
     })
 }
 
+/// The 64 bits of `data` from byte `byte` on, big-endian, zero past the end.
+#[inline(always)]
+fn load64(data: &[u8], byte: usize) -> u64 {
+    match data.get(byte..).and_then(|s| s.first_chunk::<8>()) {
+        Some(w) => u64::from_be_bytes(*w),
+        None => load64_slow(data, byte),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn load64_slow(data: &[u8], byte: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(rest) = data.get(byte..) {
+        w[..rest.len()].copy_from_slice(rest);
+    }
+    u64::from_be_bytes(w)
+}
+
 /// The 128 bits of `data` from byte `byte` on, big-endian, zero past the end.
 #[inline(always)]
 fn load128(data: &[u8], byte: usize) -> u128 {
@@ -223,10 +242,10 @@ fn load128_slow(data: &[u8], byte: usize) -> u128 {
     u128::from_be_bytes(w)
 }
 
-/// Reads the group at `*at` holding `n` (`1..=GROUP`) entries into `out[..n]`, and moves
-/// `*at` past it.
+/// Reads the group at `*at` holding `n` (`1..=GROUP`) entries into `out[..n]`, moves `*at`
+/// past it, and returns its width.
 #[inline(always)]
-fn unpack(data: &[u8], at: &mut usize, n: usize, out: &mut [u64; GROUP]) -> Result<()> {
+fn unpack(data: &[u8], at: &mut usize, n: usize, out: &mut [u64; GROUP]) -> Result<usize> {
     let width = *data
         .get(*at)
         .ok_or_else(|| corrupt(*at, "input ends before a group's width"))? as usize;
@@ -239,20 +258,51 @@ fn unpack(data: &[u8], at: &mut usize, n: usize, out: &mut [u64; GROUP]) -> Resu
     if end > data.len() {
         return Err(corrupt(data.len(), "input ends inside a group"));
     }
+    // Bytes past the group (the next group's) are loaded and shifted out.
     if width == 0 {
         out[..n].fill(0);
+    } else if n == GROUP && width <= 57 {
+        unpack_full(data, start, width, out);
+    } else if width <= 57 {
+        // An entry and its offset in its first byte fit one 64-bit load.
+        for (j, e) in out[..n].iter_mut().enumerate() {
+            let bit = j * width;
+            *e = (load64(data, start + bit / 8) << (bit % 8)) >> (64 - width);
+        }
     } else {
-        // Bytes past the group (the next group's) are loaded and shifted out.
         for (j, e) in out[..n].iter_mut().enumerate() {
             let bit = j * width;
             *e = ((load128(data, start + bit / 8) << (bit % 8)) >> (128 - width)) as u64;
         }
-        if !bits.is_multiple_of(8) && data[end - 1] & (0xff >> (bits % 8)) != 0 {
-            return Err(corrupt(end - 1, "non-zero padding after a group"));
-        }
+    }
+    if !bits.is_multiple_of(8) && data[end - 1] & (0xff >> (bits % 8)) != 0 {
+        return Err(corrupt(end - 1, "non-zero padding after a group"));
     }
     *at = end;
-    Ok(())
+    Ok(width)
+}
+
+/// A whole group of entries of `width` (`1..=57`) bits from byte `start`: one loop per width,
+/// so that shifts and offsets are constants the compiler unrolls.
+#[inline(always)]
+fn unpack_full(data: &[u8], start: usize, width: usize, out: &mut [u64; GROUP]) {
+    #[inline(always)]
+    fn fixed<const W: usize>(data: &[u8], start: usize, out: &mut [u64; GROUP]) {
+        for (j, e) in out.iter_mut().enumerate() {
+            let bit = j * W;
+            *e = (load64(data, start + bit / 8) << (bit % 8)) >> (64 - W);
+        }
+    }
+    macro_rules! by_width {
+        ($($w:literal)*) => {
+            match width {
+                $($w => fixed::<$w>(data, start, out),)*
+                _ => unreachable!("group widths here are 1..=57"),
+            }
+        };
+    }
+    by_width!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30
+        31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57)
 }
 
 /// Decodes a block, appending to the columns; returns the points decoded. On error the
@@ -293,7 +343,14 @@ pub(crate) fn decode(
         let (mut t, mut delta) = (t0.wrapping_add(d0), d0);
         ts[1] = t;
         for chunk in ts[2..].chunks_mut(GROUP) {
-            unpack(data, &mut at, chunk.len(), &mut group)?;
+            if unpack(data, &mut at, chunk.len(), &mut group)? == 0 {
+                // A regular stretch: the same delta throughout.
+                for out in chunk.iter_mut() {
+                    t = t.wrapping_add(delta);
+                    *out = t;
+                }
+                continue;
+            }
             for (out, &e) in chunk.iter_mut().zip(&group) {
                 delta = delta.wrapping_add(unzigzag(e));
                 t = t.wrapping_add(delta);
@@ -306,10 +363,15 @@ pub(crate) fn decode(
         Some(scale) => {
             let mut k = v0 as i64;
             vs[0] = k as f64 / scale;
+            let mut ks = [0i64; GROUP];
             for chunk in vs[1..].chunks_mut(GROUP) {
                 unpack(data, &mut at, chunk.len(), &mut group)?;
-                for (out, &e) in chunk.iter_mut().zip(&group) {
+                for (out, &e) in ks.iter_mut().zip(&group) {
                     k = k.wrapping_add(unzigzag(e));
+                    *out = k;
+                }
+                // Apart from the running sum, so that the divisions go in vector registers.
+                for (out, &k) in chunk.iter_mut().zip(&ks) {
                     *out = k as f64 / scale;
                 }
             }

@@ -2,10 +2,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use bytes::Bytes;
 use tsdb_core::{
     CodecId, CompressedBlock, Compressor, DataPoint, Error, Result, SeriesId, TimeRange,
-    async_trait,
+    async_trait, codec,
 };
 
 mod paged;
@@ -218,18 +217,7 @@ impl PcoCompressor {
         values: &[f64],
     ) -> Result<CompressedBlock> {
         let data = self.encode_columns(timestamps, values)?;
-        let (start_time, end_time) = match (timestamps.iter().min(), timestamps.iter().max()) {
-            (Some(&lo), Some(&hi)) => (lo, hi),
-            _ => (0, 0),
-        };
-        Ok(CompressedBlock {
-            codec: CodecId::PCO,
-            series_id: series,
-            start_time,
-            end_time,
-            point_count: timestamps.len() as u32,
-            data: Bytes::from(data),
-        })
+        Ok(codec::block_of(CodecId::PCO, series, timestamps, data))
     }
 
     /// [`Compressor::decompress_into`] without `async`, checked against the block's codec,
@@ -240,36 +228,10 @@ impl PcoCompressor {
         timestamps: &mut Vec<i64>,
         values: &mut Vec<f64>,
     ) -> Result<()> {
-        if block.codec != CodecId::PCO {
-            return Err(Error::UnsupportedCodec {
-                engine: "pco",
-                codec: block.codec,
-            });
-        }
+        codec::expect_codec(block, CodecId::PCO, "pco")?;
         let at = timestamps.len();
-        let n = self.decode_columns(&block.data, timestamps, values)?;
-        if n != block.point_count as usize {
-            return Err(corrupt(
-                1,
-                format_args!(
-                    "block holds {n} points but its header says {}",
-                    block.point_count
-                ),
-            ));
-        }
-        let decoded = &timestamps[at..];
-        if let (Some(&lo), Some(&hi)) = (decoded.iter().min(), decoded.iter().max())
-            && (lo != block.start_time || hi != block.end_time)
-        {
-            return Err(corrupt(
-                1,
-                format_args!(
-                    "timestamps span [{lo}, {hi}], the block says [{}, {}]",
-                    block.start_time, block.end_time
-                ),
-            ));
-        }
-        Ok(())
+        self.decode_columns(&block.data, timestamps, values)?;
+        codec::check_decoded(SOURCE, block, &timestamps[at..])
     }
 }
 
@@ -284,23 +246,8 @@ impl Compressor for PcoCompressor {
     }
 
     async fn compress(&self, points: &[DataPoint]) -> Result<CompressedBlock> {
-        let Some(first) = points.first() else {
-            return self.block(SeriesId(0), &[], &[]);
-        };
-        if let Some((index, other)) = points
-            .iter()
-            .enumerate()
-            .find(|(_, p)| p.series_id != first.series_id)
-        {
-            return Err(Error::MixedSeries {
-                expected: first.series_id,
-                found: other.series_id,
-                index,
-            });
-        }
-        let ts: Vec<i64> = points.iter().map(|p| p.timestamp).collect();
-        let vs: Vec<f64> = points.iter().map(|p| p.value).collect();
-        self.block(first.series_id, &ts, &vs)
+        let (series, ts, vs) = codec::split_points(points)?;
+        self.block(series, &ts, &vs)
     }
 
     async fn decompress(&self, block: &CompressedBlock) -> Result<Vec<DataPoint>> {
