@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tsdb_core::{
-    ChunkReference, CodecId, CompressedBlock, Compressor, Error, Result, SeriesId, TimeRange,
+    ChunkReference, CodecId, CompressedBlock, Compressor, Error, Result, SeriesId, TimeRange, codec,
 };
 
 use super::{Inner, Selector};
@@ -351,16 +351,10 @@ fn check_decoded(
             block.point_count
         ));
     }
-    let (Some(&first), Some(&last)) = (ts.first(), ts.last()) else {
+    if ts.is_empty() {
         return Ok(Ascending(true));
-    };
-    let ascending = strictly_ascending(ts);
-    let (lo, hi) = if ascending {
-        (first, last)
-    } else {
-        ts.iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)))
-    };
+    }
+    let (lo, hi, ascending) = codec::span(ts);
     let outside = lo < block.start_time || block.end_time < hi;
     if outside || (whole && (lo != block.start_time || hi != block.end_time)) {
         return wrong(format!(
@@ -369,40 +363,4 @@ fn check_decoded(
         ));
     }
     Ok(Ascending(ascending))
-}
-
-/// Whether every timestamp is below the next: four comparisons a step, joined without a
-/// branch, so that the loop runs at the speed of the loads.
-fn strictly_ascending(ts: &[i64]) -> bool {
-    let Some(pairs) = ts.len().checked_sub(1) else {
-        return true;
-    };
-    let (lower, upper) = (&ts[..pairs], &ts[1..]);
-    let (quads, rest) = (lower.chunks_exact(4), upper.chunks_exact(4));
-    let tail = quads.remainder().iter().zip(rest.remainder());
-    let mut out_of_order = tail.fold(false, |bad, (a, b)| bad | (a >= b));
-    for (a, b) in quads.zip(rest) {
-        out_of_order |= (a[0] >= b[0]) | (a[1] >= b[1]) | (a[2] >= b[2]) | (a[3] >= b[3]);
-    }
-    !out_of_order
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strictly_ascending;
-
-    #[test]
-    fn strictly_ascending_finds_any_step_that_is_not_up() {
-        assert!(strictly_ascending(&[]));
-        assert!(strictly_ascending(&[5]));
-        let up: Vec<i64> = (0..23).map(|i| i * 10).collect();
-        assert!(strictly_ascending(&up));
-        for at in 1..up.len() {
-            for bad in [up[at - 1], up[at - 1] - 1, i64::MIN] {
-                let mut ts = up.clone();
-                ts[at] = bad;
-                assert!(!strictly_ascending(&ts), "step into {at} to {bad}");
-            }
-        }
-    }
 }
