@@ -132,6 +132,8 @@ pub struct DatabaseSection {
     pub cold_after: Option<Duration>,
     /// [`DatabaseConfig::compacted_chunk_points`].
     pub compacted_chunk_points: Option<u32>,
+    /// [`DatabaseConfig::pack_decimal_chunks`].
+    pub pack_decimal_chunks: Option<bool>,
     /// [`DatabaseConfig::rollup_tiers`] (`[[database.rollup_tiers]]` tables).
     pub rollup_tiers: Option<Vec<RollupTierSection>>,
 }
@@ -271,6 +273,7 @@ impl ConfigFile {
         }
         set(&mut db.cold_after, d.cold_after);
         set(&mut db.compacted_chunk_points, d.compacted_chunk_points);
+        set(&mut db.pack_decimal_chunks, d.pack_decimal_chunks);
         if let Some(tiers) = &d.rollup_tiers {
             db.rollup_tiers = tiers
                 .iter()
@@ -321,6 +324,7 @@ mod tests {
             future_tolerance = "none"
             compaction_interval = "none"
             cold_after = "30m"
+            pack_decimal_chunks = false
             [[database.rollup_tiers]]
             resolution = "5m"
             retention = "400d"
@@ -348,6 +352,7 @@ mod tests {
         assert_eq!(db.future_tolerance, None);
         assert_eq!(db.compaction_interval, None);
         assert_eq!(db.cold_after, Duration::from_secs(1800));
+        assert!(!db.pack_decimal_chunks);
         assert_eq!(
             db.rollup_tiers,
             [
