@@ -112,8 +112,16 @@ fn pack(entries: &[u64], out: &mut Vec<u8>) {
 
 /// Encodes the columns (same length, at most [`MAX_BLOCK_POINTS`]; the caller checks).
 pub(crate) fn encode(timestamps: &[i64], values: &[f64]) -> Vec<u8> {
+    encode_as(timestamps, values, decimal_digits(values))
+}
+
+/// [`encode`] with the values' decimal form already found (`decimal_digits(values)`).
+pub(crate) fn encode_as(
+    timestamps: &[i64],
+    values: &[f64],
+    decimal: Option<(u8, Vec<i64>)>,
+) -> Vec<u8> {
     let n = timestamps.len();
-    let decimal = decimal_digits(values);
     let mut flags = 0;
     if decimal.is_some() {
         flags |= FLAG_DECIMAL;

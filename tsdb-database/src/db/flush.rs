@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
-use tsdb_core::decimal::decimal_digits;
 use tsdb_core::{ChunkReference, CodecId, CompressedBlock, Compressor, Error, Result, TimeRange};
 use tsdb_packed::PackedCompressor;
 
@@ -211,15 +210,11 @@ impl Inner {
         // Decimals go to the packed codec (see `DatabaseConfig::pack_decimal_chunks`).
         if self.config.pack_decimal_chunks && compressor.writes_gorilla_format() {
             let (ts, vs) = sealed.head.points()?;
-            if decimal_digits(&vs).is_some() {
-                return PackedCompressor::new()
-                    .compress_columns(sealed.series, &ts, &vs)
-                    .await;
+            if let Some(block) =
+                PackedCompressor::new().compress_decimals(sealed.series, &ts, &vs)?
+            {
+                return Ok(block);
             }
-            if let Some(data) = sealed.head.clean_block() {
-                return Ok(gorilla_block(compressor.codec_id(), sealed, data));
-            }
-            return compressor.compress_columns(sealed.series, &ts, &vs).await;
         }
         // Head buffers hold Gorilla blocks: a codec that writes that very format takes them
         // as they are, every other codec encodes the points itself.
