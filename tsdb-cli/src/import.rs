@@ -239,9 +239,9 @@ pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, E
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
         .clamp(1, 16);
-    // Chunks in flight (read, parsed, waiting to be written): at most 24 of about 4 MB
-    // each (the lines and their points), whatever the input.
-    let slots = Arc::new(Slots::new((2 * workers + 2).min(24)));
+    // Chunks in flight (read, parsed, waiting to be written): a memory budget of 2 MiB
+    // chunks for every parser and two more, whatever the input.
+    let slots = Arc::new(Slots::new((2 * workers + 2).min(24) * read::CHUNK));
     let buffers = Arc::new(Buffers::default());
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel(workers + 1);
     let (parsed_tx, parsed_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -276,15 +276,16 @@ pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, E
         .spawn(move || reader.run(named))
         .map_err(|e| Error::io("the import's reading thread", e))?;
     for i in 0..workers {
-        let (worker, rx, tx, buffers) = (
+        let (worker, rx, tx, buffers, slots) = (
             Worker::new(format.clone(), workers),
             chunk_rx.clone(),
             parsed_tx.clone(),
             buffers.clone(),
+            slots.clone(),
         );
         std::thread::Builder::new()
             .name(format!("import-parse-{i}"))
-            .spawn(move || worker.run(rx, tx, buffers))
+            .spawn(move || worker.run(rx, tx, buffers, &slots))
             .map_err(|e| Error::io("an import parsing thread", e))?;
     }
     drop(parsed_tx);

@@ -14,6 +14,8 @@ mod number;
 mod precision;
 // Metric and label names from outside into Prometheus's rules.
 mod names;
+// Keys for caches of series by their labels' bytes.
+pub mod series_key;
 // The decoders, one per format.
 pub mod csv;
 pub mod influx;

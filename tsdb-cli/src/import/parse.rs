@@ -1,16 +1,16 @@
 //! Chunks parsed on worker threads into points of series ids: each line scanned in place
 //! (no allocation for a line of a known series), series resolved through a cache keyed by
-//! the series' bytes as written, so that a known series costs one hash lookup and a new one
+//! a keyed hash of the series' bytes as written, so that a known series costs one hash lookup and a new one
 //! is parsed once per worker.
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use gorilla_tsdb::{DataPoint, Error, Labels, SeriesId};
-use rustc_hash::FxHashMap;
+use tsdb_formats::series_key::{SeriesKey, SeriesKeyMap, SeriesKeys};
 use tsdb_formats::{Reject, RejectKind, csv, influx, lines, prometheus_text};
 
-use super::read::{Body, Buffers, Chunk, Input};
+use super::read::{Body, Buffers, Chunk, Input, Slots};
 
 /// Rejections a chunk keeps the message of (the writer shows the first ones of the whole
 /// import; the rest are only counted).
@@ -18,7 +18,7 @@ pub(super) const KEPT_MESSAGES: usize = 20;
 
 /// Entries in one generation of the series caches of all workers together (each worker's
 /// share, at least [`MIN_CACHE_ENTRIES`]); two generations are kept, so the caches hold at
-/// most twice this many, about 100 bytes each: 80 MB.
+/// most twice this many, about 40 bytes each: 32 MB.
 const CACHE_ENTRIES: usize = 400_000;
 
 /// Entries in one generation of one worker's cache, at least.
@@ -90,6 +90,30 @@ pub(super) struct Parsed {
     pub(super) refused: Vec<(SeriesId, Error)>,
     /// The input failed here: the import stops.
     pub(super) failure: Option<Error>,
+    /// What the chunk weighs in the in-flight budget (see [`Slots`]).
+    pub(super) weight: usize,
+}
+
+impl Parsed {
+    /// Heap bytes the parsed chunk holds, about (allocator overhead included for the
+    /// labels' strings, the bulk of a chunk of new series).
+    pub(super) fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let labels: usize = self
+            .new_series
+            .iter()
+            .map(|l| {
+                size_of::<Labels>()
+                    + l.iter()
+                        .map(|x| size_of_val(x) + x.name.capacity() + x.value.capacity() + 32)
+                        .sum::<usize>()
+            })
+            .sum();
+        labels
+            + self.points.capacity() * size_of::<DataPoint>()
+            + self.origins.capacity() * size_of::<u32>()
+            + self.seen.capacity() * size_of::<SeriesId>()
+    }
 }
 
 /// A series id with the last chunk it was seen in.
@@ -101,34 +125,39 @@ struct Entry {
 
 /// Series bytes as written -> series id, in two generations: when the newer is full it
 /// becomes the older and the older is dropped, so memory stays bounded and the series in
-/// use stay found.
+/// use stay found. The bytes are not kept: entries are by their [`SeriesKey`] (32 bytes
+/// with the entry, whatever the labels' length).
 struct SeriesCache {
-    now: FxHashMap<Box<[u8]>, Entry>,
-    old: FxHashMap<Box<[u8]>, Entry>,
+    keys: SeriesKeys,
+    now: SeriesKeyMap<Entry>,
+    old: SeriesKeyMap<Entry>,
     /// Entries in one generation.
     limit: usize,
 }
 
 impl SeriesCache {
-    /// The id of `key`, and whether this is its first time in chunk `seq`.
-    fn get(&mut self, key: &[u8], seq: u64) -> Option<(SeriesId, bool)> {
-        if let Some(e) = self.now.get_mut(key) {
+    /// The id of `bytes`, and whether this is its first time in chunk `seq`.
+    fn get(&mut self, bytes: &[u8], seq: u64) -> Option<(SeriesId, bool)> {
+        let key = self.keys.key(bytes);
+        if let Some(e) = self.now.get_mut(&key) {
             let first = e.seq != seq;
             e.seq = seq;
             return Some((e.id, first));
         }
-        let (key, mut e) = self.old.remove_entry(key)?;
+        // Copied into the newer generation (the older one is dropped whole later).
+        let mut e = *self.old.get(&key)?;
         let first = e.seq != seq;
         e.seq = seq;
         self.put(key, e);
         Some((e.id, first))
     }
 
-    fn insert(&mut self, key: &[u8], id: SeriesId, seq: u64) {
-        self.put(key.into(), Entry { id, seq });
+    fn insert(&mut self, bytes: &[u8], id: SeriesId, seq: u64) {
+        let key = self.keys.key(bytes);
+        self.put(key, Entry { id, seq });
     }
 
-    fn put(&mut self, key: Box<[u8]>, e: Entry) {
+    fn put(&mut self, key: SeriesKey, e: Entry) {
         if self.now.len() >= self.limit {
             self.old = std::mem::take(&mut self.now);
         }
@@ -151,8 +180,9 @@ impl Worker {
         Worker {
             format,
             cache: SeriesCache {
-                now: FxHashMap::default(),
-                old: FxHashMap::default(),
+                keys: SeriesKeys::random(),
+                now: SeriesKeyMap::default(),
+                old: SeriesKeyMap::default(),
                 limit: (CACHE_ENTRIES / workers.max(1)).max(MIN_CACHE_ENTRIES),
             },
             csv_seen: Vec::new(),
@@ -166,14 +196,16 @@ impl Worker {
         chunks: Arc<Mutex<Receiver<Chunk>>>,
         parsed: tokio::sync::mpsc::UnboundedSender<Parsed>,
         buffers: Arc<Buffers>,
+        slots: &Slots,
     ) {
         loop {
             let next = chunks.lock().unwrap_or_else(PoisonError::into_inner).recv();
             let Ok(chunk) = next else { return };
-            let (result, buffer) = self.parse(chunk);
+            let (mut result, buffer) = self.parse(chunk);
             if let Some(buffer) = buffer {
                 buffers.give_back(buffer);
             }
+            result.weight = slots.charge(result.heap_bytes());
             if parsed.send(result).is_err() {
                 return;
             }
@@ -198,6 +230,7 @@ impl Worker {
             shown: Vec::new(),
             refused: Vec::new(),
             failure: None,
+            weight: 0,
         };
         let data = match chunk.body {
             Body::Lines(data) => data,

@@ -61,32 +61,41 @@ pub(super) enum Body {
     Failed(Error),
 }
 
-/// A bound on the chunks between the reader and the writer, so that memory stays bounded
-/// whatever the input: the reader takes a slot per chunk, the writer gives it back once the
-/// chunk is written.
-#[derive(Debug)]
+/// A bound on the memory of the chunks between the reader and the writer, so that it stays
+/// bounded whatever the input: the reader takes [`CHUNK`] bytes of the budget for each chunk
+/// it reads (waiting while less is left), a parser charges what the parsed chunk holds beyond
+/// that (new series' labels weigh far more than their lines: a chunk of a million-series file
+/// parses into about 8 times its bytes), and the writer gives the chunk's whole weight back
+/// once it is written. Parsers never wait (the budget may go below zero), so the chunks
+/// always drain in order.
 pub(super) struct Slots {
-    state: Mutex<(usize, bool)>,
+    /// Bytes left (below zero while parsed chunks weigh more than the budget), and whether
+    /// the import is over.
+    state: Mutex<(i64, bool)>,
+    budget: i64,
     freed: Condvar,
 }
 
 impl Slots {
-    pub(super) fn new(n: usize) -> Slots {
+    /// A budget of `bytes`, at least one chunk's.
+    pub(super) fn new(bytes: usize) -> Slots {
+        let budget = i64::try_from(bytes.max(CHUNK)).unwrap_or(i64::MAX);
         Slots {
-            state: Mutex::new((n, false)),
+            state: Mutex::new((budget, false)),
+            budget,
             freed: Condvar::new(),
         }
     }
 
-    /// Waits for a slot; false once closed.
+    /// Waits for a chunk's share of the budget; false once closed.
     fn take(&self) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if state.1 {
                 return false;
             }
-            if state.0 > 0 {
-                state.0 -= 1;
+            if state.0 >= CHUNK as i64 {
+                state.0 -= CHUNK as i64;
                 return true;
             }
             state = self
@@ -96,8 +105,19 @@ impl Slots {
         }
     }
 
-    pub(super) fn give_back(&self) {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 += 1;
+    /// Charges `bytes` more for a chunk already taken (never waits); returns the chunk's
+    /// weight, what [`Self::give_back`] is to be given.
+    pub(super) fn charge(&self, bytes: usize) -> usize {
+        let extra = i64::try_from(bytes.saturating_sub(CHUNK)).unwrap_or(self.budget);
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 -= extra;
+        CHUNK + extra as usize
+    }
+
+    /// Gives back a written chunk's `weight`.
+    pub(super) fn give_back(&self, weight: usize) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 = (state.0 + i64::try_from(weight).unwrap_or(self.budget)).min(self.budget);
+        drop(state);
         self.freed.notify_one();
     }
 

@@ -126,8 +126,9 @@ impl<'a> Writer<'a> {
         mut registered: tokio::sync::mpsc::UnboundedReceiver<Parsed>,
     ) -> Result<(), Error> {
         while let Some(p) = registered.recv().await {
+            let weight = p.weight;
             let result = self.apply(p).await;
-            self.slots.give_back();
+            self.slots.give_back(weight);
             result?;
         }
         Ok(())

@@ -15,6 +15,9 @@ use super::Inner;
 use crate::damage::Damage;
 use crate::ingest::Sealed;
 
+/// Sealed heads [`Inner::flush_all`] lets wait for storage before it seals another shard.
+const FLUSH_AHEAD: usize = 32_768;
+
 /// What became of one attempt to store and index a sealed head.
 pub(super) enum Persisted {
     /// Stored and indexed.
@@ -271,25 +274,40 @@ impl Inner {
 
     /// Seals every head and waits until all sealed heads are stored, then checkpoints. Fails
     /// (the chunks stay in the WAL) once storing makes no progress for `stall_timeout`.
+    ///
+    /// Shards are sealed a few at a time, while fewer than [`FLUSH_AHEAD`] sealed heads wait:
+    /// a sealed head is a new allocation, so sealing a million heads at once would hold them
+    /// twice over (and leave the freed heads' memory to the allocator, not to the sealed
+    /// heads that follow).
     pub(super) async fn flush_all(&self) -> Result<()> {
-        if self.heads.seal_all() > 0 {
-            self.flusher.wake_all();
-        }
         let mut watch = self.flusher.watch();
-        while self.heads.sealed_waiting.load(Ordering::SeqCst) > 0 {
+        for shard in 0..self.heads.shard_count() {
+            self.wait_sealed_below(FLUSH_AHEAD, &mut watch).await?;
+            if self.heads.seal_shard(shard) > 0 {
+                self.flusher.wake_for(shard);
+            }
+        }
+        self.wait_sealed_below(1, &mut watch).await?;
+        if self.heads.sealed_waiting.load(Ordering::SeqCst) > 0 {
+            return Err(self.stalled("flush"));
+        }
+        self.checkpoint().await
+    }
+
+    /// Waits until fewer than `n` sealed heads wait for storage (or shutdown); fails once
+    /// storing makes no progress for `stall_timeout`.
+    async fn wait_sealed_below(&self, n: usize, watch: &mut ProgressWatch) -> Result<()> {
+        while self.heads.sealed_waiting.load(Ordering::SeqCst) >= n {
             if self.lifecycle.is_shut_down() {
                 break;
             }
             let room = self.flusher.room();
             let _ = tokio::time::timeout(Duration::from_millis(20), room).await;
-            if self.flusher.stalled_since(&mut watch) {
+            if self.flusher.stalled_since(watch) {
                 return Err(self.stalled("flush"));
             }
         }
-        if self.heads.sealed_waiting.load(Ordering::SeqCst) > 0 {
-            return Err(self.stalled("flush"));
-        }
-        self.checkpoint().await
+        Ok(())
     }
 
     /// [`Flusher::stalled`] with the sealed heads waiting now.

@@ -378,25 +378,30 @@ impl Heads {
 
     /// Seals every head matching `pick`; returns how many were sealed.
     fn seal_where(&self, mut pick: impl FnMut(&Head) -> bool) -> usize {
+        (0..self.shards.len())
+            .map(|s| self.seal_in(s, &mut pick))
+            .sum()
+    }
+
+    /// Seals the heads of shard `s` that `pick` picks; how many.
+    fn seal_in(&self, s: usize, pick: &mut impl FnMut(&Head) -> bool) -> usize {
         let mut total = 0;
-        for s in 0..self.shards.len() {
-            let mut shard = self.lock(s);
-            let shard = &mut *shard;
-            for (&series, state) in shard.series.iter_mut() {
-                let SeriesState::Live(live) = state else {
-                    continue;
-                };
-                let out_of_order = live.out_of_order.take_if(|h| pick(h)).map(|h| *h);
-                let in_order = live.head.take_if(|h| pick(h));
-                if !live.has_heads() {
-                    *state = SeriesState::Idle(live.max_ts);
-                }
-                for head in out_of_order.into_iter().chain(in_order) {
-                    self.buffered_points
-                        .fetch_sub(head.len() as u64, Ordering::Relaxed);
-                    shard.sealed.push_back(Arc::new(Sealed::new(series, head)));
-                    total += 1;
-                }
+        let mut shard = self.lock(s);
+        let shard = &mut *shard;
+        for (&series, state) in shard.series.iter_mut() {
+            let SeriesState::Live(live) = state else {
+                continue;
+            };
+            let out_of_order = live.out_of_order.take_if(|h| pick(h)).map(|h| *h);
+            let in_order = live.head.take_if(|h| pick(h));
+            if !live.has_heads() {
+                *state = SeriesState::Idle(live.max_ts);
+            }
+            for head in out_of_order.into_iter().chain(in_order) {
+                self.buffered_points
+                    .fetch_sub(head.len() as u64, Ordering::Relaxed);
+                shard.sealed.push_back(Arc::new(Sealed::new(series, head)));
+                total += 1;
             }
         }
         self.sealed_waiting.fetch_add(total, Ordering::Relaxed);
@@ -413,6 +418,11 @@ impl Heads {
     /// Seals every non-empty head (shutdown).
     pub(crate) fn seal_all(&self) -> usize {
         self.seal_where(|_| true)
+    }
+
+    /// Seals every non-empty head of shard `s`; how many.
+    pub(crate) fn seal_shard(&self, s: usize) -> usize {
+        self.seal_in(s, &mut |_| true)
     }
 
     /// Seals the heads holding at least `min_points` points (memory pressure).

@@ -212,7 +212,11 @@ async fn write_grouped(
 }
 
 /// A series the cache did not know: its key, its labels (or why they are invalid), its points.
-pub(crate) type Unknown = (u128, Result<Labels, String>, Vec<(i64, f64)>);
+pub(crate) type Unknown = (
+    tsdb_formats::series_key::SeriesKey,
+    Result<Labels, String>,
+    Vec<(i64, f64)>,
+);
 
 /// A request whose series were looked up in the series cache first (remote write).
 #[derive(Debug, Default)]
