@@ -1,7 +1,9 @@
 //! `gorilla-tsdb`: import, query and inspect a Gorilla TSDB data directory.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+// Fewer allocator arenas, so that memory freed on one thread serves the others.
+mod arenas;
 mod import;
 mod inspect;
 mod lifecycle;
@@ -102,6 +104,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    arenas::limit_to_cores();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

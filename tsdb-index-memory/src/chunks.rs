@@ -22,44 +22,111 @@ impl Entry {
     fn key(&self) -> (i64, i64, ChunkLocation) {
         (self.start, self.end, self.location)
     }
+
+    /// `c` as the only entry so far (its own end the largest).
+    fn of(c: &ChunkReference) -> Self {
+        Entry {
+            start: c.start_time,
+            end: c.end_time,
+            max_end: c.end_time,
+            location: c.location,
+            point_count: c.point_count,
+            codec: c.codec,
+        }
+    }
+
+    fn reference(&self, series: SeriesId) -> ChunkReference {
+        ChunkReference {
+            series_id: series,
+            location: self.location,
+            start_time: self.start,
+            end_time: self.end,
+            point_count: self.point_count,
+            codec: self.codec,
+        }
+    }
 }
 
 /// Up to this many chunks a series' locations are checked by a scan; beyond it a hash set
 /// finds duplicates.
 const SCAN: usize = 32;
 
-/// The chunks of a series: nothing but a null pointer until its first chunk, so that a
-/// registered series whose points are all still in memory (every new one) costs 8 bytes here.
+/// The chunks of a series: a null pointer until its first chunk (a registered series whose
+/// points are all still in memory, every new one, costs 8 bytes here), then one box: a lone
+/// chunk (every series of a one-off import, a target scraped once: one 64-byte allocation,
+/// where a list took two of 88), or a sorted list from the second chunk on.
 #[derive(Debug, Default)]
-pub(crate) struct SeriesChunks(Option<Box<Sorted>>);
+pub(crate) struct SeriesChunks(Option<Box<Chunks>>);
+
+#[derive(Debug)]
+enum Chunks {
+    One(Entry),
+    Many(Sorted),
+}
 
 impl SeriesChunks {
     /// Adds a chunk; false (and no change) when its location is already present.
     pub(crate) fn add(&mut self, c: &ChunkReference) -> bool {
-        self.0.get_or_insert_with(Box::default).add(c)
+        let Some(chunks) = self.0.as_deref_mut() else {
+            self.0 = Some(Box::new(Chunks::One(Entry::of(c))));
+            return true;
+        };
+        match chunks {
+            Chunks::One(first) => {
+                if first.location == c.location {
+                    return false;
+                }
+                let mut sorted = Sorted::default();
+                sorted.add(*first);
+                sorted.add(Entry::of(c));
+                *chunks = Chunks::Many(sorted);
+                true
+            }
+            Chunks::Many(sorted) => sorted.add(Entry::of(c)),
+        }
     }
 
     /// The chunks overlapping `range` (`range.start <= range.end`), in order.
     pub(crate) fn query(&self, series: SeriesId, range: TimeRange) -> Vec<ChunkReference> {
-        self.0
-            .as_ref()
-            .map_or_else(Vec::new, |s| s.query(series, range))
+        match self.0.as_deref() {
+            None => Vec::new(),
+            Some(Chunks::One(e)) if e.start <= range.end && e.end >= range.start => {
+                vec![e.reference(series)]
+            }
+            Some(Chunks::One(_)) => Vec::new(),
+            Some(Chunks::Many(sorted)) => sorted.query(series, range),
+        }
     }
 
     /// Removes the chunks at `locations`; absent ones are ignored.
     pub(crate) fn remove(&mut self, locations: &[ChunkLocation]) {
-        if let Some(s) = self.0.as_mut() {
-            s.remove(locations);
-            if s.entries.is_empty() {
-                self.0 = None;
+        let empty = match self.0.as_deref_mut() {
+            None => false,
+            Some(Chunks::One(e)) => locations.contains(&e.location),
+            Some(Chunks::Many(sorted)) => {
+                sorted.remove(locations);
+                sorted.entries.is_empty()
             }
+        };
+        if empty {
+            self.0 = None;
+        }
+    }
+
+    /// The entries, in order.
+    #[cfg(test)]
+    fn entries(&self) -> &[Entry] {
+        match self.0.as_deref() {
+            None => &[],
+            Some(Chunks::One(e)) => std::slice::from_ref(e),
+            Some(Chunks::Many(sorted)) => &sorted.entries,
         }
     }
 
     /// Number of chunks.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |s| s.entries.len())
+        self.entries().len()
     }
 }
 
@@ -81,19 +148,11 @@ impl Sorted {
         }
     }
 
-    /// Adds a chunk; false (and no change) when its location is already present.
-    fn add(&mut self, c: &ChunkReference) -> bool {
-        if self.contains(&c.location) {
+    /// Adds an entry; false (and no change) when its location is already present.
+    fn add(&mut self, e: Entry) -> bool {
+        if self.contains(&e.location) {
             return false;
         }
-        let e = Entry {
-            start: c.start_time,
-            end: c.end_time,
-            max_end: c.end_time,
-            location: c.location,
-            point_count: c.point_count,
-            codec: c.codec,
-        };
         // Most series have a chunk or two: no room reserved for more until there are more.
         if self.entries.len() < 4 {
             self.entries.reserve_exact(1);
@@ -115,7 +174,7 @@ impl Sorted {
         }
         match &mut self.locations {
             Some(set) => {
-                set.insert(c.location);
+                set.insert(e.location);
             }
             None if self.entries.len() > SCAN => {
                 self.locations = Some(Box::new(self.entries.iter().map(|e| e.location).collect()));
@@ -143,14 +202,7 @@ impl Sorted {
         self.entries[lo..hi]
             .iter()
             .filter(|e| e.end >= range.start)
-            .map(|e| ChunkReference {
-                series_id: series,
-                location: e.location,
-                start_time: e.start,
-                end_time: e.end,
-                point_count: e.point_count,
-                codec: e.codec,
-            })
+            .map(|e| e.reference(series))
             .collect()
     }
 
@@ -209,6 +261,32 @@ mod tests {
     }
 
     #[test]
+    fn a_lone_chunk_answers_like_a_list() {
+        let mut s = SeriesChunks::default();
+        let a = chunk(10, 20, 1);
+        assert!(s.add(&a));
+        assert!(matches!(s.0.as_deref(), Some(Chunks::One(_))));
+        assert!(!s.add(&ChunkReference { start_time: 0, ..a }));
+        for (start, end) in [(0, 9), (0, 10), (20, 30), (21, 30), (12, 13), (0, 100)] {
+            let range = TimeRange { start, end };
+            assert_eq!(s.query(SeriesId(1), range), brute(&[a], range), "{range:?}");
+        }
+        s.remove(&[chunk(0, 0, 2).location]);
+        assert_eq!(s.len(), 1);
+        s.remove(&[a.location]);
+        assert_eq!(s.len(), 0);
+        assert!(s.0.is_none());
+        // A second chunk makes a list, earlier ones first.
+        let b = chunk(0, 5, 3);
+        assert!(s.add(&a) && s.add(&b));
+        let all = TimeRange { start: 0, end: 100 };
+        assert_eq!(s.query(SeriesId(1), all), vec![b, a]);
+        assert_eq!(std::mem::size_of::<SeriesChunks>(), 8);
+        s.remove(&[a.location, b.location]);
+        assert!(s.0.is_none());
+    }
+
+    #[test]
     fn max_end_stays_consistent_through_inserts_and_removals() {
         let mut rng = tsdb_core::testkit::data::SplitMix64(9);
         let mut s = SeriesChunks::default();
@@ -235,8 +313,7 @@ mod tests {
             };
             assert_eq!(s.query(SeriesId(1), range), brute(&all, range), "step {i}");
             let mut running = i64::MIN;
-            let entries = s.0.as_deref().map_or(&[][..], |x| &x.entries[..]);
-            for e in entries {
+            for e in s.entries() {
                 running = running.max(e.end);
                 assert_eq!(e.max_end, running, "max_end must be the running maximum");
             }
