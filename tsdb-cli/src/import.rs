@@ -29,7 +29,7 @@ use tsdb_formats::{Precision as FormatPrecision, csv, influx, prometheus_text};
 
 use crate::time::{now_ms, parse_time};
 use parse::{Format as Parsing, Worker};
-use read::{Buffers, CsvInput, Reader, Slots};
+use read::{Buffers, CsvInput, InFlightBudget, Reader};
 use write::{SHOWN_REJECTS, Totals, Writer};
 
 #[derive(Debug, Args)]
@@ -241,7 +241,7 @@ pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, E
         .clamp(1, 16);
     // Chunks in flight (read, parsed, waiting to be written): a memory budget of 2 MiB
     // chunks for every parser and two more, whatever the input.
-    let slots = Arc::new(Slots::new((2 * workers + 2).min(24) * read::CHUNK));
+    let budget = Arc::new(InFlightBudget::new((2 * workers + 2).min(24) * read::CHUNK));
     let buffers = Arc::new(Buffers::default());
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel(workers + 1);
     let (parsed_tx, parsed_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -267,7 +267,7 @@ pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, E
     let reader = Reader {
         done: done.clone(),
         chunks: chunk_tx,
-        slots: slots.clone(),
+        budget: budget.clone(),
         buffers: buffers.clone(),
         csv,
     };
@@ -276,16 +276,16 @@ pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, E
         .spawn(move || reader.run(named))
         .map_err(|e| Error::io("the import's reading thread", e))?;
     for i in 0..workers {
-        let (worker, rx, tx, buffers, slots) = (
+        let (worker, rx, tx, buffers, budget) = (
             Worker::new(format.clone(), workers),
             chunk_rx.clone(),
             parsed_tx.clone(),
             buffers.clone(),
-            slots.clone(),
+            budget.clone(),
         );
         std::thread::Builder::new()
             .name(format!("import-parse-{i}"))
-            .spawn(move || worker.run(rx, tx, buffers, &slots))
+            .spawn(move || worker.run(rx, tx, buffers, &budget))
             .map_err(|e| Error::io("an import parsing thread", e))?;
     }
     drop(parsed_tx);
@@ -297,10 +297,10 @@ pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, E
         registered_tx,
         done,
     ));
-    let mut writer = Writer::new(&db, bar.clone(), slots.clone());
+    let mut writer = Writer::new(&db, bar.clone(), budget.clone());
     let result = writer.run(registered_rx).await;
     // Stops the reader if the writer stopped early (a failed input, a database error).
-    slots.close();
+    budget.close();
     let totals = writer.totals();
     let started = writer.started;
     let read = started.elapsed().as_secs_f64();

@@ -1,7 +1,7 @@
 //! Chunks parsed on worker threads into points of series ids: each line scanned in place
 //! (no allocation for a line of a known series), series resolved through a cache keyed by
-//! a keyed hash of the series' bytes as written, so that a known series costs one hash lookup and a new one
-//! is parsed once per worker.
+//! a keyed hash of the series' bytes as written, so that a known series costs one hash
+//! and one lookup, and a new one is parsed once per worker.
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,7 +10,7 @@ use gorilla_tsdb::{DataPoint, Error, Labels, SeriesId};
 use tsdb_formats::series_key::{SeriesKey, SeriesKeyMap, SeriesKeys};
 use tsdb_formats::{Reject, RejectKind, csv, influx, lines, prometheus_text};
 
-use super::read::{Body, Buffers, Chunk, Input, Slots};
+use super::read::{Body, Buffers, Chunk, InFlightBudget, Input};
 
 /// Rejections a chunk keeps the message of (the writer shows the first ones of the whole
 /// import; the rest are only counted).
@@ -90,7 +90,7 @@ pub(super) struct Parsed {
     pub(super) refused: Vec<(SeriesId, Error)>,
     /// The input failed here: the import stops.
     pub(super) failure: Option<Error>,
-    /// What the chunk weighs in the in-flight budget (see [`Slots`]).
+    /// What the chunk weighs in the in-flight budget (see [`InFlightBudget`]).
     pub(super) weight: usize,
 }
 
@@ -136,24 +136,26 @@ struct SeriesCache {
 }
 
 impl SeriesCache {
-    /// The id of `bytes`, and whether this is its first time in chunk `seq`.
-    fn get(&mut self, bytes: &[u8], seq: u64) -> Option<(SeriesId, bool)> {
+    /// The id of `bytes`, and whether this is its first time in chunk `seq`; when the
+    /// bytes are not known, their key, for [`Self::insert`] (so that they are hashed once).
+    fn get(&mut self, bytes: &[u8], seq: u64) -> Result<(SeriesId, bool), SeriesKey> {
         let key = self.keys.key(bytes);
         if let Some(e) = self.now.get_mut(&key) {
             let first = e.seq != seq;
             e.seq = seq;
-            return Some((e.id, first));
+            return Ok((e.id, first));
         }
         // Copied into the newer generation (the older one is dropped whole later).
-        let mut e = *self.old.get(&key)?;
+        let Some(&e) = self.old.get(&key) else {
+            return Err(key);
+        };
         let first = e.seq != seq;
-        e.seq = seq;
-        self.put(key, e);
-        Some((e.id, first))
+        self.put(key, Entry { id: e.id, seq });
+        Ok((e.id, first))
     }
 
-    fn insert(&mut self, bytes: &[u8], id: SeriesId, seq: u64) {
-        let key = self.keys.key(bytes);
+    /// Records `id` for the bytes whose key [`Self::get`] returned.
+    fn insert(&mut self, key: SeriesKey, id: SeriesId, seq: u64) {
         self.put(key, Entry { id, seq });
     }
 
@@ -196,7 +198,7 @@ impl Worker {
         chunks: Arc<Mutex<Receiver<Chunk>>>,
         parsed: tokio::sync::mpsc::UnboundedSender<Parsed>,
         buffers: Arc<Buffers>,
-        slots: &Slots,
+        budget: &InFlightBudget,
     ) {
         loop {
             let next = chunks.lock().unwrap_or_else(PoisonError::into_inner).recv();
@@ -205,7 +207,7 @@ impl Worker {
             if let Some(buffer) = buffer {
                 buffers.give_back(buffer);
             }
-            result.weight = slots.charge(result.heap_bytes());
+            result.weight = budget.charge(result.heap_bytes());
             if parsed.send(result).is_err() {
                 return;
             }
@@ -286,13 +288,13 @@ impl Worker {
             };
             let key = sample.series.as_bytes();
             let id = match self.cache.get(key, seq) {
-                Some((id, first)) => {
+                Ok((id, first)) => {
                     if first {
                         out.seen.push(id);
                     }
                     id
                 }
-                None => match sample.labels(opts) {
+                Err(key) => match sample.labels(opts) {
                     Ok(labels) => {
                         let id = labels.series_id();
                         self.cache.insert(key, id, seq);
@@ -348,13 +350,13 @@ impl Worker {
                 self.key.push(b' ');
                 self.key.extend_from_slice(field.key.as_bytes());
                 let id = match self.cache.get(&self.key, seq) {
-                    Some((id, first)) => {
+                    Ok((id, first)) => {
                         if first {
                             out.seen.push(id);
                         }
                         id
                     }
-                    None => {
+                    Err(key) => {
                         if tags.is_none() {
                             match scanned.tags(opts) {
                                 Ok(t) => tags = Some(t),
@@ -368,7 +370,7 @@ impl Worker {
                         match t.labels(field.key) {
                             Ok(labels) => {
                                 let id = labels.series_id();
-                                self.cache.insert(&self.key, id, seq);
+                                self.cache.insert(key, id, seq);
                                 out.seen.push(id);
                                 out.new_series.push(labels);
                                 id

@@ -68,7 +68,7 @@ pub(super) enum Body {
 /// parses into about 8 times its bytes), and the writer gives the chunk's whole weight back
 /// once it is written. Parsers never wait (the budget may go below zero), so the chunks
 /// always drain in order.
-pub(super) struct Slots {
+pub(super) struct InFlightBudget {
     /// Bytes left (below zero while parsed chunks weigh more than the budget), and whether
     /// the import is over.
     state: Mutex<(i64, bool)>,
@@ -76,11 +76,11 @@ pub(super) struct Slots {
     freed: Condvar,
 }
 
-impl Slots {
+impl InFlightBudget {
     /// A budget of `bytes`, at least one chunk's.
-    pub(super) fn new(bytes: usize) -> Slots {
+    pub(super) fn new(bytes: usize) -> InFlightBudget {
         let budget = i64::try_from(bytes.max(CHUNK)).unwrap_or(i64::MAX);
-        Slots {
+        InFlightBudget {
             state: Mutex::new((budget, false)),
             budget,
             freed: Condvar::new(),
@@ -244,7 +244,7 @@ pub(super) struct Done {
 pub(super) struct Reader {
     pub(super) done: Arc<Done>,
     pub(super) chunks: SyncSender<Chunk>,
-    pub(super) slots: Arc<Slots>,
+    pub(super) budget: Arc<InFlightBudget>,
     pub(super) buffers: Arc<Buffers>,
     /// For CSV: makes the input of a file from its path, name and header line.
     #[allow(clippy::type_complexity)]
@@ -253,7 +253,7 @@ pub(super) struct Reader {
 
 impl Reader {
     /// Reads every input in turn, sending chunks in order; stops at the first input that
-    /// cannot be read (after sending what came before) or when the writer closes the slots.
+    /// cannot be read (after sending what came before) or when the writer closes the budget.
     pub(super) fn run(self, inputs: Vec<(PathBuf, String)>) {
         let mut seq = 0u64;
         for (index, (path, name)) in inputs.into_iter().enumerate() {
@@ -274,7 +274,7 @@ impl Reader {
         bytes: u64,
         body: Body,
     ) -> bool {
-        if !self.slots.take() {
+        if !self.budget.take() {
             return false;
         }
         let chunk = Chunk {

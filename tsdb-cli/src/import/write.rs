@@ -14,7 +14,7 @@ use rustc_hash::FxHashSet;
 use tsdb_formats::{Reject, RejectKind};
 
 use super::parse::{KindCounts, Parsed};
-use super::read::{Done, Slots};
+use super::read::{Done, InFlightBudget};
 
 /// Rejections printed one by one; the rest are only counted.
 pub(super) const SHOWN_REJECTS: usize = 20;
@@ -83,7 +83,7 @@ fn with_hint(reject: &Reject) -> String {
 pub(super) struct Writer<'a> {
     pub(super) db: &'a TimeSeriesDB,
     pub(super) bar: ProgressBar,
-    pub(super) slots: Arc<Slots>,
+    pub(super) budget: Arc<InFlightBudget>,
     pub(super) started: Instant,
     pub(super) totals: Totals,
     series: FxHashSet<SeriesId>,
@@ -105,11 +105,15 @@ enum Why {
 }
 
 impl<'a> Writer<'a> {
-    pub(super) fn new(db: &'a TimeSeriesDB, bar: ProgressBar, slots: Arc<Slots>) -> Writer<'a> {
+    pub(super) fn new(
+        db: &'a TimeSeriesDB,
+        bar: ProgressBar,
+        budget: Arc<InFlightBudget>,
+    ) -> Writer<'a> {
         Writer {
             db,
             bar,
-            slots,
+            budget,
             started: Instant::now(),
             totals: Totals::default(),
             series: FxHashSet::default(),
@@ -128,7 +132,7 @@ impl<'a> Writer<'a> {
         while let Some(p) = registered.recv().await {
             let weight = p.weight;
             let result = self.apply(p).await;
-            self.slots.give_back(weight);
+            self.budget.give_back(weight);
             result?;
         }
         Ok(())
