@@ -110,21 +110,20 @@ impl GorillaCompressor {
     /// [`Compressor::decompress`] without `async`.
     pub fn decompress_sync(&self, block: &CompressedBlock) -> Result<Vec<DataPoint>> {
         let mut dec = block_decoder(block)?;
-        // Bounded by the block size (checked in `Decoder::new`). The points are decoded in
-        // place: pre-filled with the series, then each row's timestamp and value set.
-        let blank = DataPoint {
-            series_id: block.series_id,
-            timestamp: 0,
-            value: 0.0,
-        };
-        let mut out = vec![blank; block.point_count as usize];
+        // Bounded by the block size (checked in `Decoder::new`). The points are pushed as
+        // they are decoded: no pass writing placeholder rows first.
+        let n = block.point_count as usize;
         let mut rows = Rows {
-            rows: &mut out,
+            rows: Vec::with_capacity(n),
+            room: n,
+            series: block.series_id,
             min: i64::MAX,
             max: i64::MIN,
         };
         dec.decode_to(&mut rows)?;
-        let (min, max) = (rows.min, rows.max);
+        let Rows {
+            rows: out, min, max, ..
+        } = rows;
         let (min, max) = if out.is_empty() { (0, 0) } else { (min, max) };
         if (min, max) != (block.start_time, block.end_time) {
             return Err(Error::corrupt(
@@ -226,37 +225,48 @@ impl GorillaCompressor {
     }
 }
 
-/// `DataPoint`s as a decoding [`Sink`], noting the smallest and largest timestamp.
-struct Rows<'r> {
-    rows: &'r mut [DataPoint],
+/// The `DataPoint`s of one series as a decoding [`Sink`]: each row pushed as it comes (the
+/// sink is written in order, row 0 first), noting the smallest and largest timestamp.
+struct Rows {
+    rows: Vec<DataPoint>,
+    room: usize,
+    series: SeriesId,
     min: i64,
     max: i64,
 }
 
-impl Sink for Rows<'_> {
+impl Sink for Rows {
     #[inline(always)]
     fn room(&self) -> usize {
-        self.rows.len()
+        self.room
     }
 
     #[inline(always)]
     fn put(&mut self, i: usize, timestamp: i64, value: u64) {
+        debug_assert_eq!(i, self.rows.len(), "rows are written in order");
         self.min = self.min.min(timestamp);
         self.max = self.max.max(timestamp);
-        let row = &mut self.rows[i];
-        row.timestamp = timestamp;
-        row.value = f64::from_bits(value);
+        self.rows.push(DataPoint {
+            series_id: self.series,
+            timestamp,
+            value: f64::from_bits(value),
+        });
     }
 
     #[inline(always)]
     fn fill(&mut self, i: usize, run: usize, mut t: i64, delta: i64, value: u64) -> i64 {
+        debug_assert_eq!(i, self.rows.len(), "rows are written in order");
         let first = t.wrapping_add(delta);
         let value = f64::from_bits(value);
-        for row in &mut self.rows[i..i + run] {
+        let series_id = self.series;
+        self.rows.extend((0..run).map(|_| {
             t = t.wrapping_add(delta);
-            row.timestamp = t;
-            row.value = value;
-        }
+            DataPoint {
+                series_id,
+                timestamp: t,
+                value,
+            }
+        }));
         // A constant delta puts the run's extremes at its ends, unless it wrapped around the
         // i64 range on the way: then every row is looked at.
         let exact_last = delta
