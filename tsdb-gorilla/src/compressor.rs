@@ -122,7 +122,10 @@ impl GorillaCompressor {
         };
         dec.decode_to(&mut rows)?;
         let Rows {
-            rows: out, min, max, ..
+            rows: out,
+            min,
+            max,
+            ..
         } = rows;
         let (min, max) = if out.is_empty() { (0, 0) } else { (min, max) };
         if (min, max) != (block.start_time, block.end_time) {

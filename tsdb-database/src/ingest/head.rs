@@ -75,6 +75,15 @@ impl Head {
         Ok((ts, vs))
     }
 
+    /// The point of a head holding exactly one (no late point).
+    pub(crate) fn only_point(&self) -> Option<(i64, f64)> {
+        if self.encoded.point_count() == 1 && self.late.is_none() {
+            self.encoded.last()
+        } else {
+            None
+        }
+    }
+
     /// The first point's timestamp (the smallest of the in-order points).
     pub(crate) fn first_timestamp(&self) -> Option<i64> {
         self.encoded.time_range().map(|(first, _)| first)

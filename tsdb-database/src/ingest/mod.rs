@@ -20,9 +20,12 @@ use tsdb_core::{Error, Result, SeriesId};
 
 pub(crate) use head::{Head, Sealed};
 
-/// What a shard knows of one series: 16 bytes (24 with its key in the map), the heads boxed,
-/// since a series without buffered points (between chunks, after a flush, gone quiet) needs
-/// only its newest timestamp, and a map of boxes wastes little on its empty slots.
+/// What a shard knows of one series: 16 bytes (24 with its key in the map). A series
+/// without buffered points (between chunks, after a flush, gone quiet) needs only its newest
+/// timestamp; one with a single point (a target's first scrape, an import of the latest
+/// values: often a million of them) keeps it in its shard's [`LonePoints`], 40 bytes with
+/// no allocation of its own; the heads of the rest are boxed, so that the map's slots stay
+/// small.
 #[derive(Debug, Default)]
 enum SeriesState {
     /// No point accepted yet.
@@ -30,6 +33,8 @@ enum SeriesState {
     New,
     /// No head: the newest timestamp accepted so far (for the out-of-order window).
     Idle(i64),
+    /// One point, in the in-order head's place, at `lone[at]` of the shard.
+    Lone { at: u32, max_ts: i64 },
     /// At least one head.
     Live(Box<Live>),
 }
@@ -71,16 +76,17 @@ impl SeriesState {
     fn max_ts(&self) -> Option<i64> {
         match self {
             SeriesState::New => None,
-            SeriesState::Idle(max_ts) => Some(*max_ts),
+            SeriesState::Idle(max_ts) | SeriesState::Lone { max_ts, .. } => Some(*max_ts),
             SeriesState::Live(live) => Some(live.max_ts),
         }
     }
 
-    /// The series' heads (see [`Live::heads`]); none unless live.
+    /// The series' boxed heads (see [`Live::heads`]); none unless live (a lone point is in
+    /// its shard's [`LonePoints`]).
     fn heads(&self) -> impl Iterator<Item = &Head> {
         match self {
             SeriesState::Live(live) => Some(live.heads()),
-            SeriesState::New | SeriesState::Idle(_) => None,
+            SeriesState::New | SeriesState::Idle(_) | SeriesState::Lone { .. } => None,
         }
         .into_iter()
         .flatten()
@@ -90,26 +96,49 @@ impl SeriesState {
     fn observe(&mut self, t: i64) {
         match self {
             SeriesState::New => *self = SeriesState::Idle(t),
-            SeriesState::Idle(max_ts) => *max_ts = (*max_ts).max(t),
+            SeriesState::Idle(max_ts) | SeriesState::Lone { max_ts, .. } => {
+                *max_ts = (*max_ts).max(t)
+            }
             SeriesState::Live(live) => live.max_ts = live.max_ts.max(t),
         }
     }
 
     /// Takes the state apart (leaving [`SeriesState::New`]): the newest accepted timestamp
-    /// and the heads, if any; [`SeriesState::settle`] puts it back together.
-    fn take(&mut self) -> (Option<i64>, Option<Box<Live>>) {
+    /// and the heads, if any, or where its lone point is; [`SeriesState::settle`] puts it
+    /// back together.
+    fn take(&mut self) -> Taken {
         match std::mem::take(self) {
-            SeriesState::New => (None, None),
-            SeriesState::Idle(max_ts) => (Some(max_ts), None),
-            SeriesState::Live(live) => (Some(live.max_ts), Some(live)),
+            SeriesState::New => Taken::Heads(None, None),
+            SeriesState::Idle(max_ts) => Taken::Heads(Some(max_ts), None),
+            SeriesState::Lone { at, max_ts } => Taken::Lone { at, max_ts },
+            SeriesState::Live(live) => Taken::Heads(Some(live.max_ts), Some(live)),
         }
     }
 
-    /// The state of a series with newest accepted timestamp `max_ts` and heads `live` (whose
-    /// box is dropped when it holds no head any more).
-    fn settle(max_ts: Option<i64>, live: Option<Box<Live>>) -> Self {
+    /// The state of `series` with newest accepted timestamp `max_ts` and heads `live`: idle
+    /// when they hold no point any more (the box dropped), lone when they hold one in the
+    /// in-order head (the box dropped, the point put in `lone`).
+    fn settle(
+        series: SeriesId,
+        max_ts: Option<i64>,
+        live: Option<Box<Live>>,
+        lone: &mut LonePoints,
+    ) -> Self {
         match (max_ts, live) {
             (Some(max_ts), Some(mut live)) if live.has_heads() => {
+                if live.out_of_order.is_none()
+                    && let Some(head) = &live.head
+                    && let Some((t, v)) = head.only_point()
+                {
+                    let at = lone.push(LonePoint {
+                        series,
+                        t,
+                        v,
+                        lsn: head.first_lsn,
+                        opened: head.opened,
+                    });
+                    return SeriesState::Lone { at, max_ts };
+                }
                 live.max_ts = max_ts;
                 SeriesState::Live(live)
             }
@@ -130,8 +159,110 @@ impl SeriesState {
                         .as_ref()
                         .map_or(0, |_| std::mem::size_of::<Head>())
             }
-            SeriesState::New | SeriesState::Idle(_) => 0,
+            SeriesState::New | SeriesState::Idle(_) | SeriesState::Lone { .. } => 0,
         }
+    }
+}
+
+/// A series' state taken apart by [`SeriesState::take`].
+enum Taken {
+    /// The newest accepted timestamp (none for a new series) and the boxed heads, if any.
+    Heads(Option<i64>, Option<Box<Live>>),
+    /// A lone point, at `lone[at]`.
+    Lone { at: u32, max_ts: i64 },
+}
+
+/// The only buffered point of a series in [`SeriesState::Lone`].
+#[derive(Clone, Copy, Debug)]
+struct LonePoint {
+    series: SeriesId,
+    t: i64,
+    v: f64,
+    /// WAL position of the point.
+    lsn: u64,
+    /// When it arrived (see [`Head::opened`]).
+    opened: u64,
+}
+
+impl LonePoint {
+    /// The in-order head the point stands for (a head of one point allocates nothing).
+    fn head(&self) -> Head {
+        let mut head = Head::new(self.lsn, self.opened);
+        head.push(self.lsn, self.t, self.v);
+        head
+    }
+}
+
+/// A shard's lone points, packed: removing one moves the last into its place (whose series'
+/// state is then pointed at the new place), and the vector gives its memory back as it
+/// empties.
+#[derive(Debug, Default)]
+struct LonePoints(Vec<LonePoint>);
+
+impl LonePoints {
+    fn push(&mut self, point: LonePoint) -> u32 {
+        // Memory runs out long before four billion points (of 40 bytes each).
+        let at = u32::try_from(self.0.len()).expect("fewer than 2^32 lone points");
+        self.0.push(point);
+        at
+    }
+
+    fn get(&self, at: u32) -> &LonePoint {
+        &self.0[at as usize]
+    }
+
+    /// Removes the point at `at`, pointing the state of the one moved into its place there.
+    fn remove(
+        &mut self,
+        at: u32,
+        states: &mut DenseMap<SeriesId, SeriesState, FxBuildHasher>,
+    ) -> LonePoint {
+        let point = self.0.swap_remove(at as usize);
+        if let Some(moved) = self.0.get(at as usize)
+            && let Some(SeriesState::Lone { at: place, .. }) = states.get_mut(&moved.series)
+        {
+            *place = at;
+        }
+        self.shrink();
+        point
+    }
+
+    /// Keeps only the points whose series are still lone, pointing each at its new place.
+    fn retain_lone(&mut self, states: &mut DenseMap<SeriesId, SeriesState, FxBuildHasher>) {
+        let mut kept = 0;
+        for i in 0..self.0.len() {
+            let point = self.0[i];
+            if let Some(SeriesState::Lone { at, .. }) = states.get_mut(&point.series)
+                && *at as usize == i
+            {
+                *at = kept as u32;
+                self.0[kept] = point;
+                kept += 1;
+            }
+        }
+        self.0.truncate(kept);
+        self.shrink();
+    }
+
+    fn shrink(&mut self) {
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        } else if self.0.len() < self.0.capacity() / 4 {
+            self.0.shrink_to(self.0.capacity() / 2);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &LonePoint> + '_ {
+        self.0.iter()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<LonePoint>()
     }
 }
 
@@ -145,6 +276,8 @@ struct Shard {
     /// `HashMap` touched 52); Fx hashing: series ids are hashes already, or small
     /// caller-chosen numbers.
     series: DenseMap<SeriesId, SeriesState, FxBuildHasher>,
+    /// The points of the series in [`SeriesState::Lone`].
+    lone: LonePoints,
     sealed: VecDeque<Arc<Sealed>>,
 }
 
@@ -317,16 +450,30 @@ impl Heads {
         groups: &[(SeriesId, &[(i64, f64)])],
     ) -> usize {
         let mut shard = self.lock(shard_index);
-        let shard = &mut *shard;
+        let Shard {
+            series: states,
+            lone,
+            sealed: sealed_heads,
+        } = &mut *shard;
         let mut sealed = 0;
         let mut added = 0u64;
         // When heads opened by this call open: read once, when the first one does.
         let mut now = None;
         for &(series, points) in groups {
-            let (state, _) = shard
-                .series
-                .get_or_insert_with(series, SeriesState::default);
-            let (mut max_ts, mut live) = state.take();
+            let (mut state, _) = states.get_or_insert_with(series, SeriesState::default);
+            let (mut max_ts, mut live) = match state.take() {
+                Taken::Heads(max_ts, live) => (max_ts, live),
+                Taken::Lone { at, max_ts } => {
+                    let point = lone.remove(at, states);
+                    state = states.get_mut(&series).expect("the series was just here");
+                    let live = Live {
+                        max_ts,
+                        head: Some(point.head()),
+                        out_of_order: None,
+                    };
+                    (Some(max_ts), Some(Box::new(live)))
+                }
+            };
             for &(t, v) in points {
                 let head = live.as_ref().and_then(|l| l.head.as_ref());
                 let in_order = match (head, max_ts) {
@@ -365,11 +512,11 @@ impl Heads {
                 if let Some(full) = full {
                     self.buffered_points
                         .fetch_sub(full.len() as u64, Ordering::Relaxed);
-                    shard.sealed.push_back(Arc::new(Sealed::new(series, full)));
+                    sealed_heads.push_back(Arc::new(Sealed::new(series, full)));
                     sealed += 1;
                 }
             }
-            *state = SeriesState::settle(max_ts, live);
+            *state = SeriesState::settle(series, max_ts, live, lone);
         }
         self.buffered_points.fetch_add(added, Ordering::Relaxed);
         self.sealed_waiting.fetch_add(sealed, Ordering::Relaxed);
@@ -386,23 +533,44 @@ impl Heads {
     /// Seals the heads of shard `s` that `pick` picks; how many.
     fn seal_in(&self, s: usize, pick: &mut impl FnMut(&Head) -> bool) -> usize {
         let mut total = 0;
+        let mut lone_sealed = false;
         let mut shard = self.lock(s);
-        let shard = &mut *shard;
-        for (&series, state) in shard.series.iter_mut() {
-            let SeriesState::Live(live) = state else {
-                continue;
+        let Shard {
+            series: states,
+            lone,
+            sealed,
+        } = &mut *shard;
+        for (&series, state) in states.iter_mut() {
+            let (out_of_order, in_order) = match state {
+                SeriesState::Live(live) => {
+                    let out_of_order = live.out_of_order.take_if(|h| pick(h)).map(|h| *h);
+                    let in_order = live.head.take_if(|h| pick(h));
+                    if !live.has_heads() {
+                        *state = SeriesState::Idle(live.max_ts);
+                    }
+                    (out_of_order, in_order)
+                }
+                SeriesState::Lone { at, max_ts } => {
+                    let head = lone.get(*at).head();
+                    if !pick(&head) {
+                        continue;
+                    }
+                    // Its place in `lone` is given up below.
+                    *state = SeriesState::Idle(*max_ts);
+                    lone_sealed = true;
+                    (None, Some(head))
+                }
+                SeriesState::New | SeriesState::Idle(_) => continue,
             };
-            let out_of_order = live.out_of_order.take_if(|h| pick(h)).map(|h| *h);
-            let in_order = live.head.take_if(|h| pick(h));
-            if !live.has_heads() {
-                *state = SeriesState::Idle(live.max_ts);
-            }
             for head in out_of_order.into_iter().chain(in_order) {
                 self.buffered_points
                     .fetch_sub(head.len() as u64, Ordering::Relaxed);
-                shard.sealed.push_back(Arc::new(Sealed::new(series, head)));
+                sealed.push_back(Arc::new(Sealed::new(series, head)));
                 total += 1;
             }
+        }
+        if lone_sealed {
+            lone.retain_lone(states);
         }
         self.sealed_waiting.fetch_add(total, Ordering::Relaxed);
         total
@@ -455,7 +623,8 @@ impl Heads {
                 let shard = self.lock(s);
                 let heads = shard.series.values().flat_map(SeriesState::heads);
                 let sealed = shard.sealed.iter().map(|s| &s.head);
-                heads.chain(sealed).map(|h| h.first_lsn).min()
+                let lone = shard.lone.iter().map(|p| p.lsn);
+                heads.chain(sealed).map(|h| h.first_lsn).chain(lone).min()
             })
             .min()
     }
@@ -471,6 +640,7 @@ impl Heads {
                     .map(SeriesState::heap_bytes)
                     .sum::<usize>()
                     + shard.series.heap_bytes()
+                    + shard.lone.heap_bytes()
             })
             .sum()
     }
@@ -484,12 +654,15 @@ impl Heads {
             .iter()
             .filter(|s| s.series == series)
             .filter_map(|s| s.head.oldest());
-        let live = shard
-            .series
-            .get(&series)
+        let state = shard.series.get(&series);
+        let live = state
             .into_iter()
             .flat_map(|state| state.heads().filter_map(Head::oldest));
-        sealed.chain(live).min()
+        let lone = match state {
+            Some(SeriesState::Lone { at, .. }) => Some(shard.lone.get(*at).t),
+            _ => None,
+        };
+        sealed.chain(live).chain(lone).min()
     }
 
     /// What a query must see of one series from memory.
@@ -502,10 +675,17 @@ impl Heads {
             .cloned()
             .collect();
         let mut heads = Vec::new();
-        if let Some(state) = shard.series.get(&series) {
-            for head in state.heads() {
-                heads.push(head.points()?);
+        match shard.series.get(&series) {
+            Some(SeriesState::Lone { at, .. }) => {
+                let point = shard.lone.get(*at);
+                heads.push((vec![point.t], vec![point.v]));
             }
+            Some(state) => {
+                for head in state.heads() {
+                    heads.push(head.points()?);
+                }
+            }
+            None => {}
         }
         Ok(MemorySnapshot { sealed, heads })
     }
@@ -521,6 +701,92 @@ mod tests {
         assert_eq!(std::mem::size_of::<(SeriesId, SeriesState)>(), 24);
         assert!(std::mem::size_of::<Head>() <= 96);
         assert!(std::mem::size_of::<Live>() <= 112);
+    }
+
+    /// Every lone state points at its own entry, and there are no other entries.
+    fn check_lone_table(heads: &Heads) {
+        for s in 0..heads.shard_count() {
+            let shard = heads.lock(s);
+            let mut lone_states = 0;
+            for (series, state) in shard.series.iter() {
+                if let SeriesState::Lone { at, .. } = state {
+                    assert_eq!(
+                        shard.lone.get(*at).series,
+                        *series,
+                        "lone entry of {series}"
+                    );
+                    lone_states += 1;
+                }
+            }
+            assert_eq!(shard.lone.len(), lone_states, "shard {s}");
+        }
+    }
+
+    #[test]
+    fn lone_points_are_seen_moved_and_sealed_like_heads() {
+        let heads = Heads::new(2, 4);
+        // Series 0..40 get a point each; the even ones a second, then a third to some.
+        let mut model: Vec<Vec<(i64, f64)>> = vec![Vec::new(); 40];
+        let mut lsn = 1;
+        for (i, points) in model.iter_mut().enumerate() {
+            let series = SeriesId(i as u64);
+            let point = [(100 + i as i64, i as f64)];
+            heads.apply(heads.shard_of(series), lsn, &[(series, &point[..])]);
+            points.push(point[0]);
+            lsn += 1;
+        }
+        check_lone_table(&heads);
+        assert_eq!(heads.min_lsn(), Some(1));
+        let mut state = 11u64;
+        for step in 0..400u64 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let i = (state >> 33) as usize % model.len();
+            let series = SeriesId(i as u64);
+            match (state >> 20) % 5 {
+                0 => {
+                    heads.seal_larger_than(2);
+                }
+                1 if step.is_multiple_of(50) => {
+                    heads.seal_all();
+                }
+                2 => {
+                    // Some lone points sealed, others kept (by the parity of their LSN).
+                    let shard = (state >> 40) as usize % heads.shard_count();
+                    heads.seal_in(shard, &mut |h: &Head| h.first_lsn.is_multiple_of(2));
+                }
+                _ => {
+                    let t = model[i].last().map_or(0, |p| p.0) + 10;
+                    let point = [(t, step as f64)];
+                    heads.apply(heads.shard_of(series), lsn, &[(series, &point[..])]);
+                    model[i].push(point[0]);
+                    lsn += 1;
+                }
+            }
+            check_lone_table(&heads);
+        }
+        // Sealed heads stay visible until written: memory holds every point of each series.
+        for (i, points) in model.iter().enumerate() {
+            let series = SeriesId(i as u64);
+            let snapshot = heads.snapshot(series).expect("decodes");
+            let mut seen: Vec<(i64, f64)> = Vec::new();
+            for (ts, vs) in snapshot.into_sources().expect("decodes") {
+                seen.extend(ts.into_iter().zip(vs));
+            }
+            seen.sort_by_key(|p| p.0);
+            assert_eq!(&seen, points, "series {i}");
+            assert_eq!(heads.oldest(series), points.first().map(|p| p.0));
+        }
+        heads.seal_all();
+        check_lone_table(&heads);
+        for s in 0..heads.shard_count() {
+            let shard = heads.lock(s);
+            assert!(
+                shard.lone.heap_bytes() == 0,
+                "an empty table keeps no memory"
+            );
+        }
     }
 
     #[test]
