@@ -2,7 +2,8 @@
 
 #![deny(unsafe_code)]
 
-// Fewer allocator arenas, so that memory freed on one thread serves the others.
+// Fewer allocator arenas, so that memory freed on one thread serves the others, and free
+// pages given back between an import's phases.
 mod arenas;
 mod import;
 mod inspect;

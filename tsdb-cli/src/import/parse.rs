@@ -126,13 +126,21 @@ struct Entry {
 /// Series bytes as written -> series id, in two generations: when the newer is full it
 /// becomes the older and the older is dropped, so memory stays bounded and the series in
 /// use stay found. The bytes are not kept: entries are by their [`SeriesKey`] (32 bytes
-/// with the entry, whatever the labels' length).
+/// with the entry, whatever the labels' length). From the second generation on, one that was
+/// almost never asked for an entry it had (a file of series each written once) is dropped
+/// instead of kept as the older one, which halves what the cache holds when it cannot help.
+/// (The first is always kept: it can have no hits in a file whose series come back only after
+/// more than a generation.)
 struct SeriesCache {
     keys: SeriesKeys,
     now: SeriesKeyMap<Entry>,
     old: SeriesKeyMap<Entry>,
     /// Entries in one generation.
     limit: usize,
+    /// Lookups that found their entry since the newer generation began.
+    hits: usize,
+    /// Whether a generation was ever full.
+    rotated: bool,
 }
 
 impl SeriesCache {
@@ -143,12 +151,14 @@ impl SeriesCache {
         if let Some(e) = self.now.get_mut(&key) {
             let first = e.seq != seq;
             e.seq = seq;
+            self.hits += 1;
             return Ok((e.id, first));
         }
         // Copied into the newer generation (the older one is dropped whole later).
         let Some(&e) = self.old.get(&key) else {
             return Err(key);
         };
+        self.hits += 1;
         let first = e.seq != seq;
         self.put(key, Entry { id: e.id, seq });
         Ok((e.id, first))
@@ -161,7 +171,15 @@ impl SeriesCache {
 
     fn put(&mut self, key: SeriesKey, e: Entry) {
         if self.now.len() >= self.limit {
-            self.old = std::mem::take(&mut self.now);
+            let full = std::mem::take(&mut self.now);
+            // Fewer hits than a sixteenth of the entries: keeping it would not pay.
+            self.old = if !self.rotated || self.hits >= full.len() / 16 {
+                full
+            } else {
+                SeriesKeyMap::default()
+            };
+            self.hits = 0;
+            self.rotated = true;
         }
         self.now.insert(key, e);
     }
@@ -186,6 +204,8 @@ impl Worker {
                 now: SeriesKeyMap::default(),
                 old: SeriesKeyMap::default(),
                 limit: (CACHE_ENTRIES / workers.max(1)).max(MIN_CACHE_ENTRIES),
+                hits: 0,
+                rotated: false,
             },
             csv_seen: Vec::new(),
             key: Vec::new(),
@@ -203,11 +223,12 @@ impl Worker {
         loop {
             let next = chunks.lock().unwrap_or_else(PoisonError::into_inner).recv();
             let Ok(chunk) = next else { return };
+            let reserved = chunk.reserved;
             let (mut result, buffer) = self.parse(chunk);
             if let Some(buffer) = buffer {
                 buffers.give_back(buffer);
             }
-            result.weight = budget.charge(result.heap_bytes());
+            result.weight = budget.charge(result.heap_bytes(), reserved);
             if parsed.send(result).is_err() {
                 return;
             }
@@ -456,4 +477,75 @@ fn reject_line(out: &mut Parsed, line: usize, reject: Reject) {
 fn reject_point(out: &mut Parsed, line: usize, reject: Reject) {
     out.points_rejected.add(reject.kind);
     keep(out, line, reject);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(limit: usize) -> SeriesCache {
+        SeriesCache {
+            keys: SeriesKeys::random(),
+            now: SeriesKeyMap::default(),
+            old: SeriesKeyMap::default(),
+            limit,
+            hits: 0,
+            rotated: false,
+        }
+    }
+
+    /// Looks `n` up, inserting it when missing; whether it was found.
+    fn lookup(c: &mut SeriesCache, n: u64, seq: u64) -> bool {
+        let bytes = format!("m{{id=\"{n}\"}}");
+        match c.get(bytes.as_bytes(), seq) {
+            Ok((id, _)) => {
+                assert_eq!(id, SeriesId(n), "the id recorded for {bytes}");
+                true
+            }
+            Err(key) => {
+                c.insert(key, SeriesId(n), seq);
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn series_coming_back_after_more_than_a_generation_are_found() {
+        let mut c = cache(100);
+        // 150 series in a cycle, more than a generation holds: the first pass finds none, so
+        // its generation has no hits, and is kept all the same (dropped, the next passes
+        // would find none either); later passes find a third or more.
+        for pass in 0..8u64 {
+            let found = (0..150).filter(|&n| lookup(&mut c, n, pass)).count();
+            if pass > 0 {
+                assert!(found >= 50, "pass {pass}: {found} of 150 found");
+            }
+        }
+        // A cycle that fits a generation is always found.
+        let mut c = cache(100);
+        for pass in 0..4u64 {
+            let found = (0..90).filter(|&n| lookup(&mut c, n, pass)).count();
+            assert_eq!(found, if pass == 0 { 0 } else { 90 });
+        }
+    }
+
+    #[test]
+    fn a_cache_that_never_hits_keeps_one_generation() {
+        let mut c = cache(100);
+        for n in 0..1_000 {
+            assert!(!lookup(&mut c, n, 0));
+        }
+        assert!(
+            c.old.is_empty(),
+            "an older generation without hits is dropped"
+        );
+        assert!(c.now.len() <= 100);
+        // Series seen again now and then keep it.
+        let mut c = cache(100);
+        for n in 0..1_000u64 {
+            lookup(&mut c, n, 0);
+            lookup(&mut c, n, 0);
+        }
+        assert!(!c.old.is_empty());
+    }
 }

@@ -48,6 +48,8 @@ pub(super) struct Chunk {
     pub(super) skipped_lines: u64,
     /// Bytes of the input (as stored: compressed for gzip) this chunk stands for.
     pub(super) input_bytes: u64,
+    /// What it reserved of the [`InFlightBudget`].
+    pub(super) reserved: usize,
     pub(super) body: Body,
 }
 
@@ -62,41 +64,55 @@ pub(super) enum Body {
 }
 
 /// A bound on the memory of the chunks between the reader and the writer, so that it stays
-/// bounded whatever the input: the reader takes [`CHUNK`] bytes of the budget for each chunk
-/// it reads (waiting while less is left), a parser charges what the parsed chunk holds beyond
-/// that (new series' labels weigh far more than their lines: a chunk of a million-series file
-/// parses into about 8 times its bytes), and the writer gives the chunk's whole weight back
-/// once it is written. Parsers never wait (the budget may go below zero), so the chunks
-/// always drain in order.
+/// bounded whatever the input: the reader reserves, for each chunk it reads, what the last
+/// parsed chunk weighed (at least [`CHUNK`], at most half the budget, so that two chunks
+/// are always in flight), waiting while less is left; a parser charges what the parsed
+/// chunk holds beyond its reservation, or gives back what it holds less (new series'
+/// labels weigh far more than their lines: a chunk of a million-series file parses into
+/// about 8 times its bytes), and the writer gives the chunk's whole weight back once it is
+/// written. Parsers never wait (the budget may go below zero), so the chunks always drain
+/// in order.
 pub(super) struct InFlightBudget {
-    /// Bytes left (below zero while parsed chunks weigh more than the budget), and whether
-    /// the import is over.
-    state: Mutex<(i64, bool)>,
+    state: Mutex<BudgetState>,
     budget: i64,
     freed: Condvar,
 }
 
+struct BudgetState {
+    /// Bytes left (below zero while parsed chunks weigh more than they reserved).
+    left: i64,
+    /// The import is over.
+    closed: bool,
+    /// What the last parsed chunk weighed: the next chunk's reservation.
+    estimate: i64,
+}
+
 impl InFlightBudget {
-    /// A budget of `bytes`, at least one chunk's.
+    /// A budget of `bytes`, at least two chunks'.
     pub(super) fn new(bytes: usize) -> InFlightBudget {
-        let budget = i64::try_from(bytes.max(CHUNK)).unwrap_or(i64::MAX);
+        let budget = i64::try_from(bytes.max(2 * CHUNK)).unwrap_or(i64::MAX);
         InFlightBudget {
-            state: Mutex::new((budget, false)),
+            state: Mutex::new(BudgetState {
+                left: budget,
+                closed: false,
+                estimate: CHUNK as i64,
+            }),
             budget,
             freed: Condvar::new(),
         }
     }
 
-    /// Waits for a chunk's share of the budget; false once closed.
-    fn take(&self) -> bool {
+    /// Waits for a chunk's reservation and returns it; `None` once closed.
+    fn take(&self) -> Option<usize> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if state.1 {
-                return false;
+            if state.closed {
+                return None;
             }
-            if state.0 >= CHUNK as i64 {
-                state.0 -= CHUNK as i64;
-                return true;
+            let need = state.estimate.clamp(CHUNK as i64, self.budget / 2);
+            if state.left >= need {
+                state.left -= need;
+                return Some(need as usize);
             }
             state = self
                 .freed
@@ -105,25 +121,36 @@ impl InFlightBudget {
         }
     }
 
-    /// Charges `bytes` more for a chunk already taken (never waits); returns the chunk's
-    /// weight, what [`Self::give_back`] is to be given.
-    pub(super) fn charge(&self, bytes: usize) -> usize {
-        let extra = i64::try_from(bytes.saturating_sub(CHUNK)).unwrap_or(self.budget);
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).0 -= extra;
-        CHUNK + extra as usize
+    /// Settles a parsed chunk that reserved `reserved` and holds `bytes` (never waits); returns
+    /// the chunk's weight, what [`Self::give_back`] is to be given.
+    pub(super) fn charge(&self, bytes: usize, reserved: usize) -> usize {
+        let weight = i64::try_from(bytes.max(CHUNK)).unwrap_or(self.budget);
+        let reserved = i64::try_from(reserved).unwrap_or(self.budget);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.left -= weight - reserved;
+        state.estimate = weight;
+        let refunded = weight < reserved;
+        drop(state);
+        if refunded {
+            self.freed.notify_one();
+        }
+        weight as usize
     }
 
     /// Gives back a written chunk's `weight`.
     pub(super) fn give_back(&self, weight: usize) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.0 = (state.0 + i64::try_from(weight).unwrap_or(self.budget)).min(self.budget);
+        state.left = (state.left + i64::try_from(weight).unwrap_or(self.budget)).min(self.budget);
         drop(state);
         self.freed.notify_one();
     }
 
     /// Wakes the reader for good: the import stops.
     pub(super) fn close(&self) {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
         self.freed.notify_all();
     }
 }
@@ -274,14 +301,15 @@ impl Reader {
         bytes: u64,
         body: Body,
     ) -> bool {
-        if !self.budget.take() {
+        let Some(reserved) = self.budget.take() else {
             return false;
-        }
+        };
         let chunk = Chunk {
             seq: *seq,
             input: input.clone(),
             skipped_lines: skipped,
             input_bytes: bytes,
+            reserved,
             body,
         };
         *seq += 1;
