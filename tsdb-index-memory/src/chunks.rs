@@ -25,14 +25,7 @@ impl Entry {
 
     /// `c` as the only entry so far (its own end the largest).
     fn of(c: &ChunkReference) -> Self {
-        Entry {
-            start: c.start_time,
-            end: c.end_time,
-            max_end: c.end_time,
-            location: c.location,
-            point_count: c.point_count,
-            codec: c.codec,
-        }
+        Lone::of(c).entry()
     }
 
     fn reference(&self, series: SeriesId) -> ChunkReference {
