@@ -5,7 +5,7 @@ use tsdb_core::{
     CodecId, CompressedBlock, Compressor, DataPoint, Error, Result, SeriesId, async_trait,
 };
 
-use crate::decoder::{Decoder, Sink};
+use crate::decoder::Decoder;
 use crate::encoder::Encoder;
 use crate::format::SOURCE;
 
@@ -50,6 +50,9 @@ fn block_decoder(block: &CompressedBlock) -> Result<Decoder<'_>> {
     }
     Ok(dec)
 }
+
+/// Points [`GorillaCompressor::decompress_sync`] decodes at a time (two 4 KiB columns).
+const DECODE_BATCH: usize = 512;
 
 impl GorillaCompressor {
     /// The codec.
@@ -110,23 +113,32 @@ impl GorillaCompressor {
     /// [`Compressor::decompress`] without `async`.
     pub fn decompress_sync(&self, block: &CompressedBlock) -> Result<Vec<DataPoint>> {
         let mut dec = block_decoder(block)?;
-        // Bounded by the block size (checked in `Decoder::new`). The points are pushed as
-        // they are decoded: no pass writing placeholder rows first.
+        // Bounded by the block size (checked in `Decoder::new`). Points are decoded a batch at
+        // a time into columns on the stack, then appended: the decode loop then keeps its
+        // output position in a register (pushing row by row stores and reloads the vector's
+        // length every point), and the copy runs with one capacity check a batch.
         let n = block.point_count as usize;
-        let mut rows = Rows {
-            rows: Vec::with_capacity(n),
-            room: n,
-            series: block.series_id,
-            min: i64::MAX,
-            max: i64::MIN,
-        };
-        dec.decode_to(&mut rows)?;
-        let Rows {
-            rows: out,
-            min,
-            max,
-            ..
-        } = rows;
+        let mut out = Vec::with_capacity(n);
+        let (mut min, mut max) = (i64::MAX, i64::MIN);
+        let mut ts = [0i64; DECODE_BATCH];
+        let mut vs = [0f64; DECODE_BATCH];
+        let series_id = block.series_id;
+        loop {
+            let got = dec.decode_into(&mut ts, &mut vs)?;
+            if got == 0 {
+                break;
+            }
+            let (ts, vs) = (&ts[..got], &vs[..got]);
+            out.extend(ts.iter().zip(vs).map(|(&timestamp, &value)| {
+                min = min.min(timestamp);
+                max = max.max(timestamp);
+                DataPoint {
+                    series_id,
+                    timestamp,
+                    value,
+                }
+            }));
+        }
         let (min, max) = if out.is_empty() { (0, 0) } else { (min, max) };
         if (min, max) != (block.start_time, block.end_time) {
             return Err(Error::corrupt(
@@ -225,65 +237,5 @@ impl GorillaCompressor {
         timestamps.truncate(at + got);
         values.truncate(at + got);
         Ok(())
-    }
-}
-
-/// The `DataPoint`s of one series as a decoding [`Sink`]: each row pushed as it comes (the
-/// sink is written in order, row 0 first), noting the smallest and largest timestamp.
-struct Rows {
-    rows: Vec<DataPoint>,
-    room: usize,
-    series: SeriesId,
-    min: i64,
-    max: i64,
-}
-
-impl Sink for Rows {
-    #[inline(always)]
-    fn room(&self) -> usize {
-        self.room
-    }
-
-    #[inline(always)]
-    fn put(&mut self, i: usize, timestamp: i64, value: u64) {
-        debug_assert_eq!(i, self.rows.len(), "rows are written in order");
-        self.min = self.min.min(timestamp);
-        self.max = self.max.max(timestamp);
-        self.rows.push(DataPoint {
-            series_id: self.series,
-            timestamp,
-            value: f64::from_bits(value),
-        });
-    }
-
-    #[inline(always)]
-    fn fill(&mut self, i: usize, run: usize, mut t: i64, delta: i64, value: u64) -> i64 {
-        debug_assert_eq!(i, self.rows.len(), "rows are written in order");
-        let first = t.wrapping_add(delta);
-        let value = f64::from_bits(value);
-        let series_id = self.series;
-        self.rows.extend((0..run).map(|_| {
-            t = t.wrapping_add(delta);
-            DataPoint {
-                series_id,
-                timestamp: t,
-                value,
-            }
-        }));
-        // A constant delta puts the run's extremes at its ends, unless it wrapped around the
-        // i64 range on the way: then every row is looked at.
-        let exact_last = delta
-            .checked_mul(run as i64 - 1)
-            .and_then(|span| first.checked_add(span));
-        if exact_last == Some(t) {
-            self.min = self.min.min(first).min(t);
-            self.max = self.max.max(first).max(t);
-        } else {
-            for row in &self.rows[i..i + run] {
-                self.min = self.min.min(row.timestamp);
-                self.max = self.max.max(row.timestamp);
-            }
-        }
-        t
     }
 }

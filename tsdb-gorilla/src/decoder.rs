@@ -237,7 +237,7 @@ fn emit(s: &mut State, dod: i64, out: &mut impl Sink, i: usize) {
 }
 
 /// Where bulk decoding writes points: rows `0, 1, 2, ...` up to [`Sink::room`], in order.
-pub(crate) trait Sink {
+trait Sink {
     /// How many points fit.
     fn room(&self) -> usize;
     /// Writes row `i`: timestamp `t`, value bits `v`.
@@ -424,6 +424,28 @@ impl<'a> Decoder<'a> {
     /// returns how many were written. When this decodes the last point, the end check runs too.
     /// After an error the contents of the columns are unspecified.
     pub fn decode_into(&mut self, timestamps: &mut [i64], values: &mut [f64]) -> Result<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+        {
+            // SAFETY: `decode_into_bmi2` only needs the CPU to have BMI2 and LZCNT, which was
+            // checked just above.
+            #[allow(unsafe_code)]
+            return unsafe { self.decode_into_bmi2(timestamps, values) };
+        }
+        self.decode_to(&mut Columns {
+            ts: timestamps,
+            vs: values,
+        })
+    }
+
+    /// [`Decoder::decode_into`] compiled for CPUs with BMI2 and LZCNT (x86-64 since 2013):
+    /// shifts by a register without the `cl` constraint and a one-instruction leading-zero
+    /// count take about a tenth of the decode loop's time off. The same code as the portable
+    /// path; only the instructions chosen differ.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "bmi1,bmi2,lzcnt")]
+    fn decode_into_bmi2(&mut self, timestamps: &mut [i64], values: &mut [f64]) -> Result<usize> {
         self.decode_to(&mut Columns {
             ts: timestamps,
             vs: values,
@@ -432,7 +454,7 @@ impl<'a> Decoder<'a> {
 
     /// [`Decoder::decode_into`] for any [`Sink`].
     #[inline(always)]
-    pub(crate) fn decode_to(&mut self, out: &mut impl Sink) -> Result<usize> {
+    fn decode_to(&mut self, out: &mut impl Sink) -> Result<usize> {
         if self.done {
             return Ok(0);
         }
@@ -575,4 +597,83 @@ pub fn decode(block: &[u8]) -> Result<Vec<(i64, f64)>> {
         out.push(p);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decodes `block` in batches of `batch` points, through the portable loop or through
+    /// [`Decoder::decode_into`] (which runs the BMI2 build where the CPU has it).
+    fn decode_in_batches(block: &[u8], batch: usize, portable: bool) -> Result<Vec<(i64, u64)>> {
+        let mut dec = Decoder::new(block)?;
+        let (mut ts, mut vs) = (vec![0; batch], vec![0.0; batch]);
+        let mut out = Vec::new();
+        loop {
+            let got = if portable {
+                dec.decode_to(&mut Columns {
+                    ts: &mut ts,
+                    vs: &mut vs,
+                })?
+            } else {
+                dec.decode_into(&mut ts, &mut vs)?
+            };
+            if got == 0 {
+                return Ok(out);
+            }
+            out.extend(
+                ts[..got]
+                    .iter()
+                    .zip(&vs[..got])
+                    .map(|(&t, v)| (t, v.to_bits())),
+            );
+        }
+    }
+
+    /// Both builds of the loop agree: same points, same errors at the same offsets. (On a CPU
+    /// without BMI2 both are the portable build.)
+    fn builds_agree(block: &[u8], batch: usize) {
+        let portable = decode_in_batches(block, batch, true).map_err(|e| e.to_string());
+        let dispatched = decode_in_batches(block, batch, false).map_err(|e| e.to_string());
+        assert_eq!(portable, dispatched);
+    }
+
+    proptest! {
+        #[test]
+        fn portable_and_cpu_specific_loops_decode_alike(
+            points in proptest::collection::vec(
+                (0i64..5, prop_oneof![Just(0.0), Just(1.5), any::<f64>(), (0u32..1000).prop_map(|c| f64::from(c) / 100.0)]),
+                0..400,
+            ),
+            batch in 1usize..64,
+        ) {
+            let mut t = 1_700_000_000_000i64;
+            let series: Vec<(i64, f64)> = points
+                .into_iter()
+                .map(|(jitter, v)| {
+                    t += 15_000 + jitter;
+                    (t, v)
+                })
+                .collect();
+            let block = crate::encode(&series);
+            builds_agree(&block, batch);
+            let expected: Vec<(i64, u64)> = series.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+            prop_assert_eq!(decode_in_batches(&block, batch, false).ok(), Some(expected));
+            // Damaged copies: both builds report the same error (or the same points).
+            for k in (0..block.len()).step_by(7) {
+                let mut bad = block.clone();
+                bad[k] ^= 0x5a;
+                builds_agree(&bad, batch);
+            }
+        }
+
+        #[test]
+        fn portable_and_cpu_specific_loops_agree_on_arbitrary_bytes(
+            data in proptest::collection::vec(any::<u8>(), 0..200),
+            batch in 1usize..64,
+        ) {
+            builds_agree(&data, batch);
+        }
+    }
 }

@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
+// One `unsafe` call: the bulk decoder's dispatch to a build for the CPU's instructions, after
+// checking that the CPU has them (`Decoder::decode_into`).
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod bits;
