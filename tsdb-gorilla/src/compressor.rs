@@ -51,9 +51,6 @@ fn block_decoder(block: &CompressedBlock) -> Result<Decoder<'_>> {
     Ok(dec)
 }
 
-/// Points [`GorillaCompressor::decompress_sync`] decodes at a time (two 4 KiB columns).
-const DECODE_BATCH: usize = 512;
-
 impl GorillaCompressor {
     /// The codec.
     pub fn new() -> Self {
@@ -113,32 +110,9 @@ impl GorillaCompressor {
     /// [`Compressor::decompress`] without `async`.
     pub fn decompress_sync(&self, block: &CompressedBlock) -> Result<Vec<DataPoint>> {
         let mut dec = block_decoder(block)?;
-        // Bounded by the block size (checked in `Decoder::new`). Points are decoded a batch at
-        // a time into columns on the stack, then appended: the decode loop then keeps its
-        // output position in a register (pushing row by row stores and reloads the vector's
-        // length every point), and the copy runs with one capacity check a batch.
-        let n = block.point_count as usize;
-        let mut out = Vec::with_capacity(n);
-        let (mut min, mut max) = (i64::MAX, i64::MIN);
-        let mut ts = [0i64; DECODE_BATCH];
-        let mut vs = [0f64; DECODE_BATCH];
-        let series_id = block.series_id;
-        loop {
-            let got = dec.decode_into(&mut ts, &mut vs)?;
-            if got == 0 {
-                break;
-            }
-            let (ts, vs) = (&ts[..got], &vs[..got]);
-            out.extend(ts.iter().zip(vs).map(|(&timestamp, &value)| {
-                min = min.min(timestamp);
-                max = max.max(timestamp);
-                DataPoint {
-                    series_id,
-                    timestamp,
-                    value,
-                }
-            }));
-        }
+        // Bounded by the block size (checked in `Decoder::new`).
+        let mut out = Vec::new();
+        let (min, max) = dec.decode_rows(block.series_id, &mut out)?;
         let (min, max) = if out.is_empty() { (0, 0) } else { (min, max) };
         if (min, max) != (block.start_time, block.end_time) {
             return Err(Error::corrupt(

@@ -1,6 +1,8 @@
 //! The decoder: an iterator of points and a bulk decode into columns.
 
-use tsdb_core::{Error, Result};
+use std::mem::MaybeUninit;
+
+use tsdb_core::{DataPoint, Error, Result, SeriesId};
 
 use crate::bits::{peek128_at, read_at};
 use crate::encoder::{State, Window};
@@ -277,6 +279,82 @@ impl Sink for Columns<'_> {
     }
 }
 
+/// Points of one series written into a vector's spare capacity, in order, noting the smallest
+/// and largest timestamp. `filled` counts the slots written: every slot below it holds a point.
+struct Rows<'r> {
+    rows: &'r mut [MaybeUninit<DataPoint>],
+    filled: usize,
+    series: SeriesId,
+    min: i64,
+    max: i64,
+}
+
+impl Sink for Rows<'_> {
+    #[inline(always)]
+    fn room(&self) -> usize {
+        self.rows.len()
+    }
+
+    #[inline(always)]
+    fn put(&mut self, i: usize, timestamp: i64, value: u64) {
+        assert_eq!(i, self.filled, "rows are written in order");
+        self.min = self.min.min(timestamp);
+        self.max = self.max.max(timestamp);
+        self.rows[i].write(DataPoint {
+            series_id: self.series,
+            timestamp,
+            value: f64::from_bits(value),
+        });
+        self.filled = i + 1;
+    }
+
+    #[inline(always)]
+    fn fill(&mut self, i: usize, run: usize, t: i64, delta: i64, value: u64) -> i64 {
+        assert_eq!(i, self.filled, "rows are written in order");
+        let slots = &mut self.rows[i..i + run];
+        let first = t.wrapping_add(delta);
+        let last = fill_rows(slots, self.series, t, delta, f64::from_bits(value));
+        self.filled = i + run;
+        // A constant delta puts the run's extremes at its ends, unless it wrapped around the
+        // i64 range on the way: then every row is looked at.
+        let exact_last = delta
+            .checked_mul(run as i64 - 1)
+            .and_then(|span| first.checked_add(span));
+        if exact_last == Some(last) {
+            self.min = self.min.min(first).min(last);
+            self.max = self.max.max(first).max(last);
+        } else {
+            let mut t = t;
+            for _ in 0..run {
+                t = t.wrapping_add(delta);
+                self.min = self.min.min(t);
+                self.max = self.max.max(t);
+            }
+        }
+        last
+    }
+}
+
+/// [`fill_run`] for [`Rows`].
+#[inline(never)]
+fn fill_rows(
+    slots: &mut [MaybeUninit<DataPoint>],
+    series_id: SeriesId,
+    mut t: i64,
+    delta: i64,
+    value: f64,
+) -> i64 {
+    for slot in slots {
+        t = t.wrapping_add(delta);
+        slot.write(DataPoint {
+            series_id,
+            timestamp: t,
+            value,
+        });
+    }
+    t
+}
+
 /// Writes a run of points with a constant delta and value; returns the last timestamp.
 ///
 /// Kept out of line: inlined, the compiler's vectorised set-up for this loop would be redone
@@ -424,32 +502,64 @@ impl<'a> Decoder<'a> {
     /// returns how many were written. When this decodes the last point, the end check runs too.
     /// After an error the contents of the columns are unspecified.
     pub fn decode_into(&mut self, timestamps: &mut [i64], values: &mut [f64]) -> Result<usize> {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("bmi2")
-            && std::arch::is_x86_feature_detected!("lzcnt")
-        {
-            // SAFETY: `decode_into_bmi2` only needs the CPU to have BMI2 and LZCNT, which was
-            // checked just above.
-            #[allow(unsafe_code)]
-            return unsafe { self.decode_into_bmi2(timestamps, values) };
-        }
-        self.decode_to(&mut Columns {
+        self.decode_dispatched(&mut Columns {
             ts: timestamps,
             vs: values,
         })
     }
 
-    /// [`Decoder::decode_into`] compiled for CPUs with BMI2 and LZCNT (x86-64 since 2013):
+    /// Decodes the remaining points onto the end of `rows` as points of `series` (room for them
+    /// is reserved first) and returns the smallest and largest timestamp decoded (`i64::MAX`,
+    /// `i64::MIN` when none). After an error `rows` is as it was.
+    pub(crate) fn decode_rows(
+        &mut self,
+        series: SeriesId,
+        rows: &mut Vec<DataPoint>,
+    ) -> Result<(i64, i64)> {
+        let n = usize::try_from(self.remaining()).unwrap_or(usize::MAX);
+        rows.reserve(n);
+        let at = rows.len();
+        let mut sink = Rows {
+            rows: &mut rows.spare_capacity_mut()[..n],
+            filled: 0,
+            series,
+            min: i64::MAX,
+            max: i64::MIN,
+        };
+        self.decode_dispatched(&mut sink)?;
+        let (filled, min, max) = (sink.filled, sink.min, sink.max);
+        // SAFETY: `Rows` initialised the first `filled` slots of the spare capacity (it counts
+        // a slot only once written, and writes them in order from the first).
+        #[allow(unsafe_code)]
+        unsafe {
+            rows.set_len(at + filled)
+        };
+        Ok((min, max))
+    }
+
+    /// [`Decoder::decode_to`] through the build of the loop for this CPU.
+    #[inline(always)]
+    fn decode_dispatched(&mut self, out: &mut impl Sink) -> Result<usize> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("lzcnt")
+        {
+            // SAFETY: `decode_to_bmi2` only needs the CPU to have BMI2 and LZCNT, which was
+            // checked just above.
+            #[allow(unsafe_code)]
+            return unsafe { self.decode_to_bmi2(out) };
+        }
+        self.decode_to(out)
+    }
+
+    /// [`Decoder::decode_to`] compiled for CPUs with BMI2 and LZCNT (x86-64 since 2013):
     /// shifts by a register without the `cl` constraint and a one-instruction leading-zero
     /// count take about a tenth of the decode loop's time off. The same code as the portable
     /// path; only the instructions chosen differ.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "bmi1,bmi2,lzcnt")]
-    fn decode_into_bmi2(&mut self, timestamps: &mut [i64], values: &mut [f64]) -> Result<usize> {
-        self.decode_to(&mut Columns {
-            ts: timestamps,
-            vs: values,
-        })
+    fn decode_to_bmi2(&mut self, out: &mut impl Sink) -> Result<usize> {
+        self.decode_to(out)
     }
 
     /// [`Decoder::decode_into`] for any [`Sink`].
@@ -637,6 +747,28 @@ mod tests {
         let portable = decode_in_batches(block, batch, true).map_err(|e| e.to_string());
         let dispatched = decode_in_batches(block, batch, false).map_err(|e| e.to_string());
         assert_eq!(portable, dispatched);
+        // Rows for `Compressor::decompress`: the same points, or the same error and nothing.
+        let mut rows = Vec::new();
+        let as_rows = Decoder::new(block)
+            .and_then(|mut d| d.decode_rows(SeriesId(7), &mut rows))
+            .map(|(min, max)| {
+                let points: Vec<(i64, u64)> = rows
+                    .iter()
+                    .map(|p| (p.timestamp, p.value.to_bits()))
+                    .collect();
+                let ts = points.iter().map(|p| p.0);
+                assert_eq!(
+                    (min, max),
+                    (
+                        ts.clone().min().unwrap_or(i64::MAX),
+                        ts.max().unwrap_or(i64::MIN)
+                    )
+                );
+                assert!(rows.iter().all(|p| p.series_id == SeriesId(7)));
+                points
+            })
+            .map_err(|e| e.to_string());
+        assert_eq!(portable, as_rows);
     }
 
     proptest! {
