@@ -30,7 +30,8 @@
 //! points/s, and the latency of those writes) before and while the throttled background
 //! compaction rewrites the whole dataset; `QUERY_BENCH_TIERS=1` also builds rollup tiers of
 //! 5 minutes and 1 hour while compacting, and Q3 (on the 5 minute grid) is answered from the
-//! 5 minute tier.
+//! 5 minute tier; `QUERY_BENCH_GORILLA=1` keeps every hot chunk in the Gorilla codec (the
+//! decimal values are otherwise flushed by the bit-packed one).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -168,6 +169,7 @@ fn bench_config(dir: &std::path::Path, compaction_interval: Option<Duration>) ->
         max_buffered_points: 200_000_000,
         compaction_interval,
         cold_after: Duration::ZERO,
+        pack_decimal_chunks: std::env::var_os("QUERY_BENCH_GORILLA").is_none(),
         ..Default::default()
     }
 }

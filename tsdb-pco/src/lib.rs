@@ -11,8 +11,12 @@ mod paged;
 pub use paged::PAGE_POINTS;
 
 /// The format version written in the first byte of every block (blocks of version 1, one
-/// pcodec file a column without pages, are still read).
-pub const FORMAT_VERSION: u8 = 2;
+/// pcodec file a column without pages, and of version 2, whose pages all store their
+/// timestamps, are still read).
+pub const FORMAT_VERSION: u8 = 3;
+
+/// Version 2: pages as in version 3, but every page stores its timestamps.
+const FORMAT_VERSION_2: u8 = 2;
 
 /// The name used in [`Error::Corrupt`] errors.
 const SOURCE: &str = "pco block";
@@ -142,7 +146,7 @@ impl PcoCompressor {
         Self::default()
     }
 
-    /// Encodes the columns (of equal length) into a block's bytes (format version 2).
+    /// Encodes the columns (of equal length) into a block's bytes (format version 3).
     pub fn encode_columns(&self, timestamps: &[i64], values: &[f64]) -> Result<Vec<u8>> {
         if timestamps.len() != values.len() {
             return Err(Error::invalid_input(format_args!(
@@ -200,11 +204,13 @@ impl PcoCompressor {
     ) -> Result<usize> {
         match *data.first().ok_or_else(|| corrupt(0, "empty block"))? {
             1 => decode_v1(data, timestamps, values),
-            FORMAT_VERSION => paged::decode(data, range, timestamps, values),
+            version @ (FORMAT_VERSION_2 | FORMAT_VERSION) => {
+                paged::decode(data, version, range, timestamps, values)
+            }
             version => Err(corrupt(
                 0,
                 format_args!(
-                    "unknown format version {version} (this decoder reads 1 and {FORMAT_VERSION})"
+                    "unknown format version {version} (this decoder reads 1 to {FORMAT_VERSION})"
                 ),
             )),
         }
@@ -324,7 +330,10 @@ impl Compressor for PcoCompressor {
     /// A block whose values are decimals holds no NaN (decoding checks nothing else: a
     /// damaged encoding byte fails the decode that would have answered).
     fn may_hold_nan(&self, block: &CompressedBlock) -> bool {
-        !(block.data.first() == Some(&FORMAT_VERSION)
+        !(block
+            .data
+            .first()
+            .is_some_and(|v| [FORMAT_VERSION_2, FORMAT_VERSION].contains(v))
             && block
                 .data
                 .get(5)

@@ -1,7 +1,9 @@
-//! Format version 2: both columns as one pcodec chunk each, cut into pages of
+//! Format versions 2 and 3: both columns as one pcodec chunk each, cut into pages of
 //! [`PAGE_POINTS`] points that decode on their own, with a page table giving each page's
 //! byte lengths and time span, so that a read of a short range decodes only the pages it
-//! overlaps. The layout is in the crate README.
+//! overlaps. From version 3, a page whose timestamps are evenly spaced stores none (its span
+//! and point count give them), and a block whose pages all are has no timestamp column. The
+//! layout is in the crate README.
 
 use tsdb_core::{Result, TimeRange};
 
@@ -82,10 +84,21 @@ pub(crate) fn encode(
         .collect();
     let config =
         pco::ChunkConfig::default().with_paging_spec(pco::PagingSpec::Exact(pages.clone()));
+    let mut spans = Vec::with_capacity(pages.len());
+    let mut at = 0usize;
+    for &n in &pages {
+        let page = &timestamps[at..at + n];
+        spans.push((span(page), evenly_spaced(page)));
+        at += n;
+    }
     let file = pco::wrapped::FileCompressor::default();
     let mut header = Vec::new();
     file.write_header(&mut header).map_err(failed)?;
-    let mut ts = file.chunk_compressor(timestamps, &config).map_err(failed)?;
+    let mut ts = if spans.iter().all(|&(_, even)| even) {
+        None
+    } else {
+        Some(file.chunk_compressor(timestamps, &config).map_err(failed)?)
+    };
     let (encoding, mut vs) = match &decimals {
         Some((digits, ks)) => (
             digits + 1,
@@ -97,28 +110,32 @@ pub(crate) fn encode(
         ),
     };
     let (mut ts_meta, mut vs_meta) = (Vec::new(), Vec::new());
-    ts.write_meta(&mut ts_meta).map_err(failed)?;
+    if let Some(ts) = &ts {
+        ts.write_meta(&mut ts_meta).map_err(failed)?;
+    }
     vs.write_meta(&mut vs_meta).map_err(failed)?;
     let mut table = Vec::new();
     let mut body = Vec::new();
     let mut previous_min = 0i64;
-    let mut at = 0usize;
-    for (p, &n) in pages.iter().enumerate() {
+    for (p, &((min, max), even)) in spans.iter().enumerate() {
         let before = body.len();
-        ts.write_page(p, &mut body).map_err(failed)?;
+        if let Some(ts) = ts.as_mut().filter(|_| !even) {
+            ts.write_page(p, &mut body).map_err(failed)?;
+        }
         let ts_len = body.len() - before;
+        if ts_len == 0 && !even {
+            // A length of zero says "evenly spaced": pcodec never writes an empty page.
+            return Err(tsdb_core::Error::invalid_input(
+                "pcodec wrote an empty timestamp page",
+            ));
+        }
         vs.write_page(p, &mut body).map_err(failed)?;
         let vs_len = body.len() - before - ts_len;
-        let page = &timestamps[at..at + n];
-        let (min, max) = page
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
         push_varint(&mut table, ts_len as u64);
         push_varint(&mut table, vs_len as u64);
         push_varint(&mut table, zigzag(min.wrapping_sub(previous_min)));
         push_varint(&mut table, max.wrapping_sub(min) as u64);
         previous_min = min;
-        at += n;
     }
     let mut out = Vec::with_capacity(FIXED_LEN + 16 + table.len() + header.len() + body.len());
     out.push(crate::FORMAT_VERSION);
@@ -136,6 +153,51 @@ pub(crate) fn encode(
     Ok(out)
 }
 
+/// The smallest and largest of `page` (not empty).
+fn span(page: &[i64]) -> (i64, i64) {
+    page.iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)))
+}
+
+/// Whether `page` (not empty) is `first, first + step, first + 2 step, ...` for a `step >= 0`:
+/// then its span and length give every timestamp.
+fn evenly_spaced(page: &[i64]) -> bool {
+    let step = match page {
+        [first, second, ..] => i128::from(*second) - i128::from(*first),
+        _ => 0,
+    };
+    step >= 0
+        && page
+            .iter()
+            .zip(0i128..)
+            .all(|(&t, k)| i128::from(t) == i128::from(page[0]) + k * step)
+}
+
+/// Writes the evenly spaced timestamps of a page spanning `span` into `dst` (not empty);
+/// fails when the span cannot be cut into `dst.len() - 1` equal steps.
+fn fill_evenly(dst: &mut [i64], span: TimeRange) -> std::result::Result<(), &'static str> {
+    let width = i128::from(span.end) - i128::from(span.start);
+    let steps = dst.len() as i128 - 1;
+    let step = match steps {
+        _ if width < 0 => return Err("a page's span ends before it starts"),
+        0 if width == 0 => 0,
+        0 => return Err("a one-point page without timestamps spans more than one instant"),
+        _ if width % steps != 0 => {
+            return Err("a page without timestamps has a span not divisible into its points");
+        }
+        _ => width / steps,
+    };
+    // Each timestamp lies within the span, so adding the step in wrapping 64-bit arithmetic
+    // gives it exactly (the step itself may exceed `i64::MAX` when the span is that wide).
+    let step = step as u64 as i64;
+    let mut t = span.start;
+    for slot in dst {
+        *slot = t;
+        t = t.wrapping_add(step);
+    }
+    Ok(())
+}
+
 /// One page as the table describes it.
 struct Page {
     points: usize,
@@ -144,10 +206,11 @@ struct Page {
     span: TimeRange,
 }
 
-/// Decodes the pages of a version-2 block that overlap `range` (every page without one),
-/// appending to the columns; returns the points appended.
+/// Decodes the pages of a block of `version` 2 or 3 that overlap `range` (every page without
+/// one), appending to the columns; returns the points appended.
 pub(crate) fn decode(
     data: &[u8],
+    version: u8,
     range: Option<TimeRange>,
     timestamps: &mut Vec<i64>,
     values: &mut Vec<f64>,
@@ -251,9 +314,16 @@ pub(crate) fn decode(
     };
     let (file, _) = pco::wrapped::FileDecompressor::new(&data[header_at..ts_meta_at])
         .map_err(pco_err(header_at, "pcodec header"))?;
-    let (mut ts_chunk, _) = file
-        .chunk_decompressor::<i64, _>(&data[ts_meta_at..vs_meta_at])
-        .map_err(pco_err(ts_meta_at, "timestamp metadata"))?;
+    // Version 3 leaves out the timestamp column when every page is evenly spaced.
+    let mut ts_chunk = if version >= 3 && ts_meta_len == 0 {
+        None
+    } else {
+        Some(
+            file.chunk_decompressor::<i64, _>(&data[ts_meta_at..vs_meta_at])
+                .map_err(pco_err(ts_meta_at, "timestamp metadata"))?
+                .0,
+        )
+    };
     let scale = (encoding != VALUES_AS_FLOATS).then(|| POWERS_OF_TEN[usize::from(encoding - 1)]);
     let mut int_chunk = None;
     let mut float_chunk = None;
@@ -282,29 +352,38 @@ pub(crate) fn decode(
     for page in wanted {
         let n = page.points;
         let dst = &mut timestamps[t_at + out..t_at + out + n];
-        let mut pd = ts_chunk
-            .page_decompressor(&data[page.ts.clone()], n)
-            .map_err(pco_err(page.ts.start, "timestamp page"))?;
-        let progress = pd
-            .read(dst)
-            .map_err(pco_err(page.ts.start, "timestamp page"))?;
-        if progress.n_processed != n || !progress.finished {
-            return Err(corrupt(
-                page.ts.start,
-                "timestamp page holds fewer points than its table says",
-            ));
-        }
-        let (lo, hi) = dst
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
-        if lo != page.span.start || hi != page.span.end {
-            return Err(corrupt(
-                page.ts.start,
-                format_args!(
-                    "timestamp page spans [{lo}, {hi}], its table says [{}, {}]",
-                    page.span.start, page.span.end
-                ),
-            ));
+        if version >= 3 && page.ts.is_empty() {
+            fill_evenly(dst, page.span).map_err(|why| corrupt(page.ts.start, why))?;
+        } else {
+            let chunk = ts_chunk.as_mut().ok_or_else(|| {
+                corrupt(
+                    page.ts.start,
+                    "a page stores timestamps but the block has no timestamp column",
+                )
+            })?;
+            let mut pd = chunk
+                .page_decompressor(&data[page.ts.clone()], n)
+                .map_err(pco_err(page.ts.start, "timestamp page"))?;
+            let progress = pd
+                .read(dst)
+                .map_err(pco_err(page.ts.start, "timestamp page"))?;
+            if progress.n_processed != n || !progress.finished {
+                return Err(corrupt(
+                    page.ts.start,
+                    "timestamp page holds fewer points than its table says",
+                ));
+            }
+            // (An evenly spaced page spans its table's span by construction.)
+            let (lo, hi) = span(dst);
+            if lo != page.span.start || hi != page.span.end {
+                return Err(corrupt(
+                    page.ts.start,
+                    format_args!(
+                        "timestamp page spans [{lo}, {hi}], its table says [{}, {}]",
+                        page.span.start, page.span.end
+                    ),
+                ));
+            }
         }
         let dst = &mut values[v_at + out..v_at + out + n];
         let progress = match (scale, &mut int_chunk, &mut float_chunk) {

@@ -107,6 +107,37 @@ proptest! {
         round_trip(&ts, &vs);
     }
 
+    /// Timestamps made of stretches that are evenly spaced (any step, zero included) or not,
+    /// across page boundaries: every page comes back exactly, whole or by range.
+    #[test]
+    fn evenly_spaced_and_irregular_stretches_round_trip(
+        stretches in prop::collection::vec((1usize..3_000, 0i64..100_000, any::<bool>()), 1..6),
+        start in -1_000_000_000_000i64..2_000_000_000_000,
+        from in any::<prop::sample::Index>(),
+        width in 0i64..30_000_000,
+    ) {
+        let mut ts = Vec::new();
+        let mut t = start;
+        for (k, &(len, step, even)) in stretches.iter().enumerate() {
+            for i in 0..len as i64 {
+                t += if even { step } else { step + (i * 7 + k as i64) % 5 };
+                ts.push(t);
+            }
+        }
+        let vs: Vec<f64> = (0..ts.len()).map(|i| (i % 613) as f64 / 100.0).collect();
+        round_trip(&ts, &vs);
+        let c = PcoCompressor::new();
+        let data = c.encode_columns(&ts, &vs).expect("encode");
+        let first = ts[from.index(ts.len())];
+        let range = tsdb_core::TimeRange { start: first, end: first.saturating_add(width) };
+        let (mut t2, mut v2) = (Vec::new(), Vec::new());
+        c.decode_columns_in(&data, range, &mut t2, &mut v2).expect("decode");
+        let inside = |t: &i64| range.start <= *t && *t <= range.end;
+        let want: Vec<i64> = ts.iter().copied().filter(inside).collect();
+        let got: Vec<i64> = t2.iter().copied().filter(inside).collect();
+        prop_assert_eq!(got, want);
+    }
+
     /// Damaged bytes give an error or other points, never a panic.
     #[test]
     fn damaged_blocks_never_panic(
@@ -225,6 +256,59 @@ fn version_one_blocks_still_decode() {
         .expect("decode");
     assert_eq!(t2, ts);
     assert_eq!(v2, vs);
+}
+
+/// Pages of evenly spaced timestamps store none (version 3): regular scrapes cost their
+/// values and page table only, and a block of such pages has no timestamp column at all.
+#[test]
+fn evenly_spaced_pages_store_no_timestamps() {
+    let n = 3 * tsdb_pco::PAGE_POINTS + 17;
+    let regular: Vec<i64> = (0..n as i64)
+        .map(|i| 1_700_000_000_000 + i * 10_000)
+        .collect();
+    let mut jittered = regular.clone();
+    for (i, t) in jittered.iter_mut().enumerate() {
+        *t += (i as i64 * 7) % 3;
+    }
+    let vs: Vec<f64> = (0..n).map(|i| ((i * 37) % 1000) as f64 / 100.0).collect();
+    let c = PcoCompressor::new();
+    let even = c.encode_columns(&regular, &vs).expect("encode");
+    let uneven = c.encode_columns(&jittered, &vs).expect("encode");
+    assert_eq!(even[0], tsdb_pco::FORMAT_VERSION);
+    assert!(
+        even.len() + 100 < uneven.len(),
+        "evenly spaced: {} bytes, jittered: {}",
+        even.len(),
+        uneven.len()
+    );
+    round_trip(&regular, &vs);
+    round_trip(&jittered, &vs);
+}
+
+/// Blocks of format version 2 (every page stores its timestamps) still decode; a version 2
+/// block is laid out as version 3 when no page is evenly spaced. In version 2 a page without
+/// timestamps is damage, not an evenly spaced page.
+#[test]
+fn version_two_blocks_still_decode() {
+    let ts: Vec<i64> = (0..5_000i64)
+        .map(|i| 1_700_000_000_000 + i * 15_000 + i % 4)
+        .collect();
+    let vs: Vec<f64> = (0..5_000).map(|i| f64::from(i % 300) / 10.0).collect();
+    let c = PcoCompressor::new();
+    let mut block = c.encode_columns(&ts, &vs).expect("encode");
+    block[0] = 2;
+    let (mut t2, mut v2) = (Vec::new(), Vec::new());
+    c.decode_columns(&block, &mut t2, &mut v2).expect("decode");
+    assert_eq!(t2, ts);
+    assert_eq!(v2, vs);
+
+    let regular: Vec<i64> = (0..5_000i64).map(|i| i * 15_000).collect();
+    let mut block = c.encode_columns(&regular, &vs).expect("encode");
+    block[0] = 2;
+    let err = c
+        .decode_columns(&block, &mut Vec::new(), &mut Vec::new())
+        .expect_err("a version 2 page without timestamps");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 }
 
 /// Every real recording round-trips bit for bit (skipped loudly without `../shared/data`,
