@@ -528,8 +528,9 @@ impl<'a> Decoder<'a> {
         };
         self.decode_dispatched(&mut sink)?;
         let (filled, min, max) = (sink.filled, sink.min, sink.max);
-        // SAFETY: `Rows` initialised the first `filled` slots of the spare capacity (it counts
-        // a slot only once written, and writes them in order from the first).
+        // SAFETY: the first `filled` slots of the spare capacity are initialised: `Rows` writes
+        // slot `filled` (or `filled..filled + run`) and only then advances `filled` past it,
+        // and asserts that every write starts at `filled`.
         #[allow(unsafe_code)]
         unsafe {
             rows.set_len(at + filled)
