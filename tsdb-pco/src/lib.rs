@@ -61,6 +61,55 @@ pub struct PcoCompressor {
     _private: (),
 }
 
+/// What one decode appended to the columns: how many points, and their smallest and largest
+/// timestamp (`None` when no point).
+#[derive(Clone, Copy, Debug)]
+struct Decoded {
+    points: usize,
+    span: Option<TimeRange>,
+}
+
+impl Decoded {
+    const NOTHING: Self = Self {
+        points: 0,
+        span: None,
+    };
+
+    /// Checks what a decode of `block` gave against its header: every point when `whole`
+    /// (the count and span equal the header's), otherwise some of them (no more points and
+    /// within its span).
+    fn check(self, block: &CompressedBlock, whole: bool) -> Result<()> {
+        let count = block.point_count as usize;
+        if (whole && self.points != count) || self.points > count {
+            return Err(corrupt(
+                1,
+                format_args!(
+                    "block holds {} points but its header says {count}",
+                    self.points
+                ),
+            ));
+        }
+        let Some(span) = self.span else {
+            return Ok(());
+        };
+        let agrees = if whole {
+            span.start == block.start_time && span.end == block.end_time
+        } else {
+            block.start_time <= span.start && span.end <= block.end_time
+        };
+        if !agrees {
+            return Err(corrupt(
+                1,
+                format_args!(
+                    "timestamps span [{}, {}], the block says [{}, {}]",
+                    span.start, span.end, block.start_time, block.end_time
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn corrupt(offset: usize, reason: impl std::fmt::Display) -> Error {
     Error::corrupt(SOURCE, offset as u64, reason)
 }
@@ -179,7 +228,7 @@ impl PcoCompressor {
         timestamps: &mut Vec<i64>,
         values: &mut Vec<f64>,
     ) -> Result<usize> {
-        self.decode(data, None, timestamps, values)
+        Ok(self.decode(data, None, timestamps, values)?.points)
     }
 
     /// [`Self::decode_columns`] restricted to the pages whose points overlap `range`: every
@@ -192,7 +241,7 @@ impl PcoCompressor {
         timestamps: &mut Vec<i64>,
         values: &mut Vec<f64>,
     ) -> Result<usize> {
-        self.decode(data, Some(range), timestamps, values)
+        Ok(self.decode(data, Some(range), timestamps, values)?.points)
     }
 
     fn decode(
@@ -201,9 +250,17 @@ impl PcoCompressor {
         range: Option<TimeRange>,
         timestamps: &mut Vec<i64>,
         values: &mut Vec<f64>,
-    ) -> Result<usize> {
+    ) -> Result<Decoded> {
         match *data.first().ok_or_else(|| corrupt(0, "empty block"))? {
-            1 => decode_v1(data, timestamps, values),
+            1 => {
+                let at = timestamps.len();
+                let points = decode_v1(data, timestamps, values)?;
+                let (start, end, _) = codec::span(&timestamps[at..]);
+                Ok(Decoded {
+                    points,
+                    span: (points > 0).then_some(TimeRange { start, end }),
+                })
+            }
             version @ (FORMAT_VERSION_2 | FORMAT_VERSION) => {
                 paged::decode(data, version, range, timestamps, values)
             }
@@ -235,9 +292,8 @@ impl PcoCompressor {
         values: &mut Vec<f64>,
     ) -> Result<()> {
         codec::expect_codec(block, CodecId::PCO, "pco")?;
-        let at = timestamps.len();
-        self.decode_columns(&block.data, timestamps, values)?;
-        codec::check_decoded(SOURCE, block, &timestamps[at..])
+        self.decode(&block.data, None, timestamps, values)?
+            .check(block, true)
     }
 }
 
@@ -300,31 +356,9 @@ impl Compressor for PcoCompressor {
                 codec: block.codec,
             });
         }
-        let at = timestamps.len();
-        let n = self.decode_columns_in(&block.data, range, timestamps, values)?;
         // Only part of the block: its points must still be within what its header says.
-        if n > block.point_count as usize {
-            return Err(corrupt(
-                1,
-                format_args!(
-                    "block decodes to more than the {} points its header says",
-                    block.point_count
-                ),
-            ));
-        }
-        if let Some(t) = timestamps[at..]
-            .iter()
-            .find(|&&t| t < block.start_time || block.end_time < t)
-        {
-            return Err(corrupt(
-                1,
-                format_args!(
-                    "timestamp {t} outside the block's span [{}, {}]",
-                    block.start_time, block.end_time
-                ),
-            ));
-        }
-        Ok(())
+        self.decode(&block.data, Some(range), timestamps, values)?
+            .check(block, false)
     }
 
     /// A block whose values are decimals holds no NaN (decoding checks nothing else: a

@@ -7,7 +7,9 @@
 
 use tsdb_core::{Result, TimeRange};
 
-use crate::{MAX_BLOCK_POINTS, MAX_DECIMAL_DIGITS, POWERS_OF_TEN, VALUES_AS_FLOATS, corrupt};
+use crate::{
+    Decoded, MAX_BLOCK_POINTS, MAX_DECIMAL_DIGITS, POWERS_OF_TEN, VALUES_AS_FLOATS, corrupt,
+};
 
 /// Points a page holds (the last page holds the rest).
 pub const PAGE_POINTS: usize = 2048;
@@ -88,7 +90,8 @@ pub(crate) fn encode(
     let mut at = 0usize;
     for &n in &pages {
         let page = &timestamps[at..at + n];
-        spans.push((span(page), evenly_spaced(page)));
+        let (lo, hi, _) = tsdb_core::codec::span(page);
+        spans.push(((lo, hi), evenly_spaced(page)));
         at += n;
     }
     let file = pco::wrapped::FileCompressor::default();
@@ -153,12 +156,6 @@ pub(crate) fn encode(
     Ok(out)
 }
 
-/// The smallest and largest of `page` (not empty).
-fn span(page: &[i64]) -> (i64, i64) {
-    page.iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)))
-}
-
 /// Whether `page` (not empty) is `first, first + step, first + 2 step, ...` for a `step >= 0`:
 /// then its span and length give every timestamp.
 fn evenly_spaced(page: &[i64]) -> bool {
@@ -207,14 +204,15 @@ struct Page {
 }
 
 /// Decodes the pages of a block of `version` 2 or 3 that overlap `range` (every page without
-/// one), appending to the columns; returns the points appended.
+/// one), appending to the columns; returns the points appended and their span (the union of
+/// the pages' spans, which each page's timestamps were checked to match).
 pub(crate) fn decode(
     data: &[u8],
     version: u8,
     range: Option<TimeRange>,
     timestamps: &mut Vec<i64>,
     values: &mut Vec<f64>,
-) -> Result<usize> {
+) -> Result<Decoded> {
     let fixed = data
         .get(..FIXED_LEN)
         .ok_or_else(|| corrupt(data.len(), "block ends inside its header"))?;
@@ -237,7 +235,7 @@ pub(crate) fn decode(
     }
     if count == 0 {
         return if data.len() == FIXED_LEN {
-            Ok(0)
+            Ok(Decoded::NOTHING)
         } else {
             Err(corrupt(FIXED_LEN, "bytes after an empty block"))
         };
@@ -306,9 +304,12 @@ pub(crate) fn decode(
         .iter()
         .filter(|p| range.is_none_or(|r| p.span.start <= r.end && r.start <= p.span.end))
         .collect();
-    if wanted.is_empty() {
-        return Ok(0);
-    }
+    let Some(span) = wanted.iter().map(|p| p.span).reduce(|a, b| TimeRange {
+        start: a.start.min(b.start),
+        end: a.end.max(b.end),
+    }) else {
+        return Ok(Decoded::NOTHING);
+    };
     let pco_err = |at: usize, what: &'static str| {
         move |e: pco::errors::PcoError| corrupt(at, format_args!("{what}: {e}"))
     };
@@ -347,6 +348,7 @@ pub(crate) fn decode(
     let (t_at, v_at) = (timestamps.len(), values.len());
     timestamps.resize(t_at + total, 0);
     values.resize(v_at + total, 0.0);
+    // Decimal values decode as integers into one page-sized buffer, then convert.
     let mut ints = Vec::new();
     let mut out = 0usize;
     for page in wanted {
@@ -374,7 +376,7 @@ pub(crate) fn decode(
                 ));
             }
             // (An evenly spaced page spans its table's span by construction.)
-            let (lo, hi) = span(dst);
+            let (lo, hi, _) = tsdb_core::codec::span(dst);
             if lo != page.span.start || hi != page.span.end {
                 return Err(corrupt(
                     page.ts.start,
@@ -388,15 +390,17 @@ pub(crate) fn decode(
         let dst = &mut values[v_at + out..v_at + out + n];
         let progress = match (scale, &mut int_chunk, &mut float_chunk) {
             (Some(scale), Some(chunk), _) => {
-                ints.clear();
-                ints.resize(n, 0i64);
+                if ints.len() < n {
+                    ints.resize(n, 0i64);
+                }
+                let ints = &mut ints[..n];
                 let mut pd = chunk
                     .page_decompressor(&data[page.vs.clone()], n)
                     .map_err(pco_err(page.vs.start, "value page"))?;
                 let progress = pd
-                    .read(&mut ints)
+                    .read(ints)
                     .map_err(pco_err(page.vs.start, "value page"))?;
-                for (v, &k) in dst.iter_mut().zip(&ints) {
+                for (v, &k) in dst.iter_mut().zip(ints.iter()) {
                     *v = k as f64 / scale;
                 }
                 progress
@@ -417,5 +421,8 @@ pub(crate) fn decode(
         }
         out += n;
     }
-    Ok(out)
+    Ok(Decoded {
+        points: out,
+        span: Some(span),
+    })
 }

@@ -178,6 +178,54 @@ async fn truncated_blocks_are_corrupt() {
     }
 }
 
+/// A range read of a block whose header claims a narrower span or fewer points than its
+/// bytes hold is `Corrupt`, for pages with and without stored timestamps; a read of pages
+/// inside the claimed span still succeeds.
+#[tokio::test]
+async fn range_reads_check_the_header() {
+    let c = PcoCompressor::new();
+    for jitter in [0, 1] {
+        let points: Vec<DataPoint> = (0..3 * tsdb_pco::PAGE_POINTS as i64)
+            .map(|i| {
+                DataPoint::new(
+                    SeriesId(1),
+                    i * 10_000 + jitter * (i % 3),
+                    (i % 97) as f64 / 100.0,
+                )
+            })
+            .collect();
+        let block = c.compress(&points).await.expect("compress");
+        let last = points[points.len() - 1].timestamp;
+        let tail = tsdb_core::TimeRange {
+            start: last - 10_000,
+            end: last,
+        };
+        let head = tsdb_core::TimeRange {
+            start: 0,
+            end: 10_000,
+        };
+        let mut narrower = block.clone();
+        narrower.end_time -= 1;
+        let mut fewer = block.clone();
+        fewer.point_count = 10;
+        for (what, bad, range) in [
+            ("end_time - 1", &narrower, tail),
+            ("point_count 10", &fewer, tail),
+        ] {
+            let (mut ts, mut vs) = (Vec::new(), Vec::new());
+            match c.decompress_range_into(bad, range, &mut ts, &mut vs).await {
+                Err(Error::Corrupt { source_name, .. }) => assert_eq!(source_name, "pco block"),
+                other => panic!("jitter {jitter}, {what}: expected Corrupt, got {other:?}"),
+            }
+        }
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        c.decompress_range_into(&narrower, head, &mut ts, &mut vs)
+            .await
+            .expect("the first page lies inside the claimed span");
+        assert_eq!(ts.len(), tsdb_pco::PAGE_POINTS);
+    }
+}
+
 /// Two-decimal gauges take about a byte a point or less, the timestamps of regular scrapes
 /// almost nothing.
 #[test]
