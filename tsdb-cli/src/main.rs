@@ -105,7 +105,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    arenas::limit_to_cores();
+    arenas::configure();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

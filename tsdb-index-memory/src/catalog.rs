@@ -121,7 +121,17 @@ fn full(what: &'static str) -> Error {
 const SEPARATOR: u8 = 0xff;
 
 impl Catalog {
-    fn ordinal(&self, series: SeriesId) -> Option<Ordinal> {
+    /// An empty catalog rebuilt after `n` drops (rather than [`REBUILD_MIN_DEAD`]).
+    #[cfg(test)]
+    pub(crate) fn with_rebuild_min_dead(n: usize) -> Catalog {
+        Catalog {
+            rebuild_min_dead: n,
+            ..Catalog::default()
+        }
+    }
+
+    /// The ordinal of `series`, when it is registered.
+    pub(crate) fn ordinal(&self, series: SeriesId) -> Option<Ordinal> {
         let hash = self.hasher.hash_one(series.0);
         self.by_id
             .find(hash, |&o| self.ids[o as usize] == series)
@@ -216,15 +226,14 @@ impl Catalog {
         Ok(true)
     }
 
-    /// Forgets `series`; false when it was not registered.
-    pub(crate) fn drop_series(&mut self, series: SeriesId) -> Result<bool> {
+    /// Forgets `series`: its ordinal, now dead; `None` when it was not registered. Call
+    /// [`Catalog::rebuild_if_due`] next.
+    pub(crate) fn drop_series(&mut self, series: SeriesId) -> Option<Ordinal> {
         let hash = self.hasher.hash_one(series.0);
-        let Ok(entry) = self
+        let entry = self
             .by_id
             .find_entry(hash, |&o| self.ids[o as usize] == series)
-        else {
-            return Ok(false);
-        };
+            .ok()?;
         let (o, _) = entry.remove();
         self.dead[o as usize / 64] |= 1 << (o % 64);
         self.dead_count += 1;
@@ -237,27 +246,31 @@ impl Catalog {
             name.values.release(v);
             name.live = name.live.saturating_sub(1);
         }
-        if self.dead_count > self.rebuild_min_dead && self.dead_count > self.live() {
-            self.rebuild()?;
-        }
-        Ok(true)
+        Some(o)
     }
 
-    /// Replaces the catalog with one holding only the live series, in the same order.
-    fn rebuild(&mut self) -> Result<()> {
+    /// Rebuilds the catalog from its live series once the dead outnumber them. Returns, when
+    /// it did, the old ordinal of each new one (new ordinal `i` was `renumbered[i]`): the
+    /// live series keep their order.
+    pub(crate) fn rebuild_if_due(&mut self) -> Result<Option<Vec<Ordinal>>> {
+        if self.dead_count <= self.rebuild_min_dead || self.dead_count <= self.live() {
+            return Ok(None);
+        }
         let mut fresh = Catalog {
             rebuild_min_dead: self.rebuild_min_dead,
             ..Catalog::default()
         };
+        let mut renumbered = Vec::with_capacity(self.live());
         for o in 0..self.ids.len() as Ordinal {
             if self.is_dead(o) {
                 continue;
             }
             let series = self.ids[o as usize];
             fresh.register(series, &self.decode(series, o)?)?;
+            renumbered.push(o);
         }
         *self = fresh;
-        Ok(())
+        Ok(Some(renumbered))
     }
 
     pub(crate) fn labels(&self, series: SeriesId) -> Result<Option<Labels>> {
@@ -402,6 +415,13 @@ mod tests {
         .expect("valid")
     }
 
+    /// Drops `series` as the index does (rebuilding when due); whether it was registered.
+    fn drop(c: &mut Catalog, series: SeriesId) -> bool {
+        let dropped = c.drop_series(series).is_some();
+        c.rebuild_if_due().expect("rebuilds");
+        dropped
+    }
+
     #[test]
     fn drops_rebuild_the_catalog_and_keep_every_answer() {
         let mut c = Catalog::default();
@@ -414,7 +434,7 @@ mod tests {
         }
         // Drop two in three: the catalog rebuilds once the dead outnumber the live.
         for i in (0..n).filter(|i| i % 3 != 0) {
-            assert!(c.drop_series(labels(i).series_id()).expect("drops"));
+            assert!(drop(&mut c, labels(i).series_id()));
         }
         assert!(
             c.dead_count < REBUILD_MIN_DEAD,
@@ -469,10 +489,7 @@ mod tests {
                     live.insert(i)
                 );
             } else {
-                assert_eq!(
-                    c.drop_series(labels(i).series_id()).expect("drops"),
-                    live.remove(&i)
-                );
+                assert_eq!(drop(&mut c, labels(i).series_id()), live.remove(&i));
             }
             if step % 50 != 0 {
                 continue;

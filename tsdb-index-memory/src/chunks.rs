@@ -25,7 +25,14 @@ impl Entry {
 
     /// `c` as the only entry so far (its own end the largest).
     fn of(c: &ChunkReference) -> Self {
-        Lone::of(c).entry()
+        Entry {
+            start: c.start_time,
+            end: c.end_time,
+            max_end: c.end_time,
+            location: c.location,
+            point_count: c.point_count,
+            codec: c.codec,
+        }
     }
 
     fn reference(&self, series: SeriesId) -> ChunkReference {
@@ -40,113 +47,132 @@ impl Entry {
     }
 }
 
-/// A series' only chunk: an [`Entry`] without `max_end` (its own end), so that the box
-/// holding it is 56 bytes, 64 with the allocator's header, instead of 80.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Lone {
-    start: i64,
-    end: i64,
-    location: ChunkLocation,
-    point_count: u32,
-    codec: CodecId,
-}
-
-impl Lone {
-    fn of(c: &ChunkReference) -> Self {
-        Lone {
-            start: c.start_time,
-            end: c.end_time,
-            location: c.location,
-            point_count: c.point_count,
-            codec: c.codec,
-        }
-    }
-
-    fn entry(&self) -> Entry {
-        Entry {
-            start: self.start,
-            end: self.end,
-            max_end: self.end,
-            location: self.location,
-            point_count: self.point_count,
-            codec: self.codec,
-        }
-    }
-}
-
-/// Up to this many chunks a series' locations are checked by a scan; beyond it a hash set
-/// finds duplicates.
-const SCAN: usize = 32;
-
-/// The chunks of a series: a null pointer until its first chunk (a registered series whose
-/// points are all still in memory, every new one, costs 8 bytes here), then one box: a lone
-/// chunk (every series of a one-off import, a target scraped once: one 56-byte allocation,
-/// where a list took two of 88), or a sorted list from the second chunk on.
+/// The chunks of a series, in its slot of the index (a million series of one chunk each,
+/// as a one-off import or a target scraped once leaves them, are 40 MB of slots): none; its
+/// only chunk, inline, when its segment number and length fit 32 bits (as every engine's
+/// here do); or, from the second chunk on (or a first one that does not fit), a box of
+/// them sorted.
 #[derive(Debug, Default)]
-pub(crate) struct SeriesChunks(Option<Box<Chunks>>);
-
-#[derive(Debug)]
-enum Chunks {
-    One(Lone),
-    Many(Sorted),
+pub(crate) enum SeriesChunks {
+    #[default]
+    None,
+    /// The series' only chunk: an [`Entry`] without `max_end` (its own end), and with its
+    /// segment and length in 32 bits.
+    One {
+        start: i64,
+        end: i64,
+        offset: u64,
+        segment: u32,
+        length: u32,
+        point_count: u32,
+        codec: CodecId,
+    },
+    Many(Box<Sorted>),
 }
 
 impl SeriesChunks {
+    /// `c` as a lone chunk, when its location fits.
+    fn one(c: &ChunkReference) -> Option<SeriesChunks> {
+        Some(SeriesChunks::One {
+            start: c.start_time,
+            end: c.end_time,
+            offset: c.location.offset,
+            segment: u32::try_from(c.location.segment).ok()?,
+            length: u32::try_from(c.location.length).ok()?,
+            point_count: c.point_count,
+            codec: c.codec,
+        })
+    }
+
+    /// The lone chunk, as an entry of a list.
+    fn lone(&self) -> Option<Entry> {
+        match *self {
+            SeriesChunks::One {
+                start,
+                end,
+                offset,
+                segment,
+                length,
+                point_count,
+                codec,
+            } => Some(Entry {
+                start,
+                end,
+                max_end: end,
+                location: ChunkLocation {
+                    segment: u64::from(segment),
+                    offset,
+                    length: u64::from(length),
+                },
+                point_count,
+                codec,
+            }),
+            _ => None,
+        }
+    }
+
     /// Adds a chunk; false (and no change) when its location is already present.
     pub(crate) fn add(&mut self, c: &ChunkReference) -> bool {
-        let Some(chunks) = self.0.as_deref_mut() else {
-            self.0 = Some(Box::new(Chunks::One(Lone::of(c))));
-            return true;
-        };
-        match chunks {
-            Chunks::One(first) => {
-                if first.location == c.location {
-                    return false;
-                }
-                let mut sorted = Sorted::default();
-                sorted.add(first.entry());
-                sorted.add(Entry::of(c));
-                *chunks = Chunks::Many(sorted);
-                true
-            }
-            Chunks::Many(sorted) => sorted.add(Entry::of(c)),
+        if let SeriesChunks::Many(sorted) = self {
+            return sorted.add(Entry::of(c));
         }
+        let mut sorted = Box::<Sorted>::default();
+        if let Some(first) = self.lone() {
+            if first.location == c.location {
+                return false;
+            }
+            sorted.add(first);
+        } else if let Some(one) = Self::one(c) {
+            *self = one;
+            return true;
+        }
+        sorted.add(Entry::of(c));
+        *self = SeriesChunks::Many(sorted);
+        true
     }
 
     /// The chunks overlapping `range` (`range.start <= range.end`), in order.
     pub(crate) fn query(&self, series: SeriesId, range: TimeRange) -> Vec<ChunkReference> {
-        match self.0.as_deref() {
-            None => Vec::new(),
-            Some(Chunks::One(e)) if e.start <= range.end && e.end >= range.start => {
-                vec![e.entry().reference(series)]
+        match self {
+            SeriesChunks::None => Vec::new(),
+            SeriesChunks::One { start, end, .. } => {
+                if *start <= range.end && *end >= range.start {
+                    self.lone()
+                        .map(|e| e.reference(series))
+                        .into_iter()
+                        .collect()
+                } else {
+                    Vec::new()
+                }
             }
-            Some(Chunks::One(_)) => Vec::new(),
-            Some(Chunks::Many(sorted)) => sorted.query(series, range),
+            SeriesChunks::Many(sorted) => sorted.query(series, range),
         }
     }
 
     /// Removes the chunks at `locations`; absent ones are ignored.
     pub(crate) fn remove(&mut self, locations: &[ChunkLocation]) {
-        let empty = match self.0.as_deref_mut() {
-            None => false,
-            Some(Chunks::One(e)) => locations.contains(&e.location),
-            Some(Chunks::Many(sorted)) => {
+        let empty = match self {
+            SeriesChunks::None => false,
+            SeriesChunks::One { .. } => {
+                self.lone().is_some_and(|e| locations.contains(&e.location))
+            }
+            SeriesChunks::Many(sorted) => {
                 sorted.remove(locations);
                 sorted.entries.is_empty()
             }
         };
         if empty {
-            self.0 = None;
+            *self = SeriesChunks::None;
         }
     }
 
     /// The entries, in order.
     #[cfg(test)]
     fn entries(&self) -> Vec<Entry> {
-        match self.0.as_deref() {
-            None => Vec::new(),
-            Some(Chunks::One(e)) => vec![e.entry()],
-            Some(Chunks::Many(sorted)) => sorted.entries.clone(),
+        match self {
+            SeriesChunks::None => Vec::new(),
+            SeriesChunks::One { .. } => self.lone().into_iter().collect(),
+            SeriesChunks::Many(sorted) => sorted.entries.clone(),
         }
     }
 
@@ -157,10 +183,14 @@ impl SeriesChunks {
     }
 }
 
+/// Up to this many chunks a series' locations are checked by a scan; beyond it a hash set
+/// finds duplicates.
+const SCAN: usize = 32;
+
 /// Chunks sorted by `(start, end, location)`; the set of their locations once there are more
 /// than [`SCAN`].
 #[derive(Debug, Default)]
-struct Sorted {
+pub(crate) struct Sorted {
     entries: Vec<Entry>,
     // Boxed: 8 bytes in every series' list instead of 48, and most lists never have the set.
     #[allow(clippy::box_collection)]
@@ -292,7 +322,7 @@ mod tests {
         let mut s = SeriesChunks::default();
         let a = chunk(10, 20, 1);
         assert!(s.add(&a));
-        assert!(matches!(s.0.as_deref(), Some(Chunks::One(_))));
+        assert!(matches!(s, SeriesChunks::One { .. }));
         assert!(!s.add(&ChunkReference { start_time: 0, ..a }));
         for (start, end) in [(0, 9), (0, 10), (20, 30), (21, 30), (12, 13), (0, 100)] {
             let range = TimeRange { start, end };
@@ -302,19 +332,67 @@ mod tests {
         assert_eq!(s.len(), 1);
         s.remove(&[a.location]);
         assert_eq!(s.len(), 0);
-        assert!(s.0.is_none());
+        assert!(matches!(s, SeriesChunks::None));
         // A second chunk makes a list, earlier ones first.
         let b = chunk(0, 5, 3);
         assert!(s.add(&a) && s.add(&b));
         let all = TimeRange { start: 0, end: 100 };
         assert_eq!(s.query(SeriesId(1), all), vec![b, a]);
-        assert_eq!(std::mem::size_of::<SeriesChunks>(), 8);
-        assert!(
-            std::mem::size_of::<Chunks>() <= 56,
-            "a lone chunk's box fits 56 bytes"
-        );
+        assert!(matches!(s, SeriesChunks::Many(_)));
+        assert_eq!(std::mem::size_of::<SeriesChunks>(), 40);
         s.remove(&[a.location, b.location]);
-        assert!(s.0.is_none());
+        assert!(matches!(s, SeriesChunks::None));
+    }
+
+    #[test]
+    fn a_first_chunk_whose_location_does_not_fit_32_bits_starts_a_list() {
+        for location in [
+            ChunkLocation {
+                segment: 1 << 32,
+                offset: 5,
+                length: 1,
+            },
+            ChunkLocation {
+                segment: 3,
+                offset: 1 << 50,
+                length: u64::from(u32::MAX) + 1,
+            },
+        ] {
+            let mut s = SeriesChunks::default();
+            let a = ChunkReference {
+                location,
+                ..chunk(10, 20, 0)
+            };
+            assert!(s.add(&a));
+            assert!(matches!(s, SeriesChunks::Many(_)));
+            assert!(!s.add(&a));
+            let all = TimeRange { start: 0, end: 100 };
+            assert_eq!(s.query(SeriesId(1), all), vec![a]);
+            let b = chunk(0, 5, 3);
+            assert!(s.add(&b));
+            assert_eq!(s.query(SeriesId(1), all), vec![b, a]);
+            s.remove(&[location, b.location]);
+            assert!(matches!(s, SeriesChunks::None));
+        }
+        // One that fits keeps every field.
+        let mut s = SeriesChunks::default();
+        let c = ChunkReference {
+            location: ChunkLocation {
+                segment: u64::from(u32::MAX),
+                offset: u64::MAX,
+                length: u64::from(u32::MAX),
+            },
+            point_count: u32::MAX,
+            codec: CodecId(9),
+            ..chunk(i64::MIN, i64::MAX, 0)
+        };
+        assert!(s.add(&c));
+        assert!(matches!(s, SeriesChunks::One { .. }));
+        let all = TimeRange {
+            start: i64::MIN,
+            end: i64::MAX,
+        };
+        assert_eq!(s.query(SeriesId(1), all), vec![c]);
     }
 
     #[test]

@@ -1,6 +1,5 @@
 //! [`MemoryTimeIndex`]: the catalog under one lock, chunk lists under sharded locks.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -12,17 +11,22 @@ use tsdb_core::{
 
 use crate::catalog::Catalog;
 use crate::chunks::SeriesChunks;
+use crate::postings::Ordinal;
 
 /// Number of chunk shards (a power of two).
 const SHARDS: usize = 64;
 
-type Shard = RwLock<HashMap<SeriesId, SeriesChunks>>;
+/// The chunks of the ordinals `o` with `o % SHARDS` the shard's number, at `o / SHARDS`.
+type Shard = RwLock<Vec<SeriesChunks>>;
 
 /// A [`TimeIndex`] held in memory. Cheap to create; share it as `Arc<MemoryTimeIndex>`.
 ///
-/// Locks are always taken catalog first, then one chunk shard, so a series is in its shard
-/// exactly while it is registered: `add_chunk` racing with `drop_series` either lands before
-/// the drop (and is dropped with it) or fails with [`Error::SeriesNotFound`].
+/// A series' chunks are found by its catalog ordinal, in a slot of one of the shards' vectors
+/// (40 bytes, a lone chunk inline), where a map from series id to a box took 100 bytes. Locks are always taken
+/// catalog first, then one chunk shard (all of them, in order, when a rebuild of the catalog
+/// renumbers the ordinals), so an ordinal's chunks are those of the series the catalog gives
+/// it: `add_chunk` racing with `drop_series` either lands before the drop (and is dropped
+/// with it) or fails with [`Error::SeriesNotFound`].
 pub struct MemoryTimeIndex {
     catalog: RwLock<Catalog>,
     shards: Box<[Shard]>,
@@ -37,10 +41,10 @@ impl MemoryTimeIndex {
         }
     }
 
-    fn shard(&self, series: SeriesId) -> &Shard {
-        // Ids are usually hashes already; the multiply spreads small custom ids too.
-        let h = series.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58;
-        &self.shards[h as usize % SHARDS]
+    /// The shard and the position in it of ordinal `o`'s chunks.
+    fn slot(&self, o: Ordinal) -> (&Shard, usize) {
+        let o = o as usize;
+        (&self.shards[o % SHARDS], o / SHARDS)
     }
 
     fn read_catalog(&self) -> RwLockReadGuard<'_, Catalog> {
@@ -49,6 +53,26 @@ impl MemoryTimeIndex {
 
     fn write_catalog(&self) -> RwLockWriteGuard<'_, Catalog> {
         self.catalog.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves every ordinal's chunks to its new number after a catalog rebuild; the caller
+    /// holds the catalog's write lock.
+    fn renumber(&self, renumbered: &[Ordinal]) {
+        let mut shards: Vec<_> = self.shards.iter().map(write).collect();
+        let mut fresh: Vec<Vec<SeriesChunks>> = (0..SHARDS)
+            .map(|s| Vec::with_capacity(renumbered.len().saturating_sub(s).div_ceil(SHARDS)))
+            .collect();
+        for (new, &old) in renumbered.iter().enumerate() {
+            let old = old as usize;
+            let chunks = shards[old % SHARDS]
+                .get_mut(old / SHARDS)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            fresh[new % SHARDS].push(chunks);
+        }
+        for (shard, fresh) in shards.iter_mut().zip(fresh) {
+            **shard = fresh;
+        }
     }
 }
 
@@ -64,11 +88,11 @@ impl fmt::Debug for MemoryTimeIndex {
     }
 }
 
-fn read(shard: &Shard) -> RwLockReadGuard<'_, HashMap<SeriesId, SeriesChunks>> {
+fn read(shard: &Shard) -> RwLockReadGuard<'_, Vec<SeriesChunks>> {
     shard.read().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn write(shard: &Shard) -> RwLockWriteGuard<'_, HashMap<SeriesId, SeriesChunks>> {
+fn write(shard: &Shard) -> RwLockWriteGuard<'_, Vec<SeriesChunks>> {
     shard.write().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -79,10 +103,7 @@ impl TimeIndex for MemoryTimeIndex {
     }
 
     async fn register_series(&self, series: SeriesId, labels: &Labels) -> Result<()> {
-        let mut catalog = self.write_catalog();
-        if catalog.register(series, labels)? {
-            write(self.shard(series)).insert(series, SeriesChunks::default());
-        }
+        self.write_catalog().register(series, labels)?;
         Ok(())
     }
 
@@ -109,13 +130,18 @@ impl TimeIndex for MemoryTimeIndex {
                 chunk.series_id, chunk.location, chunk.start_time, chunk.end_time
             )));
         }
-        let mut shard = write(self.shard(chunk.series_id));
-        let chunks = shard
-            .get_mut(&chunk.series_id)
-            .ok_or(Error::SeriesNotFound {
-                series: chunk.series_id,
-            })?;
-        chunks.add(chunk);
+        let series = chunk.series_id;
+        let catalog = self.read_catalog();
+        let o = catalog
+            .ordinal(series)
+            .ok_or(Error::SeriesNotFound { series })?;
+        let (shard, at) = self.slot(o);
+        let mut shard = write(shard);
+        if shard.len() <= at {
+            // Empty slots up to this ordinal's.
+            shard.resize_with(at + 1, SeriesChunks::default);
+        }
+        shard[at].add(chunk);
         Ok(())
     }
 
@@ -125,23 +151,38 @@ impl TimeIndex for MemoryTimeIndex {
         range: TimeRange,
     ) -> Result<Vec<ChunkReference>> {
         check_range(series, range)?;
-        Ok(read(self.shard(series))
-            .get(&series)
+        let catalog = self.read_catalog();
+        let Some(o) = catalog.ordinal(series) else {
+            return Ok(Vec::new());
+        };
+        let (shard, at) = self.slot(o);
+        Ok(read(shard)
+            .get(at)
             .map(|chunks| chunks.query(series, range))
             .unwrap_or_default())
     }
 
     async fn remove_chunks(&self, series: SeriesId, locations: &[ChunkLocation]) -> Result<()> {
-        if let Some(chunks) = write(self.shard(series)).get_mut(&series) {
-            chunks.remove(locations);
+        let catalog = self.read_catalog();
+        if let Some(o) = catalog.ordinal(series) {
+            let (shard, at) = self.slot(o);
+            if let Some(chunks) = write(shard).get_mut(at) {
+                chunks.remove(locations);
+            }
         }
         Ok(())
     }
 
     async fn drop_series(&self, series: SeriesId) -> Result<()> {
         let mut catalog = self.write_catalog();
-        if catalog.drop_series(series)? {
-            write(self.shard(series)).remove(&series);
+        if let Some(o) = catalog.drop_series(series) {
+            let (shard, at) = self.slot(o);
+            if let Some(chunks) = write(shard).get_mut(at) {
+                *chunks = SeriesChunks::default();
+            }
+            if let Some(renumbered) = catalog.rebuild_if_due()? {
+                self.renumber(&renumbered);
+            }
         }
         Ok(())
     }
@@ -156,4 +197,87 @@ fn check_range(series: SeriesId, range: TimeRange) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tsdb_core::CodecId;
+
+    use super::*;
+
+    fn labels(i: u64) -> Labels {
+        Labels::new("m", [("series", format!("s{i}"))]).expect("valid")
+    }
+
+    fn chunk(i: u64, n: u64) -> ChunkReference {
+        ChunkReference {
+            series_id: labels(i).series_id(),
+            location: ChunkLocation {
+                segment: i,
+                offset: n,
+                length: 10,
+            },
+            start_time: (n * 100) as i64,
+            end_time: (n * 100 + 50) as i64,
+            point_count: 5,
+            codec: CodecId::GORILLA,
+        }
+    }
+
+    /// Dropping most series rebuilds the catalog, which renumbers the ordinals: every live
+    /// series keeps exactly its own chunks, and new series and chunks land after it.
+    #[tokio::test]
+    async fn chunks_follow_their_series_through_a_catalog_rebuild() -> Result<()> {
+        let index = MemoryTimeIndex {
+            catalog: RwLock::new(Catalog::with_rebuild_min_dead(16)),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        };
+        let n = 1_000;
+        for i in 0..n {
+            index
+                .register_series(labels(i).series_id(), &labels(i))
+                .await?;
+            // Series i has i % 3 chunks: some none at all.
+            for c in 0..i % 3 {
+                index.add_chunk(&chunk(i, c)).await?;
+            }
+        }
+        let all = TimeRange::new(i64::MIN, i64::MAX)?;
+        // Drop four in five: the dead outnumber the live, so the catalog is rebuilt.
+        for i in (0..n).filter(|i| i % 5 != 0) {
+            index.drop_series(labels(i).series_id()).await?;
+        }
+        for i in 0..n {
+            let got = index.query_chunks(labels(i).series_id(), all).await?;
+            let want: Vec<_> = if i % 5 == 0 {
+                (0..i % 3).map(|c| chunk(i, c)).collect()
+            } else {
+                Vec::new()
+            };
+            assert_eq!(got, want, "series {i}");
+        }
+        // A dropped series comes back without its old chunks; new chunks go to their series.
+        index
+            .register_series(labels(1).series_id(), &labels(1))
+            .await?;
+        assert_eq!(
+            index.query_chunks(labels(1).series_id(), all).await?,
+            vec![]
+        );
+        index.add_chunk(&chunk(1, 7)).await?;
+        index.add_chunk(&chunk(5, 7)).await?;
+        assert_eq!(
+            index.query_chunks(labels(1).series_id(), all).await?,
+            vec![chunk(1, 7)]
+        );
+        assert_eq!(
+            index.query_chunks(labels(5).series_id(), all).await?,
+            vec![chunk(5, 0), chunk(5, 1), chunk(5, 7)]
+        );
+        assert!(matches!(
+            index.add_chunk(&chunk(2, 0)).await,
+            Err(Error::SeriesNotFound { .. })
+        ));
+        Ok(())
+    }
 }

@@ -799,12 +799,8 @@ impl Inner {
         {
             let mut st = self.write_state();
             if let Some(seg) = st.segments.get_mut(&w.active) {
-                seg.entries.push(Entry {
-                    offset: w.pos,
-                    len,
-                    header_crc: header_crc_of(&w.buf),
-                    live: true,
-                });
+                seg.entries
+                    .push(Entry::live(w.pos, len, header_crc_of(&w.buf)));
                 seg.live += 1;
             }
         }
@@ -954,7 +950,7 @@ impl Inner {
             }
         };
         let start = usize::try_from(entry.offset).map_err(|_| not_found(loc))?;
-        let len = usize::try_from(entry.len).map_err(|_| not_found(loc))?;
+        let len = usize::try_from(entry.len()).map_err(|_| not_found(loc))?;
         let end = start + len;
         let (owner, rel) = match storage {
             Storage::Mapped(Some(map)) => {
@@ -982,7 +978,7 @@ impl Inner {
         };
         let record = &owner[rel..rel + len];
         let rec = match parse_record(record, loc.segment, loc.offset) {
-            Ok(rec) if rec.len == entry.len && rec.header_crc == entry.header_crc => rec,
+            Ok(rec) if rec.len == entry.len() && rec.header_crc == entry.header_crc => rec,
             Ok(_) => {
                 return Err(self.damaged_on_read(
                     loc,
@@ -1048,11 +1044,11 @@ impl Inner {
             let st = self.read_state();
             let mut out = Vec::with_capacity(st.segments.values().map(|s| s.live).sum());
             for (&id, seg) in st.segments.iter().filter(|(_, seg)| keep(seg)) {
-                for e in seg.entries.iter().filter(|e| e.live) {
+                for e in seg.entries.iter().filter(|e| e.is_live()) {
                     let location = ChunkLocation {
                         segment: id,
                         offset: e.offset,
-                        length: e.len,
+                        length: e.len(),
                     };
                     match seg.header(id, e) {
                         Ok(meta) => out.push(ChunkReference {
@@ -1215,11 +1211,11 @@ impl Inner {
                     let dead = seg
                         .entries
                         .iter()
-                        .filter(|e| !e.live)
+                        .filter(|e| !e.is_live())
                         .map(move |e| Deletion {
                             segment,
                             offset: e.offset,
-                            length: e.len,
+                            length: e.len(),
                         });
                     let damaged = seg
                         .damage
@@ -1339,9 +1335,9 @@ fn rewrite_deletion_log(dir: &Path, kept: &[Deletion]) -> Result<u64> {
 fn mostly_dead(seg: &SegmentState) -> bool {
     let (mut live, mut total) = (0u64, 0u64);
     for e in &seg.entries {
-        total += e.len;
-        if e.live {
-            live += e.len;
+        total += e.len();
+        if e.is_live() {
+            live += e.len();
         }
     }
     live > 0 && total - live >= live

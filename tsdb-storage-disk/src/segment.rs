@@ -8,7 +8,10 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use tsdb_core::ChunkLocation;
 
-use crate::format::{HEADER_LEN, Invalid, RECORD_MAGIC, RecordMeta, parse_header, parse_record};
+use crate::format::{
+    HEADER_LEN, Invalid, MAX_PAYLOAD, RECORD_MAGIC, RecordMeta, parse_header, parse_record,
+    record_len,
+};
 
 /// File name of segment `id`: twenty decimal digits and `.seg`, so names sort like ids.
 pub(crate) fn segment_file_name(id: u64) -> String {
@@ -24,15 +27,47 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// One verified record of a segment: 24 bytes, its metadata left in the file (the header is
-/// read again to list chunks, and the checksum of that header tells it is the same one).
+/// One verified record of a segment: 16 bytes (a million one-point chunks are 16 MB of
+/// them), its metadata left in the file (the header is read again to list chunks, and the
+/// checksum of that header tells it is the same one).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub(crate) offset: u64,
-    pub(crate) len: u64,
+    /// The record's length in the low 31 bits (a record holds at most [`MAX_PAYLOAD`] bytes
+    /// of payload, 2^30), and whether it is live in the top one.
+    len_and_live: u32,
     /// The record header's checksum, as verified when the record was written or scanned.
     pub(crate) header_crc: u32,
-    pub(crate) live: bool,
+}
+
+impl Entry {
+    const LIVE: u32 = 1 << 31;
+
+    /// A live record of `len` bytes at `offset`, `len` at most [`record_len`] of
+    /// [`MAX_PAYLOAD`] (what the writer and the parser of records accept).
+    pub(crate) fn live(offset: u64, len: u64, header_crc: u32) -> Entry {
+        debug_assert!(len <= record_len(MAX_PAYLOAD));
+        Entry {
+            offset,
+            len_and_live: (len as u32 & !Self::LIVE) | Self::LIVE,
+            header_crc,
+        }
+    }
+
+    /// The record's length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        u64::from(self.len_and_live & !Self::LIVE)
+    }
+
+    /// Whether the record is live (not deleted).
+    pub(crate) fn is_live(&self) -> bool {
+        self.len_and_live & Self::LIVE != 0
+    }
+
+    /// Marks the record deleted.
+    fn kill(&mut self) {
+        self.len_and_live &= !Self::LIVE;
+    }
 }
 
 /// Bytes of a segment that hold no valid record; reads there report [`tsdb_core::Error::Corrupt`].
@@ -73,12 +108,7 @@ pub(crate) fn scan(bytes: &[u8], segment: u64) -> Scan {
         let here = &bytes[pos as usize..];
         match parse_record(here, segment, pos) {
             Ok(rec) => {
-                scan.entries.push(Entry {
-                    offset: pos,
-                    len: rec.len,
-                    header_crc: rec.header_crc,
-                    live: true,
-                });
+                scan.entries.push(Entry::live(pos, rec.len, rec.header_crc));
                 pos += rec.len;
                 scan.valid_end = pos;
                 scan.tail_reason = None;
@@ -170,7 +200,7 @@ pub(crate) struct SegmentState {
 
 impl SegmentState {
     pub(crate) fn new(path: Arc<str>, scan: Scan, storage: Storage) -> Self {
-        let live = scan.entries.iter().filter(|e| e.live).count();
+        let live = scan.entries.iter().filter(|e| e.is_live()).count();
         SegmentState {
             path,
             entries: scan.entries,
@@ -183,7 +213,7 @@ impl SegmentState {
     pub(crate) fn lookup(&self, loc: &ChunkLocation) -> Lookup<'_> {
         if let Ok(i) = self.entries.binary_search_by_key(&loc.offset, |e| e.offset) {
             let e = &self.entries[i];
-            return if e.live && e.len == loc.length {
+            return if e.is_live() && e.len() == loc.length {
                 Lookup::Live(e)
             } else {
                 Lookup::Missing
@@ -199,8 +229,8 @@ impl SegmentState {
     pub(crate) fn delete(&mut self, loc: &ChunkLocation) -> bool {
         if let Ok(i) = self.entries.binary_search_by_key(&loc.offset, |e| e.offset) {
             let e = &mut self.entries[i];
-            if e.live && e.len == loc.length {
-                e.live = false;
+            if e.is_live() && e.len() == loc.length {
+                e.kill();
                 self.live -= 1;
                 return true;
             }
@@ -227,12 +257,12 @@ impl SegmentState {
     ) {
         if let Ok(i) = self.entries.binary_search_by_key(&loc.offset, |e| e.offset) {
             let e = self.entries[i];
-            if e.live && e.len == loc.length {
+            if e.is_live() && e.len() == loc.length {
                 self.entries.remove(i);
                 self.live -= 1;
                 self.damage.push(Damage {
                     offset: e.offset,
-                    len: e.len,
+                    len: e.len(),
                     reason,
                     deleted: false,
                     meta,
@@ -261,7 +291,7 @@ impl SegmentState {
             Storage::Mapped(_) => return Err("record header past the end of the segment".into()),
         };
         match parse_header(bytes, id, e.offset) {
-            Ok(h) if h.header_crc == e.header_crc && h.len == e.len => Ok(h.meta),
+            Ok(h) if h.header_crc == e.header_crc && h.len == e.len() => Ok(h.meta),
             Ok(_) => Err("record header differs from what was indexed".into()),
             Err(why) => Err(why.to_string()),
         }
@@ -270,7 +300,7 @@ impl SegmentState {
     /// Whether `loc` names something [`Self::delete`] would delete.
     pub(crate) fn deletable(&self, loc: &ChunkLocation) -> bool {
         match self.entries.binary_search_by_key(&loc.offset, |e| e.offset) {
-            Ok(i) => self.entries[i].live && self.entries[i].len == loc.length,
+            Ok(i) => self.entries[i].is_live() && self.entries[i].len() == loc.length,
             Err(_) => self
                 .damage
                 .iter()
@@ -291,6 +321,21 @@ mod tests {
     use crate::format::encode_record;
     use bytes::Bytes;
     use tsdb_core::{CodecId, CompressedBlock, SeriesId};
+
+    #[test]
+    fn an_entry_packs_its_length_and_liveness_in_16_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+        let longest = record_len(MAX_PAYLOAD);
+        for len in [1, 72, longest] {
+            let mut e = Entry::live(1 << 40, len, 7);
+            assert_eq!(
+                (e.offset, e.len(), e.header_crc, e.is_live()),
+                (1 << 40, len, 7, true)
+            );
+            e.kill();
+            assert_eq!((e.len(), e.is_live()), (len, false));
+        }
+    }
 
     fn records(segment: u64, payloads: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -384,7 +429,7 @@ mod tests {
                 }
                 let s = scan(&bytes, 4);
                 prop_assert_eq!(s.entries.iter().map(|e| e.offset).collect::<Vec<_>>(), want);
-                let covered: u64 = s.entries.iter().map(|e| e.len).sum::<u64>()
+                let covered: u64 = s.entries.iter().map(|e| e.len()).sum::<u64>()
                     + s.damage.iter().map(|d| d.len).sum::<u64>();
                 prop_assert_eq!(covered, bytes.len() as u64, "records and damage tile the file");
             }
@@ -395,7 +440,7 @@ mod tests {
             ) {
                 let s = scan(&bytes, 0);
                 for e in &s.entries {
-                    let rec = &bytes[e.offset as usize..(e.offset + e.len) as usize];
+                    let rec = &bytes[e.offset as usize..(e.offset + e.len()) as usize];
                     prop_assert!(parse_record(rec, 0, e.offset).is_ok());
                 }
                 prop_assert!(s.valid_end <= bytes.len() as u64);

@@ -12,8 +12,11 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use gorilla_tsdb::{Error, Labels, SeriesId};
 
 /// Bytes of whole lines in one chunk (the unit parsed by one worker and written as one
-/// batch), about 30,000 to 60,000 lines of ordinary input.
-pub(super) const CHUNK: usize = 2 << 20;
+/// batch), about 15,000 to 30,000 lines of ordinary input. Measured on 2 cores: importing a
+/// million new series peaked at 232-239 MB resident with 1 MiB chunks, 258-281 MB with 2 MiB
+/// (the new series' labels in flight weigh about 8 times their lines), while 10M points of
+/// 1,000 series took 1.21-1.24 s against 1.12-1.20 s.
+pub(super) const CHUNK: usize = 1 << 20;
 
 /// A line longer than this is rejected (and skipped without being held in memory).
 pub(super) const MAX_LINE: usize = 8 << 20;

@@ -86,7 +86,10 @@ pub(super) struct Writer<'a> {
     pub(super) budget: Arc<InFlightBudget>,
     pub(super) started: Instant,
     pub(super) totals: Totals,
-    series: FxHashSet<SeriesId>,
+    /// The series seen, kept only when the database held series before the import: into
+    /// an empty one (the CLI holds its lock), the series it holds at the end are the ones
+    /// imported, and a million-series import does not keep a second set of them.
+    series: Option<FxHashSet<SeriesId>>,
     /// Series the database refused to register, with why.
     refused_series: HashMap<SeriesId, Error>,
     /// Lines of the current input before the next chunk.
@@ -116,7 +119,7 @@ impl<'a> Writer<'a> {
             budget,
             started: Instant::now(),
             totals: Totals::default(),
-            series: FxHashSet::default(),
+            series: (db.stats().series > 0).then(FxHashSet::default),
             refused_series: HashMap::new(),
             line_base: 0,
             input: usize::MAX,
@@ -141,7 +144,10 @@ impl<'a> Writer<'a> {
     /// The totals, once the import is over.
     pub(super) fn totals(&mut self) -> Totals {
         let mut totals = std::mem::take(&mut self.totals);
-        totals.series = self.series.len() as u64;
+        totals.series = match &self.series {
+            Some(seen) => seen.len() as u64,
+            None => self.db.stats().series,
+        };
         totals
     }
 
@@ -173,8 +179,8 @@ impl<'a> Writer<'a> {
         self.totals.lines += p.data_lines;
         self.totals.defaulted_lines += p.defaulted_lines;
         self.refused_series.extend(std::mem::take(&mut p.refused));
-        for id in &p.seen {
-            self.series.insert(*id);
+        if let Some(seen) = &mut self.series {
+            seen.extend(p.seen.iter().copied());
         }
         let mut points = std::mem::take(&mut p.points);
         let mut origins = std::mem::take(&mut p.origins);
