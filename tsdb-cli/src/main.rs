@@ -118,6 +118,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if cli.command.only_prints() {
+        end_quietly_when_the_output_closes();
+    }
     let given = |id: &str| {
         matches
             .value_source(id)
@@ -163,6 +166,38 @@ struct Explicit {
 }
 
 #[cfg_attr(not(feature = "server"), allow(unused_variables))]
+impl Command {
+    /// Whether the command only reads the database and prints what it found.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Query(_)
+                | Command::Series(_)
+                | Command::Labels(_)
+                | Command::LabelValues(_)
+                | Command::Stats(_)
+                | Command::Inspect(_)
+        )
+    }
+}
+
+/// Lets a closed pipe on the output end the process quietly, as it does Unix tools
+/// (`gorilla-tsdb series | head`), instead of a write error or, from `println!`, a panic.
+/// Only for commands that just print: one that writes to the database finishes its work.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn end_quietly_when_the_output_closes() {
+    // SAFETY: restores the default disposition of one signal (Rust's runtime set it to
+    // ignored); no handler runs our code, and no other thread exists yet.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Other platforms report the failed write.
+#[cfg(not(unix))]
+fn end_quietly_when_the_output_closes() {}
+
 async fn run(cli: Cli, explicit: Explicit) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Import(args) => import::run(&cli.data_dir, args).await,

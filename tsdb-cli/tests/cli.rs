@@ -354,6 +354,54 @@ fn csv_import_with_labels_then_query_stats_and_inspect() {
     );
 }
 
+/// `gorilla-tsdb label-values host | head -1`, and the same for every command that prints:
+/// the reader goes away after the first line and the command ends without an error message
+/// or a panic.
+#[test]
+fn a_closed_output_pipe_ends_printing_commands_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::new();
+    for h in 0..20_000 {
+        text.push_str(&format!("m{{host=\"host-{h:05}\"}} {h} 1700000000000\n"));
+    }
+    let out = cli_stdin(
+        dir.path(),
+        &["import", "--format", "prometheus", "-"],
+        &text,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [
+        &["label-values", "host"][..],
+        &["series"],
+        &["query", "m", "--time", "1700000000"],
+        &["inspect", "-m", "__name__=m"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gorilla-tsdb"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut first = [0u8; 64];
+        let n = std::io::Read::read(&mut stdout, &mut first).expect("reads");
+        assert!(n > 0, "{args:?} printed nothing");
+        drop(stdout);
+        let out = child.wait_with_output().expect("the binary finishes");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("error") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn bad_query_arguments_are_clear_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
