@@ -121,6 +121,12 @@ fn full(what: &'static str) -> Error {
 const SEPARATOR: u8 = 0xff;
 
 impl Catalog {
+    /// Ordinals given since the last rebuild, dead ones included.
+    #[cfg(test)]
+    pub(crate) fn ordinals(&self) -> usize {
+        self.ids.len()
+    }
+
     /// An empty catalog rebuilt after `n` drops (rather than [`REBUILD_MIN_DEAD`]).
     #[cfg(test)]
     pub(crate) fn with_rebuild_min_dead(n: usize) -> Catalog {

@@ -280,4 +280,111 @@ mod tests {
         ));
         Ok(())
     }
+
+    /// Chunks added and queried on several threads while other series come and go, so
+    /// that the catalog is rebuilt (the ordinals renumbered) many times under them: every
+    /// query sees only the chunks of its own series, and at the end each series that stayed
+    /// has exactly the chunks added to it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_adds_and_queries_survive_rebuilds() -> Result<()> {
+        use std::sync::Arc;
+        let index = Arc::new(MemoryTimeIndex {
+            catalog: RwLock::new(Catalog::with_rebuild_min_dead(64)),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        });
+        let stable = 300u64;
+        let per_series = 20u64;
+        // Each stable series between four that go away, so that rebuilds move its ordinal.
+        let early = |i: u64, j: u64| 20_000 + i * 4 + j;
+        for i in 0..stable {
+            for j in 0..4 {
+                let e = early(i, j);
+                index
+                    .register_series(labels(e).series_id(), &labels(e))
+                    .await?;
+            }
+            index
+                .register_series(labels(i).series_id(), &labels(i))
+                .await?;
+        }
+        let all = TimeRange::new(i64::MIN, i64::MAX)?;
+        let mut tasks = Vec::new();
+        // Two writers, each adding half of every stable series' chunks.
+        for half in 0..2u64 {
+            let index = index.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in (half..per_series).step_by(2) {
+                    for i in 0..stable {
+                        index.add_chunk(&chunk(i, n)).await?;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Ok::<(), Error>(())
+            }));
+        }
+        // Churn: series registered, given a chunk and dropped, a rebuild every few hundred.
+        {
+            let index = index.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 10_000..13_000u64 {
+                    if i < 10_000 + stable {
+                        for j in 0..4 {
+                            index
+                                .drop_series(labels(early(i - 10_000, j)).series_id())
+                                .await?;
+                        }
+                    }
+                    index
+                        .register_series(labels(i).series_id(), &labels(i))
+                        .await?;
+                    index.add_chunk(&chunk(i, 0)).await?;
+                    if i % 3 != 0 {
+                        index.drop_series(labels(i).series_id()).await?;
+                    }
+                    if i % 50 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Ok(())
+            }));
+        }
+        // A reader: whatever it sees of a series is that series' own chunks, in order.
+        {
+            let index = index.clone();
+            tasks.push(tokio::spawn(async move {
+                for round in 0..40u64 {
+                    for i in (round % 7..stable).step_by(7) {
+                        let got = index.query_chunks(labels(i).series_id(), all).await?;
+                        assert!(got.len() as u64 <= per_series, "series {i}: {got:?}");
+                        for c in &got {
+                            assert_eq!(c.series_id, labels(i).series_id());
+                            assert_eq!(*c, chunk(i, c.location.offset), "series {i}");
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await.expect("the task runs")?;
+        }
+        let ordinals = index.read_catalog().ordinals();
+        assert!(ordinals < 4_500, "rebuilt: {ordinals} ordinals");
+        for i in 0..stable {
+            let got = index.query_chunks(labels(i).series_id(), all).await?;
+            let want: Vec<_> = (0..per_series).map(|n| chunk(i, n)).collect();
+            assert_eq!(got, want, "series {i}");
+        }
+        for i in 10_000..13_000u64 {
+            let got = index.query_chunks(labels(i).series_id(), all).await?;
+            let want = if i % 3 == 0 {
+                vec![chunk(i, 0)]
+            } else {
+                vec![]
+            };
+            assert_eq!(got, want, "churned series {i}");
+        }
+        Ok(())
+    }
 }
