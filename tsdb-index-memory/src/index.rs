@@ -22,11 +22,11 @@ type Shard = RwLock<Vec<SeriesChunks>>;
 /// A [`TimeIndex`] held in memory. Cheap to create; share it as `Arc<MemoryTimeIndex>`.
 ///
 /// A series' chunks are found by its catalog ordinal, in a slot of one of the shards' vectors
-/// (40 bytes, a lone chunk inline), where a map from series id to a box took 100 bytes. Locks are always taken
-/// catalog first, then one chunk shard (all of them, in order, when a rebuild of the catalog
-/// renumbers the ordinals), so an ordinal's chunks are those of the series the catalog gives
-/// it: `add_chunk` racing with `drop_series` either lands before the drop (and is dropped
-/// with it) or fails with [`Error::SeriesNotFound`].
+/// (40 bytes, a lone chunk inline), where a map from series id to a box took 100 bytes.
+/// Locks are always taken catalog first, then one chunk shard (all of them, in order, when a
+/// rebuild of the catalog renumbers the ordinals), so an ordinal's chunks are those of the
+/// series the catalog gives it: `add_chunk` racing with `drop_series` either lands before the
+/// drop (and is dropped with it) or fails with [`Error::SeriesNotFound`].
 pub struct MemoryTimeIndex {
     catalog: RwLock<Catalog>,
     shards: Box<[Shard]>,
