@@ -62,17 +62,20 @@ pub struct PcoCompressor {
 }
 
 /// What one decode appended to the columns: how many points, and their smallest and largest
-/// timestamp (`None` when no point).
+/// timestamp (`None` when no point); and what the block says of itself, when its own table
+/// tells (its point count and span, whatever part of it was decoded).
 #[derive(Clone, Copy, Debug)]
 struct Decoded {
     points: usize,
     span: Option<TimeRange>,
+    block: Option<(usize, TimeRange)>,
 }
 
 impl Decoded {
     const NOTHING: Self = Self {
         points: 0,
         span: None,
+        block: None,
     };
 
     /// Checks what a decode of `block` gave against its header: every point when `whole`
@@ -80,6 +83,18 @@ impl Decoded {
     /// within its span).
     fn check(self, block: &CompressedBlock, whole: bool) -> Result<()> {
         let count = block.point_count as usize;
+        if let Some((points, span)) = self.block
+            && (points != count || span.start != block.start_time || span.end != block.end_time)
+        {
+            return Err(corrupt(
+                1,
+                format_args!(
+                    "the block's table says {points} points over [{}, {}], its header \
+                     {count} over [{}, {}]",
+                    span.start, span.end, block.start_time, block.end_time
+                ),
+            ));
+        }
         if (whole && self.points != count) || self.points > count {
             return Err(corrupt(
                 1,
@@ -259,6 +274,7 @@ impl PcoCompressor {
                 Ok(Decoded {
                     points,
                     span: (points > 0).then_some(TimeRange { start, end }),
+                    block: None,
                 })
             }
             version @ (FORMAT_VERSION_2 | FORMAT_VERSION) => {

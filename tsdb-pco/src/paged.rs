@@ -204,8 +204,9 @@ struct Page {
 }
 
 /// Decodes the pages of a block of `version` 2 or 3 that overlap `range` (every page without
-/// one), appending to the columns; returns the points appended and their span (the union of
-/// the pages' spans, which each page's timestamps were checked to match).
+/// one) and appends their points inside `range` to the columns (all the points of a page
+/// whose timestamps are out of order); returns the points appended and their span. Each
+/// page's timestamps are checked against its span in the table first.
 pub(crate) fn decode(
     data: &[u8],
     version: u8,
@@ -304,12 +305,21 @@ pub(crate) fn decode(
         .iter()
         .filter(|p| range.is_none_or(|r| p.span.start <= r.end && r.start <= p.span.end))
         .collect();
-    let Some(span) = wanted.iter().map(|p| p.span).reduce(|a, b| TimeRange {
-        start: a.start.min(b.start),
-        end: a.end.max(b.end),
-    }) else {
-        return Ok(Decoded::NOTHING);
-    };
+    // What the table says of the whole block, for the check against its header.
+    let whole_span = pages
+        .iter()
+        .map(|p| p.span)
+        .reduce(|a, b| TimeRange {
+            start: a.start.min(b.start),
+            end: a.end.max(b.end),
+        })
+        .map(|span| (count, span));
+    if wanted.is_empty() {
+        return Ok(Decoded {
+            block: whole_span,
+            ..Decoded::NOTHING
+        });
+    }
     let pco_err = |at: usize, what: &'static str| {
         move |e: pco::errors::PcoError| corrupt(at, format_args!("{what}: {e}"))
     };
@@ -351,11 +361,15 @@ pub(crate) fn decode(
     // Decimal values decode as integers into one page-sized buffer, then convert.
     let mut ints = Vec::new();
     let mut out = 0usize;
+    let mut span: Option<TimeRange> = None;
     for page in wanted {
         let n = page.points;
         let dst = &mut timestamps[t_at + out..t_at + out + n];
-        if version >= 3 && page.ts.is_empty() {
+        // Whether the page's timestamps are known to be in order (then the points inside
+        // the range are found by two binary searches).
+        let sorted = if version >= 3 && page.ts.is_empty() {
             fill_evenly(dst, page.span).map_err(|why| corrupt(page.ts.start, why))?;
+            true
         } else {
             let chunk = ts_chunk.as_mut().ok_or_else(|| {
                 corrupt(
@@ -376,7 +390,7 @@ pub(crate) fn decode(
                 ));
             }
             // (An evenly spaced page spans its table's span by construction.)
-            let (lo, hi, _) = tsdb_core::codec::span(dst);
+            let (lo, hi, ascending) = tsdb_core::codec::span(dst);
             if lo != page.span.start || hi != page.span.end {
                 return Err(corrupt(
                     page.ts.start,
@@ -386,7 +400,16 @@ pub(crate) fn decode(
                     ),
                 ));
             }
-        }
+            ascending
+        };
+        // The points of the page a range read keeps: those inside the range (the contract
+        // lets the others go, and the reader would only skip them), every point otherwise.
+        let keep = match range {
+            Some(r) if sorted => {
+                dst.partition_point(|&t| t < r.start)..dst.partition_point(|&t| t <= r.end)
+            }
+            _ => 0..n,
+        };
         let dst = &mut values[v_at + out..v_at + out + n];
         let progress = match (scale, &mut int_chunk, &mut float_chunk) {
             (Some(scale), Some(chunk), _) => {
@@ -400,7 +423,8 @@ pub(crate) fn decode(
                 let progress = pd
                     .read(ints)
                     .map_err(pco_err(page.vs.start, "value page"))?;
-                for (v, &k) in dst.iter_mut().zip(ints.iter()) {
+                // Only the kept ones are converted, straight to where they stay.
+                for (v, &k) in dst.iter_mut().zip(&ints[keep.clone()]) {
                     *v = k as f64 / scale;
                 }
                 progress
@@ -409,7 +433,9 @@ pub(crate) fn decode(
                 let mut pd = chunk
                     .page_decompressor(&data[page.vs.clone()], n)
                     .map_err(pco_err(page.vs.start, "value page"))?;
-                pd.read(dst).map_err(pco_err(page.vs.start, "value page"))?
+                let progress = pd.read(dst).map_err(pco_err(page.vs.start, "value page"))?;
+                dst.copy_within(keep.clone(), 0);
+                progress
             }
             _ => return Err(corrupt(5, "no value decoder")),
         };
@@ -419,10 +445,31 @@ pub(crate) fn decode(
                 "value page holds fewer points than its table says",
             ));
         }
-        out += n;
+        let kept = keep.len();
+        if kept == 0 {
+            continue;
+        }
+        let page_span = if kept == n {
+            page.span
+        } else {
+            let ts = &mut timestamps[t_at + out..t_at + out + n];
+            ts.copy_within(keep, 0);
+            TimeRange {
+                start: ts[0],
+                end: ts[kept - 1],
+            }
+        };
+        span = Some(span.map_or(page_span, |s| TimeRange {
+            start: s.start.min(page_span.start),
+            end: s.end.max(page_span.end),
+        }));
+        out += kept;
     }
+    timestamps.truncate(t_at + out);
+    values.truncate(v_at + out);
     Ok(Decoded {
         points: out,
-        span: Some(span),
+        span,
+        block: whole_span,
     })
 }
