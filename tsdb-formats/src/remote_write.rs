@@ -134,7 +134,7 @@ pub enum DecodeError {
 /// Decompresses a snappy block, refusing (before allocating) one that declares more than
 /// `max_len` bytes.
 pub fn decompress(body: &[u8], max_len: usize) -> Result<Vec<u8>, DecodeError> {
-    let declared = snap::raw::decompress_len(body)?;
+    let declared = declared_len(body)?;
     if declared > max_len {
         return Err(DecodeError::TooLarge {
             declared,
@@ -145,6 +145,12 @@ pub fn decompress(body: &[u8], max_len: usize) -> Result<Vec<u8>, DecodeError> {
     let n = snap::raw::Decoder::new().decompress(body, &mut out)?;
     out.truncate(n);
     Ok(out)
+}
+
+/// The length a snappy-compressed body says it decompresses to (its leading varint), read
+/// without decompressing.
+pub fn declared_len(body: &[u8]) -> Result<usize, DecodeError> {
+    Ok(snap::raw::decompress_len(body)?)
 }
 
 /// Decompresses (at most `max_len` bytes) and decodes a `WriteRequest`.
