@@ -134,6 +134,11 @@ pub(crate) async fn run(data_dir: &Path, args: PlotArgs) -> Result<ExitCode, Err
     );
     if series.is_empty() {
         eprintln!("note: the query returned no data in the range");
+        for (flag, text) in [("--start", &args.start), ("--end", &args.end)] {
+            if let Some(hint) = crate::time::milliseconds_hint(flag, text) {
+                eprintln!("{hint}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -370,6 +370,16 @@ fn print_value(args: &QueryArgs, mut value: Value) -> Result<ExitCode, Error> {
     })?;
     if empty && args.output == Output::Table {
         eprintln!("note: the query returned no data");
+        let flags = [
+            ("--time", args.time.as_deref()),
+            ("--start", Some(args.start.as_str())),
+            ("--end", Some(args.end.as_str())),
+        ];
+        for (flag, text) in flags {
+            if let Some(hint) = text.and_then(|t| crate::time::milliseconds_hint(flag, t)) {
+                eprintln!("{hint}");
+            }
+        }
     }
     Ok(output_status(truncated, args.max_output_series))
 }

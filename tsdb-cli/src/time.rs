@@ -18,6 +18,22 @@ pub(crate) fn parse_time(text: &str, now_ms: i64) -> Result<i64, Error> {
     notation::parse_time(text, now_ms).map_err(|e| Error::invalid_input(e.to_string()))
 }
 
+/// A hint for a time flag given as a bare number so large that, read as seconds (the
+/// notation's rule, Prometheus's too), it lies after the year 5000: most likely milliseconds.
+/// `None` for any other text.
+pub(crate) fn milliseconds_hint(flag: &str, text: &str) -> Option<String> {
+    let seconds: f64 = text.trim().parse().ok()?;
+    // 95,617,584,000 s after the epoch is 5000-01-01.
+    (seconds.is_finite() && seconds >= 95_617_584_000.0).then(|| {
+        format!(
+            "note: {flag} {} is read as seconds since the epoch (after the year 5000); for \
+             milliseconds write {}ms",
+            text.trim(),
+            text.trim()
+        )
+    })
+}
+
 /// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds shown when not zero).
 pub(crate) fn format_time(ms: i64) -> String {
     match DateTime::from_timestamp_millis(ms) {
@@ -37,6 +53,26 @@ pub(crate) fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_in_milliseconds_given_as_seconds_gets_a_hint() {
+        let hint = milliseconds_hint("--time", "1700000500000").expect("a hint");
+        assert!(hint.contains("--time 1700000500000") && hint.contains("1700000500000ms"));
+        for text in [
+            "1700000500",
+            "1700000500.5",
+            "now",
+            "2023-11-14",
+            "1700000500000ms",
+        ] {
+            assert_eq!(milliseconds_hint("--time", text), None, "{text}");
+        }
+        // Milliseconds given as milliseconds parse to the same instant as the seconds.
+        assert_eq!(
+            parse_time("1700000500000ms", 0).expect("parses"),
+            parse_time("1700000500", 0).expect("parses")
+        );
+    }
 
     #[test]
     fn the_command_line_reads_the_workspace_notation() {
