@@ -165,7 +165,6 @@ struct Explicit {
     wal_recovery: bool,
 }
 
-#[cfg_attr(not(feature = "server"), allow(unused_variables))]
 impl Command {
     /// Whether the command only reads the database and prints what it found.
     fn only_prints(&self) -> bool {
@@ -198,6 +197,7 @@ fn end_quietly_when_the_output_closes() {
 #[cfg(not(unix))]
 fn end_quietly_when_the_output_closes() {}
 
+#[cfg_attr(not(feature = "server"), allow(unused_variables))]
 async fn run(cli: Cli, explicit: Explicit) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Import(args) => import::run(&cli.data_dir, args).await,

@@ -22,14 +22,13 @@ pub(crate) fn parse_time(text: &str, now_ms: i64) -> Result<i64, Error> {
 /// notation's rule, Prometheus's too), it lies after the year 5000: most likely milliseconds.
 /// `None` for any other text.
 pub(crate) fn milliseconds_hint(flag: &str, text: &str) -> Option<String> {
-    let seconds: f64 = text.trim().parse().ok()?;
+    let text = text.trim();
+    let seconds: f64 = text.parse().ok()?;
     // 95,617,584,000 s after the epoch is 5000-01-01.
     (seconds.is_finite() && seconds >= 95_617_584_000.0).then(|| {
         format!(
-            "note: {flag} {} is read as seconds since the epoch (after the year 5000); for \
-             milliseconds write {}ms",
-            text.trim(),
-            text.trim()
+            "note: {flag} {text} is read as seconds since the epoch (after the year 5000); for \
+             milliseconds write {text}ms"
         )
     })
 }

@@ -195,6 +195,14 @@ fn fill_evenly(dst: &mut [i64], span: TimeRange) -> std::result::Result<(), &'st
     Ok(())
 }
 
+/// The smallest range holding both `a` and `b`.
+fn hull(a: TimeRange, b: TimeRange) -> TimeRange {
+    TimeRange {
+        start: a.start.min(b.start),
+        end: a.end.max(b.end),
+    }
+}
+
 /// One page as the table describes it.
 struct Page {
     points: usize,
@@ -309,10 +317,7 @@ pub(crate) fn decode(
     let whole_span = pages
         .iter()
         .map(|p| p.span)
-        .reduce(|a, b| TimeRange {
-            start: a.start.min(b.start),
-            end: a.end.max(b.end),
-        })
+        .reduce(hull)
         .map(|span| (count, span));
     if wanted.is_empty() {
         return Ok(Decoded {
@@ -459,10 +464,7 @@ pub(crate) fn decode(
                 end: ts[kept - 1],
             }
         };
-        span = Some(span.map_or(page_span, |s| TimeRange {
-            start: s.start.min(page_span.start),
-            end: s.end.max(page_span.end),
-        }));
+        span = Some(span.map_or(page_span, |s| hull(s, page_span)));
         out += kept;
     }
     timestamps.truncate(t_at + out);
