@@ -239,8 +239,8 @@ pub(crate) async fn run(data_dir: &Path, args: ImportArgs) -> Result<ExitCode, E
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
         .clamp(1, 16);
-    // Chunks in flight (read, parsed, waiting to be written): a memory budget of 2 MiB
-    // chunks for every parser and two more, whatever the input.
+    // Chunks in flight (read, parsed, waiting to be written): a memory budget of two chunks
+    // for every parser and two more, whatever the input.
     let budget = Arc::new(InFlightBudget::new((2 * workers + 2).min(24) * read::CHUNK));
     let buffers = Arc::new(Buffers::default());
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel(workers + 1);
