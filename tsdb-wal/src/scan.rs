@@ -445,11 +445,21 @@ fn scan_segment(
             continue;
         }
         let tail = &bytes[offset..];
-        let torn = matches!(decoded, Decoded::Incomplete) || tail.iter().all(|&b| b == 0);
+        let zeros = tail.iter().all(|&b| b == 0);
+        let torn = zeros
+            || matches!(decoded, Decoded::Incomplete)
+            || (matches!(decoded, Decoded::ChecksumMismatch { .. })
+                && cut_at_a_page(&bytes, offset));
         if is_last && torn && next >= written_before {
-            // The remains of a write that was never acknowledged.
-            tracing::warn!(segment = %path.display(), offset, bytes_dropped = tail.len(), %problem,
-                "WAL: cutting a torn tail");
+            // The remains of a write that was never acknowledged, or the zeros the log writes
+            // ahead of its records.
+            if zeros {
+                tracing::info!(segment = %path.display(), offset, bytes_dropped = tail.len(),
+                    "WAL: cutting the zeros after the last record (space written ahead of appends)");
+            } else {
+                tracing::warn!(segment = %path.display(), offset, bytes_dropped = tail.len(), %problem,
+                    "WAL: cutting a torn tail");
+            }
         } else {
             let reason = if !is_last {
                 format!("{problem}; the segment is not the last one")
@@ -505,6 +515,30 @@ fn scan_segment(
         damage,
         repair,
     })
+}
+
+/// The granularity at which an interrupted write(2) stops copying into the page cache (a
+/// process killed mid-write), and at which pages reach the disk.
+const PAGE: usize = 4096;
+
+/// Whether the record at `at` (its header intact enough to give a length that fits in the
+/// file) looks like a write interrupted at a page boundary inside it, into the zeros the log
+/// writes ahead of its records: everything from some page boundary inside the record to the
+/// end of the file is zero.
+///
+/// A complete record damaged later (bit rot) reads the same only when its own bytes happen
+/// to be zero from a page boundary inside it to its end.
+fn cut_at_a_page(bytes: &[u8], at: usize) -> bool {
+    let Some(header) = bytes.get(at..at + RECORD_HEADER_LEN) else {
+        return false;
+    };
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    h.copy_from_slice(header);
+    let end = at + RECORD_HEADER_LEN + format::header_len_field(&h) as usize;
+    // Where the run of zeros that ends the file starts.
+    let zeros_from = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let boundary = zeros_from.max(at + 1).next_multiple_of(PAGE);
+    boundary < end
 }
 
 /// Looks for a record with a valid checksum and an LSN `>= min_lsn` starting anywhere in

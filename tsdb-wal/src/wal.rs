@@ -23,6 +23,14 @@ const ENGINE: &str = "tsdb-wal";
 /// How long open waits for a handle that was dropped without closing to let go of the
 /// directory lock (its background tasks stop within moments).
 const LOCK_WAIT: Duration = Duration::from_secs(2);
+/// How far ahead of the last record the active segment is filled with zeros (capped at the
+/// segment size). An fdatasync of a file whose length changed must commit the new length to
+/// the file system's journal; appends into space already written as zeros leave the length
+/// alone, so their fsync writes only the data: measured on ext4 here, 133-147 µs a 7 KB
+/// append + fdatasync against 226-265 µs growing the file.
+const PREALLOCATE: u64 = 1 << 20;
+/// Zeros written at a time while preallocating.
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
 
 /// Log sequence number: the position of a record in the log.
 ///
@@ -187,9 +195,12 @@ struct SegmentMeta {
 
 #[derive(Debug)]
 struct State {
-    /// Append handle of the active (last) segment.
+    /// Write handle of the active (last) segment.
     file: Arc<File>,
     active: SegmentMeta,
+    /// Length of the active segment's file: `active.size` (its records) plus zeros written
+    /// ahead of them ([`PREALLOCATE`]).
+    allocated: u64,
     /// Older segments, oldest first. All of them are fsynced.
     sealed: VecDeque<SegmentMeta>,
     /// LSN the next record gets.
@@ -258,11 +269,26 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::task_failed("WAL file", e))?
 }
 
+/// Writes all of `buf` at `offset` (positioned: the file's cursor is not used).
+fn write_at(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.write_all(buf)
+    }
+}
+
 /// Creates a segment file with its header, without fsync.
 fn create_segment(dir: &Path, first: Lsn) -> Result<(File, PathBuf)> {
     let path = dir.join(segment_file_name(first));
     let mut file = OpenOptions::new()
-        .append(true)
+        .write(true)
         .create_new(true)
         .open(&path)
         .map_err(|e| Error::io(path.display(), e))?;
@@ -332,7 +358,7 @@ impl Wal {
                 }
                 Some(active) => {
                     let file = OpenOptions::new()
-                        .append(true)
+                        .write(true)
                         .open(&active.path)
                         .map_err(|e| Error::io(active.path.display(), e))?;
                     (file, active)
@@ -360,8 +386,11 @@ impl Wal {
                     (file, meta)
                 }
             };
+            // The scan cut the last segment after its last record.
+            let allocated = active.size;
             let state = State {
                 file: Arc::new(file),
+                allocated,
                 active,
                 sealed,
                 next_lsn,
@@ -565,6 +594,13 @@ impl Wal {
                 return Ok(());
             }
             st.closed = true;
+            if !self.inner.config.read_only
+                && st.poisoned.is_none()
+                && let Err(e) = Inner::cut_preallocated(&mut st)
+            {
+                // The zeros stay; the next open cuts them.
+                tracing::warn!(error = %e, "WAL: could not cut the zeros after the last record at close");
+            }
             st.next_lsn.get().saturating_sub(1)
         };
         let synced = self.inner.sync_to(written).await;
@@ -649,7 +685,7 @@ impl Inner {
     fn publish(&self, st: &State) {
         let c = &self.counters;
         let first = st.sealed.front().unwrap_or(&st.active).first_lsn;
-        let size = st.active.size + st.sealed.iter().map(|s| s.size).sum::<u64>();
+        let size = st.allocated.max(st.active.size) + st.sealed.iter().map(|s| s.size).sum::<u64>();
         c.first_lsn.store(first.get(), Ordering::Release);
         c.next_lsn.store(st.next_lsn.get(), Ordering::Release);
         c.active_first
@@ -720,8 +756,15 @@ impl Inner {
         if buf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = (&*st.file).write_all(buf) {
+        let end = st.active.size + buf.len() as u64;
+        if end > st.allocated {
+            self.preallocate(st, end);
+        }
+        if let Err(e) = write_at(&st.file, buf, st.active.size) {
             let err = Error::io(st.active.path.display(), e);
+            // Cut back to the records (the zeros ahead go too; the next append writes them
+            // again).
+            st.allocated = st.active.size;
             if let Err(e2) = st.file.set_len(st.active.size) {
                 st.poisoned = Some(format!("{err}, and cutting the partial write failed: {e2}"));
             }
@@ -739,12 +782,47 @@ impl Inner {
         Ok(())
     }
 
+    /// Writes zeros past the last record so that the active segment is at least `end` bytes
+    /// long, [`PREALLOCATE`] ahead when the segment size allows. Best effort: when it fails
+    /// (the disk full) the file is cut back to its records and the append writes past them,
+    /// growing the file as it would without preallocation.
+    fn preallocate(&self, st: &mut State, end: u64) {
+        let target = end.max((st.active.size + PREALLOCATE).min(self.config.segment_size));
+        let from = st.allocated.max(st.active.size);
+        match fill_zeros(&st.file, from, target) {
+            Ok(()) => st.allocated = target,
+            Err(e) => {
+                tracing::debug!(segment = %st.active.path.display(), error = %e,
+                    "WAL: could not write zeros ahead of the records");
+                if st.file.set_len(st.active.size).is_ok() {
+                    st.allocated = st.active.size;
+                }
+            }
+        }
+    }
+
+    /// Cuts the active segment's zeros written ahead of its last record, so that a sealed or
+    /// closed segment ends with its last record.
+    fn cut_preallocated(st: &mut State) -> Result<()> {
+        if st.allocated > st.active.size {
+            st.file
+                .set_len(st.active.size)
+                .map_err(|e| Error::io(st.active.path.display(), e))?;
+        }
+        st.allocated = st.active.size;
+        Ok(())
+    }
+
     /// Seals the active segment (fsync) and starts a new one at `st.next_lsn`.
     ///
     /// The old segment is fsynced *before* the new file exists, so after any crash every
     /// segment but the last is complete on disk. The new file and the directory entry are
     /// fsynced by the next sync.
     async fn roll(&self, st: &mut State) -> Result<()> {
+        if let Err(e) = Self::cut_preallocated(st) {
+            st.poisoned = Some(e.to_string());
+            return Err(e);
+        }
         let old = st.file.clone();
         let old_path = st.active.path.clone();
         let synced = blocking(move || {
@@ -777,6 +855,7 @@ impl Inner {
         let old = std::mem::replace(&mut st.active, new);
         st.sealed.push_back(old);
         st.file = Arc::new(file);
+        st.allocated = SEGMENT_HEADER_LEN as u64;
         st.dir_dirty = true;
         Ok(())
     }
@@ -828,6 +907,17 @@ impl Inner {
             })
             .await
     }
+}
+
+/// Writes zeros over `from..to` of `file`.
+fn fill_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64);
+        write_at(file, &ZEROS[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
 }
 
 /// Background task of [`WalDurability::Interval`]: fsyncs at least every `period` while

@@ -704,9 +704,13 @@ async fn a_read_only_open_never_modifies_the_log() {
     let cfg = config(1 << 20, WalDurability::Never);
     let (wal, _) = Wal::open(dir.path(), cfg.clone()).await.expect("open");
     let records = append_all(&wal, 0..6).await;
-    // A torn tail (half a record) that a writable open would cut.
+    // A torn tail (half a record) that a writable open would cut, right after the last
+    // record (the live writer's zeros ahead of it go; the last payload ends with a non-zero
+    // byte).
     let files = segment_files(dir.path());
     let mut bytes = std::fs::read(&files[0]).expect("read");
+    let records_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    bytes.truncate(records_end);
     bytes.extend_from_slice(&[7, 0, 0, 0, 1, 2]);
     std::fs::write(&files[0], &bytes).expect("write");
     let ro = WalConfig {
@@ -832,4 +836,128 @@ async fn a_removed_active_segment_is_reported() {
     let (wal, replay) = Wal::open(dir.path(), clean).await.expect("open");
     assert!(replay.damage().iter().all(|d| !d.needed));
     assert_eq!(wal.next_lsn(), Lsn(4));
+}
+
+/// Appends `n` records to a fresh log and drops it without closing (as a killed process
+/// leaves it): the active segment still holds the zeros written ahead of its records.
+/// Returns the segment, its bytes, the records and where they end.
+async fn killed_log(dir: &Path, n: u64) -> (PathBuf, Vec<u8>, Vec<(Lsn, Vec<u8>)>, usize) {
+    let (wal, _) = Wal::open(dir, config(4 << 20, WalDurability::Never))
+        .await
+        .expect("open");
+    let records = append_all(&wal, 1..n + 1).await;
+    drop(wal);
+    let files = segment_files(dir);
+    let bytes = std::fs::read(&files[0]).expect("read");
+    let end = SEGMENT_HEADER_LEN
+        + records
+            .iter()
+            .map(|(_, p)| RECORD_HEADER_LEN + p.len())
+            .sum::<usize>();
+    (files[0].clone(), bytes, records, end)
+}
+
+#[tokio::test]
+async fn appends_go_into_zeros_written_ahead_and_close_cuts_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(4 << 20, WalDurability::Always);
+    let (wal, _) = Wal::open(dir.path(), cfg.clone()).await.expect("open");
+    let records = append_all(&wal, 1..40).await;
+    let end = SEGMENT_HEADER_LEN
+        + records
+            .iter()
+            .map(|(_, p)| RECORD_HEADER_LEN + p.len())
+            .sum::<usize>();
+    let files = segment_files(dir.path());
+    let len = std::fs::metadata(&files[0]).expect("meta").len();
+    assert!(len >= (1 << 20), "{len} bytes: nothing written ahead");
+    let bytes = std::fs::read(&files[0]).expect("read");
+    assert!(
+        bytes[end..].iter().all(|&b| b == 0),
+        "ahead of the records: zeros"
+    );
+    assert_eq!(wal.size_on_disk(), disk_size(dir.path()));
+    wal.close().await.expect("close");
+    assert_eq!(
+        std::fs::metadata(&files[0]).expect("meta").len(),
+        end as u64,
+        "a closed segment ends with its last record"
+    );
+    let (wal, replay) = Wal::open(dir.path(), cfg).await.expect("reopen");
+    assert_eq!(collect(replay), records);
+    let more = append_all(&wal, 40..50).await;
+    wal.close().await.expect("close");
+    let (_wal, replay) = Wal::open(dir.path(), config(4 << 20, WalDurability::Always))
+        .await
+        .expect("reopen");
+    assert_eq!(collect(replay), [records, more].concat());
+}
+
+#[tokio::test]
+async fn a_killed_writer_leaves_zeros_that_open_cuts_and_appends_go_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, bytes, records, end) = killed_log(dir.path(), 30).await;
+    assert!(bytes.len() > end, "zeros written ahead");
+    let cfg = config(4 << 20, WalDurability::Always);
+    let (wal, replay) = Wal::open(dir.path(), cfg.clone())
+        .await
+        .expect("strict open");
+    assert!(replay.damage().is_empty(), "{:?}", replay.damage());
+    assert_eq!(collect(replay), records);
+    assert_eq!(std::fs::metadata(&path).expect("meta").len(), end as u64);
+    let more = append_all(&wal, 30..35).await;
+    wal.close().await.expect("close");
+    let (_wal, replay) = Wal::open(dir.path(), cfg).await.expect("reopen");
+    assert_eq!(collect(replay), [records, more].concat());
+}
+
+#[tokio::test]
+async fn a_write_killed_at_a_page_boundary_is_a_torn_tail_not_damage() {
+    for keep in [1usize, 2, 3] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, mut bytes, records, end) = killed_log(dir.path(), 20).await;
+        // The next record, 20 KB, of which a killed write(2) copied only the pages up to the
+        // `keep`-th page boundary after the record's start: zeros after it, as written ahead.
+        let next = Lsn(records.len() as u64 + 1);
+        let payload: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        let mut record = Vec::new();
+        assert!(tsdb_wal::format::encode_record(next, &payload, &mut record));
+        let cut = (end / 4096 + keep) * 4096;
+        assert!(cut < end + record.len());
+        let upto = cut - end;
+        if bytes.len() < end + record.len() {
+            bytes.resize(end + record.len(), 0);
+        }
+        bytes[end..cut].copy_from_slice(&record[..upto]);
+        std::fs::write(&path, &bytes).expect("write");
+        let (_wal, replay) = Wal::open(dir.path(), config(4 << 20, WalDurability::Always))
+            .await
+            .unwrap_or_else(|e| panic!("strict open after a write cut at a page ({keep}): {e}"));
+        assert!(replay.damage().is_empty(), "{:?}", replay.damage());
+        assert_eq!(collect(replay), records);
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), end as u64);
+    }
+}
+
+#[tokio::test]
+async fn a_complete_last_record_damaged_before_the_zeros_is_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, mut bytes, records, end) = killed_log(dir.path(), 20).await;
+    let last = records.last().expect("records");
+    assert!(!last.1.is_empty());
+    // A bit flip in the last record's payload; zeros follow it.
+    bytes[end - 1] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("write");
+    let err = Wal::open(dir.path(), config(4 << 20, WalDurability::Always))
+        .await
+        .expect_err("a damaged complete record is not a torn write");
+    assert!(
+        matches!(&err, Error::Corrupt { offset, .. } if *offset == (end - RECORD_HEADER_LEN - last.1.len()) as u64),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        bytes,
+        "strict open modifies nothing"
+    );
 }
