@@ -107,13 +107,19 @@ fn resolve(
 ) -> (Resolved, Vec<tsdb_formats::MetricMetadata>, u64) {
     let mut resolved = Resolved::default();
     resolved.known.reserve(scanned.samples.len());
-    for series in &scanned.series {
+    let with_samples: Vec<_> = scanned
+        .series
+        .iter()
+        .filter(|series| !series.samples.is_empty())
+        .collect();
+    let keys: Vec<_> = with_samples
+        .iter()
+        .map(|series| cache.key(&series.label_fields))
+        .collect();
+    let ids = cache.get_many(&keys);
+    for ((series, key), id) in with_samples.into_iter().zip(keys).zip(ids) {
         let samples = &scanned.samples[series.samples.clone()];
-        if samples.is_empty() {
-            continue;
-        }
-        let key = cache.key(&series.label_fields);
-        match cache.get(key) {
+        match id {
             Some(id) => resolved
                 .known
                 .extend(samples.iter().map(|&(t, v)| DataPoint::new(id, t, v))),

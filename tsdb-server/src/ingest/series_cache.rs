@@ -41,14 +41,55 @@ impl SeriesCache {
         self.keys.key(label_bytes)
     }
 
+    fn shard_of(key: SeriesKey) -> usize {
+        key.top_byte() as usize % SHARDS
+    }
+
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[shard].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn shard(&self, key: SeriesKey) -> std::sync::MutexGuard<'_, Shard> {
-        let shard = &self.shards[key.top_byte() as usize % SHARDS];
-        shard.lock().unwrap_or_else(|p| p.into_inner())
+        self.lock(Self::shard_of(key))
     }
 
     /// The series registered under `key`, if known.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: SeriesKey) -> Option<SeriesId> {
         self.shard(key).get(&key).copied()
+    }
+
+    /// The series registered under each of `keys`, if known, in their order: each shard is
+    /// locked once for all of its keys (a lock per key costs more than the lookup, and its
+    /// atomic operations keep the processor from overlapping the lookups' cache misses).
+    pub(crate) fn get_many(&self, keys: &[SeriesKey]) -> Vec<Option<SeriesId>> {
+        let mut found = vec![None; keys.len()];
+        // The keys' positions, grouped by shard (a counting sort).
+        let mut starts = [0u32; SHARDS + 1];
+        for &key in keys {
+            starts[Self::shard_of(key) + 1] += 1;
+        }
+        for s in 0..SHARDS {
+            starts[s + 1] += starts[s];
+        }
+        let mut next = starts;
+        let mut order = vec![0u32; keys.len()];
+        for (i, &key) in keys.iter().enumerate() {
+            let slot = &mut next[Self::shard_of(key)];
+            order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        for s in 0..SHARDS {
+            let positions = &order[starts[s] as usize..starts[s + 1] as usize];
+            if positions.is_empty() {
+                continue;
+            }
+            let shard = self.lock(s);
+            for &i in positions {
+                found[i as usize] = shard.get(&keys[i as usize]).copied();
+            }
+        }
+        found
     }
 
     /// Remembers `id` under `key`.
@@ -97,6 +138,12 @@ mod tests {
             cache.insert(k, SeriesId(i));
             assert_eq!(cache.get(k), Some(SeriesId(i)));
         }
+        let keys: Vec<SeriesKey> = (9_990..10_010u64)
+            .map(|i| cache.key(&i.to_le_bytes()))
+            .collect();
+        let one_by_one: Vec<Option<SeriesId>> = keys.iter().map(|&k| cache.get(k)).collect();
+        assert_eq!(cache.get_many(&keys), one_by_one);
+        assert!(one_by_one.iter().any(Option::is_some) && one_by_one.iter().any(Option::is_none));
         assert!(cache.len() <= 64 + SHARDS, "{} entries", cache.len());
         cache.clear();
         assert_eq!(cache.len(), 0);
