@@ -11,12 +11,34 @@ Only the standard library is used. Exits non-zero when an answer differs.
 
 import http.client
 import json
+import os
 import statistics
 import sys
 import time
 import urllib.parse
 
 REL_TOL = 1e-9
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid, limit_s):
+    """Waits until the process used under 2% of a core over a second (or `limit_s` passed);
+    returns the seconds waited."""
+    started = time.monotonic()
+    before = cpu_seconds(pid)
+    while time.monotonic() - started < limit_s:
+        time.sleep(1)
+        now = cpu_seconds(pid)
+        if now - before < 0.02:
+            break
+        before = now
+    return time.monotonic() - started
 
 
 def main():
@@ -66,6 +88,12 @@ def main():
     load_s = time.monotonic() - started
     print(f"VictoriaMetrics loaded {ours['points']} points in {load_s:.1f} s "
           f"(ours: {ours['load_s']:.1f} s incl. flush to chunks)", file=sys.stderr)
+    # VictoriaMetrics merges what it imported in the background: measure once it is done
+    # (its process idle), so that its merges slow neither its own queries nor our server's.
+    vm_pid = os.environ.get("VM_PID")
+    if vm_pid:
+        settled = wait_idle(int(vm_pid), limit_s=120)
+        print(f"VictoriaMetrics idle after {settled:.1f} s", file=sys.stderr)
 
     queries = {
         "Q1": ("/api/v1/query", lambda i: {
@@ -111,15 +139,23 @@ def main():
                            ours[name]["answer"])
             if diff:
                 failures.append(diff)
-            both = []
-            for g, extra in ((get_ours, {}), (get, {"nocache": 1})):
+            targets = ((get_ours, {}), (get, {"nocache": 1}))
+            for g, extra in targets:
                 for i in range(3):
                     g(path, dict(params(i), **extra))
-                lat = []
-                for i in range(runs):
+            # Interleaved, the order swapped every run, so that both see the same moments of
+            # this shared machine; Q1 (the HTTP floor) gets ten times the runs.
+            lats = ([], [])
+            for i in range(runs * (10 if name == "Q1" else 1)):
+                order = (0, 1) if i % 2 == 0 else (1, 0)
+                for k in order:
+                    g, extra = targets[k]
+                    p = dict(params(i), **extra)
                     t = time.perf_counter()
-                    g(path, dict(params(i), **extra))
-                    lat.append((time.perf_counter() - t) * 1e3)
+                    g(path, p)
+                    lats[k].append((time.perf_counter() - t) * 1e3)
+            both = []
+            for lat in lats:
                 lat.sort()
                 both.append((statistics.median(lat), lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))]))
             http_rows.append((name, both[0], both[1]))
