@@ -793,3 +793,38 @@ async fn admin_delete_series_and_snapshot() {
     assert_eq!(b[0].timestamps.len(), 10, "the deletion is in the snapshot");
     copy.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn large_answers_arrive_whole() {
+    // Two series of 10,001 steps: more samples than the server encodes on the query's task
+    // (20,000), so this one is encoded on a blocking thread.
+    let server = with_data(ServerOptions::default()).await;
+    let (status, body) = server
+        .get(&format!(
+            "/api/v1/query_range?query=m&start={}&end={}&step=0.06",
+            at(T0),
+            at(T0 + 600_000)
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let result = v["data"]["result"].as_array().expect("a matrix");
+    assert_eq!(result.len(), 2);
+    for series in result {
+        let scale = if series["metric"]["job"] == "a" {
+            1.0
+        } else {
+            0.5
+        };
+        let values = series["values"].as_array().expect("values");
+        assert_eq!(values.len(), 10_001);
+        for (k, point) in values.iter().enumerate() {
+            let t_ms = T0 + k as i64 * 60;
+            assert_eq!(point[0].as_f64(), Some(t_ms as f64 / 1000.0), "step {k}");
+            let want = scale * ((t_ms - T0) / 15_000) as f64;
+            let got: f64 = point[1].as_str().expect("text").parse().expect("number");
+            assert_eq!(got, want, "step {k}");
+        }
+    }
+    server.stop().await;
+}
