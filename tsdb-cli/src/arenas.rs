@@ -1,5 +1,5 @@
-//! The C allocator: its arenas, one per core, large blocks mapped on their own, and its free
-//! pages given back between phases.
+//! The C allocator: its arenas, one per core plus the main thread's, large blocks mapped on
+//! their own, and its free pages given back between phases.
 //!
 //! glibc's `malloc` lets threads spread over up to eight arenas per core, and memory freed
 //! into an arena serves only the threads allocating from it. An import allocates parsed labels
@@ -7,6 +7,14 @@
 //! on one side sat idle while the other grew. Measured on 2 cores, a million new series
 //! imported in about 7.8 s either way: peak resident memory 524-536 MB with glibc's default,
 //! 455 MB with two arenas (one arena: 454 MB, but 9.7 s).
+//!
+//! But glibc ties each thread to one arena for good, and the main thread has its own: with
+//! as many arenas as cores, a runtime worker could share one with the other worker, and every
+//! allocation of a query decoding on both took that arena's lock in turn. Seen in the server:
+//! cold Q2 over HTTP 21.6 ms (Q3 57 ms) in one run, against 8.4-8.6 ms (Q3 39 ms) with one
+//! arena more or eight a core, in process 7.9 ms; whether it happened depended on the order
+//! the threads first allocated. One arena more than the cores gives the main thread and each
+//! worker its own: the million new series imported peaked at 242 MB against 238 with two.
 //!
 //! glibc also raises its threshold for mapping a block on its own (from 128 KiB up to
 //! 32 MiB) each time it frees such a block, so that once the index's large tables have grown
@@ -23,7 +31,7 @@
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MMAP_THRESHOLD: libc::c_int = 256 << 10;
 
-/// Limits glibc's arenas to the number of cores and fixes its threshold for mapping large
+/// Limits glibc's arenas to the number of cores plus one and fixes its threshold for mapping large
 /// blocks, unless the environment chose. Call first thing in `main`, before any other thread
 /// exists.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -35,7 +43,7 @@ pub(crate) fn configure() {
     };
     if !chosen("MALLOC_ARENA_MAX", "arena_max") {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+        let arenas = libc::c_int::try_from(cores.saturating_add(1)).unwrap_or(libc::c_int::MAX);
         // SAFETY: `mallopt` only sets one of malloc's tuning parameters (it takes malloc's
         // own lock); it is called before any other thread exists, with a valid parameter.
         unsafe {
